@@ -1,0 +1,217 @@
+"""Audio I/O: the one place for the audio layout, reading, resampling and atomic writing.
+
+Layout everywhere in fxmix: numpy ``(channels, samples)`` float32, 1 or 2 channels on input, always 2 after
+:func:`read_audio` / :func:`as_stereo`. Inputs at any sample rate are resampled (soxr, high quality) to the
+processing rate; outputs can be resampled back with :func:`resample`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .constants import SAMPLE_RATE
+from .errors import AudioInputError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
+
+
+@dataclass(frozen=True)
+class LoadedAudio:
+    """Audio read from a file. ``audio`` is (2, n) float32 at ``sample_rate``."""
+
+    audio: np.ndarray
+    sample_rate: int
+    source_rate: int
+    source_channels: int
+    subtype: str
+    path: Path
+
+
+def check_audio(x: np.ndarray, where: str = "audio", *, allow_mono: bool = True) -> np.ndarray:
+    """Validate an audio array and return it as (2, n) float32.
+
+    Args:
+        x: (channels, samples) or (samples,) array.
+        where: what to name in error messages (a file path, a track name).
+        allow_mono: accept 1 channel (duplicated to 2).
+
+    Raises:
+        AudioInputError: wrong rank, more than 2 channels, no samples, NaN or inf.
+    """
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise AudioInputError(f"{where}: expected (channels, samples) audio, got an array of shape {x.shape}")
+    if x.shape[0] > 2 and x.shape[1] <= 2:
+        raise AudioInputError(
+            f"{where}: got shape {x.shape}; fxmix expects (channels, samples), transpose the array first"
+        )
+    if x.shape[0] > 2:
+        raise AudioInputError(
+            f"{where}: {x.shape[0]} channels; fxmix takes mono or stereo stems, split or downmix it first"
+        )
+    if x.shape[1] == 0:
+        raise AudioInputError(f"{where}: no samples; give a file with at least one sample")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise AudioInputError(f"{where}: {bad} NaN/inf samples; repair or re-export the file")
+    if x.shape[0] == 1:
+        if not allow_mono:
+            raise AudioInputError(f"{where}: mono audio where stereo is required")
+        x = np.repeat(x, 2, axis=0)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def as_stereo(x: np.ndarray, where: str = "audio") -> np.ndarray:
+    """Alias of :func:`check_audio`: validated (2, n) float32."""
+    return check_audio(x, where)
+
+
+def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample (channels, n) audio with soxr (VHQ). Returns float32; a no-op when the rates match."""
+    if int(from_rate) == int(to_rate):
+        return np.ascontiguousarray(x, dtype=np.float32)
+    y = soxr.resample(np.ascontiguousarray(x.T, dtype=np.float32), int(from_rate), int(to_rate), quality="VHQ")
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.shape[0] == 0:  # a 1-sample input can resample to nothing; keep one sample
+        y = np.zeros((1, x.shape[0]), np.float32) + x[:, :1].T
+    return np.ascontiguousarray(y.T)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE) -> LoadedAudio:
+    """Read WAV (16/24/32-bit int, float), FLAC, OGG (anything libsndfile reads) as stereo float32.
+
+    Args:
+        path: the file.
+        sample_rate: resample to this rate (Hz); ``None`` keeps the file's rate.
+
+    Raises:
+        AudioInputError: missing or unreadable file, > 2 channels, no samples, NaN/inf samples.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioInputError(f"{path}: file not found; check the path")
+    try:
+        info = sf.info(str(path))
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError/TypeError on bad files
+        raise AudioInputError(
+            f"{path}: cannot read audio ({exc}); convert it to WAV or FLAC (e.g. with ffmpeg or sox)"
+        ) from exc
+    audio = check_audio(data.T, str(path))
+    target = int(sample_rate) if sample_rate else int(rate)
+    audio = resample(audio, int(rate), target)
+    return LoadedAudio(audio, target, int(rate), int(info.channels), str(info.subtype), path)
+
+
+def _protected_paths(protect: Iterable[str | os.PathLike]) -> set[Path]:
+    return {Path(p).resolve() for p in protect}
+
+
+def write_audio(
+    path: str | os.PathLike,
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    subtype: str | None = None,
+    protect: Iterable[str | os.PathLike] = (),
+) -> Path:
+    """Write (channels, n) audio atomically (temp file in the same folder + ``os.replace``).
+
+    Args:
+        path: destination (.wav, .flac or .ogg); folders are created.
+        audio: (channels, n) float array; checked for NaN/inf.
+        sample_rate: Hz.
+        subtype: soundfile subtype; default FLOAT for WAV, PCM_24 for FLAC.
+        protect: input files that must never be overwritten.
+
+    Raises:
+        AudioInputError: the destination is one of the protected inputs, or the audio is invalid.
+    """
+    path = Path(path)
+    if path.resolve() in _protected_paths(protect):
+        raise AudioInputError(f"{path}: refusing to overwrite an input file; choose another output path")
+    audio = check_audio(audio, f"output {path}")
+    ext = path.suffix.lower()
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(ext)
+    if fmt is None:
+        raise AudioInputError(f"{path}: unsupported output format {ext!r}; use .wav, .flac or .ogg")
+    if subtype is None:
+        subtype = {"WAV": "FLOAT", "FLAC": "PCM_24", "OGG": "VORBIS"}[fmt]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=ext + ".part", dir=path.parent)
+    os.close(fd)
+    try:
+        data = audio.T
+        if subtype.startswith("PCM") or fmt == "OGG":
+            data = np.clip(data, -1.0, 1.0)
+        sf.write(tmp, data, int(sample_rate), subtype=subtype, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically (same contract as :func:`write_audio`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def pad_to_length(x: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad (or cut) (channels, m) audio to n samples."""
+    if x.shape[-1] == n:
+        return x
+    if x.shape[-1] > n:
+        return x[..., :n]
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
+
+
+def align_lengths(stems: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Zero-pad all stems to the longest one. Returns the stems and one message per padded stem."""
+    if not stems:
+        return {}, []
+    n = max(x.shape[-1] for x in stems.values())
+    notes = [
+        f"{name}: {x.shape[-1]} samples, zero-padded to {n}" for name, x in stems.items() if x.shape[-1] != n
+    ]
+    return {name: pad_to_length(x, n) for name, x in stems.items()}, notes
+
+
+def peak_db(x: np.ndarray) -> float:
+    """Sample peak in dBFS (-inf for silence)."""
+    p = float(np.max(np.abs(x))) if x.size else 0.0
+    return 20.0 * np.log10(p) if p > 0 else float("-inf")
+
+
+def db_to_gain(db: float | np.ndarray) -> float | np.ndarray:
+    return 10.0 ** (np.asarray(db) / 20.0) if isinstance(db, np.ndarray) else 10.0 ** (db / 20.0)
+
+
+def gain_to_db(g: float | np.ndarray, floor_db: float = -200.0):
+    g = np.maximum(np.abs(np.asarray(g, dtype=np.float64)), 10.0 ** (floor_db / 20.0))
+    out = 20.0 * np.log10(g)
+    return float(out) if out.ndim == 0 else out

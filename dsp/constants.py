@@ -1,0 +1,63 @@
+"""The one place for fxmix's DSP constants.
+
+Stem *classes* used by default live here too, but a profile file carries its own class list and that
+list wins wherever a profile is loaded.
+"""
+
+#: Processing sample rate (Hz). Inputs at other rates are resampled to it and back (soxr).
+SAMPLE_RATE = 44100
+
+#: Default stem classes, in the order the networks expect them (reference order: vocals, bass, drums, other
+#: for its 8-channel input; we keep one order everywhere, this one).
+CLASSES = ("vocals", "drums", "bass", "other")
+
+#: A stem whose peak is below this level (dBFS) counts as silent: it is passed through and skipped
+#: when averaging dataset features (reference: MIN_DB = -50).
+SILENCE_PEAK_DB = -50.0
+
+#: Loudness reference for spectrum features: stems are measured as if normalized to this level (LUFS).
+SPECTRUM_REF_LUFS = -30.0
+
+#: Analysis STFT for long-term spectrum and panning features. 4096/2048 at 44.1 kHz gives 10.8 Hz bins,
+#: enough for the 1/6-octave band grid below 40 Hz..20 kHz while keeping the transient smearing low.
+ANALYSIS_FFT = 4096
+ANALYSIS_HOP = 2048
+
+#: Log-frequency band grid (centre frequencies) for spectrum/panning features: 1/6 octave from 31.25 Hz
+#: to 16 kHz (55 bands). Per-band power is averaged, then converted to dB.
+BAND_FMIN_HZ = 31.25
+BAND_FMAX_HZ = 16000.0
+BANDS_PER_OCTAVE = 6
+
+#: Onset-peak dynamics feature: stems are peak-normalized to this level before measuring (reference: -10 dBFS).
+DYNAMICS_PEAK_NORM_DB = -10.0
+#: Keep onset peaks above this percentile (reference: 75).
+DYNAMICS_PERCENTILE = 75.0
+
+#: Loudness stage: true-peak ceiling (dBTP).
+TRUE_PEAK_CEILING_DB = -1.0
+
+#: EQ stage: max boost/cut (dB) and FIR length (taps, odd; linear phase).
+EQ_MAX_GAIN_DB = 24.0
+EQ_FIR_TAPS = 4097
+
+#: Compression stage: per-class attack/release (ms) and start ratio (reference values), max ratio,
+#: threshold search range (dB re the peak-normalized level).
+COMPRESSOR_SETTINGS = {
+    "vocals": {"attack_ms": 7.5, "release_ms": 400.0, "ratio": 4.0},
+    "drums": {"attack_ms": 10.0, "release_ms": 180.0, "ratio": 6.0},
+    "bass": {"attack_ms": 10.0, "release_ms": 500.0, "ratio": 5.0},
+    "other": {"attack_ms": 15.0, "release_ms": 666.0, "ratio": 4.0},
+}
+COMPRESSOR_DEFAULT = {"attack_ms": 10.0, "release_ms": 300.0, "ratio": 4.0}
+COMPRESSOR_MAX_RATIO = 20.0
+COMPRESSOR_MIN_THRESHOLD_DB = -40.0
+
+#: Panning stage: bins above this frequency are left alone (reference: 16 kHz, drums 6 kHz).
+PAN_CUTOFF_HZ = {"drums": 6000.0}
+PAN_CUTOFF_DEFAULT_HZ = 16000.0
+PAN_FFT = 2048
+PAN_HOP = 512
+
+#: Reverb augmentation send band limits (Hz): low shelf ~U[500,700], high shelf ~U[7000,10000], -30 dB.
+REVERB_CLASSES = ("vocals", "other")

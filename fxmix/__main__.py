@@ -1,0 +1,5 @@
+import sys
+
+from fxmix.cli import main
+
+sys.exit(main())

@@ -1,0 +1,85 @@
+"""`fxmix` command-line entry point: a table of verbs, each a thin ``main(argv) -> int`` in its package.
+
+Modules are imported lazily so `fxmix --help` and light verbs start fast and a verb whose optional
+dependency is missing fails alone, with its own message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+# verb -> (module:function, one-line help). Each function takes argv (list[str]) and returns an exit code.
+VERBS: dict[str, tuple[str, str]] = {
+    "demo": ("fxmix.host_bridge.commands:demo_main", "mix the bundled demo multitrack (README's main job)"),
+    "mix": ("fxmix.host_bridge.commands:mix_main", "automix a folder of stems into a stereo mix"),
+    "normalize": ("fxmix.host_bridge.commands:normalize_main", "effect-normalize stems, write params.json"),
+    "profile": ("fxmix.host_bridge.commands:profile_main", "compute / merge / inspect per-class profiles"),
+    "data": ("fxmix.training.cli:data_main", "synthetic wet corpus (synth) and dataset statistics (stats)"),
+    "train": ("fxmix.training.cli:train_main", "train a mixing network from a TOML config"),
+    "eval": ("fxmix.training.cli:eval_main", "evaluate models and baselines on a dataset split"),
+    "export": ("fxmix.model.cli:export_main", "export a checkpoint to TorchScript / ONNX + model card"),
+    "serve": ("fxmix.host_bridge.cli_serve:serve_main", "real-time OSC server for DAW sessions"),
+    "client": ("fxmix.host_bridge.cli_serve:client_main", "stream WAV stems to an fxmix server"),
+    "reaper": ("fxmix.host_bridge.cli_reaper:reaper_main", "inspect / render Reaper .RPP projects"),
+    "preset": ("fxmix.plugin_presets.cli:preset_main", "factory presets and export of mix decisions"),
+    "bench": ("fxmix.cli:bench_main", "benchmarks: normalize, synth, model, stream, bridge, reaper"),
+}
+
+BENCHES: dict[str, str] = {
+    "normalize": "fxmix.dsp.bench:bench_normalize_main",
+    "synth": "fxmix.training.cli:bench_synth_main",
+    "model": "fxmix.model.cli:bench_model_main",
+    "stream": "fxmix.dsp.bench:bench_stream_main",
+    "bridge": "fxmix.host_bridge.cli_serve:bench_bridge_main",
+    "reaper": "fxmix.host_bridge.cli_reaper:bench_reaper_main",
+}
+
+
+def _load(target: str):
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _usage() -> str:
+    lines = ["usage: fxmix <verb> [options]   (fxmix <verb> --help for each verb)", "", "verbs:"]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in VERBS.items()]
+    return "\n".join(lines)
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHES:
+        print("usage: fxmix bench {" + ",".join(BENCHES) + "} [options]")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return int(_load(BENCHES[argv[0]])(argv[1:]) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``fxmix <verb> ...``. Typed fxmix errors print one clear line and exit 1."""
+    from fxmix.dsp.errors import FxmixError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from fxmix import __version__
+
+        print(f"fxmix {__version__}")
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"fxmix: unknown verb {verb!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="fxmix: %(message)s")
+    try:
+        return int(_load(VERBS[verb][0])(rest) or 0)
+    except FxmixError as exc:
+        print(f"fxmix {verb}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
