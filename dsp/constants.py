@@ -18,10 +18,10 @@ SILENCE_PEAK_DB = -50.0
 #: Loudness reference for spectrum features: stems are measured as if normalized to this level (LUFS).
 SPECTRUM_REF_LUFS = -30.0
 
-#: Analysis STFT for long-term spectrum and panning features. 4096/2048 at 44.1 kHz gives 10.8 Hz bins,
-#: enough for the 1/6-octave band grid below 40 Hz..20 kHz while keeping the transient smearing low.
-ANALYSIS_FFT = 4096
-ANALYSIS_HOP = 2048
+#: Analysis STFT for long-term spectrum and panning features. 16384/8192 at 44.1 kHz gives 2.7 Hz bins,
+#: enough to resolve the 1/6-octave bands down to 31 Hz (a long-term average needs no time resolution).
+ANALYSIS_FFT = 16384
+ANALYSIS_HOP = 8192
 
 #: Log-frequency band grid (centre frequencies) for spectrum/panning features: 1/6 octave from 31.25 Hz
 #: to 16 kHz (55 bands). Per-band power is averaged, then converted to dB.
@@ -39,7 +39,7 @@ TRUE_PEAK_CEILING_DB = -1.0
 
 #: EQ stage: max boost/cut (dB) and FIR length (taps, odd; linear phase).
 EQ_MAX_GAIN_DB = 24.0
-EQ_FIR_TAPS = 4097
+EQ_FIR_TAPS = 8193
 
 #: Compression stage: per-class attack/release (ms) and start ratio (reference values), max ratio,
 #: threshold search range (dB re the peak-normalized level).
@@ -61,3 +61,8 @@ PAN_HOP = 512
 
 #: Reverb augmentation send band limits (Hz): low shelf ~U[500,700], high shelf ~U[7000,10000], -30 dB.
 REVERB_CLASSES = ("vocals", "other")
+
+#: Onset detection for the dynamics feature: spectral flux on FFT/hop frames of the mono sum.
+ONSET_FFT = 1024
+ONSET_HOP = 256
+ONSET_MIN_GAP_S = 0.05

@@ -1,0 +1,178 @@
+"""The effect-normalization chain: ordered stages, on/off switches, and the parameters each stage applied.
+
+Default order (reference): reverb -> eq -> compression -> panning -> loudness; reverb is a training
+augmentation and off unless asked for. Every stage is a pure ``plan`` (measure + decide, returns typed params)
+and a pure ``apply(audio, sample_rate, params)``; :func:`apply_params` replays recorded params, which is how
+presets, the streaming normalizer and exports reproduce a decision.
+
+streaming-safe: no (whole-stem planning); see ``fxmix.dsp.streaming``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import constants as C
+from .audio import check_audio
+from .errors import ConfigError
+from .features import integrated_loudness, is_silent, stft_power
+from .params import PARAM_TYPES
+from .profile import Profile
+from .stages import compression, eq, loudness, panning, reverb
+
+log = logging.getLogger("fxmix.dsp")
+
+ALL_STAGES = ("reverb", "eq", "compression", "panning", "loudness")
+DEFAULT_STAGES = ("eq", "compression", "panning", "loudness")
+
+_APPLY = {
+    "reverb": reverb.apply,
+    "eq": eq.apply,
+    "compression": compression.apply,
+    "panning": panning.apply,
+    "loudness": loudness.apply,
+}
+
+
+@dataclass
+class StemResult:
+    """A normalized stem, the params each stage applied (in order) and notes (limits reached, warnings)."""
+
+    audio: np.ndarray
+    params: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    silent: bool = False
+
+    def params_dict(self) -> dict:
+        return {name: (p.to_dict() if p is not None else None) for name, p in self.params.items()}
+
+
+def check_stages(stages: Sequence[str]) -> tuple[str, ...]:
+    unknown = [s for s in stages if s not in ALL_STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(ALL_STAGES)}")
+    return tuple(s for s in ALL_STAGES if s in stages)  # canonical order
+
+
+def normalize_stem(
+    audio: np.ndarray,
+    sample_rate: int,
+    class_name: str,
+    profile: Profile,
+    *,
+    stages: Sequence[str] = DEFAULT_STAGES,
+    rng: np.random.Generator | None = None,
+    reverb_options: Mapping | None = None,
+    where: str | None = None,
+) -> StemResult:
+    """Effect-normalize one stereo stem of class ``class_name`` to ``profile``'s targets.
+
+    Args:
+        audio: (2, n) or (n,) float audio at ``sample_rate`` (mono is duplicated).
+        sample_rate: Hz; the profile's band grid is in Hz, so any rate works, 44.1 kHz is the reference.
+        class_name: one of ``profile.classes``.
+        profile: per-class targets; stages whose target the profile lacks are skipped with a note.
+        stages: subset of :data:`ALL_STAGES`, applied in canonical order.
+        rng: randomness for the reverb augmentation (required when "reverb" is in ``stages``).
+        reverb_options: ``ir_dir``, ``p_reverb``, ``p_eq`` for :func:`fxmix.dsp.stages.reverb.draw`.
+        where: name for messages (a file or track).
+    """
+    where = where or class_name
+    x = check_audio(audio, where)
+    stages = check_stages(stages)
+    targets = profile.targets_for(class_name)
+    result = StemResult(x)
+    if is_silent(x):
+        result.silent = True
+        result.notes.append(f"{where}: silent (peak < {C.SILENCE_PEAK_DB:.0f} dBFS), passed through")
+        log.warning(result.notes[-1])
+        return result
+    for stage in stages:
+        if stage == "reverb":
+            if rng is None:
+                raise ConfigError("the reverb stage needs an rng (pass seed=... or rng=...)")
+            p = reverb.draw(rng, **dict(reverb_options or {}))
+        elif stage == "eq":
+            if targets.spectrum_db is None:
+                result.notes.append(f"{where}: profile has no EQ target, eq skipped")
+                continue
+            p = eq.plan(x, sample_rate, targets.spectrum_db)
+        elif stage == "compression":
+            if targets.onset_peak_mean_db is None:
+                result.notes.append(f"{where}: profile has no compression target, compression skipped")
+                continue
+            rep = compression.plan(
+                x, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name
+            )
+            p = rep.params
+            if rep.note and not rep.in_band:
+                result.notes.append(f"{where}: compression: {rep.note}")
+        elif stage == "panning":
+            if targets.phi is None:
+                result.notes.append(f"{where}: profile has no panning target, panning skipped")
+                continue
+            p = panning.plan(x, sample_rate, targets.phi, class_name, power=stft_power(x))
+        else:
+            if targets.loudness_lufs is None:
+                result.notes.append(f"{where}: profile has no loudness target, loudness skipped")
+                continue
+            p = loudness.plan(x, sample_rate, targets.loudness_lufs, loudness_lufs=integrated_loudness(x, sample_rate))
+            if abs(p.missed_lu) > 0.1:
+                result.notes.append(
+                    f"{where}: loudness target missed by {p.missed_lu:.2f} LU to hold the "
+                    f"{C.TRUE_PEAK_CEILING_DB:.0f} dBTP ceiling"
+                )
+        x = _APPLY[stage](x, sample_rate, p)
+        result.params[stage] = p
+    result.audio = x
+    return result
+
+
+def apply_params(audio: np.ndarray, sample_rate: int, params: Mapping[str, object]) -> np.ndarray:
+    """Replay recorded stage params (objects or their dicts) on a stem, in canonical stage order."""
+    x = check_audio(audio)
+    for stage in ALL_STAGES:
+        if stage not in params or params[stage] is None:
+            continue
+        p = params[stage]
+        if isinstance(p, dict):
+            p = PARAM_TYPES[stage].from_dict(p)
+        x = _APPLY[stage](x, sample_rate, p)
+    return x
+
+
+def normalize_stems(
+    stems: Mapping[str, np.ndarray],
+    sample_rate: int,
+    profile: Profile,
+    *,
+    stages: Sequence[str] = DEFAULT_STAGES,
+    seed: int | None = 0,
+    reverb_options: Mapping | None = None,
+    workers: int = 2,
+) -> dict[str, StemResult]:
+    """Normalize a dict class -> (2, n) stem; stems run in parallel threads (the DSP releases the GIL).
+
+    Each stem gets its own child generator of ``seed`` so results do not depend on ``workers``.
+    """
+    names = list(stems)
+    seeds = np.random.SeedSequence(seed).spawn(len(names)) if seed is not None else [None] * len(names)
+
+    def one(i: int) -> StemResult:
+        rng = np.random.default_rng(seeds[i]) if seeds[i] is not None else None
+        return normalize_stem(
+            stems[names[i]], sample_rate, names[i], profile,
+            stages=stages, rng=rng, reverb_options=reverb_options,
+        )
+
+    if workers <= 1 or len(names) <= 1:
+        results = [one(i) for i in range(len(names))]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(one, range(len(names))))
+    return dict(zip(names, results))

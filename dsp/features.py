@@ -1,0 +1,220 @@
+"""Effect-related features of a stereo stem: loudness, long-term spectrum, spectral panning, onset-peak dynamics.
+
+Each measure is a pure function ``measure_*(audio, sample_rate) -> frozen dataclass``; :func:`measure` takes
+them all from one STFT. Dataset averages go through :func:`mean_features` (in dB for spectra, i.e. geometric
+means). Differences from the reference (fxnorm-spec.md §1.3) are noted per function.
+
+streaming-safe: no (whole-stem statistics; see ``fxmix.dsp.streaming`` for the running versions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyloudnorm
+import scipy.fft
+from scipy.ndimage import maximum_filter1d, median_filter
+
+from . import constants as C
+from .audio import peak_db
+from .bands import band_centers_hz, band_weights
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class StemFeatures:
+    """Features of one stereo stem. Spectra and φ are on :func:`fxmix.dsp.bands.band_centers_hz`."""
+
+    loudness_lufs: float
+    spectrum_db: np.ndarray = field(repr=False)  # band power in dB as if loudness-normalized to -30 LUFS
+    phi: np.ndarray = field(repr=False)  # per-band stereo similarity φ in [0, 1] (1 = equal level L/R)
+    onset_peak_mean_db: float  # mean onset peak (dB re a -10 dBFS peak-normalized stem)
+    onset_peak_std_db: float
+    silent: bool = False
+
+    @property
+    def mean_phi(self) -> float:
+        return float(np.mean(self.phi))
+
+
+# ---------------------------------------------------------------- loudness
+
+
+def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
+    """BS.1770-4 integrated loudness (LUFS) with pyloudnorm; -inf for silence or < 400 ms of audio.
+
+    Short inputs are measured over a zero-padded 400 ms block (BS.1770 needs one gating block).
+    """
+    x = np.asarray(audio, dtype=np.float64).T
+    min_len = int(0.4 * sample_rate) + 1
+    if x.shape[0] < min_len:
+        x = np.pad(x, ((0, min_len - x.shape[0]), (0, 0)))
+    if not np.any(x):
+        return float("-inf")
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(x))
+
+
+# ---------------------------------------------------------------- STFT helpers
+
+
+def frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """(channels, n) -> (channels, n_frames, n_fft) frames; zero-padded so every sample is covered once."""
+    n = x.shape[-1]
+    n_frames = max(1, int(np.ceil(max(n - n_fft, 0) / hop)) + 1)
+    total = (n_frames - 1) * hop + n_fft
+    if total > n:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, total - n)])
+    shape = x.shape[:-1] + (n_frames, n_fft)
+    strides = x.strides[:-1] + (x.strides[-1] * hop, x.strides[-1])
+    return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+
+
+def stft_power(audio: np.ndarray, n_fft: int = C.ANALYSIS_FFT, hop: int = C.ANALYSIS_HOP) -> np.ndarray:
+    """|STFT|^2 with a periodic Hann window: (channels, n_frames, n_fft//2+1), float32."""
+    win = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    spec = scipy.fft.rfft(frames(np.ascontiguousarray(audio, np.float32), n_fft, hop) * win, axis=-1, workers=-1)
+    return (spec.real**2 + spec.imag**2).astype(np.float32)
+
+
+# ---------------------------------------------------------------- spectrum and panning
+
+
+def spectrum_from_power(power: np.ndarray, sample_rate: int, n_fft: int, loudness_lufs: float) -> np.ndarray:
+    """Long-term band spectrum (dB) from STFT power, level-referenced to SPECTRUM_REF_LUFS.
+
+    Reference: mean |STFT| per linear bin of the stem normalized to -30 LUFS. Here: mean *power* over frames
+    and channels per 1/6-octave band (power averaging is what loudness and EQ act on), then dB; the -30 LUFS
+    normalization is a dB offset, so no second pass over the audio is needed.
+    """
+    mean_power = power.reshape(-1, power.shape[-1]).mean(axis=0)
+    bands = band_weights(n_fft, sample_rate) @ mean_power
+    offset = (C.SPECTRUM_REF_LUFS - loudness_lufs) if np.isfinite(loudness_lufs) else 0.0
+    return 10.0 * np.log10(bands + _EPS) + offset
+
+
+def phi_from_power(power: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
+    """Per-band stereo similarity φ = 2|L||R| / (|L|^2 + |R|^2), energy-weighted over frames and bins.
+
+    Reference: φ per linear bin averaged over frames with equal weight, so silent frames (φ of noise) count as
+    much as the music. Energy weighting measures the panning of what is heard.
+    """
+    pl, pr = power[0], power[1]
+    energy = pl + pr
+    phi = 2.0 * np.sqrt(pl * pr) / (energy + _EPS)
+    w = band_weights(n_fft, sample_rate)
+    num = w @ (phi * energy).sum(axis=0)
+    den = w @ energy.sum(axis=0)
+    return np.where(den > _EPS, num / np.maximum(den, _EPS), 1.0)
+
+
+def measure_spectrum(audio: np.ndarray, sample_rate: int, loudness_lufs: float | None = None) -> np.ndarray:
+    if loudness_lufs is None:
+        loudness_lufs = integrated_loudness(audio, sample_rate)
+    return spectrum_from_power(stft_power(audio), sample_rate, C.ANALYSIS_FFT, loudness_lufs)
+
+
+def measure_phi(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    return phi_from_power(stft_power(audio), sample_rate, C.ANALYSIS_FFT)
+
+
+# ---------------------------------------------------------------- onset-peak dynamics
+
+
+def onset_boundaries(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Onset sample positions (sorted, starting with 0) by half-wave-rectified log spectral flux.
+
+    Reference: aubio 'hfc' with buffer = hop = 1024 (no overlap). Here 1024/256 frames (75 % overlap),
+    an adaptive threshold (moving median + 0.1 of the flux range) and a 50 ms minimum gap.
+    """
+    mono = audio.mean(axis=0)
+    if mono.shape[0] < C.ONSET_FFT:
+        return np.array([0], dtype=np.int64)
+    win = np.hanning(C.ONSET_FFT + 1)[:-1].astype(np.float32)
+    mag = np.abs(scipy.fft.rfft(frames(mono[None], C.ONSET_FFT, C.ONSET_HOP)[0] * win, axis=-1, workers=-1))
+    logmag = np.log1p(100.0 * mag)
+    flux = np.maximum(np.diff(logmag, axis=0), 0.0).sum(axis=1)
+    flux = np.concatenate([[0.0], flux])
+    if flux.max() <= 0:
+        return np.array([0], dtype=np.int64)
+    flux /= flux.max()
+    gap = max(1, int(C.ONSET_MIN_GAP_S * sample_rate / C.ONSET_HOP))
+    thresh = median_filter(flux, size=2 * gap * 4 + 1, mode="nearest") + 0.1
+    local_max = maximum_filter1d(flux, size=2 * gap + 1, mode="nearest") == flux
+    idx = np.flatnonzero(local_max & (flux > thresh))
+    # enforce the minimum gap after plateaus
+    keep: list[int] = []
+    for i in idx:
+        if not keep or i - keep[-1] >= gap:
+            keep.append(int(i))
+    pos = np.asarray(keep, dtype=np.int64) * C.ONSET_HOP
+    return np.unique(np.concatenate([[0], pos[pos < mono.shape[0]]]))
+
+
+def onset_peak_stats(audio: np.ndarray, boundaries: np.ndarray) -> tuple[float, float]:
+    """(mean, std) in dB of the largest |x| (both channels, linked) per inter-onset segment, top quartile.
+
+    The caller peak-normalizes first (see :func:`measure_dynamics`). Percentile over all segments, then
+    mean/std of those above it (reference: 75th percentile, per channel then averaged).
+    """
+    env = np.max(np.abs(audio), axis=0)
+    peaks = np.maximum.reduceat(env, boundaries)
+    peaks_db = 20.0 * np.log10(np.maximum(peaks, 1e-6))
+    sel = peaks_db[peaks_db > np.percentile(peaks_db, C.DYNAMICS_PERCENTILE)]
+    if sel.size == 0:
+        sel = peaks_db
+    return float(sel.mean()), float(sel.std())
+
+
+def peak_normalize(audio: np.ndarray, level_db: float = C.DYNAMICS_PEAK_NORM_DB) -> tuple[np.ndarray, float]:
+    """Scale to a sample peak of ``level_db``; returns (audio, gain_db). Silence is returned unchanged."""
+    p = peak_db(audio)
+    if not np.isfinite(p):
+        return audio, 0.0
+    g = level_db - p
+    return (audio * np.float32(10 ** (g / 20))).astype(np.float32), float(g)
+
+
+def measure_dynamics(audio: np.ndarray, sample_rate: int, boundaries: np.ndarray | None = None):
+    """(mean, std) onset-peak dB of the stem peak-normalized to -10 dBFS."""
+    x, _ = peak_normalize(audio)
+    if boundaries is None:
+        boundaries = onset_boundaries(x, sample_rate)
+    return onset_peak_stats(x, boundaries)
+
+
+# ---------------------------------------------------------------- all at once
+
+
+def is_silent(audio: np.ndarray) -> bool:
+    return peak_db(audio) < C.SILENCE_PEAK_DB
+
+
+def measure(audio: np.ndarray, sample_rate: int) -> StemFeatures:
+    """All features of a (2, n) stem from one analysis STFT. Silent stems give ``silent=True`` (and NaNs)."""
+    n_bands = band_centers_hz().size
+    if is_silent(audio):
+        nan = np.full(n_bands, np.nan)
+        return StemFeatures(float("-inf"), nan, nan, float("nan"), float("nan"), silent=True)
+    lufs = integrated_loudness(audio, sample_rate)
+    power = stft_power(audio)
+    spec = spectrum_from_power(power, sample_rate, C.ANALYSIS_FFT, lufs)
+    phi = phi_from_power(power, sample_rate, C.ANALYSIS_FFT)
+    mean_db, std_db = measure_dynamics(audio, sample_rate)
+    return StemFeatures(lufs, spec, phi, mean_db, std_db)
+
+
+def mean_features(items: Sequence[StemFeatures]) -> StemFeatures:
+    """Dataset average of non-silent stems: arithmetic mean of LUFS, dB spectra (geometric), φ, onset stats."""
+    live = [f for f in items if not f.silent]
+    if not live:
+        raise ValueError("mean_features: no non-silent stems to average")
+    return StemFeatures(
+        float(np.mean([f.loudness_lufs for f in live])),
+        np.mean([f.spectrum_db for f in live], axis=0),
+        np.mean([f.phi for f in live], axis=0),
+        float(np.mean([f.onset_peak_mean_db for f in live])),
+        float(np.mean([f.onset_peak_std_db for f in live])),
+    )
