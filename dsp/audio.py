@@ -80,7 +80,9 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Resample (channels, n) audio with soxr (VHQ). Returns float32; a no-op when the rates match."""
     if int(from_rate) == int(to_rate):
         return np.ascontiguousarray(x, dtype=np.float32)
-    y = soxr.resample(np.ascontiguousarray(x.T, dtype=np.float32), int(from_rate), int(to_rate), quality="VHQ")
+    y = soxr.resample(
+        np.ascontiguousarray(x.T, dtype=np.float32), int(from_rate), int(to_rate), quality="VHQ"
+    )
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 1:
         y = y[:, None]

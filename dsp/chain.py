@@ -121,7 +121,9 @@ def normalize_stem(
             if targets.loudness_lufs is None:
                 result.notes.append(f"{where}: profile has no loudness target, loudness skipped")
                 continue
-            p = loudness.plan(x, sample_rate, targets.loudness_lufs, loudness_lufs=integrated_loudness(x, sample_rate))
+            p = loudness.plan(
+                x, sample_rate, targets.loudness_lufs, loudness_lufs=integrated_loudness(x, sample_rate)
+            )
             if abs(p.missed_lu) > 0.1:
                 result.notes.append(
                     f"{where}: loudness target missed by {p.missed_lu:.2f} LU to hold the "
@@ -166,8 +168,13 @@ def normalize_stems(
     def one(i: int) -> StemResult:
         rng = np.random.default_rng(seeds[i]) if seeds[i] is not None else None
         return normalize_stem(
-            stems[names[i]], sample_rate, names[i], profile,
-            stages=stages, rng=rng, reverb_options=reverb_options,
+            stems[names[i]],
+            sample_rate,
+            names[i],
+            profile,
+            stages=stages,
+            rng=rng,
+            reverb_options=reverb_options,
         )
 
     if workers <= 1 or len(names) <= 1:

@@ -75,7 +75,9 @@ def frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
 def stft_power(audio: np.ndarray, n_fft: int = C.ANALYSIS_FFT, hop: int = C.ANALYSIS_HOP) -> np.ndarray:
     """|STFT|^2 with a periodic Hann window: (channels, n_frames, n_fft//2+1), float32."""
     win = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    spec = scipy.fft.rfft(frames(np.ascontiguousarray(audio, np.float32), n_fft, hop) * win, axis=-1, workers=-1)
+    spec = scipy.fft.rfft(
+        frames(np.ascontiguousarray(audio, np.float32), n_fft, hop) * win, axis=-1, workers=-1
+    )
     return (spec.real**2 + spec.imag**2).astype(np.float32)
 
 

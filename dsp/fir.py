@@ -37,7 +37,9 @@ def design_fir(
     """
     n_fft = n_taps - 1
     f = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    g = np.interp(np.log2(np.maximum(f, 1e-3)), np.log2(np.asarray(freqs_hz, float)), np.asarray(gain_db, float))
+    g = np.interp(
+        np.log2(np.maximum(f, 1e-3)), np.log2(np.asarray(freqs_hz, float)), np.asarray(gain_db, float)
+    )
     if cutoff_hz is not None:
         t = np.clip(np.log2(np.maximum(f, 1e-3) / cutoff_hz) / 0.5 + 0.5, 0.0, 1.0)
         g = g * 0.5 * (1 + np.cos(np.pi * t))

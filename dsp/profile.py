@@ -139,7 +139,9 @@ class Profile:
         missing = [c for c in classes if c not in d["targets"]]
         if missing:
             raise ConfigError(f"{where}: key 'targets' lacks class(es) {missing}")
-        targets = {c: ClassTargets.from_dict(d["targets"][c], bands.size, f"{where}: targets.{c}") for c in classes}
+        targets = {
+            c: ClassTargets.from_dict(d["targets"][c], bands.size, f"{where}: targets.{c}") for c in classes
+        }
         stages = tuple(d.get("stages_fitted", FIT_STAGES))
         bad = [s for s in stages if s not in FIT_STAGES]
         if bad:
@@ -151,13 +153,17 @@ class Profile:
 
 
 def empty_profile(name: str, classes=CLASSES, provenance: dict | None = None) -> Profile:
-    return Profile(name, tuple(classes), band_centers_hz(), {c: ClassTargets() for c in classes},
-                   provenance or {}, ())
+    return Profile(
+        name, tuple(classes), band_centers_hz(), {c: ClassTargets() for c in classes}, provenance or {}, ()
+    )
 
 
 def factory_profiles() -> list[str]:
-    return sorted(p.name[: -len(".json")] for p in resources.files("fxmix.dsp").joinpath("profiles").iterdir()
-                  if p.name.endswith(".json"))
+    return sorted(
+        p.name[: -len(".json")]
+        for p in resources.files("fxmix.dsp").joinpath("profiles").iterdir()
+        if p.name.endswith(".json")
+    )
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
@@ -175,7 +181,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
     name = str(name_or_path)
     res = resources.files("fxmix.dsp").joinpath("profiles", f"{name}.json")
     if not res.is_file():
-        raise ConfigError(f"unknown profile {name!r}; factory profiles: {factory_profiles()} (or pass a .json path)")
+        raise ConfigError(
+            f"unknown profile {name!r}; factory profiles: {factory_profiles()} (or pass a .json path)"
+        )
     return Profile.from_dict(json.loads(res.read_text(encoding="utf-8")), f"factory profile {name}")
 
 

@@ -38,7 +38,9 @@ def find_songs(root: str | Path, split: str | None = None) -> list[Path]:
     """Song folders under ``root/<split>`` (or ``root`` itself): folders holding at least one class stem."""
     base = Path(root) / split if split else Path(root)
     if not base.is_dir():
-        raise AudioInputError(f"{base}: dataset folder not found (expected <root>/<split>/<song>/<class>.wav)")
+        raise AudioInputError(
+            f"{base}: dataset folder not found (expected <root>/<split>/<song>/<class>.wav)"
+        )
     songs = sorted({p.parent for ext in STEM_EXTS for p in base.rglob(f"*{ext}") if p.stem in CLASSES})
     return [s for s in songs if s.name != "dry"]
 
@@ -95,15 +97,22 @@ class PartialStats:
 
     def to_dict(self) -> dict:
         return {
-            "stage": self.stage, "counts": self.counts, "songs": self.songs, "skipped": self.skipped,
+            "stage": self.stage,
+            "counts": self.counts,
+            "songs": self.songs,
+            "skipped": self.skipped,
             "sums": {c: {k: np.asarray(v).tolist() for k, v in d.items()} for c, d in self.sums.items()},
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> PartialStats:
-        return cls(d["stage"], dict(d["counts"]), {c: {k: np.asarray(v) for k, v in s.items()}
-                                                   for c, s in d["sums"].items()}, int(d["songs"]),
-                   list(d.get("skipped", [])))
+        return cls(
+            d["stage"],
+            dict(d["counts"]),
+            {c: {k: np.asarray(v) for k, v in s.items()} for c, s in d["sums"].items()},
+            int(d["songs"]),
+            list(d.get("skipped", [])),
+        )
 
 
 def _stage_values(stage: str, x: np.ndarray, sample_rate: int) -> dict:
@@ -170,7 +179,9 @@ def finalize_stage(base: Profile, stats: PartialStats) -> Profile:
     for c in base.classes:
         n = stats.counts.get(c, 0)
         if n == 0:
-            log.warning("class %s has no non-silent stems for stage %s; its target stays empty", c, stats.stage)
+            log.warning(
+                "class %s has no non-silent stems for stage %s; its target stays empty", c, stats.stage
+            )
             continue
         mean = {k: np.asarray(v) / n for k, v in stats.sums[c].items()}
         if "spectrum_db" in mean:
@@ -195,6 +206,19 @@ def next_stage(profile: Profile) -> str | None:
     return None
 
 
+def new_profile(root: str | Path, *, split: str | None = None, name: str | None = None) -> Profile:
+    """An empty profile with the provenance of a fit over ``root`` (the base of a sharded fit)."""
+    return empty_profile(
+        name or Path(root).name,
+        provenance={
+            "dataset": str(Path(root).resolve()),
+            "split": split,
+            "fxmix": _version(),
+            "method": "sequential per-stage averages (fxnorm-spec.md §1.2), dB means, 3-band smoothing once",
+        },
+    )
+
+
 def fit_profile(
     root: str | Path,
     *,
@@ -210,10 +234,7 @@ def fit_profile(
     if not songs:
         raise AudioInputError(f"{root}: no songs found (expected <song>/<class>.wav|flac)")
     if base is None:
-        base = empty_profile(name or Path(root).name, provenance={
-            "dataset": str(Path(root).resolve()), "split": split, "fxmix": _version(),
-            "method": "sequential per-stage averages (fxnorm-spec.md §1.2), dB means, 3-band smoothing once",
-        })
+        base = new_profile(root, split=split, name=name)
     k, n = parse_shard(shard)
     if n > 1:
         stage = next_stage(base)
@@ -228,7 +249,13 @@ def fit_profile(
 
 
 def save_partial(path: str | Path, stats: PartialStats, base: Profile, shard: str) -> Path:
-    d = {"format": PARTIAL_FORMAT, "version": 1, "shard": shard, "base": base.to_dict(), "stats": stats.to_dict()}
+    d = {
+        "format": PARTIAL_FORMAT,
+        "version": 1,
+        "shard": shard,
+        "base": base.to_dict(),
+        "stats": stats.to_dict(),
+    }
     return write_text_atomic(path, json.dumps(d) + "\n")
 
 
@@ -283,7 +310,9 @@ def profile_from_reference_npz(path: str | Path, seed: int = 0) -> Profile:
     sr, n_ref = C.SAMPLE_RATE, 65536
     rng = np.random.default_rng(seed)
     white = rng.standard_normal((2, sr * 30))
-    pink = np.fft.irfft(np.fft.rfft(white) / np.sqrt(np.maximum(np.fft.rfftfreq(white.shape[1], 1 / sr), 20.0)))
+    pink = np.fft.irfft(
+        np.fft.rfft(white) / np.sqrt(np.maximum(np.fft.rfftfreq(white.shape[1], 1 / sr), 20.0))
+    )
     pink = pink.astype(np.float32)
     pink *= np.float32(10 ** ((C.SPECTRUM_REF_LUFS - integrated_loudness(pink, sr)) / 20))
     ours = measure_spectrum(pink, sr)
@@ -292,21 +321,28 @@ def profile_from_reference_npz(path: str | Path, seed: int = 0) -> Profile:
     win = np.sqrt(np.hanning(n_ref + 1)[:-1])
     ref_mag = np.abs(np.fft.rfft(frames(pink, n_ref, n_ref // 4) * win, axis=-1)).mean(axis=(0, 1))
     offset = float(np.mean(ours - _reference_style_band_db(ref_mag, n_ref, sr)))
-    prof = empty_profile("musdb18-reference", provenance={
-        "source": "sony/FxNorm-automix trainings/features/features_MUSDB18.npy (commit 916bf7e), "
-                  "computed by the paper's authors over MUSDB18 train (86 songs), converted pickle-free",
-        "licence": "MIT, Copyright (c) 2022 Sony Group Corporation",
-        "conversion": f"32769-bin spectra -> 1/6-octave band power dB (+{offset:.2f} dB calibration); "
-                      "phi band-averaged; loudness and onset targets copied; no further smoothing",
-        "fxmix": _version(),
-    })
+    prof = empty_profile(
+        "musdb18-reference",
+        provenance={
+            "source": "sony/FxNorm-automix trainings/features/features_MUSDB18.npy (commit 916bf7e), "
+            "computed by the paper's authors over MUSDB18 train (86 songs), converted pickle-free",
+            "licence": "MIT, Copyright (c) 2022 Sony Group Corporation",
+            "conversion": f"32769-bin spectra -> 1/6-octave band power dB (+{offset:.2f} dB calibration); "
+            "phi band-averaged; loudness and onset targets copied; no further smoothing",
+            "fxmix": _version(),
+        },
+    )
     for c in prof.classes:
         spec = _reference_style_band_db(data[f"eq_{c}"], n_ref, sr) + offset
         phi = band_weights(n_ref, sr) @ data[f"panning_{c}"].astype(float)
         comp = data[f"compression_{c}"]
         prof = prof.with_targets(
-            c, spectrum_db=spec, phi=np.clip(phi, 0, 1), loudness_lufs=float(data[f"loudness_{c}"][0]),
-            onset_peak_mean_db=float(comp[0]), onset_peak_std_db=float(comp[1]),
+            c,
+            spectrum_db=spec,
+            phi=np.clip(phi, 0, 1),
+            loudness_lufs=float(data[f"loudness_{c}"][0]),
+            onset_peak_mean_db=float(comp[0]),
+            onset_peak_std_db=float(comp[1]),
         )
     from dataclasses import replace
 

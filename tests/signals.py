@@ -62,7 +62,9 @@ def other(seconds: float, sr: int = SR, seed: int = 3) -> np.ndarray:
     chans = []
     for ch in range(2):
         roots = 130.8 * 2 ** (np.array([0, 4, 7, 11 + ch]) / 12)
-        x = sum(np.sin(2 * np.pi * r * k * t + rng.uniform(0, 6)) / k**1.5 for r in roots for k in range(1, 16))
+        x = sum(
+            np.sin(2 * np.pi * r * k * t + rng.uniform(0, 6)) / k**1.5 for r in roots for k in range(1, 16)
+        )
         pick = rng.standard_normal(n) * _env(n, sr, 0.25, 30.0) * 0.3  # strum/pick noise
         chans.append(x * (0.5 + 0.5 * np.sin(2 * np.pi * 0.25 * t + ch)) + pick)
     x = np.stack(chans)

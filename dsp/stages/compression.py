@@ -95,14 +95,24 @@ def plan(
     if before < lo_t:
         # compression only lowers the feature (peaks evened out under the -10 dBFS peak normalization)
         return CompressionReport(
-            params(0.0), before, before, lo_t, hi_t, False,
+            params(0.0),
+            before,
+            before,
+            lo_t,
+            hi_t,
+            False,
             f"onset peaks {before:.2f} dB already below the band; downward compression cannot raise them",
         )
     t_lo, t_hi = C.COMPRESSOR_MIN_THRESHOLD_DB, 0.0
     at_min = measure(t_lo)
     if at_min > hi_t:
         return CompressionReport(
-            params(t_lo), before, at_min, lo_t, hi_t, False,
+            params(t_lo),
+            before,
+            at_min,
+            lo_t,
+            hi_t,
+            False,
             f"band not reached at the {t_lo:.0f} dB threshold limit (limit of search: {at_min:.2f} dB)",
         )
     best_t, best_f = t_lo, at_min
@@ -128,6 +138,8 @@ def apply(audio: np.ndarray, sample_rate: int, params: CompressorParams) -> np.n
     if params.ratio <= 1.0 or params.threshold_db >= 0.0:
         return x
     return _compress(
-        x, sample_rate, params.threshold_db,
+        x,
+        sample_rate,
+        params.threshold_db,
         {"ratio": params.ratio, "attack_ms": params.attack_ms, "release_ms": params.release_ms},
     )

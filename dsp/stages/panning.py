@@ -98,8 +98,9 @@ def plan(
             d = _solve_band(a[i], b[i], n[i], target[i], side[i])
             x = 10 ** (d / 20)
             imbalance += b[i] * x - a[i] / x - (b[i] - a[i])
-    goal = np.array([_solve_band(a[i], b[i], n[i], target[i], side[i]) if active[i] else 0.0
-                     for i in range(len(a))])
+    goal = np.array(
+        [_solve_band(a[i], b[i], n[i], target[i], side[i]) if active[i] else 0.0 for i in range(len(a))]
+    )
     # refine against the designed filters: band φ predicted from per-bin sums and the FIRs' |H|^2
     direction = np.where(widen, side, -np.sign(goal))
     delta = goal.copy()
@@ -113,9 +114,12 @@ def plan(
     common = np.where(active, 10 * np.log10(np.maximum(a + b, 1e-30) / np.maximum(a / x + b * x, 1e-30)), 0.0)
     # keep the broadband balance of the widened part unchanged (a centred source stays centred)
     hl, hr = _per_channel_power(centers, np.where(widen, delta, 0.0), cut, sample_rate)
-    balance_db = 10 * np.log10(pr.sum() / max(pl.sum(), 1e-30)) - 10 * np.log10(
-        (pr * hr).sum() / max((pl * hl).sum(), 1e-30)
-    ) if pl.sum() > 0 and pr.sum() > 0 else 0.0
+    balance_db = (
+        10 * np.log10(pr.sum() / max(pl.sum(), 1e-30))
+        - 10 * np.log10((pr * hr).sum() / max((pl * hl).sum(), 1e-30))
+        if pl.sum() > 0 and pr.sum() > 0
+        else 0.0
+    )
     return PanParams(
         tuple(float(f) for f in centers),
         tuple(float(c - d / 2) for c, d in zip(common, delta)),
@@ -129,7 +133,11 @@ def apply(audio: np.ndarray, sample_rate: int, params: PanParams) -> np.ndarray:
     freqs = np.asarray(params.freqs_hz)
     half_bal = params.balance_db / 2.0
     taps = [
-        design_fir(freqs, np.asarray(params.left_gain_db) - half_bal, sample_rate, cutoff_hz=params.cutoff_hz),
-        design_fir(freqs, np.asarray(params.right_gain_db) + half_bal, sample_rate, cutoff_hz=params.cutoff_hz),
+        design_fir(
+            freqs, np.asarray(params.left_gain_db) - half_bal, sample_rate, cutoff_hz=params.cutoff_hz
+        ),
+        design_fir(
+            freqs, np.asarray(params.right_gain_db) + half_bal, sample_rate, cutoff_hz=params.cutoff_hz
+        ),
     ]
     return apply_fir(audio, taps)

@@ -55,12 +55,18 @@ def apply(audio: np.ndarray, sample_rate: int, params: ReverbParams | None) -> n
         verb = pedalboard.Convolution(ir.T.copy(), mix=1.0, sample_rate=sample_rate)
     else:
         verb = pedalboard.Reverb(
-            room_size=params.room_size, damping=params.damping, wet_level=1.0, dry_level=0.0, width=params.width
+            room_size=params.room_size,
+            damping=params.damping,
+            wet_level=1.0,
+            dry_level=0.0,
+            width=params.width,
         )
     send = pedalboard.Pedalboard(
         [
             pedalboard.LowShelfFilter(cutoff_frequency_hz=params.low_shelf_hz, gain_db=params.shelf_gain_db),
-            pedalboard.HighShelfFilter(cutoff_frequency_hz=params.high_shelf_hz, gain_db=params.shelf_gain_db),
+            pedalboard.HighShelfFilter(
+                cutoff_frequency_hz=params.high_shelf_hz, gain_db=params.shelf_gain_db
+            ),
             verb,
             pedalboard.Gain(gain_db=params.wet_db),
         ]
