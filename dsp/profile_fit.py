@@ -41,7 +41,7 @@ def find_songs(root: str | Path, split: str | None = None) -> list[Path]:
         raise AudioInputError(
             f"{base}: dataset folder not found (expected <root>/<split>/<song>/<class>.wav)"
         )
-    songs = sorted({p.parent for ext in STEM_EXTS for p in base.rglob(f"*{ext}") if p.stem in CLASSES})
+    songs = sorted({p.parent for ext in STEM_EXTS for p in base.rglob(f"*{ext}") if p.stem in C.CLASSES})
     return [s for s in songs if s.name != "dry"]
 
 

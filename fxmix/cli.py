@@ -16,9 +16,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "mix": ("fxmix.host_bridge.commands:mix_main", "automix a folder of stems into a stereo mix"),
     "normalize": ("fxmix.host_bridge.commands:normalize_main", "effect-normalize stems, write params.json"),
     "profile": ("fxmix.host_bridge.commands:profile_main", "compute / merge / inspect per-class profiles"),
-    "data": ("fxmix.training.cli:data_main", "synthetic wet corpus (synth) and dataset statistics (stats)"),
-    "train": ("fxmix.training.cli:train_main", "train a mixing network from a TOML config"),
-    "eval": ("fxmix.training.cli:eval_main", "evaluate models and baselines on a dataset split"),
+    "data": ("fxmix.training.cli_data:data_main", "synthetic wet corpus (synth) and dataset statistics (stats)"),
+    "train": ("fxmix.training.cli_train:train_main", "train a mixing network from a TOML config"),
+    "eval": ("fxmix.training.cli_eval:eval_main", "evaluate models and baselines on a dataset split"),
     "export": ("fxmix.model.cli:export_main", "export a checkpoint to TorchScript / ONNX + model card"),
     "serve": ("fxmix.host_bridge.cli_serve:serve_main", "real-time OSC server for DAW sessions"),
     "client": ("fxmix.host_bridge.cli_serve:client_main", "stream WAV stems to an fxmix server"),
@@ -29,9 +29,9 @@ VERBS: dict[str, tuple[str, str]] = {
 
 BENCHES: dict[str, str] = {
     "normalize": "fxmix.dsp.bench:bench_normalize_main",
-    "synth": "fxmix.training.cli:bench_synth_main",
+    "synth": "fxmix.training.cli_data:bench_synth_main",
     "model": "fxmix.model.cli:bench_model_main",
-    "stream": "fxmix.dsp.bench:bench_stream_main",
+    "stream": "fxmix.dsp.bench_stream:bench_stream_main",
     "bridge": "fxmix.host_bridge.cli_serve:bench_bridge_main",
     "reaper": "fxmix.host_bridge.cli_reaper:bench_reaper_main",
 }
