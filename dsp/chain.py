@@ -13,15 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import constants as C
 from .audio import check_audio
 from .errors import ConfigError
-from .features import integrated_loudness, is_silent, stft_power
-from .params import PARAM_TYPES
+from .bands import band_centers_hz
+from .features import integrated_loudness, is_silent, measure_spectrum, peak_normalize, stft_power
+from .params import PARAM_TYPES, EqParams
 from .profile import Profile
 from .stages import compression, eq, loudness, panning, reverb
 
@@ -29,6 +30,8 @@ log = logging.getLogger("fxmix.dsp")
 
 ALL_STAGES = ("reverb", "eq", "compression", "panning", "loudness")
 DEFAULT_STAGES = ("eq", "compression", "panning", "loudness")
+#: closed-loop EQ corrections after the later stages have coloured the spectrum
+EQ_REFINE_PASSES = 2
 
 _APPLY = {
     "reverb": reverb.apply,
@@ -86,6 +89,7 @@ def normalize_stem(
     x = check_audio(audio, where)
     stages = check_stages(stages)
     targets = profile.targets_for(class_name)
+    audio_in = x
     result = StemResult(x)
     if is_silent(x):
         result.silent = True
@@ -131,8 +135,48 @@ def normalize_stem(
                 )
         x = _APPLY[stage](x, sample_rate, p)
         result.params[stage] = p
+    if "eq" in result.params and any(s in result.params for s in ("compression", "panning")):
+        for i in range(EQ_REFINE_PASSES):
+            y = _refine_eq(audio_in, x, sample_rate, targets, class_name, result, stages, replan=i == 0)
+            if y is x:
+                break
+            x = y
     result.audio = x
     return result
+
+
+def _refine_eq(
+    audio_in, x, sample_rate, targets, class_name, result: StemResult, stages, replan: bool
+) -> np.ndarray:
+    """A closed-loop EQ correction: compression and panning colour the spectrum after the EQ, so the
+    residual of the finished stem is folded back into the EQ curve and the later stages are replayed with
+    their own params (loudness re-planned; the compressor searched again on the first pass, only re-levelled
+    on the last so the spectrum converges). Skipped when the residual is already under 0.5 dB."""
+    spec = measure_spectrum(x, sample_rate)
+    residual = np.asarray(targets.spectrum_db) - spec
+    residual -= np.median(residual)
+    centers = band_centers_hz()
+    if np.max(np.abs(residual[(centers >= 100) & (centers <= 10000)])) < 0.5:
+        return x
+    old = result.params["eq"]
+    curve = np.asarray(old.gain_db) + residual
+    curve = np.clip(curve - 0.5 * (curve.max() + curve.min()), -C.EQ_MAX_GAIN_DB, C.EQ_MAX_GAIN_DB)
+    result.params["eq"] = EqParams(old.freqs_hz, tuple(float(g) for g in curve))
+    y = audio_in
+    for stage in stages:
+        if stage not in result.params:
+            continue
+        if stage == "loudness":
+            p = result.params[stage]
+            result.params[stage] = loudness.plan(y, sample_rate, p.target_lufs)
+        elif stage == "compression" and replan:  # the compressor's input changed: search again
+            result.params[stage] = compression.plan(
+                y, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name
+            ).params
+        elif stage == "compression":  # last pass: same threshold/ratio at the new EQ's peak level
+            result.params[stage] = replace(result.params[stage], input_gain_db=peak_normalize(y)[1])
+        y = _APPLY[stage](y, sample_rate, result.params[stage])
+    return y
 
 
 def apply_params(audio: np.ndarray, sample_rate: int, params: Mapping[str, object]) -> np.ndarray:

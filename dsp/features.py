@@ -106,9 +106,14 @@ def phi_from_power(power: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarra
     pl, pr = power[0], power[1]
     energy = pl + pr
     phi = 2.0 * np.sqrt(pl * pr) / (energy + _EPS)
+    return phi_from_sums((phi * energy).sum(axis=0), energy.sum(axis=0), sample_rate, n_fft)
+
+
+def phi_from_sums(cross_sum: np.ndarray, energy_sum: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
+    """Band φ from per-bin sums over frames of 2|L||R| (= φ·energy) and |L|²+|R|² (the running-stats form)."""
     w = band_weights(n_fft, sample_rate)
-    num = w @ (phi * energy).sum(axis=0)
-    den = w @ energy.sum(axis=0)
+    num = w @ cross_sum
+    den = w @ energy_sum
     return np.where(den > _EPS, num / np.maximum(den, _EPS), 1.0)
 
 

@@ -55,17 +55,21 @@ def bass(seconds: float, sr: int = SR, seed: int = 2) -> np.ndarray:
 
 
 def other(seconds: float, sr: int = SR, seed: int = 3) -> np.ndarray:
-    """Chord of harmonics with slow envelopes; wide (different voicings L/R)."""
+    """Detuned saw-chord pad (dense harmonics) with pick noise; wide (different voicings L/R)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
     t = np.arange(n) / sr
     chans = []
+    chord = (t // 2.0).astype(int) % 4  # a I-vi-IV-V progression, 2 s per chord
     for ch in range(2):
-        roots = 130.8 * 2 ** (np.array([0, 4, 7, 11 + ch]) / 12)
-        x = sum(
-            np.sin(2 * np.pi * r * k * t + rng.uniform(0, 6)) / k**1.5 for r in roots for k in range(1, 16)
-        )
-        pick = rng.standard_normal(n) * _env(n, sr, 0.25, 30.0) * 0.3  # strum/pick noise
+        x = np.zeros(n)
+        for k, root in enumerate((65.4, 110.0, 87.3, 98.0)):
+            sel = chord == k
+            for iv in (0, 4, 7, 11 + ch, 16):
+                for d in (-1, 1):
+                    r = root * 2 ** (iv / 12) * (1 + 0.003 * d)
+                    x[sel] += 2 * ((r * t[sel] + rng.uniform()) % 1.0) - 1
+        pick = rng.standard_normal(n) * _env(n, sr, 0.25, 30.0) * 0.5  # strum/pick noise
         chans.append(x * (0.5 + 0.5 * np.sin(2 * np.pi * 0.25 * t + ch)) + pick)
     x = np.stack(chans)
     return (0.2 * x / np.max(np.abs(x))).astype(np.float32)

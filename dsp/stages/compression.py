@@ -20,10 +20,11 @@ import numpy as np
 import pedalboard
 
 from .. import constants as C
-from ..features import onset_boundaries, onset_peak_stats, peak_normalize
+from ..features import measure_dynamics, onset_boundaries, onset_peak_stats, peak_normalize
 from ..params import CompressorParams
 
 MAX_STEPS = 9
+VERIFY_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ def plan(
         y, _ = peak_normalize(_compress(x, sample_rate, threshold_db, settings))
         return onset_peak_stats(y, bounds)[0]
 
+    def measure_full(threshold_db: float) -> float:
+        y = _compress(x, sample_rate, threshold_db, settings) if threshold_db < 0.0 else x
+        return measure_dynamics(y, sample_rate)[0]
+
     def params(threshold_db: float) -> CompressorParams:
         ratio = settings["ratio"] if threshold_db < 0 else 1.0
         return CompressorParams(
@@ -127,6 +132,18 @@ def plan(
             t_hi = mid
         else:
             t_lo = mid
+    # the search reused the input's onsets; verify with the full feature (onsets re-detected on the output)
+    # and take up to VERIFY_STEPS more bisection steps on it
+    t_lo, t_hi = C.COMPRESSOR_MIN_THRESHOLD_DB, 0.0
+    for _ in range(VERIFY_STEPS):
+        best_f = measure_full(best_t)
+        if lo_t <= best_f <= hi_t:
+            break
+        if best_f > target_mean_db:
+            t_hi = best_t
+        else:
+            t_lo = best_t
+        best_t = 0.5 * (t_lo + t_hi) if t_hi - t_lo > 0.2 else best_t
     in_band = lo_t <= best_f <= hi_t
     note = "" if in_band else f"bisection ended outside the band at {best_f:.2f} dB"
     return CompressionReport(params(best_t), before, best_f, lo_t, hi_t, in_band, note)

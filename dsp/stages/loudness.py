@@ -1,23 +1,25 @@
 """Loudness stage: gain to the class target (BS.1770 integrated, pyloudnorm), then a -1 dBTP ceiling.
 
 Reference: gain to target, then divide by the sample peak if it exceeds 1.0 (missing the target silently).
-Here the true peak (4x oversampled) is held under the ceiling by a pedalboard Limiter, loudness is re-measured
-and re-gained once; whatever is still missed is reported in ``missed_lu`` (never silent).
+Here the true peak (4x oversampled) is held under the ceiling by a look-ahead peak limiter, loudness is
+re-measured and re-gained twice; whatever is still missed is reported in ``missed_lu`` (never silent).
 
-streaming-safe: plan no; apply yes (gain + pedalboard Limiter).
+streaming-safe: plan no; apply: the gain yes, the limiter with LOOKAHEAD_MS of latency.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pedalboard
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import resample_poly
 
 from .. import constants as C
 from ..features import integrated_loudness
 from ..params import LoudnessParams
 
-LIMITER_RELEASE_MS = 100.0
+LOOKAHEAD_MS = 5.0
+#: margin under the ceiling for the sample-peak limiter, so 4x-oversampled true peaks stay under it
+TP_MARGIN_DB = 0.5
 
 
 def true_peak_db(audio: np.ndarray, skip_below_db: float = -200.0) -> float:
@@ -35,15 +37,37 @@ def true_peak_db(audio: np.ndarray, skip_below_db: float = -200.0) -> float:
     return float(20 * np.log10(max(np.max(np.abs(up)), np.max(np.abs(audio)), 1e-12)))
 
 
-def _limit(x: np.ndarray, sample_rate: int, threshold_db: float) -> np.ndarray:
-    lim = pedalboard.Limiter(threshold_db=threshold_db, release_ms=LIMITER_RELEASE_MS)
-    return lim.process(x.astype(np.float32), sample_rate)
+def _true_peak_envelope(x: np.ndarray) -> np.ndarray:
+    """Per-sample max of |x| over both channels and the 4x-oversampled points after each sample."""
+    up = np.abs(resample_poly(x.astype(np.float64), 4, 1, axis=-1))
+    n = x.shape[-1]
+    return np.maximum(np.abs(x).max(axis=0), up[:, : 4 * n].reshape(x.shape[0], n, 4).max(axis=(0, 2)))
+
+
+def peak_limit(x: np.ndarray, sample_rate: int, ceiling_db: float, lookahead_ms: float = LOOKAHEAD_MS) -> np.ndarray:
+    """Stereo-linked look-ahead true-peak limiter: no sample (nor 4x-oversampled point) exceeds ``ceiling_db``.
+
+    Gain = moving average (L+1) of a running minimum (2L+1) of the required gain min(1, ceiling/|x|); every
+    averaged value is a mean of minima whose windows contain the sample, so it never exceeds the required
+    gain (no overshoot), and gain changes take L samples (L = look-ahead). pedalboard's Limiter is a
+    loudness maximizer (its output peaks at 0 dBFS whatever the threshold), so it cannot serve as a ceiling.
+    Offline it is zero-latency (centred windows); a streaming version delays by L samples.
+    """
+    det = _true_peak_envelope(x)
+    ceiling = 10 ** (ceiling_db / 20)
+    if det.max() <= ceiling:
+        return x
+    lookahead = max(1, int(lookahead_ms * 1e-3 * sample_rate))
+    required = np.minimum(1.0, ceiling / np.maximum(det, 1e-12))
+    gain = uniform_filter1d(minimum_filter1d(required, 2 * lookahead + 1, mode="nearest"), lookahead + 1,
+                            mode="nearest")
+    return (x * np.minimum(gain, required)[None, :]).astype(np.float32)
 
 
 def apply(audio: np.ndarray, sample_rate: int, params: LoudnessParams) -> np.ndarray:
     y = (audio * np.float32(10 ** (params.gain_db / 20))).astype(np.float32)
     if params.limiter_threshold_db is not None:
-        y = _limit(y, sample_rate, params.limiter_threshold_db)
+        y = peak_limit(y, sample_rate, params.limiter_threshold_db)
     return y
 
 
@@ -64,8 +88,8 @@ def plan(
     tp = true_peak_db(y, skip_below_db=ceiling_db - 6.0)
     if tp <= ceiling_db:
         return LoudnessParams(gain, target_lufs, measured, None, tp, 0.0)
-    # hold the ceiling with a limiter (threshold a little under it for inter-sample overs), re-gain once
-    threshold = max(ceiling_db - 1.0, -60.0)
+    # hold the ceiling with the peak limiter (a little under it for inter-sample overs), re-gain twice
+    threshold = max(ceiling_db - TP_MARGIN_DB, -60.0)
     for _ in range(2):
         params = LoudnessParams(gain, target_lufs, measured, threshold)
         y = apply(audio, sample_rate, params)
@@ -74,7 +98,7 @@ def plan(
     params = LoudnessParams(gain, target_lufs, measured, threshold)
     y = apply(audio, sample_rate, params)
     tp = true_peak_db(y)
-    if tp > ceiling_db:  # the limiter's own overshoot: trim the gain and report the miss
+    if tp > ceiling_db:  # inter-sample overs beyond the margin: trim the gain and report the miss
         gain -= tp - ceiling_db
         params = LoudnessParams(gain, target_lufs, measured, threshold)
         y = apply(audio, sample_rate, params)

@@ -81,8 +81,20 @@ def plan(
     """Per-band level differences reaching ``target_phi`` (refined against the designed FIRs' response)."""
     if power is None:
         power = stft_power(audio)
-    w = band_weights(C.ANALYSIS_FFT, sample_rate)
     pl, pr, nb = _bin_sums(power)
+    return plan_from_sums(pl, pr, nb, sample_rate, target_phi, class_name)
+
+
+def plan_from_sums(
+    pl: np.ndarray, pr: np.ndarray, nb: np.ndarray, sample_rate: int, target_phi: np.ndarray, class_name: str
+) -> PanParams:
+    """:func:`plan` from per-bin sums over frames (ANALYSIS_FFT grid): Σ|L|², Σ|R|², Σ2|L||R|.
+
+    This is the whole planning math; :func:`plan` only computes the sums. The streaming normalizer
+    (``fxmix.dsp.streaming``) calls it with running (exponentially weighted) sums.
+    """
+    pl, pr, nb = (np.asarray(v, dtype=np.float64) for v in (pl, pr, nb))
+    w = band_weights(C.ANALYSIS_FFT, sample_rate)
     a, b, n = w @ pl, w @ pr, w @ nb
     centers = band_centers_hz()
     cut = cutoff_hz(class_name)

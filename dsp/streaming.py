@@ -1,0 +1,889 @@
+"""Running normalization statistics and a block-wise streaming normalizer (the real-time twin of ``chain``).
+
+Running statistics (per track or bus, any block size, updated sample-exactly so results do not depend on
+how the host cuts the audio):
+
+* :class:`RunningLoudness`: BS.1770 K-weighting (pyloudnorm's filters), 100 ms sub-blocks, momentary (400 ms),
+  short-term (3 s), an all-time *integrated* value (gated blocks of 400 ms / 75 % overlap, -70 LUFS absolute
+  and -10 LU relative gate, on a 0.05 LU histogram like libebur128) and a *long-term* value: the same gating on
+  a histogram whose weights decay with time constant ``tau_s`` (default :data:`TAU_S`).
+* :class:`RunningSpectrum`: the offline analysis STFT (ANALYSIS_FFT / ANALYSIS_HOP, Hann) on a ring buffer;
+  per-bin sums of |L|², |R|² and 2|L||R|, exponentially weighted with ``tau_s`` per frame. Spectrum and φ use
+  the offline definitions (:func:`fxmix.dsp.features.spectrum_from_power`, ``phi_from_sums``).
+* :class:`RunningDynamics`: the last ``window_s`` (10 s) of audio in a ring; onset-peak dynamics are the
+  offline :func:`fxmix.dsp.features.measure_dynamics` of that window, computed on request.
+* :class:`RunningStats` bundles the three.
+
+Time constants (documented for the acceptance tests): ``tau_s = 5 s`` for the long-term loudness, spectrum and
+φ. For the energy-gated loudness a +10 dB level step is followed to within 1 LU after ~1.5 τ (7.5 s), a
+-10 dB step after ~3.5 τ (17.5 s: energy averaging weights the louder past more); momentary/short-term follow
+within 0.4 s / 3 s. The spectrum updates every ANALYSIS_HOP samples (186 ms at 44.1 kHz).
+
+The normalizer (:class:`StreamingNormalizer`) runs on a fixed internal hop of ``hop_samples`` (default 512)
+whatever the host block size: audio goes through a FIFO, so the latency is exactly ``hop_samples`` and the
+output is identical for any block size (SyTLE rule 16). Per hop: EQ (minimum-phase FIR of the EQ curve,
+uniformly partitioned convolution) -> input gain + stereo-linked pedalboard Compressor (``reset=False``) ->
+per-channel pan FIRs (minimum phase) -> gain -> pedalboard Limiter at the ceiling - 1 dB. Stage parameters
+are planned with the offline ``plan`` functions on the running statistics (EQ: ``eq.plan`` on the running
+PSD; panning: ``panning.plan_from_sums`` on the running per-bin sums weighted by the EQ's response;
+compression: ``compression.plan`` on the last :data:`COMP_WINDOW_S` of EQ'd audio; loudness: class target
+minus the long-term loudness measured after panning) every :data:`PLAN_HOPS` hops, and applied through a
+rate limiter every :data:`UPDATE_HOPS` hops: each EQ/pan band, the gains and the compressor input gain move at
+most :data:`MAX_STEP_DB` per update, the compressor threshold at most :data:`COMP_STEP_DB`. Filter changes
+are cross-faded over one hop and gains ramped linearly over one hop, so no zipper noise. Planning runs in a
+worker thread (it takes 5-30 ms) but its result is always applied at a fixed hop, one update later, so the
+output stays deterministic and block-size independent. Minimum-phase filters keep the EQ/pan magnitude of the
+offline linear-phase FIRs without their 4096-sample delay (the phase differs; the features do not see it).
+
+streaming-safe: yes (:class:`StreamingNormalizer`, all ``Running*`` classes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pedalboard
+import pyloudnorm
+import scipy.fft
+import scipy.signal
+
+from . import constants as C
+from .audio import check_audio
+from .bands import band_centers_hz
+from .chain import DEFAULT_STAGES, check_stages
+from .errors import AudioInputError, ConfigError
+from .features import StemFeatures, measure_dynamics, phi_from_sums, spectrum_from_power, stft_power
+from .fir import design_fir, fir_power_response
+from .params import CompressorParams, EqParams, LoudnessParams, PanParams
+from .profile import Profile, load_profile
+from .stages import compression, eq, panning
+from .stages.compression import linked_gain
+
+#: Time constant (s) of the long-term loudness, spectrum and φ (exponential forgetting).
+TAU_S = 5.0
+#: Window (s) of the running onset-peak dynamics (offline measure on the last window_s of audio).
+DYNAMICS_WINDOW_S = 10.0
+#: Window (s) of EQ'd audio the compressor plan (offline bisection) runs on.
+COMP_WINDOW_S = 6.0
+#: Default internal hop (samples) of the normalizer = its latency.
+HOP_SAMPLES = 512
+#: Parameters move every UPDATE_HOPS hops; a plan is made every PLAN_HOPS hops, the compressor's every
+#: COMP_PLAN_EVERY plans (it re-runs a compressor on COMP_WINDOW_S of audio).
+UPDATE_HOPS = 4
+PLAN_HOPS = 16
+COMP_PLAN_EVERY = 4
+#: Largest parameter step per update (dB): EQ/pan bands, output gain, compressor input gain. With 512-sample
+#: hops at 44.1 kHz an update comes every 46 ms, so parameters slew at most ~10.8 dB/s, ramped within a hop.
+MAX_STEP_DB = 0.5
+#: Largest compressor threshold step per update (dB): the gain curve moves by at most this x (1 - 1/ratio).
+COMP_STEP_DB = 0.5
+#: Taps of the minimum-phase EQ / pan filters (a multiple of the hop).
+FILTER_TAPS = 8192
+
+_LOUD_STEP_S = 0.1
+_HIST_MIN, _HIST_MAX, _HIST_STEP = -70.0, 10.0, 0.05
+
+
+def _lufs(z: float) -> float:
+    return -0.691 + 10.0 * math.log10(z) if z > 0 else float("-inf")
+
+
+def _check_block(block: np.ndarray, where: str) -> np.ndarray:
+    x = np.asarray(block)
+    if x.ndim != 2 or x.shape[0] != 2:
+        raise AudioInputError(f"{where}: expected a (2, samples) block, got shape {x.shape}")
+    if x.shape[1] == 0:
+        return np.zeros((2, 0), np.float32)
+    return check_audio(x, where)
+
+
+class _StateMixin:
+    """``state_dict()`` / ``load_state_dict()`` over the attributes named in ``_state_keys`` (arrays, numbers)."""
+
+    _state_keys: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        out = {}
+        for k in self._state_keys:
+            v = getattr(self, k)
+            out[k] = np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = [k for k in self._state_keys if k not in state]
+        if missing:
+            raise ConfigError(f"{type(self).__name__}.load_state_dict: missing key(s) {missing}")
+        for k in self._state_keys:
+            cur = getattr(self, k)
+            v = state[k]
+            if isinstance(cur, np.ndarray):
+                v = np.asarray(v, dtype=cur.dtype)
+                if v.shape != cur.shape:
+                    raise ConfigError(
+                        f"{type(self).__name__}.load_state_dict: {k!r} has shape {v.shape}, expected {cur.shape} "
+                        "(state saved at another sample rate or configuration?)"
+                    )
+                v = v.copy()
+            elif isinstance(cur, bool):
+                v = bool(v)
+            elif isinstance(cur, int):
+                v = int(v)
+            elif isinstance(cur, float):
+                v = float(v)
+            setattr(self, k, v)
+
+
+# ----------------------------------------------------------------------------------------- loudness
+
+
+class RunningLoudness(_StateMixin):
+    """BS.1770 loudness of a stereo stream: momentary, short-term, integrated (all time) and long-term.
+
+    Args:
+        sample_rate: Hz.
+        tau_s: time constant of the long-term (forgetting) gated loudness.
+
+    streaming-safe: yes (sample-exact sub-blocks; block-size independent).
+    """
+
+    _state_keys = ("zi", "acc", "acc_n", "ring", "n_sub", "hist_e", "hist_n", "decay_e", "decay_n")
+
+    def __init__(self, sample_rate: int, tau_s: float = TAU_S):
+        self.sample_rate = int(sample_rate)
+        self.tau_s = float(tau_s)
+        f = pyloudnorm.Meter(self.sample_rate)._filters
+        self.sos = np.array(
+            [np.concatenate([f[k].b, f[k].a]) for k in ("high_shelf", "high_pass")], dtype=np.float64
+        )
+        self.step = int(round(_LOUD_STEP_S * self.sample_rate))
+        self.n_bins = int(round((_HIST_MAX - _HIST_MIN) / _HIST_STEP))
+        self.decay = math.exp(-_LOUD_STEP_S / self.tau_s)
+        self.reset()
+
+    def reset(self) -> None:
+        self.zi = np.zeros((2, 2, 2))  # (sections, channels... ) laid out as sosfilt wants per channel
+        self.acc = 0.0
+        self.acc_n = 0
+        self.ring = np.zeros(30)  # last 30 sub-block mean squares (3 s), newest last
+        self.n_sub = 0
+        self.hist_e = np.zeros(self.n_bins)
+        self.hist_n = np.zeros(self.n_bins)
+        self.decay_e = np.zeros(self.n_bins)
+        self.decay_n = np.zeros(self.n_bins)
+
+    def update(self, block: np.ndarray) -> None:
+        """Feed a (2, n) block (any n)."""
+        if block.shape[1] == 0:
+            return
+        y = np.empty(block.shape, np.float64)
+        for ch in range(2):
+            y[ch], self.zi[:, ch] = scipy.signal.sosfilt(self.sos, block[ch].astype(np.float64), zi=self.zi[:, ch])
+        sq = (y * y).sum(axis=0)  # channel weights 1 (L, R)
+        pos = 0
+        n = sq.shape[0]
+        while pos < n:
+            take = min(self.step - self.acc_n, n - pos)
+            self.acc += float(sq[pos : pos + take].sum())
+            self.acc_n += take
+            pos += take
+            if self.acc_n == self.step:
+                self._sub_block(self.acc / self.step)
+                self.acc, self.acc_n = 0.0, 0
+
+    def _sub_block(self, z: float) -> None:
+        self.ring = np.roll(self.ring, -1)
+        self.ring[-1] = z
+        self.n_sub += 1
+        self.decay_e *= self.decay
+        self.decay_n *= self.decay
+        if self.n_sub >= 4:
+            zb = float(self.ring[-4:].mean())
+            lb = _lufs(zb)
+            if lb > _HIST_MIN:
+                i = min(int((lb - _HIST_MIN) / _HIST_STEP), self.n_bins - 1)
+                self.hist_e[i] += zb
+                self.hist_n[i] += 1.0
+                self.decay_e[i] += zb
+                self.decay_n[i] += 1.0
+
+    @staticmethod
+    def _gated(e: np.ndarray, n: np.ndarray) -> float:
+        total = n.sum()
+        if total <= 0:
+            return float("-inf")
+        rel = _lufs(e.sum() / total) - 10.0
+        first = max(0, int(math.floor((rel - _HIST_MIN) / _HIST_STEP)))
+        kept = n[first:].sum()
+        return _lufs(e[first:].sum() / kept) if kept > 0 else float("-inf")
+
+    @property
+    def momentary_lufs(self) -> float:
+        return _lufs(float(self.ring[-4:].mean())) if self.n_sub >= 4 else float("-inf")
+
+    @property
+    def short_term_lufs(self) -> float:
+        return _lufs(float(self.ring.mean())) if self.n_sub >= 30 else float("-inf")
+
+    @property
+    def integrated_lufs(self) -> float:
+        """BS.1770 integrated loudness of everything seen since the last reset (0.05 LU gate resolution)."""
+        return self._gated(self.hist_e, self.hist_n)
+
+    @property
+    def long_term_lufs(self) -> float:
+        """Gated loudness over an exponential window of time constant ``tau_s`` (what the normalizer uses)."""
+        return self._gated(self.decay_e, self.decay_n)
+
+
+# ----------------------------------------------------------------------------------------- spectrum / φ
+
+
+class RunningSpectrum(_StateMixin):
+    """Exponentially weighted long-term band spectrum and per-band φ on the offline analysis STFT.
+
+    streaming-safe: yes (frames at fixed sample positions: block-size independent).
+    """
+
+    _state_keys = ("buf", "filled", "since", "pl", "pr", "nb", "weight", "n_frames")
+
+    def __init__(self, sample_rate: int, tau_s: float = TAU_S, n_fft: int = C.ANALYSIS_FFT, hop: int = C.ANALYSIS_HOP):
+        self.sample_rate, self.n_fft, self.hop = int(sample_rate), int(n_fft), int(hop)
+        self.tau_s = float(tau_s)
+        self.decay = math.exp(-self.hop / (self.tau_s * self.sample_rate))
+        self.reset()
+
+    def reset(self) -> None:
+        self.buf = np.zeros((2, self.n_fft), np.float32)
+        self.filled = 0
+        self.since = 0
+        nb = self.n_fft // 2 + 1
+        self.pl, self.pr, self.nb = np.zeros(nb), np.zeros(nb), np.zeros(nb)
+        self.weight = 0.0
+        self.n_frames = 0
+
+    def update(self, block: np.ndarray) -> None:
+        pos, n = 0, block.shape[1]
+        while pos < n:
+            need = self.n_fft - self.filled if self.filled < self.n_fft else self.hop - self.since
+            take = min(need, n - pos)
+            self.buf = np.roll(self.buf, -take, axis=1)
+            self.buf[:, -take:] = block[:, pos : pos + take]
+            pos += take
+            if self.filled < self.n_fft:
+                self.filled += take
+                if self.filled == self.n_fft:
+                    self._frame()
+            else:
+                self.since += take
+                if self.since == self.hop:
+                    self._frame()
+
+    def _frame(self) -> None:
+        self.since = 0
+        p = stft_power(self.buf, self.n_fft, self.n_fft)[:, 0].astype(np.float64)
+        d = self.decay
+        self.pl = d * self.pl + p[0]
+        self.pr = d * self.pr + p[1]
+        self.nb = d * self.nb + 2.0 * np.sqrt(p[0] * p[1])
+        self.weight = d * self.weight + 1.0
+        self.n_frames += 1
+
+    @property
+    def ready(self) -> bool:
+        return self.weight > 0
+
+    def mean_power(self) -> np.ndarray:
+        """(bins,) mean power over frames and channels (what ``eq.plan`` and ``spectrum_from_power`` average)."""
+        return 0.5 * (self.pl + self.pr) / max(self.weight, 1e-30)
+
+    def spectrum_db(self, loudness_lufs: float) -> np.ndarray:
+        return spectrum_from_power(self.mean_power()[None], self.sample_rate, self.n_fft, loudness_lufs)
+
+    def phi(self) -> np.ndarray:
+        return phi_from_sums(self.nb, self.pl + self.pr, self.sample_rate, self.n_fft)
+
+
+# ----------------------------------------------------------------------------------------- dynamics
+
+
+class RunningDynamics(_StateMixin):
+    """Onset-peak dynamics over the last ``window_s`` seconds (offline ``measure_dynamics`` on a ring buffer).
+
+    streaming-safe: yes.
+    """
+
+    _state_keys = ("buf", "filled")
+
+    def __init__(self, sample_rate: int, window_s: float = DYNAMICS_WINDOW_S):
+        self.sample_rate = int(sample_rate)
+        self.n = int(round(window_s * self.sample_rate))
+        self.reset()
+
+    def reset(self) -> None:
+        self.buf = np.zeros((2, self.n), np.float32)
+        self.filled = 0
+
+    def update(self, block: np.ndarray) -> None:
+        x = block[:, -self.n :]
+        k = x.shape[1]
+        if k == 0:
+            return
+        self.buf[:, :-k] = self.buf[:, k:]
+        self.buf[:, -k:] = x
+        self.filled = min(self.n, self.filled + k)
+
+    def audio(self) -> np.ndarray:
+        return self.buf[:, self.n - self.filled :]
+
+    def stats(self) -> tuple[float, float]:
+        """(mean, std) onset-peak dB; NaN until one second of non-silent audio has been seen."""
+        x = self.audio()
+        if x.shape[1] < self.sample_rate or not np.any(x):
+            return float("nan"), float("nan")
+        return measure_dynamics(x, self.sample_rate)
+
+
+class RunningStats:
+    """All running features of one stereo track: loudness, spectrum, φ, onset-peak dynamics.
+
+    Args:
+        sample_rate: Hz (the band grid is in Hz, so any rate works).
+        tau_s: time constant of the long-term loudness/spectrum/φ.
+        dynamics_window_s: window of the onset-peak dynamics.
+
+    streaming-safe: yes. ``update(block)`` takes (2, n) blocks of any size; ``freeze()`` / ``learn()`` stop and
+    resume updating; ``warm_up(audio)`` feeds a pre-roll; ``state_dict()`` / ``load_state_dict()`` give and take
+    a dict of numpy arrays and numbers (no pickles).
+    """
+
+    def __init__(self, sample_rate: int, tau_s: float = TAU_S, dynamics_window_s: float = DYNAMICS_WINDOW_S):
+        self.sample_rate = int(sample_rate)
+        self.loudness = RunningLoudness(sample_rate, tau_s)
+        self.spectrum = RunningSpectrum(sample_rate, tau_s)
+        self.dynamics = RunningDynamics(sample_rate, dynamics_window_s)
+        self.learning = True
+
+    def update(self, block: np.ndarray) -> None:
+        if not self.learning:
+            return
+        x = _check_block(block, "RunningStats.update")
+        self.loudness.update(x)
+        self.spectrum.update(x)
+        self.dynamics.update(x)
+
+    def warm_up(self, audio: np.ndarray) -> None:
+        """Feed a pre-roll (2, n) so the statistics do not start from zero."""
+        self.update(audio)
+
+    def freeze(self) -> None:
+        self.learning = False
+
+    def learn(self) -> None:
+        self.learning = True
+
+    def reset(self) -> None:
+        for part in (self.loudness, self.spectrum, self.dynamics):
+            part.reset()
+
+    def features(self) -> StemFeatures:
+        """Current features as :class:`StemFeatures` (loudness = long-term gated value)."""
+        lufs = self.loudness.long_term_lufs
+        n_bands = band_centers_hz().size
+        if not self.spectrum.ready or not math.isfinite(lufs):
+            nan = np.full(n_bands, np.nan)
+            return StemFeatures(lufs, nan, nan, float("nan"), float("nan"), silent=True)
+        mean_db, std_db = self.dynamics.stats()
+        return StemFeatures(lufs, self.spectrum.spectrum_db(lufs), self.spectrum.phi(), mean_db, std_db)
+
+    def summary(self) -> dict:
+        """JSON-able snapshot: momentary/short-term/integrated/long-term LUFS, mean φ, dynamics."""
+        f = self.features()
+
+        def num(v: float) -> float | None:
+            return round(float(v), 3) if math.isfinite(v) else None
+
+        return {
+            "momentary_lufs": num(self.loudness.momentary_lufs),
+            "short_term_lufs": num(self.loudness.short_term_lufs),
+            "integrated_lufs": num(self.loudness.integrated_lufs),
+            "long_term_lufs": num(self.loudness.long_term_lufs),
+            "mean_phi": None if f.silent else num(f.mean_phi),
+            "onset_peak_mean_db": num(f.onset_peak_mean_db),
+            "onset_peak_std_db": num(f.onset_peak_std_db),
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "loudness": self.loudness.state_dict(),
+            "spectrum": self.spectrum.state_dict(),
+            "dynamics": self.dynamics.state_dict(),
+            "learning": self.learning,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loudness.load_state_dict(state["loudness"])
+        self.spectrum.load_state_dict(state["spectrum"])
+        self.dynamics.load_state_dict(state["dynamics"])
+        self.learning = bool(state.get("learning", True))
+
+
+# ----------------------------------------------------------------------------------------- filters
+
+
+def minimum_phase_spectra(taps_linear: np.ndarray, n_taps: int, part: int) -> np.ndarray:
+    """Partition spectra (K, part+1) of the minimum-phase filter with the magnitude of ``taps_linear``.
+
+    Homomorphic method on a 4·n_taps grid, truncated to ``n_taps`` (a multiple of ``part``) with a short
+    fade-out, then cut into K = n_taps / part partitions for uniformly partitioned overlap-save.
+    """
+    n = 4 * n_taps
+    mag = np.abs(scipy.fft.rfft(taps_linear, n))
+    cep = scipy.fft.irfft(np.log(np.maximum(mag, 1e-8)), n)
+    fold = np.zeros(n)
+    fold[0] = cep[0]
+    fold[1 : n // 2] = 2.0 * cep[1 : n // 2]
+    fold[n // 2] = cep[n // 2]
+    h = scipy.fft.irfft(np.exp(scipy.fft.rfft(fold)), n)[:n_taps]
+    fade = max(1, n_taps // 16)
+    h[-fade:] *= 0.5 * (1 + np.cos(np.pi * np.arange(1, fade + 1) / fade))
+    return scipy.fft.rfft(h.reshape(-1, part), 2 * part, axis=-1)
+
+
+class _PartitionedConv:
+    """Uniformly partitioned overlap-save convolution of ``n_channels`` channels, one filter per channel.
+
+    streaming-safe: yes (hop-sized blocks only).
+    """
+
+    def __init__(self, n_channels: int, part: int, n_parts: int):
+        self.part, self.n_parts = part, n_parts
+        self.prev = np.zeros((n_channels, part))
+        self.fdl = np.zeros((n_parts, n_channels, part + 1), np.complex128)
+
+    def reset(self) -> None:
+        self.prev[:] = 0
+        self.fdl[:] = 0
+
+    def process(self, x: np.ndarray, spectra: np.ndarray, old_spectra: np.ndarray | None) -> np.ndarray:
+        """x (C, part); spectra (C, K, part+1). With ``old_spectra`` the output cross-fades old -> new."""
+        seg = np.concatenate([self.prev, x], axis=1)
+        self.prev = x.astype(np.float64)
+        self.fdl = np.roll(self.fdl, 1, axis=0)
+        self.fdl[0] = scipy.fft.rfft(seg, axis=-1)
+        y = scipy.fft.irfft(np.einsum("kcf,ckf->cf", self.fdl, spectra), axis=-1)[:, self.part :]
+        if old_spectra is not None:
+            y0 = scipy.fft.irfft(np.einsum("kcf,ckf->cf", self.fdl, old_spectra), axis=-1)[:, self.part :]
+            r = _ramp(self.part)
+            y = y0 + (y - y0) * r
+        return y
+
+
+def _ramp(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 1) / n)
+
+
+# ----------------------------------------------------------------------------------------- normalizer
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """Parameters in force (what the rate limiter moves)."""
+
+    eq_db: np.ndarray
+    pan_l_db: np.ndarray
+    pan_r_db: np.ndarray
+    pan_balance_db: float
+    comp_threshold_db: float
+    comp_input_gain_db: float
+    gain_db: float
+
+
+def _step(cur, target, limit):
+    return cur + np.clip(np.asarray(target) - cur, -limit, limit)
+
+
+class StreamingNormalizer:
+    """Block-wise effect normalization of one stem (track or class bus) to a profile's class targets.
+
+    Args:
+        sample_rate: session rate (Hz); the profile's band grid is in Hz, so the DSP runs at any rate.
+        class_name: one of the profile's classes.
+        profile: a :class:`Profile` or a profile name/path (default ``musdb18-reference``).
+        hop_samples: internal hop (samples, multiple of 32, divides :data:`FILTER_TAPS`); = ``latency_samples``.
+        stages: subset of ``eq``, ``compression``, ``panning``, ``loudness`` (canonical order).
+        tau_s: time constant of the running statistics.
+        executor: where plans run (e.g. a shared 1-thread ``ThreadPoolExecutor``); None runs them inline.
+            Results are applied at the same hop either way, so the output does not depend on it.
+        phase: hop offset of this instance's plan/update schedule (spread several buses' plans in time).
+
+    ``process(block (2, n)) -> (2, n)`` for any n (output delayed by ``latency_samples``), ``reset()`` clears
+    tails and statistics (parameters return to neutral), ``freeze()`` / ``learn()`` hold / resume statistics
+    and plans, ``set_bypass(stage, on)``, ``warm_up(audio)`` (parameters jump instead of slewing),
+    ``params()`` (typed stage params in force), ``state_dict()`` / ``load_state_dict()``.
+
+    streaming-safe: yes.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        class_name: str,
+        profile: Profile | str = "musdb18-reference",
+        *,
+        hop_samples: int = HOP_SAMPLES,
+        stages: Sequence[str] = DEFAULT_STAGES,
+        tau_s: float = TAU_S,
+        executor: Executor | None = None,
+        phase: int = 0,
+    ):
+        if not isinstance(hop_samples, int) or hop_samples < 32 or FILTER_TAPS % hop_samples:
+            raise ConfigError(
+                f"StreamingNormalizer: hop_samples = {hop_samples!r} must be an integer >= 32 dividing {FILTER_TAPS}"
+            )
+        self.sample_rate = int(sample_rate)
+        self.class_name = class_name
+        self.profile = load_profile(profile) if not isinstance(profile, Profile) else profile
+        self.targets = self.profile.targets_for(class_name)
+        self.stages = check_stages(stages)
+        unknown = [s for s in self.stages if s == "reverb"]
+        if unknown:
+            raise ConfigError("StreamingNormalizer: the reverb stage is a training augmentation, not streamed")
+        self.hop = hop_samples
+        self.latency_samples = hop_samples
+        self.tau_s = tau_s
+        self.executor = executor
+        self.phase = int(phase)
+        self.bypass = {s: False for s in ("eq", "compression", "panning", "loudness")}
+        self.learning = True
+        self.settings = compression.class_settings(class_name)
+        self.centers = band_centers_hz()
+        self.cut_hz = panning.cutoff_hz(class_name)
+        self.n_parts = FILTER_TAPS // self.hop
+        self.stats = RunningStats(self.sample_rate, tau_s)
+        self.post_loudness = RunningLoudness(self.sample_rate, tau_s)
+        self.comp_window = RunningDynamics(self.sample_rate, COMP_WINDOW_S)
+        self._jump = False
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+
+    def reset(self) -> None:
+        """Clear audio tails, statistics and plans; parameters return to neutral (0 dB, no compression)."""
+        nb = self.centers.size
+        self.applied = _Applied(np.zeros(nb), np.zeros(nb), np.zeros(nb), 0.0, 0.0, 0.0, 0.0)
+        self.planned: dict = {}
+        self.stats.reset()
+        self.post_loudness.reset()
+        self.comp_window.reset()
+        self.in_fifo = np.zeros((2, 0), np.float32)
+        self.out_fifo = np.zeros((2, self.hop), np.float32)
+        self.k = 0
+        self.n_plans = 0
+        self._pending: Future | dict | None = None
+        self.eq_conv = _PartitionedConv(2, self.hop, self.n_parts)
+        self.pan_conv = _PartitionedConv(2, self.hop, self.n_parts)
+        unit = np.zeros(self.n_parts * (self.hop + 1), np.complex128).reshape(self.n_parts, self.hop + 1)
+        unit[0] = 1.0
+        self.eq_spec = np.broadcast_to(unit, (2, *unit.shape)).copy()
+        self.pan_spec = self.eq_spec.copy()
+        self._eq_old = self._pan_old = None
+        self._gains_prev = (0.0, 0.0)
+        self.comp = pedalboard.Compressor(
+            threshold_db=0.0,
+            ratio=self.settings["ratio"],
+            attack_ms=self.settings["attack_ms"],
+            release_ms=self.settings["release_ms"],
+        )
+        self.limiter = pedalboard.Limiter(threshold_db=C.TRUE_PEAK_CEILING_DB - 1.0, release_ms=100.0)
+        self._comp_reset = True
+
+    def freeze(self) -> None:
+        """Hold statistics and parameters (audio keeps flowing)."""
+        self.learning = False
+        self.stats.freeze()
+
+    def learn(self) -> None:
+        self.learning = True
+        self.stats.learn()
+
+    def set_bypass(self, stage: str, on: bool) -> None:
+        if stage not in self.bypass:
+            raise ConfigError(f"bypass: unknown stage {stage!r}; stages are {list(self.bypass)}")
+        self.bypass[stage] = bool(on)
+
+    def warm_up(self, audio: np.ndarray) -> None:
+        """Run a pre-roll (2, n) through the normalizer with parameter jumps allowed; the output is dropped."""
+        self._jump = True
+        try:
+            self.process(audio)
+            self._collect()
+        finally:
+            self._jump = False
+
+    # ------------------------------------------------------------------ processing
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Normalize a (2, n) float32 block (any n >= 0); returns (2, n) delayed by ``latency_samples``."""
+        x = _check_block(block, f"StreamingNormalizer[{self.class_name}].process")
+        n = x.shape[1]
+        self.in_fifo = np.concatenate([self.in_fifo, x], axis=1)
+        n_hops = self.in_fifo.shape[1] // self.hop
+        outs = [self.out_fifo]
+        for i in range(n_hops):
+            outs.append(self._process_hop(self.in_fifo[:, i * self.hop : (i + 1) * self.hop]))
+        self.in_fifo = self.in_fifo[:, n_hops * self.hop :]
+        out = np.concatenate(outs, axis=1)
+        self.out_fifo = out[:, n:]
+        return np.ascontiguousarray(out[:, :n], dtype=np.float32)
+
+    def _process_hop(self, x: np.ndarray) -> np.ndarray:
+        if (self.k - self.phase) % UPDATE_HOPS == 0:
+            self._collect()
+            if self.learning:
+                self._submit()
+        self.k += 1
+        if self.learning:
+            self.stats.update(x)
+        y = x.astype(np.float64)
+        a = self.applied
+        if "eq" in self.stages and not self.bypass["eq"]:
+            y = self.eq_conv.process(y, self.eq_spec, self._eq_old)
+        self._eq_old = None
+        if self.learning:
+            self.comp_window.update(y.astype(np.float32))
+        g_in_prev, g_out_prev = self._gains_prev
+        if "compression" in self.stages and not self.bypass["compression"]:
+            y = y * self._gain_ramp(g_in_prev, a.comp_input_gain_db)
+            det = np.max(np.abs(y), axis=0).astype(np.float32)
+            g = linked_gain(det, self.sample_rate, self.comp, reset=self._comp_reset)
+            self._comp_reset = False
+            y = y * g[None, :]
+        if "panning" in self.stages and not self.bypass["panning"]:
+            y = self.pan_conv.process(y, self.pan_spec, self._pan_old)
+        self._pan_old = None
+        if self.learning:
+            self.post_loudness.update(y)
+        if "loudness" in self.stages and not self.bypass["loudness"]:
+            y = y * self._gain_ramp(g_out_prev, a.gain_db)
+            y = self.limiter.process(y.astype(np.float32), self.sample_rate, reset=False)
+        self._gains_prev = (a.comp_input_gain_db, a.gain_db)
+        return y.astype(np.float32)
+
+    def _gain_ramp(self, prev_db: float, new_db: float) -> np.ndarray | float:
+        g1 = 10.0 ** (new_db / 20.0)
+        if prev_db == new_db:
+            return g1
+        g0 = 10.0 ** (prev_db / 20.0)
+        return g0 + (g1 - g0) * np.linspace(1.0 / self.hop, 1.0, self.hop)
+
+    # ------------------------------------------------------------------ planning (deterministic schedule)
+
+    def _snapshot(self) -> dict:
+        sp = self.stats.spectrum
+        plan_due = (self.k // UPDATE_HOPS) % (PLAN_HOPS // UPDATE_HOPS) == 0 and sp.ready
+        comp_due = plan_due and self.n_plans % COMP_PLAN_EVERY == 0 and self.comp_window.filled >= self.sample_rate
+        if plan_due:
+            self.n_plans += 1
+        return {
+            "plan": plan_due,
+            "comp": comp_due,
+            "pl": sp.pl.copy() if plan_due else None,
+            "pr": sp.pr.copy() if plan_due else None,
+            "nb": sp.nb.copy() if plan_due else None,
+            "weight": sp.weight,
+            "post_lufs": self.post_loudness.long_term_lufs,
+            "comp_audio": self.comp_window.audio().copy() if comp_due else None,
+            "applied": self.applied,
+            "planned": dict(self.planned),
+            "jump": self._jump,
+        }
+
+    def _submit(self) -> None:
+        snap = self._snapshot()
+        if self.executor is None:
+            self._pending = self._job(snap)
+        else:
+            self._pending = self.executor.submit(self._job, snap)
+
+    def _collect(self) -> None:
+        if self._pending is None:
+            return
+        res = self._pending.result() if isinstance(self._pending, Future) else self._pending
+        self._pending = None
+        self.planned = res["planned"]
+        self.applied = res["applied"]
+        if res["eq_spec"] is not None:
+            self._eq_old, self.eq_spec = self.eq_spec, res["eq_spec"]
+        if res["pan_spec"] is not None:
+            self._pan_old, self.pan_spec = self.pan_spec, res["pan_spec"]
+        if res["comp_threshold_db"] is not None:
+            self.comp.threshold_db = res["comp_threshold_db"]
+            self.comp.ratio = self.settings["ratio"]
+
+    def _job(self, snap: dict) -> dict:
+        """Pure function of the snapshot: new plans (if due), rate-limited parameters and filter spectra."""
+        sr = self.sample_rate
+        planned = snap["planned"]
+        t = self.targets
+        if snap["plan"] and snap["weight"] > 0:
+            pl, pr, nb = snap["pl"] / snap["weight"], snap["pr"] / snap["weight"], snap["nb"] / snap["weight"]
+            live = (pl + pr).sum() > 0
+            if live and t.spectrum_db is not None and "eq" in self.stages:
+                psd = 0.5 * (pl + pr)
+                planned["eq"] = eq.plan(None, sr, t.spectrum_db, power=psd[None, None])
+            if live and t.phi is not None and "panning" in self.stages:
+                h2 = 1.0
+                if "eq" in planned:
+                    e = planned["eq"]
+                    h2 = fir_power_response(design_fir(np.asarray(e.freqs_hz), np.asarray(e.gain_db), sr), C.ANALYSIS_FFT)
+                planned["panning"] = panning.plan_from_sums(pl * h2, pr * h2, nb * h2, sr, t.phi, self.class_name)
+        if snap["comp"] and t.onset_peak_mean_db is not None and "compression" in self.stages:
+            audio = snap["comp_audio"]
+            if np.max(np.abs(audio)) > 10 ** (C.SILENCE_PEAK_DB / 20):
+                rep = compression.plan(audio, sr, t.onset_peak_mean_db, t.onset_peak_std_db, self.class_name)
+                planned["compression"] = rep.params
+        if t.loudness_lufs is not None and math.isfinite(snap["post_lufs"]):
+            planned["loudness_gain_db"] = float(np.clip(t.loudness_lufs - snap["post_lufs"], -60.0, 60.0))
+
+        a: _Applied = snap["applied"]
+        big = 1e9 if snap["jump"] else None
+        lim = big or MAX_STEP_DB
+        new = a
+        eq_spec = pan_spec = None
+        thr = None
+        if "eq" in planned:
+            eq_db = _step(a.eq_db, planned["eq"].gain_db, lim)
+            if not np.array_equal(eq_db, a.eq_db):
+                new = replace(new, eq_db=eq_db)
+                taps = design_fir(self.centers, eq_db, sr)
+                s = minimum_phase_spectra(taps, FILTER_TAPS, self.hop)
+                eq_spec = np.stack([s, s])
+        if "panning" in planned:
+            p: PanParams = planned["panning"]
+            pl_db = _step(a.pan_l_db, np.asarray(p.left_gain_db) - p.balance_db / 2, lim)
+            pr_db = _step(a.pan_r_db, np.asarray(p.right_gain_db) + p.balance_db / 2, lim)
+            if not (np.array_equal(pl_db, a.pan_l_db) and np.array_equal(pr_db, a.pan_r_db)):
+                new = replace(new, pan_l_db=pl_db, pan_r_db=pr_db, pan_balance_db=float(p.balance_db))
+                pan_spec = np.stack(
+                    [
+                        minimum_phase_spectra(design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop)
+                        for g in (pl_db, pr_db)
+                    ]
+                )
+        if "compression" in planned:
+            c: CompressorParams = planned["compression"]
+            target_thr = c.threshold_db if c.ratio > 1.0 else 0.0
+            thr_new = float(_step(a.comp_threshold_db, target_thr, big or COMP_STEP_DB))
+            gin = float(_step(a.comp_input_gain_db, c.input_gain_db, lim))
+            new = replace(new, comp_threshold_db=thr_new, comp_input_gain_db=gin)
+            if thr_new != a.comp_threshold_db:
+                thr = min(thr_new, 0.0)
+        if "loudness_gain_db" in planned:
+            new = replace(new, gain_db=float(_step(a.gain_db, planned["loudness_gain_db"], lim)))
+        return {"planned": planned, "applied": new, "eq_spec": eq_spec, "pan_spec": pan_spec, "comp_threshold_db": thr}
+
+    # ------------------------------------------------------------------ reporting
+
+    def params(self) -> dict:
+        """Typed stage params in force now (``EqParams``, ``CompressorParams``, ``PanParams``, ``LoudnessParams``)."""
+        a = self.applied
+        freqs = tuple(float(f) for f in self.centers)
+        out: dict = {}
+        if "eq" in self.stages:
+            out["eq"] = EqParams(freqs, tuple(float(v) for v in a.eq_db))
+        if "compression" in self.stages:
+            thr = min(a.comp_threshold_db, 0.0)
+            out["compression"] = CompressorParams(
+                thr,
+                self.settings["ratio"] if thr < 0 else 1.0,
+                self.settings["attack_ms"],
+                self.settings["release_ms"],
+                float(np.clip(a.comp_input_gain_db, -120, 120)),
+            )
+        if "panning" in self.stages:
+            out["panning"] = PanParams(
+                freqs,
+                tuple(float(v) for v in a.pan_l_db + a.pan_balance_db / 2),
+                tuple(float(v) for v in a.pan_r_db - a.pan_balance_db / 2),
+                self.cut_hz,
+                float(a.pan_balance_db),
+            )
+        if "loudness" in self.stages:
+            post = self.post_loudness.long_term_lufs
+            out["loudness"] = LoudnessParams(
+                float(a.gain_db),
+                self.targets.loudness_lufs,
+                post if math.isfinite(post) else None,
+                C.TRUE_PEAK_CEILING_DB - 1.0,
+            )
+        return out
+
+    def state_dict(self) -> dict:
+        """Statistics, parameters in force and audio tails as a dict of numpy arrays / numbers (no pickles).
+
+        Plans pending in the worker are finished first; pedalboard's compressor/limiter envelopes are not
+        exported (they settle within their release time after a restore).
+        """
+        self._collect()
+        a = self.applied
+        return {
+            "stats": self.stats.state_dict(),
+            "post_loudness": self.post_loudness.state_dict(),
+            "comp_window": self.comp_window.state_dict(),
+            "applied": {
+                "eq_db": a.eq_db.copy(),
+                "pan_l_db": a.pan_l_db.copy(),
+                "pan_r_db": a.pan_r_db.copy(),
+                "pan_balance_db": a.pan_balance_db,
+                "comp_threshold_db": a.comp_threshold_db,
+                "comp_input_gain_db": a.comp_input_gain_db,
+                "gain_db": a.gain_db,
+            },
+            "planned": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in self.planned.items()},
+            "in_fifo": self.in_fifo.copy(),
+            "out_fifo": self.out_fifo.copy(),
+            "k": self.k,
+            "n_plans": self.n_plans,
+            "learning": self.learning,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        from .params import params_from_dict
+
+        self.reset()
+        self.stats.load_state_dict(state["stats"])
+        self.post_loudness.load_state_dict(state["post_loudness"])
+        self.comp_window.load_state_dict(state["comp_window"])
+        ap = state["applied"]
+        self.applied = _Applied(
+            np.asarray(ap["eq_db"], float),
+            np.asarray(ap["pan_l_db"], float),
+            np.asarray(ap["pan_r_db"], float),
+            float(ap["pan_balance_db"]),
+            float(ap["comp_threshold_db"]),
+            float(ap["comp_input_gain_db"]),
+            float(ap["gain_db"]),
+        )
+        self.planned = {
+            k: (params_from_dict(v) if isinstance(v, dict) else float(v)) for k, v in state["planned"].items()
+        }
+        self.in_fifo = np.asarray(state["in_fifo"], np.float32).reshape(2, -1)
+        self.out_fifo = np.asarray(state["out_fifo"], np.float32).reshape(2, -1)
+        self.k, self.n_plans = int(state["k"]), int(state["n_plans"])
+        self.learning = bool(state["learning"])
+        self.stats.learning = self.learning
+        sr, a = self.sample_rate, self.applied
+        s = minimum_phase_spectra(design_fir(self.centers, a.eq_db, sr), FILTER_TAPS, self.hop)
+        self.eq_spec = np.stack([s, s])
+        self.pan_spec = np.stack(
+            [
+                minimum_phase_spectra(design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop)
+                for g in (a.pan_l_db, a.pan_r_db)
+            ]
+        )
+        self.comp.threshold_db = min(a.comp_threshold_db, 0.0)
+        self._gains_prev = (a.comp_input_gain_db, a.gain_db)
