@@ -11,6 +11,7 @@ streaming-safe: no (whole-stem planning); see ``fxmix.dsp.streaming``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -19,9 +20,16 @@ import numpy as np
 
 from . import constants as C
 from .audio import check_audio
-from .errors import ConfigError
 from .bands import band_centers_hz
-from .features import integrated_loudness, is_silent, measure_spectrum, peak_normalize, stft_power
+from .errors import ConfigError
+from .features import (
+    integrated_loudness,
+    is_silent,
+    measure_dynamics,
+    measure_spectrum,
+    peak_normalize,
+    stft_power,
+)
 from .params import PARAM_TYPES, EqParams
 from .profile import Profile
 from .stages import compression, eq, loudness, panning, reverb
@@ -50,6 +58,7 @@ class StemResult:
     params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     silent: bool = False
+    timings_s: dict = field(default_factory=dict)
 
     def params_dict(self) -> dict:
         return {name: (p.to_dict() if p is not None else None) for name, p in self.params.items()}
@@ -97,6 +106,7 @@ def normalize_stem(
         log.warning(result.notes[-1])
         return result
     for stage in stages:
+        t0 = time.perf_counter()
         if stage == "reverb":
             if rng is None:
                 raise ConfigError("the reverb stage needs an rng (pass seed=... or rng=...)")
@@ -135,23 +145,41 @@ def normalize_stem(
                 )
         x = _APPLY[stage](x, sample_rate, p)
         result.params[stage] = p
+        result.timings_s[stage] = time.perf_counter() - t0
     if "eq" in result.params and any(s in result.params for s in ("compression", "panning")):
+        t0 = time.perf_counter()
         for i in range(EQ_REFINE_PASSES):
-            y = _refine_eq(audio_in, x, sample_rate, targets, class_name, result, stages, replan=i == 0)
+            y = _refine_eq(audio_in, x, sample_rate, targets, result, stages)
             if y is x:
                 break
             x = y
+            if i == 0 and "compression" in result.params:
+                x = _recheck_compression(audio_in, x, sample_rate, targets, class_name, result, stages)
+        result.timings_s["eq_refine"] = time.perf_counter() - t0
     result.audio = x
     return result
 
 
-def _refine_eq(
-    audio_in, x, sample_rate, targets, class_name, result: StemResult, stages, replan: bool
-) -> np.ndarray:
+def _replay(audio_in, sample_rate, result: StemResult, stages, *, relevel_compressor: bool) -> np.ndarray:
+    """Re-run the recorded stages (loudness re-planned; the compressor optionally re-levelled to the
+    -10 dBFS peak its threshold was searched at)."""
+    y = audio_in
+    for stage in stages:
+        if stage not in result.params:
+            continue
+        if stage == "loudness":
+            result.params[stage] = loudness.plan(y, sample_rate, result.params[stage].target_lufs)
+        elif stage == "compression" and relevel_compressor:
+            result.params[stage] = replace(result.params[stage], input_gain_db=peak_normalize(y)[1])
+        y = _APPLY[stage](y, sample_rate, result.params[stage])
+    return y
+
+
+def _refine_eq(audio_in, x, sample_rate, targets, result: StemResult, stages) -> np.ndarray:
     """A closed-loop EQ correction: compression and panning colour the spectrum after the EQ, so the
-    residual of the finished stem is folded back into the EQ curve and the later stages are replayed with
-    their own params (loudness re-planned; the compressor searched again on the first pass, only re-levelled
-    on the last so the spectrum converges). Skipped when the residual is already under 0.5 dB."""
+    residual of the finished stem is folded back into the EQ curve and the stages are replayed with their
+    params (compressor re-levelled, loudness re-planned). Returns ``x`` itself when the residual is already
+    under 0.5 dB (100 Hz-10 kHz)."""
     spec = measure_spectrum(x, sample_rate)
     residual = np.asarray(targets.spectrum_db) - spec
     residual -= np.median(residual)
@@ -162,21 +190,28 @@ def _refine_eq(
     curve = np.asarray(old.gain_db) + residual
     curve = np.clip(curve - 0.5 * (curve.max() + curve.min()), -C.EQ_MAX_GAIN_DB, C.EQ_MAX_GAIN_DB)
     result.params["eq"] = EqParams(old.freqs_hz, tuple(float(g) for g in curve))
+    return _replay(audio_in, sample_rate, result, stages, relevel_compressor=True)
+
+
+def _recheck_compression(audio_in, x, sample_rate, targets, class_name, result: StemResult, stages):
+    """After EQ refinement the compressor sees a new spectrum; if the onset feature left the band, search
+    the threshold again on the refined EQ's output and replay the later stages."""
+    mean_db, _ = measure_dynamics(x, sample_rate)
+    lo = targets.onset_peak_mean_db - targets.onset_peak_std_db
+    hi = targets.onset_peak_mean_db + targets.onset_peak_std_db
+    if lo <= mean_db <= hi:
+        return x
+    before_comp = [
+        s for s in stages if s in result.params and ALL_STAGES.index(s) < ALL_STAGES.index("compression")
+    ]
     y = audio_in
-    for stage in stages:
-        if stage not in result.params:
-            continue
-        if stage == "loudness":
-            p = result.params[stage]
-            result.params[stage] = loudness.plan(y, sample_rate, p.target_lufs)
-        elif stage == "compression" and replan:  # the compressor's input changed: search again
-            result.params[stage] = compression.plan(
-                y, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name
-            ).params
-        elif stage == "compression":  # last pass: same threshold/ratio at the new EQ's peak level
-            result.params[stage] = replace(result.params[stage], input_gain_db=peak_normalize(y)[1])
+    for stage in before_comp:
         y = _APPLY[stage](y, sample_rate, result.params[stage])
-    return y
+    rep = compression.plan(y, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name)
+    result.params["compression"] = rep.params
+    if rep.note and not rep.in_band:
+        result.notes.append(f"compression (after EQ refinement): {rep.note}")
+    return _replay(audio_in, sample_rate, result, stages, relevel_compressor=False)
 
 
 def apply_params(audio: np.ndarray, sample_rate: int, params: Mapping[str, object]) -> np.ndarray:

@@ -61,6 +61,6 @@ def apply_fir(audio: np.ndarray, taps: np.ndarray | list[np.ndarray]) -> np.ndar
     out = np.empty_like(audio, dtype=np.float32)
     for ch, h in enumerate(per_channel):
         delay = (len(h) - 1) // 2
-        y = oaconvolve(audio[ch].astype(np.float64), h, mode="full")
+        y = oaconvolve(audio[ch].astype(np.float32), h.astype(np.float32), mode="full")
         out[ch] = y[delay : delay + audio.shape[1]]
     return out

@@ -15,7 +15,7 @@ how the host cuts the audio):
 * :class:`RunningStats` bundles the three.
 
 Time constants (documented for the acceptance tests): ``tau_s = 5 s`` for the long-term loudness, spectrum and
-φ. For the energy-gated loudness a +10 dB level step is followed to within 1 LU after ~1.5 τ (7.5 s), a
+φ. For the energy-gated loudness a +10 dB level step is followed to within 1 LU after 2 τ (10 s, tested), a
 -10 dB step after ~3.5 τ (17.5 s: energy averaging weights the louder past more); momentary/short-term follow
 within 0.4 s / 3 s. The spectrum updates every ANALYSIS_HOP samples (186 ms at 44.1 kHz).
 
@@ -137,6 +137,38 @@ class _StateMixin:
             setattr(self, k, v)
 
 
+class _Ring:
+    """Circular (2, n) float32 buffer: ``push`` any number of samples, ``read`` the last ``filled`` in order."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self.buf = np.zeros((2, self.n), np.float32)
+        self.w = 0
+        self.filled = 0
+
+    def push(self, x: np.ndarray) -> None:
+        x = x[:, -self.n :]
+        k = x.shape[1]
+        first = min(k, self.n - self.w)
+        self.buf[:, self.w : self.w + first] = x[:, :first]
+        self.buf[:, : k - first] = x[:, first:]
+        self.w = (self.w + k) % self.n
+        self.filled = min(self.n, self.filled + k)
+
+    def read(self) -> np.ndarray:
+        out = np.concatenate([self.buf[:, self.w :], self.buf[:, : self.w]], axis=1)
+        return out[:, self.n - self.filled :]
+
+    def state_dict(self) -> dict:
+        return {"buf": self.read(), "filled": self.filled}
+
+    def load_state_dict(self, state: dict) -> None:
+        data = np.asarray(state["buf"], np.float32).reshape(2, -1)[:, -self.n :]
+        self.buf[:] = 0
+        self.w, self.filled = 0, 0
+        self.push(data)
+
+
 # ----------------------------------------------------------------------------------------- loudness
 
 
@@ -165,7 +197,7 @@ class RunningLoudness(_StateMixin):
         self.reset()
 
     def reset(self) -> None:
-        self.zi = np.zeros((2, 2, 2))  # (sections, channels... ) laid out as sosfilt wants per channel
+        self.zi = np.zeros((2, 2, 2))  # (sections, channels, 2): sosfilt state along the last axis
         self.acc = 0.0
         self.acc_n = 0
         self.ring = np.zeros(30)  # last 30 sub-block mean squares (3 s), newest last
@@ -179,9 +211,7 @@ class RunningLoudness(_StateMixin):
         """Feed a (2, n) block (any n)."""
         if block.shape[1] == 0:
             return
-        y = np.empty(block.shape, np.float64)
-        for ch in range(2):
-            y[ch], self.zi[:, ch] = scipy.signal.sosfilt(self.sos, block[ch].astype(np.float64), zi=self.zi[:, ch])
+        y, self.zi = scipy.signal.sosfilt(self.sos, block.astype(np.float64), axis=-1, zi=self.zi)
         sq = (y * y).sum(axis=0)  # channel weights 1 (L, R)
         pos = 0
         n = sq.shape[0]
@@ -248,16 +278,18 @@ class RunningSpectrum(_StateMixin):
     streaming-safe: yes (frames at fixed sample positions: block-size independent).
     """
 
-    _state_keys = ("buf", "filled", "since", "pl", "pr", "nb", "weight", "n_frames")
+    _state_keys = ("filled", "since", "pl", "pr", "nb", "weight", "n_frames")
 
-    def __init__(self, sample_rate: int, tau_s: float = TAU_S, n_fft: int = C.ANALYSIS_FFT, hop: int = C.ANALYSIS_HOP):
+    def __init__(
+        self, sample_rate: int, tau_s: float = TAU_S, n_fft: int = C.ANALYSIS_FFT, hop: int = C.ANALYSIS_HOP
+    ):
         self.sample_rate, self.n_fft, self.hop = int(sample_rate), int(n_fft), int(hop)
         self.tau_s = float(tau_s)
         self.decay = math.exp(-self.hop / (self.tau_s * self.sample_rate))
         self.reset()
 
     def reset(self) -> None:
-        self.buf = np.zeros((2, self.n_fft), np.float32)
+        self.ring = _Ring(self.n_fft)
         self.filled = 0
         self.since = 0
         nb = self.n_fft // 2 + 1
@@ -270,8 +302,7 @@ class RunningSpectrum(_StateMixin):
         while pos < n:
             need = self.n_fft - self.filled if self.filled < self.n_fft else self.hop - self.since
             take = min(need, n - pos)
-            self.buf = np.roll(self.buf, -take, axis=1)
-            self.buf[:, -take:] = block[:, pos : pos + take]
+            self.ring.push(block[:, pos : pos + take])
             pos += take
             if self.filled < self.n_fft:
                 self.filled += take
@@ -284,7 +315,7 @@ class RunningSpectrum(_StateMixin):
 
     def _frame(self) -> None:
         self.since = 0
-        p = stft_power(self.buf, self.n_fft, self.n_fft)[:, 0].astype(np.float64)
+        p = stft_power(self.ring.read(), self.n_fft, self.n_fft)[:, 0].astype(np.float64)
         d = self.decay
         self.pl = d * self.pl + p[0]
         self.pr = d * self.pr + p[1]
@@ -295,6 +326,13 @@ class RunningSpectrum(_StateMixin):
     @property
     def ready(self) -> bool:
         return self.weight > 0
+
+    def state_dict(self) -> dict:
+        return dict(super().state_dict(), ring=self.ring.state_dict())
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.ring.load_state_dict(state["ring"])
 
     def mean_power(self) -> np.ndarray:
         """(bins,) mean power over frames and channels (what ``eq.plan`` and ``spectrum_from_power`` average)."""
@@ -316,28 +354,29 @@ class RunningDynamics(_StateMixin):
     streaming-safe: yes.
     """
 
-    _state_keys = ("buf", "filled")
-
     def __init__(self, sample_rate: int, window_s: float = DYNAMICS_WINDOW_S):
         self.sample_rate = int(sample_rate)
-        self.n = int(round(window_s * self.sample_rate))
-        self.reset()
+        self.ring = _Ring(int(round(window_s * self.sample_rate)))
+
+    @property
+    def filled(self) -> int:
+        return self.ring.filled
 
     def reset(self) -> None:
-        self.buf = np.zeros((2, self.n), np.float32)
-        self.filled = 0
+        self.ring = _Ring(self.ring.n)
 
     def update(self, block: np.ndarray) -> None:
-        x = block[:, -self.n :]
-        k = x.shape[1]
-        if k == 0:
-            return
-        self.buf[:, :-k] = self.buf[:, k:]
-        self.buf[:, -k:] = x
-        self.filled = min(self.n, self.filled + k)
+        if block.shape[1]:
+            self.ring.push(block)
 
     def audio(self) -> np.ndarray:
-        return self.buf[:, self.n - self.filled :]
+        return self.ring.read()
+
+    def state_dict(self) -> dict:
+        return self.ring.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ring.load_state_dict(state)
 
     def stats(self) -> tuple[float, float]:
         """(mean, std) onset-peak dB; NaN until one second of non-silent audio has been seen."""
@@ -437,10 +476,10 @@ class RunningStats:
 def minimum_phase_spectra(taps_linear: np.ndarray, n_taps: int, part: int) -> np.ndarray:
     """Partition spectra (K, part+1) of the minimum-phase filter with the magnitude of ``taps_linear``.
 
-    Homomorphic method on a 4·n_taps grid, truncated to ``n_taps`` (a multiple of ``part``) with a short
+    Homomorphic method on a 2·n_taps grid, truncated to ``n_taps`` (a multiple of ``part``) with a short
     fade-out, then cut into K = n_taps / part partitions for uniformly partitioned overlap-save.
     """
-    n = 4 * n_taps
+    n = 2 * n_taps
     mag = np.abs(scipy.fft.rfft(taps_linear, n))
     cep = scipy.fft.irfft(np.log(np.maximum(mag, 1e-8)), n)
     fold = np.zeros(n)
@@ -480,6 +519,19 @@ class _PartitionedConv:
             r = _ramp(self.part)
             y = y0 + (y - y0) * r
         return y
+
+
+def _limiter_unity_gain(sample_rate: int, threshold_db: float) -> float:
+    """1 / the make-up gain JUCE's Limiter (inside pedalboard) applies below its threshold (measured once).
+
+    With it the limiter is unity gain below ``threshold_db`` and holds its output under ``threshold_db``, so
+    the loudness stage's gain means what it says (offline, ``loudness.plan`` re-measures instead).
+    """
+    t = np.arange(sample_rate // 2) / sample_rate
+    x = np.repeat((0.01 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None], 2, axis=0)
+    y = pedalboard.Limiter(threshold_db=threshold_db, release_ms=100.0).process(x, sample_rate)
+    tail = slice(x.shape[1] // 2, None)
+    return float(np.sqrt(np.mean(x[:, tail] ** 2) / np.mean(y[:, tail] ** 2)))
 
 
 def _ramp(n: int) -> np.ndarray:
@@ -551,7 +603,9 @@ class StreamingNormalizer:
         self.stages = check_stages(stages)
         unknown = [s for s in self.stages if s == "reverb"]
         if unknown:
-            raise ConfigError("StreamingNormalizer: the reverb stage is a training augmentation, not streamed")
+            raise ConfigError(
+                "StreamingNormalizer: the reverb stage is a training augmentation, not streamed"
+            )
         self.hop = hop_samples
         self.latency_samples = hop_samples
         self.tau_s = tau_s
@@ -599,6 +653,7 @@ class StreamingNormalizer:
             release_ms=self.settings["release_ms"],
         )
         self.limiter = pedalboard.Limiter(threshold_db=C.TRUE_PEAK_CEILING_DB - 1.0, release_ms=100.0)
+        self.limiter_unity = _limiter_unity_gain(self.sample_rate, C.TRUE_PEAK_CEILING_DB - 1.0)
         self._comp_reset = True
 
     def freeze(self) -> None:
@@ -669,7 +724,7 @@ class StreamingNormalizer:
             self.post_loudness.update(y)
         if "loudness" in self.stages and not self.bypass["loudness"]:
             y = y * self._gain_ramp(g_out_prev, a.gain_db)
-            y = self.limiter.process(y.astype(np.float32), self.sample_rate, reset=False)
+            y = self.limiter.process(y.astype(np.float32), self.sample_rate, reset=False) * self.limiter_unity
         self._gains_prev = (a.comp_input_gain_db, a.gain_db)
         return y.astype(np.float32)
 
@@ -685,7 +740,9 @@ class StreamingNormalizer:
     def _snapshot(self) -> dict:
         sp = self.stats.spectrum
         plan_due = (self.k // UPDATE_HOPS) % (PLAN_HOPS // UPDATE_HOPS) == 0 and sp.ready
-        comp_due = plan_due and self.n_plans % COMP_PLAN_EVERY == 0 and self.comp_window.filled >= self.sample_rate
+        comp_due = (
+            plan_due and self.n_plans % COMP_PLAN_EVERY == 0 and self.comp_window.filled >= self.sample_rate
+        )
         if plan_due:
             self.n_plans += 1
         return {
@@ -696,7 +753,10 @@ class StreamingNormalizer:
             "nb": sp.nb.copy() if plan_due else None,
             "weight": sp.weight,
             "post_lufs": self.post_loudness.long_term_lufs,
-            "comp_audio": self.comp_window.audio().copy() if comp_due else None,
+            "comp_audio": self.stats.dynamics.audio()[:, -self.comp_window.ring.n :].copy()
+            if comp_due
+            else None,
+            "comp_peak": float(np.max(np.abs(self.comp_window.audio()), initial=0.0)) if comp_due else 0.0,
             "applied": self.applied,
             "planned": dict(self.planned),
             "jump": self._jump,
@@ -739,13 +799,22 @@ class StreamingNormalizer:
                 h2 = 1.0
                 if "eq" in planned:
                     e = planned["eq"]
-                    h2 = fir_power_response(design_fir(np.asarray(e.freqs_hz), np.asarray(e.gain_db), sr), C.ANALYSIS_FFT)
-                planned["panning"] = panning.plan_from_sums(pl * h2, pr * h2, nb * h2, sr, t.phi, self.class_name)
+                    h2 = fir_power_response(
+                        design_fir(np.asarray(e.freqs_hz), np.asarray(e.gain_db), sr), C.ANALYSIS_FFT
+                    )
+                planned["panning"] = panning.plan_from_sums(
+                    pl * h2, pr * h2, nb * h2, sr, t.phi, self.class_name
+                )
         if snap["comp"] and t.onset_peak_mean_db is not None and "compression" in self.stages:
+            # the offline plan on the offline (linear-phase) EQ of the input window; the input gain from the
+            # peak of what really enters the compressor (the minimum-phase EQ moves peaks by a few dB)
             audio = snap["comp_audio"]
-            if np.max(np.abs(audio)) > 10 ** (C.SILENCE_PEAK_DB / 20):
+            if np.max(np.abs(audio)) > 10 ** (C.SILENCE_PEAK_DB / 20) and snap["comp_peak"] > 0:
+                if "eq" in planned and not self.bypass["eq"]:
+                    audio = eq.apply(audio, sr, planned["eq"])
                 rep = compression.plan(audio, sr, t.onset_peak_mean_db, t.onset_peak_std_db, self.class_name)
-                planned["compression"] = rep.params
+                gain_in = C.DYNAMICS_PEAK_NORM_DB - 20.0 * math.log10(snap["comp_peak"])
+                planned["compression"] = replace(rep.params, input_gain_db=float(np.clip(gain_in, -120, 120)))
         if t.loudness_lufs is not None and math.isfinite(snap["post_lufs"]):
             planned["loudness_gain_db"] = float(np.clip(t.loudness_lufs - snap["post_lufs"], -60.0, 60.0))
 
@@ -770,7 +839,9 @@ class StreamingNormalizer:
                 new = replace(new, pan_l_db=pl_db, pan_r_db=pr_db, pan_balance_db=float(p.balance_db))
                 pan_spec = np.stack(
                     [
-                        minimum_phase_spectra(design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop)
+                        minimum_phase_spectra(
+                            design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop
+                        )
                         for g in (pl_db, pr_db)
                     ]
                 )
@@ -784,7 +855,13 @@ class StreamingNormalizer:
                 thr = min(thr_new, 0.0)
         if "loudness_gain_db" in planned:
             new = replace(new, gain_db=float(_step(a.gain_db, planned["loudness_gain_db"], lim)))
-        return {"planned": planned, "applied": new, "eq_spec": eq_spec, "pan_spec": pan_spec, "comp_threshold_db": thr}
+        return {
+            "planned": planned,
+            "applied": new,
+            "eq_spec": eq_spec,
+            "pan_spec": pan_spec,
+            "comp_threshold_db": thr,
+        }
 
     # ------------------------------------------------------------------ reporting
 
@@ -881,7 +958,9 @@ class StreamingNormalizer:
         self.eq_spec = np.stack([s, s])
         self.pan_spec = np.stack(
             [
-                minimum_phase_spectra(design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop)
+                minimum_phase_spectra(
+                    design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop
+                )
                 for g in (a.pan_l_db, a.pan_r_db)
             ]
         )

@@ -16,7 +16,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "mix": ("fxmix.host_bridge.commands:mix_main", "automix a folder of stems into a stereo mix"),
     "normalize": ("fxmix.host_bridge.commands:normalize_main", "effect-normalize stems, write params.json"),
     "profile": ("fxmix.host_bridge.commands:profile_main", "compute / merge / inspect per-class profiles"),
-    "data": ("fxmix.training.cli_data:data_main", "synthetic wet corpus (synth) and dataset statistics (stats)"),
+    "data": (
+        "fxmix.training.cli_data:data_main",
+        "synthetic wet corpus (synth) and dataset statistics (stats)",
+    ),
     "train": ("fxmix.training.cli_train:train_main", "train a mixing network from a TOML config"),
     "eval": ("fxmix.training.cli_eval:eval_main", "evaluate models and baselines on a dataset split"),
     "export": ("fxmix.model.cli:export_main", "export a checkpoint to TorchScript / ONNX + model card"),
@@ -28,7 +31,7 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 BENCHES: dict[str, str] = {
-    "normalize": "fxmix.dsp.bench:bench_normalize_main",
+    "normalize": "fxmix.bench_normalize:bench_normalize_main",
     "synth": "fxmix.training.cli_data:bench_synth_main",
     "model": "fxmix.model.cli:bench_model_main",
     "stream": "fxmix.dsp.bench_stream:bench_stream_main",

@@ -22,19 +22,44 @@ LOOKAHEAD_MS = 5.0
 TP_MARGIN_DB = 0.5
 
 
-def true_peak_db(audio: np.ndarray, skip_below_db: float = -200.0) -> float:
-    """True peak (dBTP) estimated with 4x polyphase oversampling (BS.1770-4 Annex 2 style).
+_TP_TAPS = 32  # windowed-sinc interpolator half-length (samples each side)
+_TP_PHASES = (0.25, 0.5, 0.75)
 
-    Where the sample peak is under ``skip_below_db`` the sample peak is returned (callers pass the ceiling
-    minus 6 dB: inter-sample overs of real audio stay well under that).
+
+def _interp_kernel() -> np.ndarray:
+    k = np.arange(-_TP_TAPS + 1, _TP_TAPS + 1)
+    return np.stack([np.sinc(k - f) * np.kaiser(2 * _TP_TAPS, 8.0) for f in _TP_PHASES])
+
+
+_KERNEL = _interp_kernel()
+
+
+def true_peak_db(audio: np.ndarray, skip_below_db: float = -200.0, max_candidates: int = 4096) -> float:
+    """True peak (dBTP): the sample peak and 4x-oversampled points around the loudest samples.
+
+    Inter-sample peaks can only exceed the sample peak near loud samples, so only samples within 6 dB of the
+    sample peak (at most ``max_candidates``, loudest first) are interpolated (windowed sinc, 64 taps, phases
+    1/4, 1/2, 3/4), which is ~100x cheaper than oversampling the whole file. Where the sample peak is under
+    ``skip_below_db`` the sample peak is returned (callers pass the ceiling minus 6 dB).
     """
     if not np.any(audio):
         return float("-inf")
-    sample_peak = float(np.max(np.abs(audio)))
+    mag = np.abs(audio)
+    sample_peak = float(mag.max())
     if 20 * np.log10(sample_peak) < skip_below_db:
-        return 20 * np.log10(sample_peak)  # far below the ceiling: inter-sample overs cannot reach it
-    up = resample_poly(audio.astype(np.float64), 4, 1, axis=-1)
-    return float(20 * np.log10(max(np.max(np.abs(up)), np.max(np.abs(audio)), 1e-12)))
+        return 20 * np.log10(sample_peak)
+    n = audio.shape[-1]
+    padded = np.pad(audio.astype(np.float64), ((0, 0), (_TP_TAPS, _TP_TAPS)))
+    best = sample_peak
+    for ch in range(audio.shape[0]):
+        cand = np.flatnonzero(mag[ch] >= sample_peak * 0.5)
+        if cand.size > max_candidates:
+            cand = cand[np.argsort(mag[ch, cand])[-max_candidates:]]
+        idx = cand[:, None] + np.arange(2 * _TP_TAPS)[None, :] + 1  # window around sample i .. i+1
+        idx = np.minimum(idx, n + 2 * _TP_TAPS - 1)
+        values = padded[ch][idx] @ _KERNEL.T
+        best = max(best, float(np.abs(values).max()))
+    return float(20 * np.log10(max(best, 1e-12)))
 
 
 def _true_peak_envelope(x: np.ndarray) -> np.ndarray:
@@ -44,7 +69,9 @@ def _true_peak_envelope(x: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(x).max(axis=0), up[:, : 4 * n].reshape(x.shape[0], n, 4).max(axis=(0, 2)))
 
 
-def peak_limit(x: np.ndarray, sample_rate: int, ceiling_db: float, lookahead_ms: float = LOOKAHEAD_MS) -> np.ndarray:
+def peak_limit(
+    x: np.ndarray, sample_rate: int, ceiling_db: float, lookahead_ms: float = LOOKAHEAD_MS
+) -> np.ndarray:
     """Stereo-linked look-ahead true-peak limiter: no sample (nor 4x-oversampled point) exceeds ``ceiling_db``.
 
     Gain = moving average (L+1) of a running minimum (2L+1) of the required gain min(1, ceiling/|x|); every
@@ -59,8 +86,9 @@ def peak_limit(x: np.ndarray, sample_rate: int, ceiling_db: float, lookahead_ms:
         return x
     lookahead = max(1, int(lookahead_ms * 1e-3 * sample_rate))
     required = np.minimum(1.0, ceiling / np.maximum(det, 1e-12))
-    gain = uniform_filter1d(minimum_filter1d(required, 2 * lookahead + 1, mode="nearest"), lookahead + 1,
-                            mode="nearest")
+    gain = uniform_filter1d(
+        minimum_filter1d(required, 2 * lookahead + 1, mode="nearest"), lookahead + 1, mode="nearest"
+    )
     return (x * np.minimum(gain, required)[None, :]).astype(np.float32)
 
 
@@ -86,7 +114,7 @@ def plan(
     params = LoudnessParams(gain, target_lufs, measured)
     y = apply(audio, sample_rate, params)
     tp = true_peak_db(y, skip_below_db=ceiling_db - 6.0)
-    if tp <= ceiling_db:
+    if tp <= ceiling_db:  # a plain gain: the target is met exactly, no need to measure again
         return LoudnessParams(gain, target_lufs, measured, None, tp, 0.0)
     # hold the ceiling with the peak limiter (a little under it for inter-sample overs), re-gain twice
     threshold = max(ceiling_db - TP_MARGIN_DB, -60.0)
