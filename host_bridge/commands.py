@@ -346,6 +346,12 @@ def demo_main(argv: list[str] | None = None) -> int:
     src = demo_dir()
     loaded = load_buses(find_stem_files(src))
     model = args.model
+    if model == "default":
+        from fxmix.model import default_model_path
+
+        if default_model_path() is None:
+            loaded.notes.append("no default model is packaged yet: using the normalized-sum baseline")
+            model = "none"
     res = automix(loaded.buses, model=model, profile="musdb18-reference")
     out = Path(args.out)
     written = _write_outputs(out / "mix.wav", out / "normalized", loaded, res, {})
