@@ -26,8 +26,8 @@ from .features import (
     integrated_loudness,
     is_silent,
     measure_dynamics,
-    measure_spectrum,
     peak_normalize,
+    spectrum_from_power,
     stft_power,
 )
 from .params import PARAM_TYPES, EqParams
@@ -180,7 +180,7 @@ def _refine_eq(audio_in, x, sample_rate, targets, result: StemResult, stages) ->
     residual of the finished stem is folded back into the EQ curve and the stages are replayed with their
     params (compressor re-levelled, loudness re-planned). Returns ``x`` itself when the residual is already
     under 0.5 dB (100 Hz-10 kHz)."""
-    spec = measure_spectrum(x, sample_rate)
+    spec = spectrum_from_power(stft_power(x), sample_rate, C.ANALYSIS_FFT, 0.0)  # shape only: no LUFS needed
     residual = np.asarray(targets.spectrum_db) - spec
     residual -= np.median(residual)
     centers = band_centers_hz()

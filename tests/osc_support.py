@@ -18,6 +18,19 @@ TRACKS = (("vocals", "Lead Vox"), ("drums", "Drum Bus"), ("bass", "Bass DI"), ("
 MODEL = "none"  # the network has its own parity tests; here the transport is under test
 
 
+def small_network():
+    """A seeded, untrained, very small causal mixing network (a real ``step``/state, ~30 ms a block)."""
+    import torch
+    from fxmix.model.causal import CausalConfig, CausalMixer
+
+    torch.manual_seed(0)
+    config = CausalConfig(
+        n_latent=8, bottleneck=8, hidden=8, skip=8, n_blocks=2, n_repeats=1, lstm_layers=1, se_expansion=1,
+        encoder_kernel=16, envelope_kernel=16,
+    )  # fmt: skip
+    return CausalMixer(config).eval()
+
+
 def stems(seconds: float = 1.5, seed: int = 0) -> np.ndarray:
     """(4, 2, n) float32 seeded song stems in TRACKS order, n a multiple of BLOCK."""
     song = signals.song(seconds, SR, seed=seed)
@@ -30,16 +43,19 @@ def blocks_of(x: np.ndarray) -> list[np.ndarray]:
     return [x[..., i : i + BLOCK] for i in range(0, x.shape[-1], BLOCK)]
 
 
-def reference_mix(blocks: list[np.ndarray], model: str = MODEL) -> np.ndarray:
+def reference_mix(blocks: list[np.ndarray], model=MODEL) -> np.ndarray:
     """The in-process API on the same blocks: (2, n_blocks * BLOCK)."""
     session = make_session_factory(model)(SR, BLOCK, len(TRACKS), None)
-    for k, (cls, name) in enumerate(TRACKS):
-        session.set_track(k, class_name=cls, name=name)
-    return np.concatenate([session.process(b) for b in blocks], axis=1)
+    try:
+        for k, (cls, name) in enumerate(TRACKS):
+            session.set_track(k, class_name=cls, name=name)
+        return np.concatenate([session.process(b) for b in blocks], axis=1)
+    finally:
+        session.close()
 
 
 @contextlib.contextmanager
-def running_server(model: str = MODEL, **kwargs) -> Iterator[BridgeServer]:
+def running_server(model=MODEL, **kwargs) -> Iterator[BridgeServer]:
     """A loopback server on an ephemeral port; deterministic (no time-based release) unless overridden."""
     kw = {"reorder_timeout_s": None, "params_interval_s": None, "log_interval_s": 60.0, **kwargs}
     server = BridgeServer(make_session_factory(model), "127.0.0.1", 0, **kw)

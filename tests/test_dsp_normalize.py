@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import signals
-
 from fxmix.dsp import features as F
 from fxmix.dsp.audio import check_audio
 from fxmix.dsp.bands import band_centers_hz

@@ -20,9 +20,21 @@ def _rms_db(x: np.ndarray) -> float:
     return 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-20)
 
 
-@pytest.mark.parametrize("model", ["none", "default"])
-def test_streamed_mix_equals_in_process_mix(model):
-    x = S.stems(1.5)
+@pytest.fixture
+def one_torch_thread():
+    """Like `fxmix serve`: one intra-op thread (two OpenMP threads on a busy 2-core box are ~10x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("model", "seconds"), [("none", 1.5), ("network", 0.5)])
+def test_streamed_mix_equals_in_process_mix(model, seconds, one_torch_thread):
+    model = S.small_network() if model == "network" else model
+    x = S.stems(seconds)
     ref = S.reference_mix(S.blocks_of(x), model)
     with S.running_server(model) as server, S.open_client(server) as client:
         mix, report = stream_mix(client, x, S.SR, compensate_latency=False, timeout_s=5.0)

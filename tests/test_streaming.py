@@ -82,7 +82,7 @@ def test_silence_in_silence_out():
 @pytest.mark.timeout(120)
 def test_streaming_normalizer_matches_offline_loudness():
     prof = load_profile("musdb18-reference")
-    x = signals.other(24)
+    x = signals.other(30)
     nz = StreamingNormalizer(SR, "other", prof)
     y = np.concatenate([nz.process(x[:, i : i + 512]) for i in range(0, x.shape[1], 512)], axis=1)
     off = normalize_stem(x, SR, "other", prof)
