@@ -507,6 +507,13 @@ class _PartitionedConv:
         self.prev[:] = 0
         self.fdl[:] = 0
 
+    def state_dict(self) -> dict:
+        return {"prev": self.prev.copy(), "fdl_re": self.fdl.real.copy(), "fdl_im": self.fdl.imag.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.prev = np.asarray(state["prev"], float).reshape(self.prev.shape).copy()
+        self.fdl = (np.asarray(state["fdl_re"]) + 1j * np.asarray(state["fdl_im"])).reshape(self.fdl.shape)
+
     def process(self, x: np.ndarray, spectra: np.ndarray, old_spectra: np.ndarray | None) -> np.ndarray:
         """x (C, part); spectra (C, K, part+1). With ``old_spectra`` the output cross-fades old -> new."""
         seg = np.concatenate([self.prev, x], axis=1)
@@ -905,21 +912,29 @@ class StreamingNormalizer:
         Plans pending in the worker are finished first; pedalboard's compressor/limiter envelopes are not
         exported (they settle within their release time after a restore).
         """
-        self._collect()
+        if isinstance(self._pending, Future):
+            self._pending = self._pending.result()  # finish the plan; it is still applied at its own hop
         a = self.applied
+        pend = self._pending
         return {
+            "pending": None
+            if pend is None
+            else {
+                "planned": {
+                    k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in pend["planned"].items()
+                },
+                "applied": _applied_dict(pend["applied"]),
+                "eq_changed": pend["eq_spec"] is not None,
+                "pan_changed": pend["pan_spec"] is not None,
+                "comp_threshold_db": pend["comp_threshold_db"],
+            },
+            "eq_conv": self.eq_conv.state_dict(),
+            "pan_conv": self.pan_conv.state_dict(),
+            "gains_prev": np.asarray(self._gains_prev, float),
             "stats": self.stats.state_dict(),
             "post_loudness": self.post_loudness.state_dict(),
             "comp_window": self.comp_window.state_dict(),
-            "applied": {
-                "eq_db": a.eq_db.copy(),
-                "pan_l_db": a.pan_l_db.copy(),
-                "pan_r_db": a.pan_r_db.copy(),
-                "pan_balance_db": a.pan_balance_db,
-                "comp_threshold_db": a.comp_threshold_db,
-                "comp_input_gain_db": a.comp_input_gain_db,
-                "gain_db": a.gain_db,
-            },
+            "applied": _applied_dict(a),
             "planned": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in self.planned.items()},
             "in_fifo": self.in_fifo.copy(),
             "out_fifo": self.out_fifo.copy(),
@@ -935,34 +950,70 @@ class StreamingNormalizer:
         self.stats.load_state_dict(state["stats"])
         self.post_loudness.load_state_dict(state["post_loudness"])
         self.comp_window.load_state_dict(state["comp_window"])
-        ap = state["applied"]
-        self.applied = _Applied(
-            np.asarray(ap["eq_db"], float),
-            np.asarray(ap["pan_l_db"], float),
-            np.asarray(ap["pan_r_db"], float),
-            float(ap["pan_balance_db"]),
-            float(ap["comp_threshold_db"]),
-            float(ap["comp_input_gain_db"]),
-            float(ap["gain_db"]),
-        )
-        self.planned = {
-            k: (params_from_dict(v) if isinstance(v, dict) else float(v)) for k, v in state["planned"].items()
-        }
+
+        def planned(d):
+            return {k: (params_from_dict(v) if isinstance(v, dict) else float(v)) for k, v in d.items()}
+
+        self.applied = _applied_from(state["applied"])
+        self.planned = planned(state["planned"])
         self.in_fifo = np.asarray(state["in_fifo"], np.float32).reshape(2, -1)
         self.out_fifo = np.asarray(state["out_fifo"], np.float32).reshape(2, -1)
         self.k, self.n_plans = int(state["k"]), int(state["n_plans"])
         self.learning = bool(state["learning"])
         self.stats.learning = self.learning
-        sr, a = self.sample_rate, self.applied
-        s = minimum_phase_spectra(design_fir(self.centers, a.eq_db, sr), FILTER_TAPS, self.hop)
-        self.eq_spec = np.stack([s, s])
-        self.pan_spec = np.stack(
+        a = self.applied
+        self.eq_spec, self.pan_spec = self._eq_spectra(a), self._pan_spectra(a)
+        self.comp.threshold_db = min(a.comp_threshold_db, 0.0)
+        self._gains_prev = tuple(float(v) for v in state["gains_prev"])
+        self.eq_conv.load_state_dict(state["eq_conv"])
+        self.pan_conv.load_state_dict(state["pan_conv"])
+        pend = state.get("pending")
+        if pend is not None:
+            pa = _applied_from(pend["applied"])
+            self._pending = {
+                "planned": planned(pend["planned"]),
+                "applied": pa,
+                "eq_spec": self._eq_spectra(pa) if pend["eq_changed"] else None,
+                "pan_spec": self._pan_spectra(pa) if pend["pan_changed"] else None,
+                "comp_threshold_db": pend["comp_threshold_db"],
+            }
+
+    def _eq_spectra(self, a: _Applied) -> np.ndarray:
+        s = minimum_phase_spectra(design_fir(self.centers, a.eq_db, self.sample_rate), FILTER_TAPS, self.hop)
+        return np.stack([s, s])
+
+    def _pan_spectra(self, a: _Applied) -> np.ndarray:
+        return np.stack(
             [
                 minimum_phase_spectra(
-                    design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop
+                    design_fir(self.centers, g, self.sample_rate, cutoff_hz=self.cut_hz),
+                    FILTER_TAPS,
+                    self.hop,
                 )
                 for g in (a.pan_l_db, a.pan_r_db)
             ]
         )
-        self.comp.threshold_db = min(a.comp_threshold_db, 0.0)
-        self._gains_prev = (a.comp_input_gain_db, a.gain_db)
+
+
+def _applied_dict(a: _Applied) -> dict:
+    return {
+        "eq_db": a.eq_db.copy(),
+        "pan_l_db": a.pan_l_db.copy(),
+        "pan_r_db": a.pan_r_db.copy(),
+        "pan_balance_db": a.pan_balance_db,
+        "comp_threshold_db": a.comp_threshold_db,
+        "comp_input_gain_db": a.comp_input_gain_db,
+        "gain_db": a.gain_db,
+    }
+
+
+def _applied_from(ap: dict) -> _Applied:
+    return _Applied(
+        np.asarray(ap["eq_db"], float),
+        np.asarray(ap["pan_l_db"], float),
+        np.asarray(ap["pan_r_db"], float),
+        float(ap["pan_balance_db"]),
+        float(ap["comp_threshold_db"]),
+        float(ap["comp_input_gain_db"]),
+        float(ap["gain_db"]),
+    )

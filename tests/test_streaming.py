@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import signals
 from fxmix.dsp import features as F
 from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.chain import normalize_stem
 from fxmix.dsp.profile import load_profile
 from fxmix.dsp.streaming import TAU_S, RunningStats, StreamingNormalizer
-
-import signals
 
 SR = 44100
 MID = (band_centers_hz() >= 100) & (band_centers_hz() <= 10000)
@@ -66,7 +65,9 @@ def test_block_size_independence_and_reset():
     nz = StreamingNormalizer(SR, "drums")
     for block in (64, 65, 512, 8193):
         nz.reset()
-        outs.append(np.concatenate([nz.process(x[:, i : i + block]) for i in range(0, x.shape[1], block)], axis=1))
+        outs.append(
+            np.concatenate([nz.process(x[:, i : i + block]) for i in range(0, x.shape[1], block)], axis=1)
+        )
     for y in outs[1:]:
         assert np.max(np.abs(y - outs[0])) <= 1e-4
     assert np.all(outs[0][:, : nz.latency_samples] == 0)  # latency = one hop
