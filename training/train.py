@@ -1,0 +1,512 @@
+"""Training loop: normalized-stem crops -> mixing network -> stereo-invariant loss against the wet mixture.
+
+* Data: the preprocessed cache (:mod:`fxmix.training.preprocess`), memory-mapped; each step draws random crops
+  (song order = concatenated random permutations, so every song is seen before any repeats). Item ``g`` of the
+  global stream is a pure function of ``(seed, g)``, so a resumed run sees exactly the batches it would have seen.
+* Augmentation: L/R swap of inputs and target together (a real swap, unlike the reference's no-op, spec §8) and
+  a random gain applied to inputs and target together.
+* Precision: bf16 autocast on CUDA (``amp = true``), fp32 on CPU; the losses always run in fp32.
+* Optimizer: Adam with AMSGrad, L2 weight decay, gradient-norm clipping, linear warm-up then cosine decay.
+  Steps with a non-finite loss or gradient are skipped and counted (``skipped`` column).
+* Checkpoints every ``checkpoint_every`` steps in ``OUT/checkpoints/step-NNNNNNN/``: ``model.safetensors`` +
+  ``model.json`` (:func:`fxmix.model.export.save_model`), ``optimizer.safetensors``, ``state.json``; written into a
+  ``.part`` folder and renamed, then ``latest.json`` is replaced atomically, so a kill at any moment leaves the
+  previous checkpoint intact and ``--resume`` loses at most ``checkpoint_every`` steps.
+* Validation every ``steps_per_epoch`` steps on fixed crops of the valid split, next to the normalized-sum
+  baseline on the same crops; the best model (lowest validation loss) is kept in ``OUT/best/``, the last in
+  ``OUT/final/``.
+* Logs: ``OUT/train_log.csv``, ``OUT/valid_log.csv`` and TensorBoard event files in ``OUT/tb/``
+  (:mod:`fxmix.training.tfevents`; tensorboard itself is not needed).
+* Distributed: launched by ``torchrun`` (``WORLD_SIZE``/``RANK`` in the environment), the network is wrapped in
+  ``torch.nn.parallel.DistributedDataParallel`` with the ``gloo`` backend on CPU and ``nccl`` on CUDA; each rank
+  draws its own items of the global stream; rank 0 preprocesses, validates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..dsp.audio import write_text_atomic
+from ..dsp.errors import ConfigError, ModelLoadError
+from .config import TrainConfig, build_network
+from .preprocess import PROFILE_NAME, CachedSplit, preprocess, read_manifest
+
+log = logging.getLogger(__name__)
+
+TRAIN_COLUMNS = ("step", "epoch", "lr", "loss", "grad_norm", "skipped", "examples_per_s", "wall_s")
+VALID_COLUMNS = ("step", "epoch", "valid_loss", "valid_loss_normalized_sum", "best")
+STATE_FORMAT = "fxmix-train-state-1"
+_CROP_STREAM = 1_000_003  # sub-stream id of crop/augmentation draws (song order uses the epoch number)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device_kind: str) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _barrier(info: DistInfo) -> None:
+    if info.world > 1:
+        dist.barrier()
+
+
+def _pick_device(cfg: TrainConfig) -> str:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
+
+
+# ------------------------------------------------------------------------------------------------ data
+class CropSampler:
+    """Deterministic random crops of a :class:`CachedSplit`.
+
+    Item ``g`` (0, 1, 2, ... over all ranks and steps) is song ``perm_k[g mod n]`` with ``k = g // n`` and
+    ``perm_k`` a seeded permutation, cropped at a seeded uniform start, with a seeded L/R swap and gain.
+    """
+
+    def __init__(self, split: CachedSplit, crop_samples: int, seed: int, swap_prob: float, gain_db: float):
+        self.split, self.crop, self.seed = split, int(crop_samples), int(seed)
+        self.swap_prob, self.gain_db = float(swap_prob), float(gain_db)
+        self._perm_cache: dict[int, np.ndarray] = {}
+
+    def _perm(self, k: int) -> np.ndarray:
+        if k not in self._perm_cache:
+            self._perm_cache = {k: np.random.default_rng([self.seed, k]).permutation(len(self.split))}
+        return self._perm_cache[k]
+
+    def item(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """(stems (4, 2, crop), target (2, crop)) float32 for global item ``g``."""
+        n = len(self.split)
+        song = int(self._perm(g // n)[g % n])
+        rng = np.random.default_rng([self.seed, _CROP_STREAM, g])
+        arr = self.split.arrays[song]
+        length = arr.shape[-1]
+        start = int(rng.integers(0, max(1, length - self.crop + 1)))
+        x = np.asarray(arr[:, :, start : start + self.crop], dtype=np.float32)
+        if x.shape[-1] < self.crop:
+            x = np.pad(x, ((0, 0), (0, 0), (0, self.crop - x.shape[-1])))
+        if rng.random() < self.swap_prob:
+            x = x[:, ::-1, :]
+        gain = 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0) if self.gain_db > 0 else 1.0
+        x = np.ascontiguousarray(x * np.float32(gain))
+        return x[:4], x[4]
+
+    def batch(self, step: int, rank: int, world: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (B, 4, 2, T) and targets (B, 2, T) of ``rank`` at ``step``."""
+        first = (step * world + rank) * batch_size
+        items = [self.item(first + j) for j in range(batch_size)]
+        return torch.from_numpy(np.stack([a for a, _ in items])), torch.from_numpy(
+            np.stack([b for _, b in items])
+        )
+
+
+def valid_crops(split: CachedSplit, crop_samples: int, per_song: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed, evenly spaced validation crops: (N, 4, 2, T) inputs and (N, 2, T) targets."""
+    xs = []
+    for arr in split.arrays:
+        length = arr.shape[-1]
+        starts = np.linspace(0, max(0, length - crop_samples), per_song).astype(int)
+        for s in sorted(set(int(v) for v in starts)):
+            x = np.asarray(arr[:, :, s : s + crop_samples], dtype=np.float32)
+            if x.shape[-1] < crop_samples:
+                x = np.pad(x, ((0, 0), (0, 0), (0, crop_samples - x.shape[-1])))
+            xs.append(x)
+    stack = torch.from_numpy(np.stack(xs))
+    return stack[:, :4].contiguous(), stack[:, 4].contiguous()
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def _optimizer_to_safetensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, float] = {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            key = f"state.{idx}.{name}"
+            if torch.is_tensor(value):
+                tensors[key] = value.detach().cpu().contiguous()
+            else:
+                scalars[key] = float(value)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _optimizer_from_safetensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if not key.startswith("state."):
+            continue
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = value
+    for key, value in meta.get("scalars", {}).items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = value
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(out_dir: Path, step: int, model, opt, state: dict, keep: int) -> Path:
+    """Write ``checkpoints/step-NNNNNNN/`` atomically and point ``checkpoints/latest.json`` at it."""
+    from safetensors.torch import save_file
+
+    from ..model.export import save_model
+
+    ckpt_root = out_dir / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step-{step:07d}"
+    part = ckpt_root / f".step-{step:07d}.part"
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir()
+    save_model(part, model, extra={"training_step": step})
+    tensors, meta = _optimizer_to_safetensors(opt)
+    tensors["rng.torch_cpu"] = torch.get_rng_state()
+    save_file(tensors, str(part / "optimizer.safetensors"), metadata={"format": STATE_FORMAT})
+    write_text_atomic(
+        part / "state.json", json.dumps(dict(state, step=step, optimizer=meta), indent=1) + "\n"
+    )
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(part, final)
+    write_text_atomic(ckpt_root / "latest.json", json.dumps({"step": step, "path": final.name}) + "\n")
+    old = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir())[:-keep]
+    for p in old:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
+    """The folder ``checkpoints/latest.json`` points to, or None."""
+    latest = Path(out_dir) / "checkpoints" / "latest.json"
+    if not latest.is_file():
+        return None
+    try:
+        name = json.loads(latest.read_text(encoding="utf-8"))["path"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise ModelLoadError(f"{latest}: unreadable ({exc}); delete it to restart from scratch") from None
+    path = latest.parent / name
+    if not path.is_dir():
+        raise ModelLoadError(f"{latest}: points to missing {path}; delete latest.json to restart")
+    return path
+
+
+def load_checkpoint(path: Path, model, opt) -> dict:
+    """Restore model weights, optimizer state and the torch RNG from a checkpoint folder; returns its state."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / "model.safetensors"))
+    missing = set(model.state_dict()) ^ set(weights)
+    if missing:
+        raise ModelLoadError(
+            f"{path}: checkpoint tensors do not match the configured network: {sorted(missing)[:5]}"
+        )
+    model.load_state_dict(weights, strict=True)
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    opt.load_state_dict(_optimizer_from_safetensors(tensors, state["optimizer"]))
+    torch.set_rng_state(tensors["rng.torch_cpu"])
+    return state
+
+
+# ------------------------------------------------------------------------------------------------ logs
+def _truncate_csv(path: Path, columns: tuple[str, ...], max_step: int) -> None:
+    """Create ``path`` with a header, or drop rows logged after ``max_step`` (steps a killed run lost)."""
+    if not path.is_file():
+        write_text_atomic(path, ",".join(columns) + "\n")
+        return
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= max_step]
+    lines = [",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in rows]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _append_csv(path: Path, columns: tuple[str, ...], row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(",".join(_fmt(row[c]) for c in columns) + "\n")
+
+
+def _fmt(v) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def read_csv_log(path: str | os.PathLike) -> list[dict[str, float]]:
+    """Rows of a train/valid CSV log as floats."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+# ------------------------------------------------------------------------------------------------ train
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for ``step``: linear warm-up, then cosine from ``lr`` to ``lr * lr_final_ratio``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    t = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _evaluate_valid(model, loss_fn, crops, batch_size: int, device: str, amp: bool) -> float:
+    x_all, y_all = crops
+    total, n = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, x_all.shape[0], batch_size):
+            x, y = x_all[i : i + batch_size].to(device), y_all[i : i + batch_size].to(device)
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=amp):
+                pred = model(x)
+            total += float(loss_fn(pred.float(), y)) * x.shape[0]
+            n += x.shape[0]
+    model.train(was_training)
+    return total / max(1, n)
+
+
+def _baseline_valid(loss_fn, crops, batch_size: int) -> float:
+    x_all, y_all = crops
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, x_all.shape[0], batch_size):
+            x, y = x_all[i : i + batch_size], y_all[i : i + batch_size]
+            total += float(loss_fn(x.sum(dim=1), y)) * x.shape[0]
+    return total / max(1, x_all.shape[0])
+
+
+def train(
+    cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop_after: int | None = None
+) -> dict:
+    """Run (or resume) training. Returns ``{"model", "step", "best_valid", "out_dir", ...}``.
+
+    Args:
+        cfg: the run's configuration.
+        resume: continue from ``OUT/checkpoints/latest.json`` (a fresh start when there is none).
+        progress: tqdm bar on rank 0.
+        stop_after: stop (with a checkpoint) after this many steps *of this call* (for tests/time limits).
+
+    Raises:
+        ConfigError: ``OUT`` already holds checkpoints and ``resume`` is False (never overwritten), bad config.
+    """
+    device = _pick_device(cfg)
+    info = _init_distributed(device)
+    if device == "cuda":
+        device = f"cuda:{info.local_rank}"
+        torch.cuda.set_device(info.local_rank)
+    dev_kind = "cuda" if device.startswith("cuda") else "cpu"
+    amp = bool(cfg.amp and dev_kind == "cuda")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None and not resume:
+        raise ConfigError(f"{out} already holds checkpoints ({ckpt.name}); pass --resume or another out_dir")
+
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
+        preprocess(
+            cfg.data_root,
+            cfg.cache_dir,
+            profile=cfg.profile,
+            splits=("train", "valid"),
+            stages=cfg.stages,
+            input_source=cfg.input_source,
+            dtype=cfg.cache_dtype,
+            seed=0,  # normalization seed (only the reverb stage is random); independent of train.seed
+            jobs=cfg.preprocess_jobs,
+            progress=progress,
+        )
+        write_text_atomic(out / "train_config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
+    _barrier(info)
+
+    torch.manual_seed(cfg.seed)
+    model, arch, net_config = build_network(cfg)
+    model.to(device).train()
+    core = model
+    if info.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if dev_kind == "cuda" else None
+        )
+    from ..model.losses import get_loss
+
+    loss_fn = get_loss(cfg.loss, pre_emphasis=tuple(cfg.loss_pre_emphasis)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
+
+    multiple = int(getattr(core, "length_multiple", 1))
+    crop = max(multiple, int(round(cfg.crop_s * core.sample_rate)) // multiple * multiple)
+    train_split = CachedSplit(cfg.cache_dir, "train")
+    sampler = CropSampler(train_split, crop, cfg.seed, cfg.swap_prob, cfg.gain_db)
+    crops = None
+    if info.main:
+        try:
+            valid_split = CachedSplit(cfg.cache_dir, "valid")
+            vcrop = max(multiple, int(round(cfg.valid_crop_s * core.sample_rate)) // multiple * multiple)
+            crops = valid_crops(valid_split, vcrop, cfg.valid_crops_per_song)
+        except ConfigError as exc:
+            log.warning("train: no validation (%s)", exc)
+
+    start, best, state = 0, math.inf, {}
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, core, opt)
+        start, best = int(state["step"]), float(state.get("best_valid", math.inf))
+        log.info("train: resumed from %s at step %d", ckpt, start)
+    train_csv, valid_csv = out / "train_log.csv", out / "valid_log.csv"
+    writer = None
+    if info.main:
+        _truncate_csv(train_csv, TRAIN_COLUMNS, start)
+        _truncate_csv(valid_csv, VALID_COLUMNS, start)
+        from .tfevents import EventWriter
+
+        writer = EventWriter(out / "tb")
+    baseline = _baseline_valid(loss_fn, crops, cfg.batch_size) if crops is not None else math.nan
+    manifest = read_manifest(cfg.cache_dir)
+    training_info = {
+        "config": cfg.to_dict(),
+        "arch": arch,
+        "data_root": str(cfg.data_root),
+        "input_source": cfg.input_source,
+        "profile": cfg.profile,
+        "profile_sha256": manifest["spec"]["profile_sha256"],
+        "train_songs": len(train_split),
+        "world_size": info.world,
+    }
+
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    from tqdm import tqdm
+
+    bar = tqdm(total=end - start, desc="train", unit="step", disable=not (progress and info.main))
+    t0 = time.perf_counter()
+    skipped = int(state.get("skipped", 0))
+    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+    step = start
+    while step < end:
+        lr = lr_at(cfg, step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = sampler.batch(step, info.rank, info.world, cfg.batch_size)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device_type=dev_kind, dtype=torch.bfloat16, enabled=amp):
+            pred = model(x)
+        loss = loss_fn(pred.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+        ok = math.isfinite(float(loss.detach())) and math.isfinite(grad_norm)
+        if info.world > 1:  # every rank must agree to skip, or DDP replicas diverge
+            flag = torch.tensor([1.0 if ok else 0.0], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            ok = bool(flag.item() > 0)
+        if ok:
+            opt.step()
+            window_loss += float(loss.detach())
+            window_n += 1
+        else:
+            skipped += 1
+        step += 1
+        bar.update(1)
+        if info.main and (step % cfg.log_every == 0 or step == end):
+            now = time.perf_counter()
+            mean_loss = window_loss / max(1, window_n)
+            row = {
+                "step": step,
+                "epoch": step / cfg.steps_per_epoch,
+                "lr": lr,
+                "loss": mean_loss,
+                "grad_norm": grad_norm,
+                "skipped": skipped,
+                "examples_per_s": window_n * cfg.batch_size * info.world / max(1e-9, now - window_t),
+                "wall_s": now - t0,
+            }
+            _append_csv(train_csv, TRAIN_COLUMNS, row)
+            writer.add_scalar("train/loss", mean_loss, step)
+            writer.add_scalar("train/lr", lr, step)
+            writer.add_scalar("train/grad_norm", grad_norm, step)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            window_loss, window_n, window_t = 0.0, 0, now
+        if info.main and crops is not None and (step % cfg.steps_per_epoch == 0 or step == cfg.steps):
+            v = _evaluate_valid(core, loss_fn, crops, cfg.batch_size, device, amp)
+            is_best = v < best
+            if is_best:
+                best = v
+                _save_release(out / "best", core, training_info, step, v, baseline)
+            _append_csv(
+                valid_csv,
+                VALID_COLUMNS,
+                {
+                    "step": step,
+                    "epoch": step / cfg.steps_per_epoch,
+                    "valid_loss": v,
+                    "valid_loss_normalized_sum": baseline,
+                    "best": int(is_best),
+                },
+            )
+            writer.add_scalar("valid/loss", v, step)
+            writer.add_scalar("valid/loss_normalized_sum", baseline, step)
+        if info.main and (step % cfg.checkpoint_every == 0 or step == end):
+            save_checkpoint(
+                out,
+                step,
+                core,
+                opt,
+                {"format": STATE_FORMAT, "best_valid": best, "skipped": skipped},
+                cfg.keep_checkpoints,
+            )
+        if step % cfg.checkpoint_every == 0:
+            _barrier(info)
+    bar.close()
+    if info.main:
+        if step >= cfg.steps:
+            _save_release(out / "final", core, training_info, step, None, baseline)
+        writer.close()
+    _barrier(info)
+    return {
+        "model": core,
+        "step": step,
+        "best_valid": best,
+        "baseline_valid": baseline,
+        "out_dir": out,
+        "skipped": skipped,
+        "rank": info.rank,
+        "world": info.world,
+    }
+
+
+def _save_release(
+    folder: Path, model, training_info: dict, step: int, valid: float | None, baseline: float
+) -> None:
+    from ..model.export import save_model
+
+    extra = {
+        "training": dict(training_info, step=step),
+        "metrics": {"valid_loss": valid, "valid_loss_normalized_sum": baseline},
+    }
+    save_model(folder, model, extra=extra)
+
+
+def profile_of_cache(cache_dir: str | os.PathLike) -> Path:
+    """Path of the profile a cache (and a model trained on it) was normalized with."""
+    return Path(cache_dir) / PROFILE_NAME
