@@ -154,7 +154,7 @@ def normalize_stem(
                 break
             x = y
             if i == 0 and "compression" in result.params:
-                x = _recheck_compression(audio_in, x, sample_rate, targets, class_name, result, stages)
+                x = _recheck_compression(audio_in, x, sample_rate, targets, class_name, result, stages, where)
         result.timings_s["eq_refine"] = time.perf_counter() - t0
     result.audio = x
     return result
@@ -193,7 +193,7 @@ def _refine_eq(audio_in, x, sample_rate, targets, result: StemResult, stages) ->
     return _replay(audio_in, sample_rate, result, stages, relevel_compressor=True)
 
 
-def _recheck_compression(audio_in, x, sample_rate, targets, class_name, result: StemResult, stages):
+def _recheck_compression(audio_in, x, sample_rate, targets, class_name, result: StemResult, stages, where):
     """After EQ refinement the compressor sees a new spectrum; if the onset feature left the band, search
     the threshold again on the refined EQ's output and replay the later stages."""
     mean_db, _ = measure_dynamics(x, sample_rate)
@@ -210,7 +210,7 @@ def _recheck_compression(audio_in, x, sample_rate, targets, class_name, result: 
     rep = compression.plan(y, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name)
     result.params["compression"] = rep.params
     if rep.note and not rep.in_band:
-        result.notes.append(f"compression (after EQ refinement): {rep.note}")
+        result.notes.append(f"{where}: compression (after EQ refinement): {rep.note}")
     return _replay(audio_in, sample_rate, result, stages, relevel_compressor=False)
 
 

@@ -128,8 +128,21 @@ def resolve_model(spec: str | None):
             raise ConfigError(
                 "no default model is packaged with this fxmix; use --model none or --model PATH"
             )
-        return load_runtime(path)
-    return load_runtime(spec)
+        runtime = load_runtime(path)
+        runtime.name = f"default offline model ({runtime.info.get('arch')}, {path.name})"
+        return runtime
+    runtime = load_runtime(spec)
+    runtime.name = f"{runtime.info.get('arch')} model ({spec})"
+    return runtime
+
+
+DEFAULT_PROFILE = "musdb18-reference"
+
+
+def model_profile(runtime) -> str:
+    """The profile a network was trained with (normalize its inputs the same way), else DEFAULT_PROFILE."""
+    info = getattr(runtime, "info", None) or {}
+    return str((info.get("training") or {}).get("profile") or DEFAULT_PROFILE)
 
 
 @dataclass
@@ -140,6 +153,7 @@ class MixResult:
     notes: list[str]
     model: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    profile: str = DEFAULT_PROFILE
 
 
 def automix(
@@ -147,7 +161,7 @@ def automix(
     sample_rate: int = C.SAMPLE_RATE,
     *,
     model="default",
-    profile: str | Path | Profile = "musdb18-reference",
+    profile: str | Path | Profile | None = None,
     stages: Sequence[str] = DEFAULT_STAGES,
     seed: int = 0,
     progress: bool = False,
@@ -157,14 +171,17 @@ def automix(
     Args:
         stems: class -> (2, n) float32 bus at ``sample_rate`` (44.1 kHz); missing classes are silence.
         model: "default", "none"/None, a path, or an already loaded runtime (has ``.mix``).
-        profile: factory name, path or :class:`Profile`.
+        profile: factory name, path or :class:`Profile`; ``None`` takes the profile the model was trained
+            with (its sidecar's ``training.profile``), else ``DEFAULT_PROFILE``.
     """
     if sample_rate != C.SAMPLE_RATE:
         raise ConfigError(
             f"automix works at {C.SAMPLE_RATE} Hz; resample the buses first (got {sample_rate})"
         )
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
     runtime = model if hasattr(model, "mix") else resolve_model(model)
+    if profile is None:
+        profile = model_profile(runtime)
+    prof = profile if isinstance(profile, Profile) else load_profile(profile)
     n = max(x.shape[-1] for x in stems.values())
     buses = {c: np.asarray(stems.get(c, np.zeros((2, n), np.float32)), np.float32) for c in prof.classes}
     buses, _ = align_lengths(buses)
@@ -192,6 +209,7 @@ def automix(
         notes,
         name,
         {"normalize_s": t1 - t0, "mix_s": t2 - t1},
+        prof.name,
     )
 
 
@@ -199,7 +217,12 @@ def automix(
 
 
 def add_profile_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="musdb18-reference", help="factory profile name or profile JSON path")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="factory profile name or profile JSON path (default: the model's training profile, else "
+        f"{DEFAULT_PROFILE})",
+    )
 
 
 def add_stage_flags(p: argparse.ArgumentParser) -> None:
@@ -288,6 +311,7 @@ def normalize_main(argv: list[str] | None = None) -> int:
     loaded = load_buses(find_stem_files(args.stems_dir, args.track))
     stages = stages_from_args(args)
     res = automix(loaded.buses, model=None, profile=args.profile, stages=stages, seed=args.seed)
+    args.profile = res.profile
     out = Path(args.out)
     written = _write_outputs(None, out, loaded, res, {})
     doc = _params_doc(loaded, res, args.profile, stages, written)
@@ -314,6 +338,7 @@ def mix_main(argv: list[str] | None = None) -> int:
     loaded = load_buses(find_stem_files(args.stems_dir, args.track))
     stages = stages_from_args(args)
     res = automix(loaded.buses, model=args.model, profile=args.profile, stages=stages, seed=args.seed)
+    args.profile = res.profile
     out = Path(args.out)
     written = _write_outputs(
         out, Path(args.save_normalized) if args.save_normalized else None, loaded, res, {}
@@ -352,12 +377,12 @@ def demo_main(argv: list[str] | None = None) -> int:
         if default_model_path() is None:
             loaded.notes.append("no default model is packaged yet: using the normalized-sum baseline")
             model = "none"
-    res = automix(loaded.buses, model=model, profile="musdb18-reference")
+    res = automix(loaded.buses, model=model)
     out = Path(args.out)
     written = _write_outputs(out / "mix.wav", out / "normalized", loaded, res, {})
-    doc = _params_doc(loaded, res, "musdb18-reference", DEFAULT_STAGES, written)
+    doc = _params_doc(loaded, res, res.profile, DEFAULT_STAGES, written)
     if args.plot:
-        doc["plots"] = _plot(out, res, load_profile("musdb18-reference"))
+        doc["plots"] = _plot(out, res, load_profile(res.profile))
     write_text_atomic(out / "params.json", json.dumps(doc, indent=1) + "\n")
     from .report import demo_report
 

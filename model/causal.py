@@ -4,20 +4,21 @@ The paper network (fxnorm-spec §2.1) cannot stream: symmetric TCN padding (≈ 
 49 global GroupNorms and a squeeze-excitation that averages over the whole song (spec §8). This module keeps
 its shape and replaces each non-causal part:
 
-==========================  ==============================================================================
-paper (§2.1)                here
-==========================  ==============================================================================
-conv_1 'same' (k = 64)      causal conv, ``encoder_kernel`` taps, left context cached in the state
-conv_2 depthwise 'same'     causal depthwise conv on ``|p|``, ``envelope_kernel`` taps, cached context
-MaxPool1d(64)               running max over a frame of ``hop_samples``; the partial frame's max is state,
-                            so *any* block size works without buffering audio (no added latency)
-GroupNorm(1, C) (global)    per-frame layer norm over channels (no statistics across time, no state)
-TCN, symmetric padding      causal dilated depthwise convs, cached left context per block
-BLSTM                       unidirectional LSTM, (h, c) carried in the state
-nearest upsampling of mask  sample ``t`` uses the gain of the last *completed* frame (``floor(t/hop) - 1``)
-SE: mean over whole song    SE on the *cumulative* mean (all frames so far) of ``mask * envelope``
-tied transposed-conv decoder  the same tied weights as a causal transposed conv (cached tail)
-==========================  ==============================================================================
+- conv_1 'same' (k = 64) → causal conv of ``encoder_kernel`` taps, left context cached in the state.
+- conv_2 depthwise 'same' → causal depthwise conv on ``|p|`` (``envelope_kernel`` taps), cached context.
+- MaxPool1d(64) → running max over frames of ``hop_samples``; the partial frame's max and the position in
+  the frame are state, so *any* block size works with no audio buffering (no added latency).
+- GroupNorm(1, C), global over C×T → per-frame layer norm over channels (no statistics across time).
+- TCN with symmetric padding → causal dilated depthwise convs, left context cached per block.
+- BLSTM → unidirectional LSTM, (h, c) carried in the state.
+- nearest upsampling of the mask → sample ``t`` uses the gain of the last *completed* frame
+  (``floor(t / hop) - 1``; the gains lag by at most one frame, the audio path does not). Before the first
+  frame completes the gain is 0, so the first ``hop_samples`` output samples are silent.
+- SE on the mean over the whole song → SE on the *cumulative* mean (all completed frames so far, shared
+  over the block) of ``mask * pooled envelope`` (a frame-rate stand-in for the paper's ``|masked latent|``);
+  it converges to the paper's global statistic on long inputs and needs only a sum and a count as state.
+- tied transposed-conv decoder → the same tied weights as a causal transposed conv (cached tail); the
+  paper's sum over the 4 decoded stems is linear and folded into the weights (2 output channels, not 8).
 
 Latency: the tied encoder/decoder pair is an analysis/synthesis filter whose composite response
 (``w * reverse(w)``) is zero-phase around a delay of ``encoder_kernel - 1`` samples, so that is the
@@ -77,7 +78,7 @@ class CausalConfig:
         skip: TCN skip channels (paper: 64).
         tcn_kernel: Kernel of the dilated depthwise convs (paper: 3).
         n_blocks: Blocks per repeat X, dilations 1, 2, ..., 2**(X-1) (paper: 6).
-        n_repeats: Repeats R (paper: 4).
+        n_repeats: Repeats R (paper: 4); past context 1 + R·(k-1)·(2**X - 1) frames.
         lstm_layers: Unidirectional LSTM layers (hidden size = ``n_latent``; paper: 3-layer BLSTM).
         lstm_dropout: Dropout between LSTM layers (training only).
         se_expansion: Hidden size of the SE MLP as a multiple of ``n_latent`` (paper: 16).

@@ -179,12 +179,12 @@ def test_tiny_config_trains():
     torch.manual_seed(0)
     net = CausalMixer(CausalConfig.from_toml(CONFIGS / "causal_tiny.toml"))
     assert count_parameters(net) < 50_000
-    x = procedural_stems(8192, seed=11, batch=2)
+    x = procedural_stems(4096, seed=11, batch=2)
     gains = torch.tensor([1.0, 0.5, 0.8, 0.3]).view(1, 4, 1, 1)
     target = torch.tanh((x * gains).sum(1))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
-    for _ in range(25):
+    for _ in range(20):
         opt.zero_grad()
         loss = torch.nn.functional.l1_loss(net(x), target)
         loss.backward()
