@@ -141,7 +141,8 @@ class CausalConfig:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> CausalConfig:
-        """Load from a TOML file: top-level keys, or the keys of a ``[model]`` table if there is one."""
+        """Load from a TOML file: the ``[net]`` table (fxmix's network TOML layout, ``arch = "causal"`` at the
+        top; a ``[model]`` table is accepted too), or flat top-level keys."""
         import tomllib
 
         path = Path(path)
@@ -152,8 +153,13 @@ class CausalConfig:
             raise ConfigError(f"{path}: config file not found") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
-        if isinstance(data.get("model"), dict):
-            data = data["model"]
+        for table in ("net", "model"):  # fxmix network TOML: arch = "causal" + a [net] table
+            if isinstance(data.get(table), dict):
+                arch = data.get("arch", "causal")
+                if arch != "causal":
+                    raise ConfigError(f"{path}: arch = {arch!r}, expected 'causal' for CausalConfig")
+                data = data[table]
+                break
         return cls.from_dict(data, where=str(path))
 
 
@@ -228,6 +234,8 @@ class CausalMixer(nn.Module):
     Streaming-safe: yes (``step``); ``forward`` is the whole-sequence equivalent of stepping from
     ``init_state``.
     """
+
+    config_class = CausalConfig
 
     def __init__(self, config: CausalConfig | None = None):
         super().__init__()

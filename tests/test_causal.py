@@ -44,6 +44,15 @@ def procedural_stems(n_samples: int, seed: int, batch: int = 1) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Many tiny ops per step: one intra-op thread is faster, and robust on a shared 2-core runner."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def model() -> CausalMixer:
     torch.manual_seed(0)
@@ -72,7 +81,7 @@ def run_blocks(model: CausalMixer, stems: torch.Tensor, block_samples: int) -> t
 
 
 def test_attributes_and_registry(model):
-    assert ARCHS["causal"] is CausalMixer
+    assert ARCHS["causal"] is CausalMixer and CausalMixer.config_class is CausalConfig
     assert model.sample_rate == 44100 and model.n_stems == 4
     assert model.latency_samples == model.config.encoder_kernel - 1 == 31
     assert 0 <= model.latency_samples <= MAX_LOOKAHEAD_SAMPLES
@@ -215,9 +224,13 @@ def test_config_errors(tmp_path):
         CausalConfig(arch="paper")
     with pytest.raises(ConfigError, match="hop_samples"):
         CausalConfig(hop_samples=0)
-    nested = tmp_path / "train.toml"
-    nested.write_text('[model]\narch = "causal"\nn_latent = 8\n')
-    assert CausalConfig.from_toml(nested).n_latent == 8
+    flat = tmp_path / "flat.toml"
+    flat.write_text('arch = "causal"\nn_latent = 8\n')
+    assert CausalConfig.from_toml(flat).n_latent == 8
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('arch = "paper"\n[net]\nn_latent = 8\n')
+    with pytest.raises(ConfigError, match="expected 'causal'"):
+        CausalConfig.from_toml(wrong)
     assert CausalConfig.from_dict(CausalConfig().to_dict()) == CausalConfig()
 
 
