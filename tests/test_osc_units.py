@@ -1,0 +1,172 @@
+"""OSC bridge pieces without sockets: address table, type checks, block assembly, error log, handlers."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+
+import numpy as np
+import osc_support as S
+import pytest
+from fxmix.host_bridge import addresses as A
+from fxmix.host_bridge.cli_serve import make_session_factory
+from fxmix.host_bridge.osc import (
+    BlockAssembler,
+    BridgeCore,
+    ErrorLog,
+    build_message,
+    check_types,
+    encode_block,
+    parse_messages,
+)
+
+# A /fxmix/ping 5 message as literal bytes (address, type tags, int32), the OSC 1.0 layout.
+PING_DGRAM = b"/fxmix/ping\x00,i\x00\x00\x00\x00\x00\x05"
+
+
+def test_address_table_matches_handlers_and_readme_table():
+    core = BridgeCore(lambda data, to: None, make_session_factory(S.MODEL))
+    table = A.markdown_table()
+    for address, route in {**A.INBOUND, **A.OUTBOUND, **A.REAPER_OUTBOUND}.items():
+        assert f"`{address}`" in table
+        assert set(route.types) <= set("ifsb")
+    for address, route in A.INBOUND.items():
+        handler = core.ROUTES[address]
+        params = list(inspect.signature(handler).parameters)
+        assert params[:2] == ["sender", "address"] and len(params) == 2 + len(route.types), address
+    assert A.reaper_address("/track/@/pan", 3) == "/track/3/pan"
+    # The largest block must fit one UDP datagram with its OSC header.
+    dgram = build_message("/fxmix/block", [0, 127, 2**31 - 1, bytes(2 * A.MAX_BLOCK_SAMPLES * 4)], "iiib")
+    assert len(dgram) < 65507
+
+
+def test_literal_ping_datagram_matches_builder():
+    assert build_message("/fxmix/ping", [5], "i") == PING_DGRAM
+
+
+@pytest.mark.parametrize(
+    ("types", "args", "expected"),
+    [
+        ("iisf", [1, 2, "x", 3], [1, 2, "x", 3.0]),
+        ("f", [0.5], [0.5]),
+        ("i", [1.0], None),
+        ("i", [True], None),
+        ("s", [b"x"], None),
+        ("b", ["x"], None),
+        ("ii", [1], None),
+        ("i", [1, 2], None),
+    ],
+)
+def test_check_types(types, args, expected):
+    assert check_types(types, args) == expected
+
+
+def _block(value: float, n_tracks: int = 3, block_samples: int = 4) -> np.ndarray:
+    return np.full((2, block_samples), value, np.float32)
+
+
+def test_assembler_in_order_and_reordered_give_the_same_blocks():
+    def run(order):
+        asm = BlockAssembler(3, 4, window_blocks=4)
+        out = []
+        for seq, track in order:
+            out += asm.push(seq, track, _block(10 * seq + track))
+        return asm, out
+
+    in_order = [(s, t) for s in range(6) for t in range(3)]
+    rng = np.random.default_rng(0)
+    shuffled = [p for g in range(0, 18, 6) for p in rng.permutation(in_order[g : g + 6]).tolist()]
+    a1, o1 = run(in_order)
+    a2, o2 = run([tuple(p) for p in shuffled])
+    assert [s for s, _ in o1] == [s for s, _ in o2] == list(range(6))
+    for (_, b1), (_, b2) in zip(o1, o2):
+        np.testing.assert_array_equal(b1, b2)
+    assert a1.stats.zero_filled == a2.stats.zero_filled == 0
+    assert a2.stats.reordered > 0 and a1.stats.reordered == 0
+
+
+def test_assembler_zero_fills_missing_counts_and_drops_late_and_duplicates():
+    asm = BlockAssembler(2, 4, window_blocks=4)
+    out = asm.push(0, 0, _block(1.0))  # track 1 of block 0 never comes
+    out += asm.push(0, 0, _block(9.0))  # duplicate
+    for seq in (2, 3):  # block 1 never comes at all
+        for track in (0, 1):
+            out += asm.push(seq, track, _block(seq))
+    assert out == []  # still inside the window
+    out += asm.push(4, 0, _block(4.0))  # 4 - 0 >= window: block 0 released
+    assert [s for s, _ in out] == [0]
+    out += asm.push(5, 0, _block(5.0))  # block 1 released (all zeros), then 2 and 3 are complete
+    assert [s for s, _ in out] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(out[0][1][0], _block(1.0))
+    assert not out[0][1][1].any() and not out[1][1].any()
+    np.testing.assert_array_equal(out[3][1], np.stack([_block(3.0), _block(3.0)]))
+    assert asm.stats.zero_filled == 1 + 2 and asm.stats.duplicates == 1
+    assert asm.push(1, 0, _block(1.0)) == [] and asm.stats.late == 1
+    assert {k for k, _ in asm.events} == {"missing", "duplicate", "late"}
+    rest = asm.flush()
+    assert [s for s, _ in rest] == [4, 5] and asm.stats.zero_filled == 5
+    # A far jump restarts the stream there instead of zero-filling thousands of blocks.
+    assert asm.push(100_000, 0, _block(1.0)) == [] and asm.stats.seq_jumps == 1
+    assert [s for s, _ in asm.push(100_000, 1, _block(1.0))] == [100_000]
+
+
+def test_assembler_timeout_releases_oldest():
+    asm = BlockAssembler(2, 4, window_blocks=8)
+    assert asm.push(0, 0, _block(1.0), now=10.0) == []
+    assert asm.flush_stale(10.01, 0.05) == []
+    released = asm.flush_stale(10.06, 0.05)
+    assert [s for s, _ in released] == [0] and asm.stats.zero_filled == 1
+
+
+def test_error_log_one_line_per_kind_with_counts(caplog):
+    errors = ErrorLog(interval_s=60.0)
+    with caplog.at_level(logging.WARNING, logger="fxmix.bridge"):
+        for i in range(500):
+            errors.report("parse", f"packet {i}")
+        errors.report("unknown_address", "'/x'")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "malformed or truncated OSC packet" in lines[0] and "packet 0" in lines[0]
+    assert errors.snapshot() == {"parse": 500, "unknown_address": 1}
+
+
+def test_handlers_without_a_socket_validate_and_queue():
+    sent: list[tuple[bytes, tuple]] = []
+    core = BridgeCore(lambda data, to: sent.append((data, to)), make_session_factory(S.MODEL), queue_size=8)
+    me = ("127.0.0.1", 5000)
+    core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 2], "iiii"), me)
+    core.handle_datagram(PING_DGRAM, me)  # answered at once, no worker needed
+    assert sent == [(build_message("/fxmix/pong", [5], "i"), me)]
+    block = encode_block(np.zeros((2, S.BLOCK), np.float32))
+    for seq in range(10):  # the worker is not running: the queue (8) fills and the rest is counted
+        core.handle_datagram(build_message("/fxmix/block", [0, 0, seq, block], "iiib"), me)
+    core.handle_datagram(build_message("/fxmix/block", [0, 2, 0, block], "iiib"), me)  # track out of range
+    core.handle_datagram(build_message("/fxmix/open", [1, S.SR, 7, 2], "iiii"), me)  # block too small
+    counts = core.errors.snapshot()
+    assert counts == {"queue_full": 3, "bad_value": 2}
+    assert core._queue.qsize() == 8
+    assert sent[-1][0] == build_message(
+        "/fxmix/error",
+        [1, f"/fxmix/open: block_samples 7 not in [{A.MIN_BLOCK_SAMPLES}, {A.MAX_BLOCK_SAMPLES}]"],
+        "is",
+    )
+
+
+def test_worker_sheds_load_when_behind_real_time():
+    sent: list[tuple[bytes, tuple]] = []
+    core = BridgeCore(
+        lambda data, to: sent.append((data, to)), make_session_factory(S.MODEL), max_backlog_s=0.5
+    )
+    me = ("127.0.0.1", 5000)
+    core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 1], "iiii"), me)
+    core.process_item(core._queue.get_nowait())
+    block = np.zeros((2, S.BLOCK), np.float32)
+    now = time.monotonic()
+    core.process_item(("block", me, 0, 0, 0, block, now - 2.0))  # waited 2 s in the queue: skipped
+    core.process_item(("block", me, 0, 0, 1, block, now))  # caught up: mixed
+    mixes = [parse_messages(d)[0] for d, _ in sent if parse_messages(d)[0].address == "/fxmix/mix"]
+    assert [m.params[1] for m in mixes] == [1]
+    assert core.errors.snapshot() == {"overload": 1}
+    assert core.stats(0)["session"]["skipped_blocks"] == 1
+    core.stop()
