@@ -39,7 +39,7 @@ log = logging.getLogger("fxmix.dsp")
 ALL_STAGES = ("reverb", "eq", "compression", "panning", "loudness")
 DEFAULT_STAGES = ("eq", "compression", "panning", "loudness")
 #: closed-loop EQ corrections after the later stages have coloured the spectrum
-EQ_REFINE_PASSES = 2
+EQ_REFINE_PASSES = 1
 
 _APPLY = {
     "reverb": reverb.apply,

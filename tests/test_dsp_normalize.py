@@ -130,3 +130,13 @@ def test_reverb_is_seeded_and_adds_a_tail(profile):
     b = normalize_stem(x, SR, "vocals", profile, stages=["reverb"], rng=np.random.default_rng(5))
     assert np.array_equal(a.audio, b.audio)
     assert np.sum(a.audio**2) > np.sum(x**2) * 1.01
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 44100, 48000, 96000])
+def test_loudness_agrees_with_pyloudnorm(sample_rate):
+    import pyloudnorm
+
+    for x in (signals.drums(5.1, sample_rate), signals.vocals(7.0, sample_rate), signals.noise(0.5, sample_rate)):
+        ours = F.integrated_loudness(x, sample_rate)
+        ref = pyloudnorm.Meter(sample_rate).integrated_loudness(x.T.astype(np.float64))
+        assert ours == pytest.approx(ref, abs=0.01)
