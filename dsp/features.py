@@ -177,10 +177,16 @@ def onset_boundaries(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     if mono.shape[0] < C.ONSET_FFT:
         return np.array([0], dtype=np.int64)
     win = np.hanning(C.ONSET_FFT + 1)[:-1].astype(np.float32)
-    mag = np.abs(scipy.fft.rfft(frames(mono[None], C.ONSET_FFT, C.ONSET_HOP)[0] * win, axis=-1, workers=-1))
-    logmag = np.log1p(100.0 * mag)
-    flux = np.maximum(np.diff(logmag, axis=0), 0.0).sum(axis=1)
-    flux = np.concatenate([[0.0], flux])
+    fr = frames(mono[None].astype(np.float32), C.ONSET_FFT, C.ONSET_HOP)[0]
+    parts = [np.zeros(1)]
+    prev = None
+    for i in range(0, fr.shape[0], 4096):  # chunks of frames: bounded temporaries on long stems
+        logmag = np.log1p(100.0 * np.abs(scipy.fft.rfft(fr[i : i + 4096] * win, axis=-1, workers=-1)))
+        if prev is not None:
+            logmag = np.concatenate([prev, logmag])
+        parts.append(np.maximum(np.diff(logmag, axis=0), 0.0).sum(axis=1))
+        prev = logmag[-1:]
+    flux = np.concatenate(parts)
     if flux.max() <= 0:
         return np.array([0], dtype=np.int64)
     flux /= flux.max()

@@ -78,11 +78,20 @@ def plan(
     bounds = onset_boundaries(x, sample_rate)
     lo_t, hi_t = target_mean_db - target_std_db, target_mean_db + target_std_db
 
+    env = np.max(np.abs(x), axis=0)  # the linked detector; also max_ch |y| of the output, since gain >= 0
+
     def measure(threshold_db: float) -> float:
         if threshold_db >= 0.0:
-            return onset_peak_stats(x, bounds)[0]
-        y, _ = peak_normalize(_compress(x, sample_rate, threshold_db, settings))
-        return onset_peak_stats(y, bounds)[0]
+            return onset_peak_stats(env[None], bounds)[0]
+        comp = pedalboard.Compressor(
+            threshold_db=threshold_db,
+            ratio=settings["ratio"],
+            attack_ms=settings["attack_ms"],
+            release_ms=settings["release_ms"],
+        )
+        y_env = env * linked_gain(env, sample_rate, comp)
+        y_env *= np.float32(10 ** (C.DYNAMICS_PEAK_NORM_DB / 20) / max(float(y_env.max()), 1e-12))
+        return onset_peak_stats(y_env[None], bounds)[0]
 
     def measure_full(threshold_db: float) -> float:
         y = _compress(x, sample_rate, threshold_db, settings) if threshold_db < 0.0 else x
