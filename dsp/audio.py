@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,36 +152,35 @@ def write_audio(
         raise AudioInputError(f"{path}: unsupported output format {ext!r}; use .wav, .flac or .ogg")
     if subtype is None:
         subtype = {"WAV": "FLOAT", "FLAC": "PCM_24", "OGG": "VORBIS"}[fmt]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=ext + ".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=ext + ".part") as tmp:
         data = audio.T
         if subtype.startswith("PCM") or fmt == "OGG":
             data = np.clip(data, -1.0, 1.0)
         sf.write(tmp, data, int(sample_rate), subtype=subtype, format=fmt)
+    return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".part") -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` (``os.replace``), on any
+    error it is removed, so a crash never leaves a half-written file. The one place for atomic writes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
-    return path
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write a text file atomically (same contract as :func:`write_audio`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return Path(path)
 
 
 def pad_to_length(x: np.ndarray, n: int) -> np.ndarray:

@@ -38,7 +38,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..dsp.audio import write_text_atomic
+from ..dsp.audio import atomic_path, write_text_atomic
 from ..dsp.constants import CLASSES, SAMPLE_RATE
 from ..dsp.errors import AudioInputError, ConfigError
 from .registry import register
@@ -517,12 +516,6 @@ class CausalStep(nn.Module):
         return (mix, *new_state)
 
 
-def _atomic_target(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
 def export_streaming(
     model: CausalMixer, out_dir: str | os.PathLike, block_samples: int, batch: int = 1
 ) -> dict[str, Path]:
@@ -568,16 +561,10 @@ def export_streaming(
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)
             traced = torch.jit.trace(wrapper, args, check_trace=False)
-            tmp = _atomic_target(paths["torchscript"])
-            try:
+            with atomic_path(paths["torchscript"]) as tmp:
                 traced.save(tmp)
-                os.replace(tmp, paths["torchscript"])
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
             names = model.state_names()
-            tmp = _atomic_target(paths["onnx"])
-            try:
+            with atomic_path(paths["onnx"]) as tmp:
                 torch.onnx.export(
                     wrapper,
                     args,
@@ -587,10 +574,6 @@ def export_streaming(
                     output_names=["mix", *[f"{n}_out" for n in names]],
                     opset_version=17,
                 )
-                os.replace(tmp, paths["onnx"])
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
     finally:
         model.train(was_training)
     card = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from fxmix.dsp.audio import write_text_atomic
+from fxmix.dsp.audio import atomic_path, write_text_atomic
 from fxmix.dsp.constants import CLASSES
 from fxmix.dsp.errors import ConfigError, ModelLoadError
 
@@ -105,16 +104,9 @@ def save_model(
     if arch is None:
         raise ConfigError(f"{type(model).__name__} is not a registered network (no arch_name); use @register")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{weights.name}.", suffix=".part", dir=weights.parent)
-    os.close(fd)
-    try:
+    with atomic_path(weights) as tmp:
         save_file(state, tmp, metadata={"arch": arch, "format": FORMAT})
         digest = sha256_file(tmp)
-        os.replace(tmp, weights)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     sidecar = {
         "format": FORMAT,
         "arch": arch,
@@ -207,15 +199,8 @@ def export_torchscript(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model.eval(), example, check_trace=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         traced.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -223,26 +208,18 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, *, opset: int =
     """Export to ONNX with dynamic ``batch`` and ``samples`` axes (input ``stems``, output ``mix``)."""
     path = Path(path)
     example = _example_input(model, 0.5)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model.eval(),
-                (example,),
-                tmp,
-                input_names=["stems"],
-                output_names=["mix"],
-                dynamic_axes={"stems": {0: "batch", 3: "samples"}, "mix": {0: "batch", 2: "samples"}},
-                opset_version=opset,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(),
+            (example,),
+            tmp,
+            input_names=["stems"],
+            output_names=["mix"],
+            dynamic_axes={"stems": {0: "batch", 3: "samples"}, "mix": {0: "batch", 2: "samples"}},
+            opset_version=opset,
+            dynamo=False,
+        )
     return path
 
 

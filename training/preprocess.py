@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dsp.audio import read_audio, write_text_atomic
+from ..dsp.audio import atomic_path, read_audio, write_text_atomic
 from ..dsp.chain import DEFAULT_STAGES, check_stages, normalize_stems
 from ..dsp.constants import CLASSES, SAMPLE_RATE
 from ..dsp.errors import AudioInputError, ConfigError
@@ -163,16 +162,8 @@ def normalized_song_array(
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 def _song_job(args) -> tuple[str, dict | None, str | None]:
