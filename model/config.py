@@ -77,14 +77,15 @@ class NetConfig:
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             default = fields[key].default
-            kwargs[key] = _coerce(value, default, f"{where}: {key}")
+            kwargs[key] = coerce_value(value, default, f"{where}: {key}")
         try:
             return cls(**kwargs)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
+def coerce_value(value: Any, default: Any, where: str) -> Any:
+    """Check a TOML value against the type of a dataclass field's default (bool/int/float/str/tuple)."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")

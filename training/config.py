@@ -32,6 +32,7 @@ import tomllib
 
 from ..dsp.chain import DEFAULT_STAGES, check_stages
 from ..dsp.errors import ConfigError
+from ..model.config import coerce_value
 
 LOSS_NAMES = ("La", "Lb", "mrstft")
 DEVICES = ("auto", "cpu", "cuda")
@@ -196,27 +197,11 @@ def _coerce(attr: str, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: model.overrides must be a table")
         return dict(value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
     if isinstance(default, tuple):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where} must be a list of strings, got {value!r}")
         return tuple(value)
-    return value
+    return coerce_value(value, default, where)
 
 
 def config_from_tables(tables: dict[str, Any], where: str = "config") -> TrainConfig:
