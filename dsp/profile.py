@@ -158,33 +158,46 @@ def empty_profile(name: str, classes=CLASSES, provenance: dict | None = None) ->
     )
 
 
-def factory_profiles() -> list[str]:
+def factory_names(package: str, folder: str) -> list[str]:
+    """Names of the ``*.json`` files shipped in ``package/folder`` (factory profiles, presets)."""
     return sorted(
         p.name[: -len(".json")]
-        for p in resources.files("fxmix.dsp").joinpath("profiles").iterdir()
+        for p in resources.files(package).joinpath(folder).iterdir()
         if p.name.endswith(".json")
     )
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a factory profile by name (``musdb18-reference``, ...) or a profile JSON file by path."""
+def read_named_json(name_or_path: str | Path, package: str, folder: str, kind: str) -> tuple[dict, str]:
+    """Resolve a factory name or a JSON path (the rule every ``--profile``/``--preset`` flag follows).
+
+    Returns the parsed JSON and a ``where`` string for error messages; errors name the file or list the
+    factory names.
+    """
     p = Path(name_or_path)
     if p.suffix.lower() == ".json" or p.exists():
-        if not p.exists():
-            raise ConfigError(f"{p}: profile file not found")
-        where = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: {kind} file not found")
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            return json.loads(p.read_text(encoding="utf-8")), str(p)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{p}: not a readable JSON profile ({exc})") from exc
-        return Profile.from_dict(data, where)
+            raise ConfigError(f"{p}: not a readable JSON {kind} ({exc})") from exc
     name = str(name_or_path)
-    res = resources.files("fxmix.dsp").joinpath("profiles", f"{name}.json")
+    res = resources.files(package).joinpath(folder, f"{name}.json")
     if not res.is_file():
         raise ConfigError(
-            f"unknown profile {name!r}; factory profiles: {factory_profiles()} (or pass a .json path)"
+            f"unknown {kind} {name!r}; factory {kind}s: {factory_names(package, folder)} (or pass a .json path)"
         )
-    return Profile.from_dict(json.loads(res.read_text(encoding="utf-8")), f"factory profile {name}")
+    return json.loads(res.read_text(encoding="utf-8")), f"factory {kind} {name}"
+
+
+def factory_profiles() -> list[str]:
+    return factory_names("fxmix.dsp", "profiles")
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a factory profile by name (``musdb18-reference``, ...) or a profile JSON file by path."""
+    data, where = read_named_json(name_or_path, "fxmix.dsp", "profiles", "profile")
+    return Profile.from_dict(data, where)
 
 
 def smooth_bands(values: np.ndarray) -> np.ndarray:

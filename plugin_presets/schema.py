@@ -28,14 +28,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ..dsp.audio import write_text_atomic
 from ..dsp.chain import ALL_STAGES
 from ..dsp.errors import ConfigError
 from ..dsp.params import PARAM_TYPES
-from ..dsp.profile import Profile, load_profile
+from ..dsp.profile import Profile, factory_names, load_profile, read_named_json
 
 PRESET_FORMAT = "fxmix-preset"
 PRESET_VERSION = 1
@@ -176,30 +175,13 @@ def preset_from_dict(d, where: str = "preset") -> Preset:
 
 
 def factory_presets() -> list[str]:
-    return sorted(
-        p.name[: -len(".json")]
-        for p in resources.files("fxmix.plugin_presets").joinpath("factory").iterdir()
-        if p.name.endswith(".json")
-    )
+    return factory_names("fxmix.plugin_presets", "factory")
 
 
 def load_preset(name_or_path: str | Path) -> Preset:
     """Load a factory preset by name or a preset JSON file by path."""
-    p = Path(name_or_path)
-    if p.suffix.lower() == ".json" or p.exists():
-        if not p.is_file():
-            raise ConfigError(f"{p}: preset file not found")
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{p}: not a readable JSON preset ({exc})") from exc
-        return preset_from_dict(data, str(p))
-    res = resources.files("fxmix.plugin_presets").joinpath("factory", f"{name_or_path}.json")
-    if not res.is_file():
-        raise ConfigError(
-            f"unknown preset {str(name_or_path)!r}; factory presets: {factory_presets()} (or pass a .json path)"
-        )
-    return preset_from_dict(json.loads(res.read_text(encoding="utf-8")), f"factory preset {name_or_path}")
+    data, where = read_named_json(name_or_path, "fxmix.plugin_presets", "factory", "preset")
+    return preset_from_dict(data, where)
 
 
 def save_preset(preset: Preset, path: str | Path) -> Path:
