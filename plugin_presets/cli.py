@@ -61,14 +61,13 @@ def export(source: str, out_dir: str | Path, formats, preset: Preset) -> list[Pa
             d = preset.to_dict()
             d["name"] = f"{preset.name}: {name}"
             d["decisions"] = {name: {"class": cls, "params": {k: v.to_dict() for k, v in params.items()}}}
-            written.append(save_preset(preset_from_dict(d, str(base)), base.with_suffix(".preset.json")))
+            written.append(save_preset(preset_from_dict(d, str(base)), out / f"{base.name}.preset.json"))
         if "pedalboard" in formats or "rfxchain" in formats:
             chain = build_chain(audio, C.SAMPLE_RATE, params, name=name, class_name=cls)
             if "pedalboard" in formats:
-                text = json.dumps(chain.pedalboard_dict(), indent=1) + "\n"
-                written.append(write_text_atomic(base.with_suffix(".pedalboard.json"), text))
+                written += chain.write_pedalboard(out / f"{base.name}.pedalboard.json")
             if "rfxchain" in formats:
-                written.append(write_text_atomic(base.with_suffix(".RfxChain"), chain.rfxchain_text()))
+                written.append(write_text_atomic(out / f"{base.name}.RfxChain", chain.rfxchain_text()))
     return written
 
 

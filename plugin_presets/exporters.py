@@ -1,56 +1,80 @@
-"""Export fxmix's per-track decisions: fxmix JSON preset, pedalboard chain (JSON), Reaper ``.RfxChain``.
+"""Export fxmix's per-track decisions: fxmix JSON preset, pedalboard chain (JSON + IR files), Reaper ``.RfxChain``.
 
-One :class:`ExportedChain` per track/class is built from the stage params fxmix decided *and the stem itself*:
+One :class:`ExportedChain` per track/class is built from the stage params fxmix decided *and the stem itself*.
+It carries two renderings of the same decisions:
 
-* EQ: the curve is fitted with :func:`fxmix.plugin_presets.peq.fit_parametric_eq` (stem-spectrum weighted),
-  giving a broadband gain plus high-pass/shelf/peak filters (minimum-phase IIR instead of the linear-phase FIR:
-  same magnitude within the fit error, different phase).
-* Compression: the input gain is re-measured on the IIR-EQ'd stem (peak to -10 dBFS, as the stage does), then
-  the same threshold/ratio/attack/release. pedalboard's ``Compressor`` is unlinked (per channel); fxmix's and
-  the shipped JSFX are stereo-linked (identical for centred/mono sources).
-* Panning: the per-band, per-channel curves become **broadband per-channel gains** that keep each channel's
-  energy (computed from the stem's power through the stage's own FIRs): the balance survives, the per-band
-  widening does not (pedalboard plugins process every channel alike; see :func:`apply_pedalboard_chain`).
-* Loudness: the gain is re-measured on the chain's own output (BS.1770), so the exported chain lands on the
-  class target LUFS. fxmix's -1 dBTP look-ahead true-peak limiter has no pedalboard equivalent (pedalboard's
-  ``Limiter`` is a loudness maximizer), so it is **not exported**: where fxmix limited, the exported chain's
-  peaks can exceed -1 dBTP. ``limiter_threshold_db`` stays None in exports (the JSFX limiter is left off).
+**pedalboard chain: exact.** Every stage is reproduced as fxmix applies it:
 
-pedalboard chain JSON (``format`` "fxmix-pedalboard-chain", ``version`` 1)::
+* EQ: the stage's own linear-phase FIR (``fxmix.dsp.fir.design_fir`` of the curve, float32 taps) in a
+  ``pedalboard.Convolution``; the taps go to a side-car ``<track>.eq.wav`` (float32, both channels equal).
+* Compression: ``Gain`` (the stage's input gain), then ``LinkedCompressor``: a ``pedalboard.Compressor``
+  driven by max(|L|, |R|) whose gain is applied to both channels (stereo-linked, exactly the stage's
+  ``fxmix.dsp.stages.compression.linked_gain``; JUCE's own Compressor is per channel).
+* Panning: the stage's per-channel FIRs in one ``pedalboard.Convolution`` with a stereo IR
+  (``<track>.pan.wav``: channel 0 filters L, channel 1 filters R).
+* Loudness: ``Gain`` (the stage's gain), then, where fxmix limited, ``TruePeakLimiter``: the stage's
+  -1 dBTP look-ahead limiter (``fxmix.dsp.stages.loudness.peak_limit``; pedalboard's ``Limiter`` is a
+  loudness maximizer, not a ceiling).
 
-    {"format": ..., "version": 1, "name": "vocals", "class": "vocals", "sample_rate": 44100,
-     "fit": {"rms_error_db": .., "stem_rms_error_db": ..},
-     "plugins": [{"type": "Gain", "gain_db": ..}, {"type": "HighpassFilter", "cutoff_frequency_hz": ..},
-                 {"type": "LowShelfFilter"|"HighShelfFilter"|"PeakFilter", "cutoff_frequency_hz", "gain_db", "q"},
-                 {"type": "Compressor", "threshold_db", "ratio", "attack_ms", "release_ms"},
-                 {"type": "ChannelGains", "left_gain_db", "right_gain_db"},
-                 {"type": "Limiter", "threshold_db", "release_ms"}, ...]}
+The round trip export -> :func:`apply_pedalboard_chain` matches fxmix's normalization up to float32
+rounding (tests: every 1/6-octave band 100 Hz-10 kHz and the integrated loudness).
 
-Every ``type`` but ``ChannelGains`` is a pedalboard class with exactly those keyword arguments.
+**parametric approximation** (for display, editing and the ``.RfxChain``, whose shipped JSFX are biquads):
+the curve fitted by :func:`fxmix.plugin_presets.peq.fit_parametric_eq` (stem-spectrum weighted; high-pass,
+shelves, <= 6 peaks), the compressor's input gain re-measured after the fitted EQ, the pan curves as
+broadband per-channel gains keeping each channel's energy, the loudness gain re-measured (BS.1770) on that
+chain's output, no limiter. Its errors are the fit's (up to ~3 dB in single bands for ±24 dB jagged curves).
+
+pedalboard chain JSON (``format`` "fxmix-pedalboard-chain", ``version`` 2)::
+
+    {"format": ..., "version": 2, "name": "vocals", "class": "vocals", "sample_rate": 44100,
+     "parametric_eq": {"gain_db": .., "filters": [{"type": "HighpassFilter", ..}, ..],
+                       "rms_error_db": .., "max_error_db": .., "stem_rms_error_db": ..},
+     "plugins": [{"type": "Convolution", "impulse_response_filename": "vocals.eq.wav"},
+                 {"type": "Gain", "gain_db": ..},
+                 {"type": "LinkedCompressor", "threshold_db", "ratio", "attack_ms", "release_ms"},
+                 {"type": "Convolution", "impulse_response_filename": "vocals.pan.wav"},
+                 {"type": "Gain", "gain_db": ..},
+                 {"type": "TruePeakLimiter", "threshold_db": ..}]}
+
+Plugin types: the pedalboard classes ``Gain``, ``HighpassFilter``, ``LowShelfFilter``, ``HighShelfFilter``,
+``PeakFilter``, ``Compressor`` (JUCE's, per channel) and ``Convolution`` with exactly those keyword
+arguments, plus fxmix's ``LinkedCompressor`` and ``TruePeakLimiter`` above (so a user may swap the EQ
+``Convolution`` for ``{"type": "Gain", "gain_db": parametric_eq.gain_db}`` + the ``parametric_eq`` filters,
+an editable approximation). IR paths are relative to the JSON's folder. Two things the loader does that
+plain pedalboard does not: (1) pedalboard (JUCE) normalizes every IR (to 0.125 / max-channel L2 norm);
+:func:`load_pedalboard_chain` measures that scale on an impulse and undoes it with a ``Gain``;
+(2) ``Convolution`` is causal, so an IR is taken as linear-phase (odd length, delay (len-1)/2 samples) and
+each ``Convolution`` output is shifted back and trimmed to the input's n samples, exactly as fxmix's
+zero-phase ``apply_fir`` does offline.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pedalboard
+import soundfile as sf
 
 from ..dsp import constants as C
-from ..dsp.audio import check_audio, peak_db
+from ..dsp.audio import check_audio, peak_db, write_audio, write_text_atomic
 from ..dsp.errors import ConfigError
 from ..dsp.features import integrated_loudness, stft_power
 from ..dsp.fir import design_fir, fir_power_response
 from ..dsp.params import CompressorParams, EqParams, LoudnessParams, PanParams
+from ..dsp.stages.compression import linked_gain
+from ..dsp.stages.loudness import peak_limit
 from .peq import MAX_PEAKS, PEDALBOARD_TYPES, Biquad, ParametricEq, fit_grid_hz, fit_parametric_eq, grid_power
 
 CHAIN_FORMAT = "fxmix-pedalboard-chain"
-CHAIN_VERSION = 1
-#: pedalboard types a chain may hold, with their keyword arguments
+CHAIN_VERSION = 2
+#: plugin types a chain may hold, with their keyword arguments (pedalboard's, or fxmix's two)
 PEDALBOARD_PLUGINS = {
     "Gain": ("gain_db",),
     "HighpassFilter": ("cutoff_frequency_hz",),
@@ -58,9 +82,12 @@ PEDALBOARD_PLUGINS = {
     "HighShelfFilter": ("cutoff_frequency_hz", "gain_db", "q"),
     "PeakFilter": ("cutoff_frequency_hz", "gain_db", "q"),
     "Compressor": ("threshold_db", "ratio", "attack_ms", "release_ms"),
-    "Limiter": ("threshold_db", "release_ms"),
-    "ChannelGains": ("left_gain_db", "right_gain_db"),
+    "Convolution": ("impulse_response_filename",),
+    "LinkedCompressor": ("threshold_db", "ratio", "attack_ms", "release_ms"),
+    "TruePeakLimiter": ("threshold_db",),
 }
+#: side-car IR file suffixes (next to ``<track>.pedalboard.json``)
+IR_SUFFIXES = {"eq": ".eq.wav", "pan": ".pan.wav"}
 #: shipped JSFX: Reaper path (relative to its Effects folder once installed) and slider count
 JSFX_DIR = Path(__file__).with_name("jsfx")
 JSFX = {
@@ -72,9 +99,28 @@ JSFX = {
 RFX_SLIDERS = 64
 
 
+def eq_taps(p: EqParams, sample_rate: int) -> np.ndarray:
+    """(2, n) float32: the EQ stage's FIR (as ``fxmix.dsp.stages.eq.apply`` designs it) for both channels."""
+    h = design_fir(np.asarray(p.freqs_hz), np.asarray(p.gain_db), sample_rate).astype(np.float32)
+    return np.stack([h, h])
+
+
+def pan_taps(p: PanParams, sample_rate: int) -> np.ndarray:
+    """(2, n) float32: the panning stage's left and right FIRs (as ``fxmix.dsp.stages.panning.apply``)."""
+    freqs, half = np.asarray(p.freqs_hz), p.balance_db / 2.0
+    curves = (np.asarray(p.left_gain_db) - half, np.asarray(p.right_gain_db) + half)
+    return np.stack([design_fir(freqs, c, sample_rate, cutoff_hz=p.cutoff_hz) for c in curves]).astype(
+        np.float32
+    )
+
+
 @dataclass(frozen=True)
 class ExportedChain:
-    """The decisions of one track as portable effect settings (see the module docstring)."""
+    """The decisions of one track as portable effect settings (see the module docstring).
+
+    ``params`` are the exact stage params (the pedalboard chain); ``eq``, ``compressor``, the channel gains,
+    ``gain_db`` and ``limiter_threshold_db`` are the parametric approximation (the ``.RfxChain``).
+    """
 
     name: str
     class_name: str
@@ -85,62 +131,83 @@ class ExportedChain:
     right_gain_db: float
     gain_db: float
     limiter_threshold_db: float | None
+    params: dict = field(default_factory=dict, compare=False)
 
-    def plugins(self) -> list[dict]:
+    # ---------------------------------------------------------------------------- pedalboard (exact)
+    def ir_taps(self) -> dict[str, np.ndarray]:
+        """The (2, n) float32 IRs of the chain's ``Convolution`` s, keyed "eq" / "pan"."""
+        out = {}
+        if isinstance(self.params.get("eq"), EqParams):
+            out["eq"] = eq_taps(self.params["eq"], self.sample_rate)
+        if isinstance(self.params.get("panning"), PanParams):
+            out["pan"] = pan_taps(self.params["panning"], self.sample_rate)
+        return out
+
+    def plugins(self, base_name: str) -> list[dict]:
+        """The exact chain's plugin list; IR files are ``base_name`` + :data:`IR_SUFFIXES`."""
         out: list[dict] = []
-        if self.eq is not None:
-            out.append({"type": "Gain", "gain_db": round(self.eq.gain_db, 4)})
-            out += [f.to_dict() for f in self.eq.filters]
-        if self.compressor is not None:
-            c = self.compressor
-            out.append({"type": "Gain", "gain_db": round(c.input_gain_db, 4)})
+        p = self.params
+        if isinstance(p.get("eq"), EqParams):
+            out.append({"type": "Convolution", "impulse_response_filename": base_name + IR_SUFFIXES["eq"]})
+        c = p.get("compression")
+        if isinstance(c, CompressorParams):
+            out.append({"type": "Gain", "gain_db": c.input_gain_db})
             if c.ratio > 1.0 and c.threshold_db < 0.0:
                 out.append(
                     {
-                        "type": "Compressor",
-                        "threshold_db": round(c.threshold_db, 4),
+                        "type": "LinkedCompressor",
+                        "threshold_db": c.threshold_db,
                         "ratio": c.ratio,
                         "attack_ms": c.attack_ms,
                         "release_ms": c.release_ms,
                     }
                 )
-        out.append(
-            {
-                "type": "ChannelGains",
-                "left_gain_db": round(self.left_gain_db, 4),
-                "right_gain_db": round(self.right_gain_db, 4),
-            }
-        )
-        out.append({"type": "Gain", "gain_db": round(self.gain_db, 4)})
-        if self.limiter_threshold_db is not None:
-            out.append(
-                {
-                    "type": "Limiter",
-                    "threshold_db": self.limiter_threshold_db,
-                    "release_ms": 100.0,
-                }
-            )
+        if isinstance(p.get("panning"), PanParams):
+            out.append({"type": "Convolution", "impulse_response_filename": base_name + IR_SUFFIXES["pan"]})
+        lp = p.get("loudness")
+        if isinstance(lp, LoudnessParams):
+            out.append({"type": "Gain", "gain_db": lp.gain_db})
+            if lp.limiter_threshold_db is not None:
+                out.append({"type": "TruePeakLimiter", "threshold_db": lp.limiter_threshold_db})
         return out
 
-    def pedalboard_dict(self) -> dict:
-        fit = {}
-        if self.eq is not None:
-            fit = {"rms_error_db": round(self.eq.rms_error_db, 3)}
-            if self.eq.stem_rms_error_db is not None:
-                fit["stem_rms_error_db"] = round(self.eq.stem_rms_error_db, 3)
-        return {
+    def pedalboard_dict(self, base_name: str) -> dict:
+        d = {
             "format": CHAIN_FORMAT,
             "version": CHAIN_VERSION,
             "name": self.name,
             "class": self.class_name,
             "sample_rate": self.sample_rate,
-            "fit": fit,
-            "plugins": self.plugins(),
         }
+        if self.eq is not None:
+            d["parametric_eq"] = {
+                "gain_db": round(self.eq.gain_db, 4),
+                "filters": [f.to_dict() for f in self.eq.filters],
+                "rms_error_db": round(self.eq.rms_error_db, 3),
+                "max_error_db": round(self.eq.max_error_db, 3),
+            }
+            if self.eq.stem_rms_error_db is not None:
+                d["parametric_eq"]["stem_rms_error_db"] = round(self.eq.stem_rms_error_db, 3)
+        d["plugins"] = self.plugins(base_name)
+        return d
+
+    def write_pedalboard(self, path: str | Path) -> list[Path]:
+        """Write ``path`` (``<track>.pedalboard.json``) and its IR files beside it, atomically.
+
+        Returns the written paths, IR files first.
+        """
+        path = Path(path)
+        base = path.name.removesuffix(".json").removesuffix(".pedalboard")
+        written = [
+            write_audio(path.with_name(base + IR_SUFFIXES[k]), taps, self.sample_rate, subtype="FLOAT")
+            for k, taps in self.ir_taps().items()
+        ]
+        text = json.dumps(self.pedalboard_dict(base), indent=1) + "\n"
+        return written + [write_text_atomic(path, text)]
 
     # ------------------------------------------------------------------------------------ RfxChain
     def jsfx_sliders(self) -> dict[str, list[float]]:
-        """Slider values (in slider order) for each shipped JSFX."""
+        """Slider values (in slider order) for each shipped JSFX (the parametric approximation)."""
         peq = [0.0, 0.0, 100.0, 0.0, 0.7071, 8000.0, 0.0, 0.7071]
         peaks = [[100.0, 0.0, 1.0] for _ in range(MAX_PEAKS)]
         if self.eq is not None:
@@ -200,78 +267,232 @@ def _rfx_number(v: float) -> str:
     return "0" if s == "-0" else s
 
 
-# ------------------------------------------------------------------------------------------- building
-def _pedalboard_plugin(spec: Mapping, channel: str | None):
-    if not isinstance(spec, Mapping) or spec.get("type") not in PEDALBOARD_PLUGINS:
-        got = spec.get("type") if isinstance(spec, Mapping) else spec
-        raise ConfigError(
-            f"pedalboard chain: plugin 'type' {got!r} is not one of {sorted(PEDALBOARD_PLUGINS)}"
+# ------------------------------------------------------------------------------------------- loading
+class LinkedCompressor:
+    """Stereo-linked ``pedalboard.Compressor``: detector max(|L|, |R|), one gain for both channels.
+
+    streaming-safe: no as used here (each call starts from a reset compressor); the ballistics are causal.
+    """
+
+    def __init__(self, threshold_db: float, ratio: float, attack_ms: float, release_ms: float):
+        CompressorParams(threshold_db, ratio, attack_ms, release_ms)  # range checks, naming the key
+        self.compressor = pedalboard.Compressor(
+            threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms, release_ms=release_ms
         )
-    kind = spec["type"]
-    keys = PEDALBOARD_PLUGINS[kind]
-    missing = [k for k in keys if k not in spec]
-    unknown = set(spec) - set(keys) - {"type"}
-    if missing or unknown:
-        raise ConfigError(
-            f"pedalboard chain: {kind} needs keys {list(keys)} (missing {missing}, unknown {sorted(unknown)})"
-        )
-    kw = {k: float(spec[k]) for k in keys}
-    if kind == "ChannelGains":
-        if channel is None:  # one board for every channel: the mean level (exact when the gains are equal)
-            return pedalboard.Gain(gain_db=0.5 * (kw["left_gain_db"] + kw["right_gain_db"]))
-        return pedalboard.Gain(gain_db=kw["left_gain_db" if channel == "left" else "right_gain_db"])
-    return getattr(pedalboard, kind)(**kw)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """(2, n) float32 in and out."""
+        g = linked_gain(np.max(np.abs(audio), axis=0), sample_rate, self.compressor)
+        return audio * g[None, :]
 
 
-def _chain_dict(path_or_dict) -> dict:
+class TruePeakLimiter:
+    """fxmix's look-ahead true-peak limiter (``fxmix.dsp.stages.loudness.peak_limit``) at ``threshold_db``.
+
+    streaming-safe: no (offline, centred windows; a streaming version has LOOKAHEAD_MS of latency).
+    """
+
+    def __init__(self, threshold_db: float):
+        if not -60.0 <= threshold_db <= 0.0:
+            raise ConfigError(f"TruePeakLimiter.threshold_db = {threshold_db!r} is out of range [-60, 0]")
+        self.threshold_db = float(threshold_db)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        return peak_limit(audio, sample_rate, self.threshold_db)
+
+
+class _Board:
+    """A run of pedalboard plugins with its (linear-phase) latency compensated: zero-phase, n samples out."""
+
+    def __init__(self, plugins: list, latency_samples: int):
+        self.board = pedalboard.Pedalboard(plugins)
+        self.latency_samples = latency_samples
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        d = self.latency_samples
+        x = np.pad(audio, ((0, 0), (0, d))) if d else audio
+        y = self.board(np.ascontiguousarray(x, np.float32), sample_rate)
+        return np.ascontiguousarray(y[:, d:], np.float32)
+
+
+@dataclass(frozen=True)
+class PedalboardChain:
+    """A loaded chain: runs of ``pedalboard.Pedalboard`` and fxmix's two stereo stages, in order.
+
+    ``stages`` holds ``pedalboard.Pedalboard`` objects (each with its IR normalization undone; its latency
+    compensated when called through the chain), :class:`LinkedCompressor` and :class:`TruePeakLimiter`.
+    Calling the chain processes a (2, n) stem offline (n samples out, zero latency).
+
+    streaming-safe: no (each call starts from reset plugins; Convolution latency is trimmed offline).
+    """
+
+    name: str
+    class_name: str
+    sample_rate: int
+    stages: tuple
+    n_plugins: int
+
+    @property
+    def boards(self) -> list[pedalboard.Pedalboard]:
+        return [s.board for s in self.stages if isinstance(s, _Board)]
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        if int(sample_rate) != self.sample_rate:
+            raise ConfigError(
+                f"pedalboard chain {self.name!r} was exported for {self.sample_rate} Hz, got "
+                f"{sample_rate} Hz audio; resample the stem (fxmix.dsp.audio.resample) first"
+            )
+        y = check_audio(audio, f"pedalboard chain {self.name!r}")
+        for stage in self.stages:
+            y = stage(y, self.sample_rate)
+        return np.asarray(y, np.float32)
+
+
+def _number(spec: Mapping, key: str, where: str) -> float:
+    v = spec[key]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ConfigError(f"{where}: key {key!r} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _convolution(spec: Mapping, where: str, base_dir: Path | None, sample_rate: int):
+    """(Convolution, undo-normalization Gain, latency samples) for an IR file."""
+    name = spec["impulse_response_filename"]
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: key 'impulse_response_filename' must be a file name")
+    path = Path(name)
+    if not path.is_absolute():
+        if base_dir is None:
+            raise ConfigError(
+                f"{where}: relative 'impulse_response_filename' {name!r} needs the chain's folder"
+            )
+        path = base_dir / path
+    try:
+        taps, ir_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{where}: key 'impulse_response_filename': cannot read {path} ({exc})") from exc
+    taps = taps.T
+    if ir_rate != sample_rate:
+        raise ConfigError(
+            f"{where}: IR {path} is at {ir_rate} Hz, the chain's 'sample_rate' is {sample_rate}"
+        )
+    if taps.shape[0] > 2 or taps.shape[1] % 2 == 0 or not np.any(taps):
+        raise ConfigError(
+            f"{where}: IR {path} must be a non-zero mono/stereo linear-phase FIR of odd length "
+            f"(got {taps.shape[0]} channel(s), {taps.shape[1]} samples)"
+        )
+    conv = pedalboard.Convolution(str(path))
+    imp = np.zeros((taps.shape[0], taps.shape[1]), np.float32)
+    imp[:, 0] = 1.0
+    out = conv(imp, sample_rate).astype(np.float64)
+    scale = float((out * taps).sum() / (taps.astype(np.float64) ** 2).sum())
+    if not scale > 0.0:
+        raise ConfigError(f"{where}: pedalboard.Convolution of {path} gave no output")
+    return conv, pedalboard.Gain(gain_db=-20.0 * math.log10(scale)), (taps.shape[1] - 1) // 2
+
+
+def _chain_dict(path_or_dict) -> tuple[dict, Path | None]:
     if isinstance(path_or_dict, Mapping):
-        d = dict(path_or_dict)
+        d, base = dict(path_or_dict), None
     else:
         p = Path(path_or_dict)
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{p}: not a readable pedalboard chain JSON ({exc})") from exc
+        base = p.parent
+    if not isinstance(d, dict):
+        raise ConfigError("pedalboard chain: not a JSON object")
     if d.get("format") != CHAIN_FORMAT:
         raise ConfigError(f"pedalboard chain: key 'format' must be {CHAIN_FORMAT!r}, got {d.get('format')!r}")
     if d.get("version") != CHAIN_VERSION:
-        raise ConfigError(f"pedalboard chain: key 'version' = {d.get('version')!r} is not supported")
+        raise ConfigError(
+            f"pedalboard chain: key 'version' = {d.get('version')!r} is not supported (this fxmix reads "
+            f"version {CHAIN_VERSION}); re-export with `fxmix preset export --format pedalboard`"
+        )
+    sr = d.get("sample_rate")
+    if isinstance(sr, bool) or not isinstance(sr, int) or not 8000 <= sr <= 384000:
+        raise ConfigError(f"pedalboard chain: key 'sample_rate' must be an integer rate in Hz, got {sr!r}")
     if not isinstance(d.get("plugins"), list):
         raise ConfigError("pedalboard chain: missing key 'plugins' (a list)")
-    return d
+    return d, base
 
 
-def load_pedalboard_chain(path_or_dict, channel: str | None = None) -> pedalboard.Pedalboard:
-    """Build a ``pedalboard.Pedalboard`` from an exported chain (a path to the JSON, or its dict).
+def load_pedalboard_chain(path_or_dict, base_dir: str | Path | None = None) -> PedalboardChain:
+    """Build a :class:`PedalboardChain` from an exported chain: a path to its JSON, or the dict itself.
 
-    pedalboard plugins process every channel alike, and every plugin used here (filters, Gain, Compressor,
-    Limiter) is independent per channel; the panning decision (``ChannelGains``) differs per channel.
-    ``channel=None`` gives one board for all channels with the mean of the two gains (exact for centred
-    decisions); ``channel="left"``/``"right"`` gives that channel's exact board. :func:`apply_pedalboard_chain`
-    runs both.
+    Args:
+        path_or_dict: ``<track>.pedalboard.json`` or its parsed dict.
+        base_dir: folder of the IR files for a dict (a path's own folder is used otherwise).
+
+    Raises:
+        ConfigError: wrong format/version, unknown plugin type, missing/unknown/non-numeric key (named as
+            ``plugins[i].key``), unreadable IR file or one at another sample rate.
     """
-    if channel not in (None, "left", "right"):
-        raise ConfigError(f"load_pedalboard_chain: channel must be None, 'left' or 'right', got {channel!r}")
-    d = _chain_dict(path_or_dict)
-    return pedalboard.Pedalboard([_pedalboard_plugin(s, channel) for s in d["plugins"]])
+    d, base = _chain_dict(path_or_dict)
+    if base_dir is not None:
+        base = Path(base_dir)
+    sr = d["sample_rate"]
+    stages: list = []
+    run: list = []
+    latency = 0
+
+    def flush():
+        nonlocal run, latency
+        if run:
+            stages.append(_Board(run, latency))
+        run, latency = [], 0
+
+    for i, spec in enumerate(d["plugins"]):
+        where = f"pedalboard chain: plugins[{i}]"
+        kind = spec.get("type") if isinstance(spec, Mapping) else None
+        if kind not in PEDALBOARD_PLUGINS:
+            raise ConfigError(f"{where}: key 'type' {kind!r} is not one of {sorted(PEDALBOARD_PLUGINS)}")
+        keys = PEDALBOARD_PLUGINS[kind]
+        missing = [k for k in keys if k not in spec]
+        unknown = sorted(set(spec) - set(keys) - {"type"})
+        if missing or unknown:
+            raise ConfigError(
+                f"{where}: {kind} needs keys {list(keys)} (missing {missing}, unknown {unknown})"
+            )
+        if kind == "Convolution":  # its own board, trimmed to n samples like fxmix.dsp.fir.apply_fir
+            flush()
+            conv, undo, lat = _convolution(spec, where, base, sr)
+            run, latency = [conv, undo], lat
+            flush()
+            continue
+        kw = {k: _number(spec, k, where) for k in keys}
+        try:
+            if kind in ("LinkedCompressor", "TruePeakLimiter"):
+                flush()
+                stages.append((LinkedCompressor if kind == "LinkedCompressor" else TruePeakLimiter)(**kw))
+            else:
+                run.append(getattr(pedalboard, kind)(**kw))
+        except (ConfigError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{where} ({kind}): {exc}") from exc
+    flush()
+    return PedalboardChain(
+        str(d.get("name", "")), str(d.get("class", "")), sr, tuple(stages), len(d["plugins"])
+    )
 
 
-def apply_pedalboard_chain(path_or_dict, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Process a (2, n) stem: left channel through the left board, right through the right board."""
-    x = check_audio(audio, "apply_pedalboard_chain")
-    d = _chain_dict(path_or_dict)
-    boards = [load_pedalboard_chain(d, ch) for ch in ("left", "right")]
-    return np.concatenate([boards[i](x[i : i + 1], sample_rate) for i in range(2)]).astype(np.float32)
+def apply_pedalboard_chain(path_or_dict, audio: np.ndarray, sample_rate: int, base_dir=None) -> np.ndarray:
+    """Load a chain (:func:`load_pedalboard_chain`) and process a (2, n) stem with it: (2, n) float32."""
+    return load_pedalboard_chain(path_or_dict, base_dir)(audio, sample_rate)
+
+
+# ------------------------------------------------------------------------------------------- building
+def _run(plugins: list, y: np.ndarray, sample_rate: int) -> np.ndarray:
+    board = pedalboard.Pedalboard(plugins)
+    return board(np.ascontiguousarray(y, np.float32), sample_rate).astype(np.float32)
 
 
 def _channel_gains_db(y: np.ndarray, sample_rate: int, p: PanParams) -> tuple[float, float]:
     """Broadband per-channel gains keeping each channel's energy through the panning stage's FIRs."""
-    freqs = np.asarray(p.freqs_hz)
-    half = p.balance_db / 2.0
     pw = stft_power(y)
     out = []
-    for ch, curve in enumerate((np.asarray(p.left_gain_db) - half, np.asarray(p.right_gain_db) + half)):
-        h2 = fir_power_response(design_fir(freqs, curve, sample_rate, cutoff_hz=p.cutoff_hz), C.ANALYSIS_FFT)
+    for ch, h in enumerate(pan_taps(p, sample_rate)):
+        h2 = fir_power_response(h.astype(np.float64), C.ANALYSIS_FFT)
         psd = pw[ch].sum(axis=0).astype(np.float64)
         tot = psd.sum()
         out.append(float(10 * np.log10((psd * h2).sum() / tot)) if tot > 0 else 0.0)
@@ -283,9 +504,9 @@ def build_chain(
 ) -> ExportedChain:
     """Turn one stem's recorded stage params (objects or dicts) into an :class:`ExportedChain`.
 
-    The stem (the same (2, n) input the params were decided on) is needed to weight the EQ fit, re-measure
-    the compressor's input gain after the fitted EQ, turn the pan curves into channel levels and re-plan the
-    loudness gain on the chain's own output.
+    The exact chain needs only the params; the stem (the same (2, n) input the params were decided on) is
+    needed for the parametric approximation: weight the EQ fit, re-measure the compressor's input gain after
+    the fitted EQ, turn the pan curves into channel levels and re-plan the loudness gain on its output.
     """
     from ..dsp.params import PARAM_TYPES
 
@@ -304,21 +525,24 @@ def build_chain(
         fit = fit_parametric_eq(
             e.freqs_hz, e.gain_db, sample_rate, stem_power=grid_power(x, sample_rate, fit_grid_hz())
         )
-        y = _run(
-            [{"type": "Gain", "gain_db": fit.gain_db}] + [f.to_dict() for f in fit.filters], y, sample_rate
-        )
+        plugins = [pedalboard.Gain(gain_db=fit.gain_db)]
+        for f in fit.filters:
+            kw = f.to_dict()
+            plugins.append(getattr(pedalboard, kw.pop("type"))(**kw))
+        y = _run(plugins, y, sample_rate)
     comp = None
     if isinstance(p.get("compression"), CompressorParams):
         c = p["compression"]
         in_gain = C.DYNAMICS_PEAK_NORM_DB - peak_db(y) if np.any(y) else 0.0
         comp = CompressorParams(c.threshold_db, c.ratio, c.attack_ms, c.release_ms, float(in_gain))
-        partial = ExportedChain(name, class_name, sample_rate, None, comp, 0.0, 0.0, 0.0, None)
-        y = _run(partial.plugins()[:-2], y, sample_rate)  # without the channel gains and final gain
+        y = y * np.float32(10 ** (comp.input_gain_db / 20))
+        if comp.ratio > 1.0 and comp.threshold_db < 0.0:
+            y = LinkedCompressor(c.threshold_db, c.ratio, c.attack_ms, c.release_ms)(y, sample_rate)
     left = right = 0.0
     if isinstance(p.get("panning"), PanParams):
         left, right = _channel_gains_db(y, sample_rate, p["panning"])
         y = y * np.array([[10 ** (left / 20)], [10 ** (right / 20)]], np.float32)
-    gain, lim = 0.0, None
+    gain = 0.0
     lp = p.get("loudness")
     if (
         isinstance(lp, LoudnessParams)
@@ -328,24 +552,18 @@ def build_chain(
         gain = float(np.clip(lp.target_lufs - lufs, -120.0, 120.0))
     elif isinstance(lp, LoudnessParams):
         gain = lp.gain_db
-    return ExportedChain(name, class_name, sample_rate, fit, comp, left, right, gain, lim)
-
-
-def _run(plugins: list[dict], y: np.ndarray, sample_rate: int) -> np.ndarray:
-    board = pedalboard.Pedalboard([_pedalboard_plugin(s, None) for s in plugins])
-    return board(np.ascontiguousarray(y, np.float32), sample_rate).astype(np.float32)
+    return ExportedChain(name, class_name, sample_rate, fit, comp, left, right, gain, None, p)
 
 
 def biquads_of(chain: Mapping) -> list[Biquad]:
-    """The EQ filters of a chain dict (for inspection and tests)."""
+    """The filters of a chain dict's ``parametric_eq`` and ``plugins`` (for inspection and tests)."""
     kinds = {v: k for k, v in PEDALBOARD_TYPES.items()}
-    out = []
-    for s in _chain_dict(chain)["plugins"]:
-        if s["type"] in kinds:
-            out.append(
-                Biquad(kinds[s["type"]], s["cutoff_frequency_hz"], s.get("gain_db", 0.0), s.get("q", 0.7071))
-            )
-    return out
+    specs = list(chain.get("parametric_eq", {}).get("filters", [])) + list(chain.get("plugins", []))
+    return [
+        Biquad(kinds[s["type"]], s["cutoff_frequency_hz"], s.get("gain_db", 0.0), s.get("q", 0.7071))
+        for s in specs
+        if s.get("type") in kinds
+    ]
 
 
 def scale_params(params: Mapping, amounts: Mapping[str, float]) -> dict:
