@@ -18,7 +18,7 @@ on its overall level, which is reported separately):
 * ``mrstft``: LN multi-resolution sum/difference STFT distance (:class:`MultiResolutionSumDiffLoss`, SC + log-mag);
 * ``level_balance_err_lu``: mean over classes of |Δ| of each class's loudness relative to the sum of all classes.
   Target: the wet stems. Sums: the stems as summed. Models: each class's contribution is estimated from the
-  stems by a least-squares gain per class (``mix ≈ Σ g_c · stem_c``), then measured the same way.
+  stems by per-band least-squares gains (:func:`estimate_contributions`), then measured the same way.
 """
 
 from __future__ import annotations
@@ -71,14 +71,58 @@ def class_balance_lu(contributions: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
+#: STFT of the per-band contribution estimate: 4096-point Hann, hop 1024 (75 % overlap, COLA), ~10.8 Hz bins.
+CONTRIB_N_FFT = 4096
+#: Band edges of the contribution estimate: 1/3-octave from 50 Hz to 16 kHz, plus one band below and one above.
+CONTRIB_BAND_EDGES_HZ = (0.0, *(50.0 * 2.0 ** (k / 3.0) for k in range(26)), SAMPLE_RATE / 2.0 + 1.0)
+
+
 def estimate_contributions(mix: np.ndarray, stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-class least-squares gains ``g`` with ``mix ≈ Σ g_c stem_c``; returns ``{c: g_c * stem_c}``."""
+    """Each class's contribution to ``mix``: per-band complex least-squares gains on the stems.
+
+    In each 1/3-octave band (:data:`CONTRIB_BAND_EDGES_HZ`) of a 4096-point STFT, one complex gain per class
+    ``G_c`` is fitted over all bins, frames and both channels so that ``MIX ≈ Σ_c G_c · STEM_c``; the
+    contribution of class c is the inverse STFT of ``G_c · STEM_c``. A mixing network EQs as well as gains each
+    stem; a single broadband gain per class only captures the part of the processed stem that is still
+    correlated with the unprocessed one (``|g|² ‖s‖² ≤ ‖H s‖²``), so it systematically under-reads classes the
+    network equalizes. Per-band gains follow any smooth EQ and reduce to the broadband gain for pure gains
+    (tests/test_eval.py measures both estimators on stems with known per-class EQ and gain).
+
+    Args:
+        mix: (2, n) the method's mix.
+        stems: class -> (2, n) the stems the method was given.
+
+    Returns:
+        class -> (2, n) float32 estimated contribution, for the non-silent classes.
+    """
+    import scipy.signal
+
     names = [c for c, x in stems.items() if np.any(x)]
     if not names:
         return {}
-    a = np.stack([stems[c].reshape(-1) for c in names], axis=1).astype(np.float64)
-    g, *_ = np.linalg.lstsq(a, mix.reshape(-1).astype(np.float64), rcond=None)
-    return {c: (g[i] * stems[c]).astype(np.float32) for i, c in enumerate(names)}
+    n = mix.shape[-1]
+    kw = dict(fs=SAMPLE_RATE, nperseg=CONTRIB_N_FFT, noverlap=CONTRIB_N_FFT * 3 // 4, window="hann")
+    if n < CONTRIB_N_FFT:  # too short for bands: one broadband real gain per class
+        a = np.stack([stems[c].reshape(-1) for c in names], axis=1).astype(np.float64)
+        g, *_ = np.linalg.lstsq(a, mix.reshape(-1).astype(np.float64), rcond=None)
+        return {c: (g[i] * stems[c]).astype(np.float32) for i, c in enumerate(names)}
+    freqs, _, m_spec = scipy.signal.stft(mix.astype(np.float32), **kw)  # (2, bins, frames)
+    s_spec = np.stack([scipy.signal.stft(stems[c].astype(np.float32), **kw)[2] for c in names])
+    gains = np.zeros((len(names), freqs.size), np.complex64)
+    edges = np.asarray(CONTRIB_BAND_EDGES_HZ)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (freqs >= lo) & (freqs < hi)
+        if not sel.any():
+            continue
+        a = s_spec[:, :, sel, :].reshape(len(names), -1).T.astype(np.complex128)  # (observations, classes)
+        b = m_spec[:, sel, :].reshape(-1).astype(np.complex128)
+        g, *_ = np.linalg.lstsq(a, b, rcond=None)
+        gains[:, sel] = g[:, None]
+    out = {}
+    for i, c in enumerate(names):
+        _, y = scipy.signal.istft(gains[i][None, :, None] * s_spec[i], **kw)
+        out[c] = y[:, :n].astype(np.float32)
+    return out
 
 
 def _mrstft(pred: np.ndarray, target: np.ndarray, loss) -> float:
