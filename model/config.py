@@ -129,6 +129,8 @@ class PaperNetConfig(NetConfig):
         lstm_dropout: dropout between BLSTM layers (training only).
         se_expansion: squeeze-excitation expansion factor (reference "amplifying ratio").
         chrono_max_steps: T_max of the chrono LSTM bias init (forget bias = log U(1, T_max - 1)).
+        stem_faders: learn one input gain per stem class (:class:`fxmix.model.nets.StemFaders`, starts at 0 dB).
+            Not in the reference; off by default so the reference hyper-parameters stay exact.
     """
 
     n_filters: int = 128
@@ -146,6 +148,7 @@ class PaperNetConfig(NetConfig):
     lstm_dropout: float = 0.1
     se_expansion: int = 16
     chrono_max_steps: int = 32
+    stem_faders: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -151,3 +151,32 @@ def test_ddp_gloo_two_ranks_hold_identical_weights(tmp_path, corpus):
     init = build_network(cfg)[0].state_dict()
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     assert any(not torch.equal(w0[k], init[k]) for k in w0)  # the step did change the weights
+
+
+def test_warm_start_adds_faders_and_rejects_other_shapes(tmp_path, corpus):
+    from fxmix.model.export import load_model
+    from fxmix.training.config import build_network
+    from fxmix.training.train import warm_start
+
+    _, cfg0 = _cfg(tmp_path, corpus, "w0", steps=4, steps_per_epoch=4)
+    train(cfg0, progress=False)
+    base, _ = load_model(tmp_path / "w0" / "final")
+    _, cfg1 = _cfg(
+        tmp_path,
+        corpus,
+        "w1",
+        overrides=["model.overrides.stem_faders=true", f"train.init_from='{tmp_path / 'w0' / 'final'}'"],
+        steps=6,
+        steps_per_epoch=6,
+    )
+    model, _, _ = build_network(cfg1)
+    assert warm_start(model, cfg1.init_from) == ["faders.log10_gain"]
+    for k, v in base.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+    res = train(cfg1, progress=False)  # the faders are trained with the rest
+    gains_db = res["model"].faders.gains_db()
+    assert gains_db.shape == (4,) and float(gains_db.abs().max()) > 0.0
+    _, cfg2 = _cfg(tmp_path, corpus, "w2", overrides=["model.overrides.n_filters=8"])
+    other, _, _ = build_network(cfg2)
+    with pytest.raises(ConfigError, match="shapes differ"):
+        warm_start(other, tmp_path / "w0" / "final")

@@ -77,6 +77,9 @@ class TrainConfig:
         device: "auto" (cuda if available), "cpu" or "cuda".
         amp: bf16 autocast on CUDA (ignored on CPU, which runs fp32).
         threads: torch CPU threads (0 = torch default).
+        init_from: warm start: a saved model (folder or weights file, e.g. an earlier run's ``best``) whose
+            tensors initialise the network before step 0. Tensors the new network has and the old one lacks
+            (e.g. ``stem_faders`` added by an override) keep their fresh initialisation; "" = none.
     """
 
     data_root: str = "corpus"
@@ -112,6 +115,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     threads: int = 0
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         for name in (

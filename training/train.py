@@ -287,6 +287,40 @@ def _evaluate_valid(model, loss_fn, crops, batch_size: int, device: str, amp: bo
     return total / max(1, n)
 
 
+def warm_start(model: torch.nn.Module, path: str | os.PathLike) -> list[str]:
+    """Copy the tensors of the saved model at ``path`` into ``model``; returns the names left as initialised.
+
+    Raises:
+        ConfigError: the file cannot be read, it holds tensors ``model`` does not have, or shapes differ.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..model.export import _resolve_weights
+
+    try:
+        weights, _ = _resolve_weights(path)
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ModelLoadError) as exc:
+        raise ConfigError(f"train.init_from = {str(path)!r}: cannot load its weights ({exc})") from None
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        raise ConfigError(
+            f"train.init_from = {str(path)!r}: tensors {unexpected[:5]} do not exist in the configured network; "
+            "warm-start only from the same architecture"
+        )
+    bad = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise ConfigError(
+            f"train.init_from = {str(path)!r}: shapes differ for {bad[:5]}; use the same model overrides"
+        )
+    model.load_state_dict(state, strict=False)
+    fresh = sorted(set(own) - set(state))
+    log.info("train: warm start from %s (%d tensors; fresh: %s)", weights, len(state), fresh or "none")
+    return fresh
+
+
 def _baseline_valid(loss_fn, crops, batch_size: int) -> float:
     x_all, y_all = crops
     total = 0.0
@@ -344,6 +378,8 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model, arch, net_config = build_network(cfg)
+    if cfg.init_from and ckpt is None:
+        warm_start(model, cfg.init_from)
     model.to(device).train()
     core = model
     if info.world > 1:
