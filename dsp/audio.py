@@ -204,8 +204,8 @@ def align_lengths(stems: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
 
 
 def peak_db(x: np.ndarray) -> float:
-    """Sample peak in dBFS (-inf for silence)."""
-    p = float(np.max(np.abs(x))) if x.size else 0.0
+    """Sample peak in dBFS (-inf for silence); no |x| copy of the array."""
+    p = max(float(x.max()), -float(x.min())) if x.size else 0.0
     return 20.0 * np.log10(p) if p > 0 else float("-inf")
 
 

@@ -26,9 +26,9 @@ from .features import (
     integrated_loudness,
     is_silent,
     measure_dynamics,
-    peak_normalize,
-    spectrum_from_power,
-    stft_power,
+    peak_normalize_gain_db,
+    spectrum_from_mean_power,
+    stft_power_sums,
 )
 from .params import PARAM_TYPES, EqParams
 from .profile import Profile
@@ -130,7 +130,7 @@ def normalize_stem(
             if targets.phi is None:
                 result.notes.append(f"{where}: profile has no panning target, panning skipped")
                 continue
-            p = panning.plan(x, sample_rate, targets.phi, class_name, power=stft_power(x))
+            p = panning.plan(x, sample_rate, targets.phi, class_name)
         else:
             if targets.loudness_lufs is None:
                 result.notes.append(f"{where}: profile has no loudness target, loudness skipped")
@@ -143,87 +143,123 @@ def normalize_stem(
                     f"{where}: loudness target missed by {p.missed_lu:.2f} LU to hold the "
                     f"{C.TRUE_PEAK_CEILING_DB:.0f} dBTP ceiling"
                 )
-        x = _APPLY[stage](x, sample_rate, p)
+        x = _run(stage, x, sample_rate, p, in_place=x is not audio_in)
         result.params[stage] = p
         result.timings_s[stage] = time.perf_counter() - t0
     if "eq" in result.params and any(s in result.params for s in ("compression", "panning")):
         t0 = time.perf_counter()
         for i in range(EQ_REFINE_PASSES):
-            y = _refine_eq(audio_in, x, sample_rate, targets, result, stages)
-            if y is x:
+            refined = _refined_eq(x, sample_rate, targets, result)
+            if refined is None:
                 break
-            x = y
-            if i == 0 and "compression" in result.params:
-                x = _recheck_compression(audio_in, x, sample_rate, targets, class_name, result, stages, where)
+            result.params["eq"] = refined
+            x = None  # the replay starts again from the input: let the finished stem go first (memory)
+            x = _replay([audio_in], sample_rate, result, stages, relevel_compressor=True, owned=False)
+            if (
+                i == 0
+                and "compression" in result.params
+                and not _compression_in_band(x, sample_rate, targets)
+            ):
+                x = None
+                x = _recheck_compression(audio_in, sample_rate, targets, class_name, result, stages, where)
         result.timings_s["eq_refine"] = time.perf_counter() - t0
     result.audio = x
     return result
 
 
-def _replay(audio_in, sample_rate, result: StemResult, stages, *, relevel_compressor: bool) -> np.ndarray:
+def _run(stage: str, x: np.ndarray, sample_rate: int, params, *, in_place: bool) -> np.ndarray:
+    """Apply one stage; into ``x`` itself where ``in_place`` (an intermediate the chain owns, never the
+    caller's input) and the stage can (all but reverb): one copy of the stem instead of two."""
+    if in_place and stage != "reverb":
+        return _APPLY[stage](x, sample_rate, params, out=x)
+    return _APPLY[stage](x, sample_rate, params)
+
+
+def _replay(
+    start: list[np.ndarray],
+    sample_rate: int,
+    result: StemResult,
+    stages,
+    *,
+    relevel_compressor: bool,
+    owned: bool,
+    first_stage: str | None = None,
+) -> np.ndarray:
     """Re-run the recorded stages (loudness re-planned; the compressor optionally re-levelled to the
-    -10 dBFS peak its threshold was searched at)."""
-    y = audio_in
+    -10 dBFS peak its threshold was searched at), from ``first_stage`` on (default: all).
+
+    ``start`` is a one-element list holding the audio to start from; it is emptied, so that the replay
+    holds the only reference to an intermediate it ``owned`` and can process it in place (the stages
+    write into the chain's own intermediates, never into the caller's input).
+    """
+    y = start.pop()
+    keep = None if owned else y  # the array that must not be written
+    first = ALL_STAGES.index(first_stage) if first_stage is not None else 0
     for stage in stages:
-        if stage not in result.params:
+        if stage not in result.params or ALL_STAGES.index(stage) < first:
             continue
         if stage == "loudness":
             result.params[stage] = loudness.plan(y, sample_rate, result.params[stage].target_lufs)
         elif stage == "compression" and relevel_compressor:
-            result.params[stage] = replace(result.params[stage], input_gain_db=peak_normalize(y)[1])
-        y = _APPLY[stage](y, sample_rate, result.params[stage])
+            gain_db = peak_normalize_gain_db(y)
+            result.params[stage] = replace(result.params[stage], input_gain_db=gain_db or 0.0)
+        y = _run(stage, y, sample_rate, result.params[stage], in_place=y is not keep)
     return y
 
 
-def _refine_eq(audio_in, x, sample_rate, targets, result: StemResult, stages) -> np.ndarray:
+def _refined_eq(x, sample_rate, targets, result: StemResult) -> EqParams | None:
     """A closed-loop EQ correction: compression and panning colour the spectrum after the EQ, so the
-    residual of the finished stem is folded back into the EQ curve and the stages are replayed with their
-    params (compressor re-levelled, loudness re-planned). Returns ``x`` itself when the residual is already
-    under 0.5 dB (100 Hz-10 kHz)."""
-    spec = spectrum_from_power(stft_power(x), sample_rate, C.ANALYSIS_FFT, 0.0)  # shape only: no LUFS needed
+    residual of the finished stem ``x`` is folded back into the EQ curve (the caller replays the stages with
+    their params, compressor re-levelled, loudness re-planned). None when the residual is already under
+    0.5 dB (100 Hz-10 kHz)."""
+    # shape only: no LUFS needed
+    spec = spectrum_from_mean_power(stft_power_sums(x).mean_power, sample_rate, C.ANALYSIS_FFT, 0.0)
     residual = np.asarray(targets.spectrum_db) - spec
     residual -= np.median(residual)
     centers = band_centers_hz()
     if np.max(np.abs(residual[(centers >= 100) & (centers <= 10000)])) < 0.5:
-        return x
+        return None
     old = result.params["eq"]
     curve = np.asarray(old.gain_db) + residual
     curve = np.clip(curve - 0.5 * (curve.max() + curve.min()), -C.EQ_MAX_GAIN_DB, C.EQ_MAX_GAIN_DB)
-    result.params["eq"] = EqParams(old.freqs_hz, tuple(float(g) for g in curve))
-    return _replay(audio_in, sample_rate, result, stages, relevel_compressor=True)
+    return EqParams(old.freqs_hz, tuple(float(g) for g in curve))
 
 
-def _recheck_compression(audio_in, x, sample_rate, targets, class_name, result: StemResult, stages, where):
-    """After EQ refinement the compressor sees a new spectrum; if the onset feature left the band, search
-    the threshold again on the refined EQ's output and replay the later stages."""
+def _compression_in_band(x, sample_rate, targets) -> bool:
     mean_db, _ = measure_dynamics(x, sample_rate)
     lo = targets.onset_peak_mean_db - targets.onset_peak_std_db
     hi = targets.onset_peak_mean_db + targets.onset_peak_std_db
-    if lo <= mean_db <= hi:
-        return x
-    before_comp = [
-        s for s in stages if s in result.params and ALL_STAGES.index(s) < ALL_STAGES.index("compression")
-    ]
+    return lo <= mean_db <= hi
+
+
+def _recheck_compression(audio_in, sample_rate, targets, class_name, result: StemResult, stages, where):
+    """After EQ refinement the compressor sees a new spectrum and the onset feature left the band: search
+    the threshold again on the refined EQ's output and replay the later stages."""
     y = audio_in
-    for stage in before_comp:
-        y = _APPLY[stage](y, sample_rate, result.params[stage])
+    for stage in stages:
+        if stage in result.params and ALL_STAGES.index(stage) < ALL_STAGES.index("compression"):
+            y = _run(stage, y, sample_rate, result.params[stage], in_place=y is not audio_in)
     rep = compression.plan(y, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name)
     result.params["compression"] = rep.params
     if rep.note and not rep.in_band:
         result.notes.append(f"{where}: compression (after EQ refinement): {rep.note}")
-    return _replay(audio_in, sample_rate, result, stages, relevel_compressor=False)
+    start, owned = [y], y is not audio_in
+    del y
+    return _replay(
+        start, sample_rate, result, stages, relevel_compressor=False, owned=owned, first_stage="compression"
+    )
 
 
 def apply_params(audio: np.ndarray, sample_rate: int, params: Mapping[str, object]) -> np.ndarray:
     """Replay recorded stage params (objects or their dicts) on a stem, in canonical stage order."""
-    x = check_audio(audio)
+    x = audio_in = check_audio(audio)
     for stage in ALL_STAGES:
         if stage not in params or params[stage] is None:
             continue
         p = params[stage]
         if isinstance(p, dict):
             p = PARAM_TYPES[stage].from_dict(p)
-        x = _APPLY[stage](x, sample_rate, p)
+        x = _run(stage, x, sample_rate, p, in_place=x is not audio_in)
     return x
 
 

@@ -24,6 +24,8 @@ from .audio import peak_db
 from .bands import band_centers_hz, band_weights
 
 _EPS = 1e-12
+#: samples per chunk in the chunked whole-stem loops (loudness, envelopes): temporaries of a few MB
+_CHUNK_SAMPLES = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,11 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
 
     The definition and filter coefficients are pyloudnorm's ``Meter.integrated_loudness`` (400 ms blocks,
     75 % overlap, -70 LUFS absolute and -10 LU relative gates); the computation is vectorized with bounded
-    memory: float32 K-weighting (second-order sections), block energies from per-channel cumulative sums. pyloudnorm
-    itself makes several float64 copies (~0.5 GB for a 3-min stereo stem, the peak of the whole chain) and is
-    slower; agreement with it is tested to 0.01 LU. Inputs shorter than one 400 ms block are measured
-    zero-padded to one block.
+    memory: float32 K-weighting (second-order sections, run per channel in chunks with the filter state
+    carried over, so no filtered copy of the stem exists), block energies from a float64 running sum of
+    squares sampled at the block edges. pyloudnorm itself makes several float64 copies (~0.5 GB for a 3-min
+    stereo stem) and is slower; agreement with it is tested to 0.01 LU. Inputs shorter than one 400 ms block
+    are measured zero-padded to one block.
     """
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim == 1:
@@ -70,15 +73,16 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
         x = np.pad(x, ((0, 0), (0, block + 1 - x.shape[-1])))
     if not np.any(x):
         return float("-inf")
-    y = sosfilt(_k_weighting_sos(sample_rate), x, axis=-1)
-    n = y.shape[-1]
+    sos = _k_weighting_sos(sample_rate)
+    n = x.shape[-1]
     n_blocks = int(round(((n / sample_rate) - 0.4) / 0.1)) + 1
     starts = np.round(np.arange(n_blocks) * (block / 4.0)).astype(np.int64)
     ends = np.minimum(starts + block, n)
-    z = np.empty((y.shape[0], n_blocks))
-    for ch in range(y.shape[0]):  # one channel at a time: bounded float64 temporaries
-        csum = np.concatenate([[0.0], np.cumsum(np.square(y[ch], dtype=np.float64))])
-        z[ch] = (csum[ends] - csum[starts]) / block
+    edges, inverse = np.unique(np.concatenate([starts, ends]), return_inverse=True)
+    z = np.empty((x.shape[0], n_blocks))
+    for ch in range(x.shape[0]):
+        csum = _sum_of_squares_at(x[ch], sos, edges)  # csum[k] = sum of y[:edges[k]]**2 (float64)
+        z[ch] = (csum[inverse[n_blocks:]] - csum[inverse[:n_blocks]]) / block
     with np.errstate(divide="ignore"):
         lj = -0.691 + 10.0 * np.log10(z.sum(axis=0))
     gated = lj >= -70.0
@@ -91,13 +95,33 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
     return float(-0.691 + 10.0 * np.log10(z[:, keep].mean(axis=1).sum()))
 
 
+def _sum_of_squares_at(x: np.ndarray, sos: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Running float64 sum of the squared filtered signal ``sosfilt(sos, x)`` at sorted sample ``edges``.
+
+    Filtered in chunks of _CHUNK_SAMPLES with the filter state carried (the same recursion as one call), so
+    temporaries stay a few MB whatever the length of ``x``.
+    """
+    out = np.zeros(edges.size)
+    zi = np.zeros((sos.shape[0], 2), np.float32)
+    total = 0.0
+    n = x.shape[-1]
+    for a in range(0, n, _CHUNK_SAMPLES):
+        b = min(a + _CHUNK_SAMPLES, n)
+        y, zi = sosfilt(sos, x[a:b], zi=zi)
+        csum = np.cumsum(np.square(y, dtype=np.float64))
+        sel = (edges > a) & (edges <= b)
+        out[sel] = total + csum[edges[sel] - a - 1]
+        total += csum[-1]
+    return out
+
+
 # ---------------------------------------------------------------- STFT helpers
 
 
 def frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """(channels, n) -> (channels, n_frames, n_fft) frames; zero-padded so every sample is covered once."""
     n = x.shape[-1]
-    n_frames = max(1, int(np.ceil(max(n - n_fft, 0) / hop)) + 1)
+    n_frames = _n_frames(n, n_fft, hop)
     total = (n_frames - 1) * hop + n_fft
     if total > n:
         x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, total - n)])
@@ -106,16 +130,79 @@ def frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
 
 
-def stft_power(audio: np.ndarray, n_fft: int = C.ANALYSIS_FFT, hop: int = C.ANALYSIS_HOP) -> np.ndarray:
-    """|STFT|^2 with a periodic Hann window: (channels, n_frames, n_fft//2+1), float32."""
+def _n_frames(n: int, n_fft: int, hop: int) -> int:
+    return max(1, int(np.ceil(max(n - n_fft, 0) / hop)) + 1)
+
+
+def _frame_chunks(source, n: int, n_fft: int, hop: int, frames_per_chunk: int):
+    """:func:`frames` in chunks of ``frames_per_chunk``: yields (first frame index, (..., k, n_fft) view).
+
+    ``source(a, b)`` returns samples a..b (last axis) of an ``n``-sample signal; only a chunk that runs past
+    the end is copied (zero-padded), never the whole signal.
+    """
+    n_frames = _n_frames(n, n_fft, hop)
+    for i in range(0, n_frames, frames_per_chunk):
+        k = min(frames_per_chunk, n_frames - i)
+        a = i * hop
+        b = min(a + (k - 1) * hop + n_fft, n)
+        yield i, frames(source(a, b), n_fft, hop)[..., :k, :]
+
+
+def _stft_power_chunks(audio: np.ndarray, n_fft: int, hop: int):
+    """Yields (first frame index, float32 |STFT|^2 of a chunk of frames (channels, k, n_fft//2+1))."""
     win = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    fr = frames(np.ascontiguousarray(audio, np.float32), n_fft, hop)
-    out = np.empty(fr.shape[:-1] + (n_fft // 2 + 1,), np.float32)
-    step = max(1, (1 << 21) // n_fft)  # frames per chunk: temporaries stay ~20 MB on long stems
-    for i in range(0, fr.shape[-2], step):
-        spec = scipy.fft.rfft(fr[..., i : i + step, :] * win, axis=-1, workers=-1)
-        out[..., i : i + step, :] = spec.real**2 + spec.imag**2
+    x = np.asarray(audio, np.float32)
+    step = max(1, (1 << 19) // n_fft)  # frames per chunk: temporaries stay ~15 MB on long stems
+    for i, fr in _frame_chunks(lambda a, b: x[..., a:b], x.shape[-1], n_fft, hop, step):
+        spec = scipy.fft.rfft(fr * win, axis=-1, workers=-1)
+        yield i, np.add(np.square(spec.real), np.square(spec.imag))
+
+
+def stft_power(audio: np.ndarray, n_fft: int = C.ANALYSIS_FFT, hop: int = C.ANALYSIS_HOP) -> np.ndarray:
+    """|STFT|^2 with a periodic Hann window: (channels, n_frames, n_fft//2+1), float32.
+
+    The whole-stem statistics need only sums over frames: :func:`stft_power_sums` gives them without
+    materialising this array (64 MB for a 3-min stereo stem).
+    """
+    x = np.asarray(audio, np.float32)
+    out = np.empty(x.shape[:-1] + (_n_frames(x.shape[-1], n_fft, hop), n_fft // 2 + 1), np.float32)
+    for i, p in _stft_power_chunks(x, n_fft, hop):
+        out[..., i : i + p.shape[-2], :] = p
     return out
+
+
+@dataclass(frozen=True)
+class PowerSums:
+    """Per-bin sums over all STFT frames, float64, on the rfft grid of ``n_fft``.
+
+    ``power`` is (channels, bins) Σ|X_c|²; ``cross`` is (bins,) Σ2|L||R| (stereo only, else None).
+    """
+
+    power: np.ndarray
+    cross: np.ndarray | None
+    n_frames: int
+
+    @property
+    def mean_power(self) -> np.ndarray:
+        """Mean |X|² per bin over frames and channels (what ``spectrum_from_power`` averages)."""
+        return self.power.sum(axis=0) / (self.power.shape[0] * self.n_frames)
+
+
+def stft_power_sums(audio: np.ndarray, n_fft: int = C.ANALYSIS_FFT, hop: int = C.ANALYSIS_HOP) -> PowerSums:
+    """Sums over frames of :func:`stft_power`, accumulated chunk by chunk (bounded memory).
+
+    Args:
+        audio: (channels, n) or (n,) audio.
+    """
+    x = np.asarray(audio, np.float32)
+    x2 = x if x.ndim == 2 else x.reshape(1, -1)
+    power = np.zeros((x2.shape[0], n_fft // 2 + 1))
+    cross = np.zeros(n_fft // 2 + 1) if x2.shape[0] == 2 else None
+    for _, p in _stft_power_chunks(x2, n_fft, hop):
+        power += p.sum(axis=1, dtype=np.float64)
+        if cross is not None:
+            cross += (2.0 * np.sqrt(p[0] * p[1])).sum(axis=0, dtype=np.float64)
+    return PowerSums(power, cross, _n_frames(x2.shape[-1], n_fft, hop))
 
 
 # ---------------------------------------------------------------- spectrum and panning
@@ -129,6 +216,13 @@ def spectrum_from_power(power: np.ndarray, sample_rate: int, n_fft: int, loudnes
     normalization is a dB offset, so no second pass over the audio is needed.
     """
     mean_power = power.reshape(-1, power.shape[-1]).mean(axis=0)
+    return spectrum_from_mean_power(mean_power, sample_rate, n_fft, loudness_lufs)
+
+
+def spectrum_from_mean_power(
+    mean_power: np.ndarray, sample_rate: int, n_fft: int, loudness_lufs: float
+) -> np.ndarray:
+    """:func:`spectrum_from_power` from the per-bin mean power (e.g. ``PowerSums.mean_power``)."""
     bands = band_weights(n_fft, sample_rate) @ mean_power
     offset = (C.SPECTRUM_REF_LUFS - loudness_lufs) if np.isfinite(loudness_lufs) else 0.0
     return 10.0 * np.log10(bands + _EPS) + offset
@@ -157,11 +251,18 @@ def phi_from_sums(cross_sum: np.ndarray, energy_sum: np.ndarray, sample_rate: in
 def measure_spectrum(audio: np.ndarray, sample_rate: int, loudness_lufs: float | None = None) -> np.ndarray:
     if loudness_lufs is None:
         loudness_lufs = integrated_loudness(audio, sample_rate)
-    return spectrum_from_power(stft_power(audio), sample_rate, C.ANALYSIS_FFT, loudness_lufs)
+    return spectrum_from_mean_power(
+        stft_power_sums(audio).mean_power, sample_rate, C.ANALYSIS_FFT, loudness_lufs
+    )
 
 
 def measure_phi(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    return phi_from_power(stft_power(audio), sample_rate, C.ANALYSIS_FFT)
+    return phi_from_power_sums(stft_power_sums(audio), sample_rate, C.ANALYSIS_FFT)
+
+
+def phi_from_power_sums(sums: PowerSums, sample_rate: int, n_fft: int) -> np.ndarray:
+    """:func:`phi_from_power` from :class:`PowerSums` (stereo)."""
+    return phi_from_sums(sums.cross, sums.power.sum(axis=0), sample_rate, n_fft)
 
 
 # ---------------------------------------------------------------- onset-peak dynamics
@@ -173,15 +274,22 @@ def onset_boundaries(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     Reference: aubio 'hfc' with buffer = hop = 1024 (no overlap). Here 1024/256 frames (75 % overlap),
     an adaptive threshold (moving median + 0.1 of the flux range) and a 50 ms minimum gap.
     """
-    mono = audio.mean(axis=0)
-    if mono.shape[0] < C.ONSET_FFT:
+    return onset_boundaries_from(lambda a, b: audio[:, a:b].mean(axis=0), audio.shape[-1], sample_rate)
+
+
+def onset_boundaries_from(mono_at, n: int, sample_rate: int) -> np.ndarray:
+    """:func:`onset_boundaries` of an ``n``-sample signal whose channel mean over samples a..b is
+    ``mono_at(a, b)`` (b - a,); the mono signal is made chunk by chunk, never whole."""
+    if n < C.ONSET_FFT:
         return np.array([0], dtype=np.int64)
     win = np.hanning(C.ONSET_FFT + 1)[:-1].astype(np.float32)
-    fr = frames(mono[None].astype(np.float32), C.ONSET_FFT, C.ONSET_HOP)[0]
     parts = [np.zeros(1)]
     prev = None
-    for i in range(0, fr.shape[0], 4096):  # chunks of frames: bounded temporaries on long stems
-        logmag = np.log1p(100.0 * np.abs(scipy.fft.rfft(fr[i : i + 4096] * win, axis=-1, workers=-1)))
+    # chunks of frames: bounded temporaries on long stems
+    for _, fr in _frame_chunks(
+        lambda a, b: np.asarray(mono_at(a, b), np.float32), n, C.ONSET_FFT, C.ONSET_HOP, 1024
+    ):
+        logmag = np.log1p(100.0 * np.abs(scipy.fft.rfft(fr * win, axis=-1, workers=-1)))
         if prev is not None:
             logmag = np.concatenate([prev, logmag])
         parts.append(np.maximum(np.diff(logmag, axis=0), 0.0).sum(axis=1))
@@ -200,7 +308,7 @@ def onset_boundaries(audio: np.ndarray, sample_rate: int) -> np.ndarray:
         if not keep or i - keep[-1] >= gap:
             keep.append(int(i))
     pos = np.asarray(keep, dtype=np.int64) * C.ONSET_HOP
-    return np.unique(np.concatenate([[0], pos[pos < mono.shape[0]]]))
+    return np.unique(np.concatenate([[0], pos[pos < n]]))
 
 
 def onset_peak_stats(audio: np.ndarray, boundaries: np.ndarray) -> tuple[float, float]:
@@ -209,7 +317,11 @@ def onset_peak_stats(audio: np.ndarray, boundaries: np.ndarray) -> tuple[float, 
     The caller peak-normalizes first (see :func:`measure_dynamics`). Percentile over all segments, then
     mean/std of those above it (reference: 75th percentile, per channel then averaged).
     """
-    env = np.max(np.abs(audio), axis=0)
+    return envelope_peak_stats(linked_envelope(audio), boundaries)
+
+
+def envelope_peak_stats(env: np.ndarray, boundaries: np.ndarray) -> tuple[float, float]:
+    """:func:`onset_peak_stats` of a linked envelope ``env`` (n,) = max over channels of |x|."""
     peaks = np.maximum.reduceat(env, boundaries)
     peaks_db = 20.0 * np.log10(np.maximum(peaks, 1e-6))
     sel = peaks_db[peaks_db > np.percentile(peaks_db, C.DYNAMICS_PERCENTILE)]
@@ -218,21 +330,72 @@ def onset_peak_stats(audio: np.ndarray, boundaries: np.ndarray) -> tuple[float, 
     return float(sel.mean()), float(sel.std())
 
 
+def linked_envelope(audio: np.ndarray, gain: np.float32 | None = None) -> np.ndarray:
+    """max over channels of |x|: (channels, n) -> (n,), computed in chunks (no |x| copy of the stem).
+
+    With ``gain``, that of ``(audio * gain).astype(float32)`` (element for element the same arithmetic),
+    without the scaled copy.
+    """
+    n = audio.shape[-1]
+    env = None
+    for a in range(0, n, _CHUNK_SAMPLES):
+        c = _scaled(audio, gain, a, min(a + _CHUNK_SAMPLES, n))
+        if env is None:
+            env = np.empty(n, c.dtype)
+        np.max(np.abs(c), axis=0, out=env[a : a + c.shape[-1]])
+    return env
+
+
+def _scaled(audio: np.ndarray, gain: np.float32 | None, a: int, b: int) -> np.ndarray:
+    """Samples a..b of ``(audio * gain).astype(float32)`` (``audio`` itself where gain is None)."""
+    c = audio[:, a:b]
+    return c if gain is None else (c * gain).astype(np.float32, copy=False)
+
+
+def peak_normalize_gain_db(audio: np.ndarray, level_db: float = C.DYNAMICS_PEAK_NORM_DB) -> float | None:
+    """Gain (dB) that :func:`peak_normalize` applies; None for silence (left unchanged)."""
+    return peak_gain_db(max(float(audio.max()), -float(audio.min())) if audio.size else 0.0, level_db)
+
+
+def peak_gain_db(peak: float, level_db: float = C.DYNAMICS_PEAK_NORM_DB) -> float | None:
+    """:func:`peak_normalize_gain_db` of a signal whose sample peak |x| is ``peak``."""
+    p = 20.0 * np.log10(peak) if peak > 0 else float("-inf")
+    return float(level_db - p) if np.isfinite(p) else None
+
+
+def db_to_gain32(gain_db: float | None) -> np.float32 | None:
+    """The float32 factor :func:`peak_normalize` scales by (None stays None)."""
+    return None if gain_db is None else np.float32(10 ** (gain_db / 20))
+
+
 def peak_normalize(audio: np.ndarray, level_db: float = C.DYNAMICS_PEAK_NORM_DB) -> tuple[np.ndarray, float]:
     """Scale to a sample peak of ``level_db``; returns (audio, gain_db). Silence is returned unchanged."""
-    p = peak_db(audio)
-    if not np.isfinite(p):
+    g = peak_normalize_gain_db(audio, level_db)
+    if g is None:
         return audio, 0.0
-    g = level_db - p
-    return (audio * np.float32(10 ** (g / 20))).astype(np.float32), float(g)
+    return (audio * db_to_gain32(g)).astype(np.float32, copy=False), g
+
+
+def peak_normalized_onsets(
+    audio: np.ndarray, sample_rate: int, level_db: float = C.DYNAMICS_PEAK_NORM_DB
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(onset boundaries, linked envelope (n,), gain_db) of ``peak_normalize(audio, level_db)[0]``, computed
+    chunk by chunk without the scaled copy (the same values, element for element)."""
+    g = peak_normalize_gain_db(audio, level_db)
+    gain = db_to_gain32(g)
+    bounds = onset_boundaries_from(
+        lambda a, b: _scaled(audio, gain, a, b).mean(axis=0), audio.shape[-1], sample_rate
+    )
+    return bounds, linked_envelope(audio, gain), (0.0 if g is None else g)
 
 
 def measure_dynamics(audio: np.ndarray, sample_rate: int, boundaries: np.ndarray | None = None):
-    """(mean, std) onset-peak dB of the stem peak-normalized to -10 dBFS."""
-    x, _ = peak_normalize(audio)
+    """(mean, std) onset-peak dB of the stem peak-normalized to -10 dBFS (no scaled copy of the stem)."""
     if boundaries is None:
-        boundaries = onset_boundaries(x, sample_rate)
-    return onset_peak_stats(x, boundaries)
+        boundaries, env, _ = peak_normalized_onsets(audio, sample_rate)
+    else:
+        env = linked_envelope(audio, db_to_gain32(peak_normalize_gain_db(audio)))
+    return envelope_peak_stats(env, boundaries)
 
 
 # ---------------------------------------------------------------- all at once
@@ -249,9 +412,9 @@ def measure(audio: np.ndarray, sample_rate: int) -> StemFeatures:
         nan = np.full(n_bands, np.nan)
         return StemFeatures(float("-inf"), nan, nan, float("nan"), float("nan"), silent=True)
     lufs = integrated_loudness(audio, sample_rate)
-    power = stft_power(audio)
-    spec = spectrum_from_power(power, sample_rate, C.ANALYSIS_FFT, lufs)
-    phi = phi_from_power(power, sample_rate, C.ANALYSIS_FFT)
+    sums = stft_power_sums(audio)
+    spec = spectrum_from_mean_power(sums.mean_power, sample_rate, C.ANALYSIS_FFT, lufs)
+    phi = phi_from_power_sums(sums, sample_rate, C.ANALYSIS_FFT)
     mean_db, std_db = measure_dynamics(audio, sample_rate)
     return StemFeatures(lufs, spec, phi, mean_db, std_db)
 

@@ -20,7 +20,14 @@ import numpy as np
 import pedalboard
 
 from .. import constants as C
-from ..features import measure_dynamics, onset_boundaries, onset_peak_stats, peak_normalize
+from ..features import (
+    db_to_gain32,
+    envelope_peak_stats,
+    linked_envelope,
+    onset_boundaries_from,
+    peak_gain_db,
+    peak_normalized_onsets,
+)
 from ..params import CompressorParams
 
 MAX_STEPS = 9
@@ -42,60 +49,145 @@ def class_settings(class_name: str) -> dict:
     return dict(C.COMPRESSOR_SETTINGS.get(class_name, C.COMPRESSOR_DEFAULT))
 
 
+#: samples per compressor call: pedalboard with reset=False continues its state, so chunked runs give the
+#: same gain as one call (a multiple of pedalboard's 8192-sample buffer) with bounded temporaries
+_CHUNK_SAMPLES = 1 << 18
+
+
+def _chunk_edges(n: int) -> list[int]:
+    edges = [*range(0, n, _CHUNK_SAMPLES), n]
+    if len(edges) > 2 and edges[-1] - edges[-2] < 2:  # a (1, 1) buffer is ambiguous to pedalboard
+        del edges[-2]
+    return edges
+
+
+class _LinkedGain:
+    """:func:`linked_gain` one chunk at a time; the compressor state and the held gain carry over."""
+
+    def __init__(self, comp: pedalboard.Compressor, sample_rate: int, reset: bool):
+        self.comp, self.sample_rate, self.reset = comp, sample_rate, reset
+        self.held = np.float32(1.0)  # gain of the last live sample so far (1 before any)
+
+    def __call__(self, detector: np.ndarray) -> np.ndarray:
+        y = self.comp.process(np.asarray(detector, np.float32)[None, :], self.sample_rate, reset=self.reset)[
+            0
+        ]
+        self.reset = False
+        live = detector > 1e-7
+        g = np.ones(detector.shape, np.float32)
+        np.divide(y, detector, out=g, where=live, casting="unsafe")
+        if not live.all():
+            idx = np.where(live, np.arange(live.size), -1)
+            np.maximum.accumulate(idx, out=idx)
+            g = np.where(idx >= 0, g[idx], self.held).astype(np.float32, copy=False)
+        if g.size:
+            self.held = g[-1]
+        return np.minimum(g, np.float32(1.0), out=g)
+
+
 def linked_gain(detector: np.ndarray, sample_rate: int, comp: pedalboard.Compressor, reset: bool = True):
     """Per-sample gain of a pedalboard Compressor driven by a (n,) non-negative detector signal.
 
     JUCE's compressor (inside pedalboard) is unlinked per channel and returns ``gain * input``; feeding it
     the channel-wise max |x| and dividing recovers the gain, which is then applied to both channels
-    (stereo-linked). Samples where the detector is ~0 hold the previous gain.
+    (stereo-linked). Samples where the detector is ~0 hold the previous gain. Runs in chunks of
+    _CHUNK_SAMPLES (the same result as one call, bounded temporaries); returns (n,) float32.
     """
-    y = comp.process(detector[None, :].astype(np.float32), sample_rate, reset=reset)[0]
-    live = detector > 1e-7
-    g = np.ones_like(detector, dtype=np.float32)
-    g[live] = y[live] / detector[live]
-    if not live.all():
-        idx = np.where(live, np.arange(live.size), 0)
-        np.maximum.accumulate(idx, out=idx)
-        g = np.where(live | (idx > 0) | live[0], g[idx], 1.0).astype(np.float32)
-    return np.minimum(g, 1.0)
+    gain = _LinkedGain(comp, sample_rate, reset)
+    edges = _chunk_edges(detector.shape[-1])
+    g = np.empty(detector.shape[-1], np.float32)
+    for a, b in zip(edges[:-1], edges[1:]):
+        g[a:b] = gain(detector[a:b])
+    return g
 
 
-def _compress(x: np.ndarray, sample_rate: int, threshold_db: float, settings: dict) -> np.ndarray:
+def _compress(
+    x: np.ndarray, sample_rate: int, threshold_db: float, settings: dict, *, out=None, detector=None
+) -> np.ndarray:
+    """Stereo-linked compression of ``x`` (channels, n) into ``out`` (may be ``x`` itself) or a new array.
+
+    ``detector`` is ``linked_envelope(x)`` where the caller has it; otherwise it is made chunk by chunk.
+    """
     comp = pedalboard.Compressor(
         threshold_db=threshold_db,
         ratio=settings["ratio"],
         attack_ms=settings["attack_ms"],
         release_ms=settings["release_ms"],
     )
-    return x * linked_gain(np.max(np.abs(x), axis=0), sample_rate, comp)[None, :]
+    if out is None:
+        out = np.empty(x.shape, np.result_type(x.dtype, np.float32))
+    gain = _LinkedGain(comp, sample_rate, True)
+    edges = _chunk_edges(x.shape[-1])
+    for a, b in zip(edges[:-1], edges[1:]):
+        d = linked_envelope(x[:, a:b]) if detector is None else detector[a:b]
+        np.multiply(x[:, a:b], gain(d)[None, :], out=out[:, a:b])
+    return out
+
+
+def _compressed_dynamics(audio, gain_db: float, env: np.ndarray, g: np.ndarray | None, sample_rate: int):
+    """Mean onset-peak dB of the compressed stem, ``measure_dynamics(x * g)[0]`` with
+    ``x = peak_normalize(audio)[0]`` (gain ``gain_db``), ``env`` = ``linked_envelope(x)`` and ``g`` a
+    linked gain (None = 1), computed chunk by chunk without the (channels, n) copies x and x * g.
+
+    The float32 arithmetic is the same element for element; the output's peak and envelope come from
+    ``env * g`` (|x_c| * g rounds monotonically, so max_c |x_c * g| == max_c |x_c| * g exactly). ``g`` is
+    overwritten.
+    """
+    n = env.shape[-1]
+    chunks = [(a, min(a + _CHUNK_SAMPLES, n)) for a in range(0, n, _CHUNK_SAMPLES)]
+    if g is None:
+        peak = float(env.max())
+    else:
+        peak = max(float((env[a:b] * g[a:b]).max()) for a, b in chunks)
+    x_gain = db_to_gain32(gain_db) if np.any(env) else None  # peak_normalize leaves silence alone
+    y_gain = db_to_gain32(peak_gain_db(peak))
+
+    def mono_at(a: int, b: int) -> np.ndarray:
+        c = audio[:, a:b] if x_gain is None else (audio[:, a:b] * x_gain).astype(np.float32, copy=False)
+        if g is not None:
+            c = c * g[None, a:b]
+        if y_gain is not None:
+            c = (c * y_gain).astype(np.float32, copy=False)
+        return c.mean(axis=0)
+
+    bounds = onset_boundaries_from(mono_at, n, sample_rate)
+    y_env = env if g is None else np.multiply(env, g, out=g)
+    if y_gain is not None:
+        y_env = np.multiply(y_env, y_gain, out=None if g is None else g)
+    return envelope_peak_stats(y_env, bounds)[0]
 
 
 def plan(
     audio: np.ndarray, sample_rate: int, target_mean_db: float, target_std_db: float, class_name: str
 ) -> CompressionReport:
     settings = class_settings(class_name)
-    x, gain_db = peak_normalize(audio)
-    bounds = onset_boundaries(x, sample_rate)
+    # the peak-normalized stem's onsets and linked detector (also max_ch |y| of the output, since gain >= 0)
+    bounds, env, gain_db = peak_normalized_onsets(audio, sample_rate)
     lo_t, hi_t = target_mean_db - target_std_db, target_mean_db + target_std_db
-
-    env = np.max(np.abs(x), axis=0)  # the linked detector; also max_ch |y| of the output, since gain >= 0
 
     def measure(threshold_db: float) -> float:
         if threshold_db >= 0.0:
-            return onset_peak_stats(env[None], bounds)[0]
+            return envelope_peak_stats(env, bounds)[0]
         comp = pedalboard.Compressor(
             threshold_db=threshold_db,
             ratio=settings["ratio"],
             attack_ms=settings["attack_ms"],
             release_ms=settings["release_ms"],
         )
-        y_env = env * linked_gain(env, sample_rate, comp)
+        y_env = linked_gain(env, sample_rate, comp)
+        y_env *= env
         y_env *= np.float32(10 ** (C.DYNAMICS_PEAK_NORM_DB / 20) / max(float(y_env.max()), 1e-12))
-        return onset_peak_stats(y_env[None], bounds)[0]
+        return envelope_peak_stats(y_env, bounds)[0]
 
     def measure_full(threshold_db: float) -> float:
-        y = _compress(x, sample_rate, threshold_db, settings) if threshold_db < 0.0 else x
-        return measure_dynamics(y, sample_rate)[0]
+        comp = pedalboard.Compressor(
+            threshold_db=threshold_db,
+            ratio=settings["ratio"],
+            attack_ms=settings["attack_ms"],
+            release_ms=settings["release_ms"],
+        )
+        g = linked_gain(env, sample_rate, comp) if threshold_db < 0.0 else None
+        return _compressed_dynamics(audio, gain_db, env, g, sample_rate)
 
     def params(threshold_db: float) -> CompressorParams:
         ratio = settings["ratio"] if threshold_db < 0 else 1.0
@@ -158,14 +250,19 @@ def plan(
     return CompressionReport(params(best_t), before, best_f, lo_t, hi_t, in_band, note)
 
 
-def apply(audio: np.ndarray, sample_rate: int, params: CompressorParams) -> np.ndarray:
-    """Input gain then the stereo-linked compressor (bypassed when ratio == 1)."""
-    x = (audio * np.float32(10 ** (params.input_gain_db / 20))).astype(np.float32)
+def apply(
+    audio: np.ndarray, sample_rate: int, params: CompressorParams, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Input gain then the stereo-linked compressor (bypassed when ratio == 1).
+
+    ``out``: (channels, n) float32 array for the result, may be ``audio`` itself (processed in place).
+    """
+    gain = np.float32(10 ** (params.input_gain_db / 20))
+    if out is None:
+        x = (audio * gain).astype(np.float32, copy=False)  # a new array
+    else:
+        x = np.multiply(audio, gain, out=out)
     if params.ratio <= 1.0 or params.threshold_db >= 0.0:
         return x
-    return _compress(
-        x,
-        sample_rate,
-        params.threshold_db,
-        {"ratio": params.ratio, "attack_ms": params.attack_ms, "release_ms": params.release_ms},
-    )
+    settings = {"ratio": params.ratio, "attack_ms": params.attack_ms, "release_ms": params.release_ms}
+    return _compress(x, sample_rate, params.threshold_db, settings, out=x)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import constants as C
 from ..bands import band_centers_hz, band_weights
-from ..features import stft_power
+from ..features import stft_power_sums
 from ..fir import apply_fir, design_fir, fir_power_response
 from ..params import EqParams
 
@@ -33,9 +33,10 @@ def plan(
 ) -> EqParams:
     """Find the EQ curve (dB per band) that brings the stem's loudness-referenced spectrum to the target."""
     n_fft = C.ANALYSIS_FFT
-    if power is None:
-        power = stft_power(audio)
-    psd = power.reshape(-1, power.shape[-1]).mean(axis=0).astype(np.float64)
+    if power is None:  # sums over frames, chunk by chunk: the (2, frames, bins) power is never materialised
+        psd = stft_power_sums(audio).mean_power
+    else:
+        psd = power.reshape(-1, power.shape[-1]).mean(axis=0).astype(np.float64)
     w = band_weights(n_fft, sample_rate)
     target = np.asarray(target_spectrum_db, dtype=np.float64)
     centers = band_centers_hz()
@@ -50,7 +51,9 @@ def plan(
     return EqParams(tuple(float(f) for f in centers), tuple(float(g) for g in curve))
 
 
-def apply(audio: np.ndarray, sample_rate: int, params: EqParams) -> np.ndarray:
+def apply(
+    audio: np.ndarray, sample_rate: int, params: EqParams, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """Filter both channels with the curve's linear-phase FIR (zero-phase offline)."""
     taps = design_fir(np.asarray(params.freqs_hz), np.asarray(params.gain_db), sample_rate)
-    return apply_fir(audio, taps)
+    return apply_fir(audio, taps, out=out)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import constants as C
 from ..bands import band_centers_hz, band_weights
-from ..features import stft_power
+from ..features import stft_power_sums
 from ..fir import apply_fir, design_fir, fir_power_response
 from ..params import PanParams
 
@@ -79,9 +79,11 @@ def plan(
     audio: np.ndarray, sample_rate: int, target_phi: np.ndarray, class_name: str, power=None
 ) -> PanParams:
     """Per-band level differences reaching ``target_phi`` (refined against the designed FIRs' response)."""
-    if power is None:
-        power = stft_power(audio)
-    pl, pr, nb = _bin_sums(power)
+    if power is None:  # sums over frames, chunk by chunk: the (2, frames, bins) power is never materialised
+        sums = stft_power_sums(audio)
+        pl, pr, nb = sums.power[0], sums.power[1], sums.cross
+    else:
+        pl, pr, nb = _bin_sums(power)
     return plan_from_sums(pl, pr, nb, sample_rate, target_phi, class_name)
 
 
@@ -141,7 +143,9 @@ def plan_from_sums(
     )
 
 
-def apply(audio: np.ndarray, sample_rate: int, params: PanParams) -> np.ndarray:
+def apply(
+    audio: np.ndarray, sample_rate: int, params: PanParams, *, out: np.ndarray | None = None
+) -> np.ndarray:
     freqs = np.asarray(params.freqs_hz)
     half_bal = params.balance_db / 2.0
     taps = [
@@ -152,4 +156,4 @@ def apply(audio: np.ndarray, sample_rate: int, params: PanParams) -> np.ndarray:
             freqs, np.asarray(params.right_gain_db) + half_bal, sample_rate, cutoff_hz=params.cutoff_hz
         ),
     ]
-    return apply_fir(audio, taps)
+    return apply_fir(audio, taps, out=out)
