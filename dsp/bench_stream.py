@@ -1,7 +1,10 @@
 """``fxmix bench stream``: real-time cost of the engine Session (tracks -> buses -> normalizer -> network).
 
-For each track count: mean and p99 processing time per block as a fraction of the block duration, and the
-algorithmic latency in samples, with and without the causal network. The network is the packaged causal
+For each track count: mean and p99 processing time per block as a fraction of the block duration (wall
+clock, and the audio thread's CPU time, which a loaded machine does not inflate), the algorithmic latency in
+samples, and how often the background planner was still busy at an update (it is then skipped, never waited
+on), with and without the causal network. Sessions run in realtime mode and blocks arrive at the block rate
+(``--no-realtime`` / ``--no-paced`` for the deterministic mode / back-to-back blocks). The network is the packaged causal
 default if there is one, else ``model/configs/causal.toml`` (or the default ``CausalConfig``) randomly
 initialised (seed 0): the cost does not depend on the weights. Procedural noise input, seeded.
 """
@@ -9,11 +12,15 @@ initialised (seed 0): the cost does not depend on the weights. Procedural noise 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import time
 
 import numpy as np
+
+#: GIL switch interval (s) while benchmarking (what ``fxmix serve`` uses too).
+SWITCH_INTERVAL_S = 0.0005
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -26,6 +33,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument(
         "--model", action=argparse.BooleanOptionalAction, default=True, help="also with the network"
+    )
+    p.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="realtime sessions (plans picked up when ready) or deterministic ones (fixed-hop plans)",
+    )
+    p.add_argument(
+        "--paced",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="feed blocks at the block rate (like an audio device) or back to back",
     )
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
     return p
@@ -57,69 +76,109 @@ def _causal_model():
     return CausalMixer(CausalConfig()), "default CausalConfig, random init (no model/configs/causal.toml)"
 
 
-def measure(n_tracks: int, sample_rate: int, block: int, seconds: float, warmup_s: float, model=None) -> dict:
+def measure(
+    n_tracks: int,
+    sample_rate: int,
+    block: int,
+    seconds: float,
+    warmup_s: float,
+    model=None,
+    realtime: bool = True,
+    paced: bool = True,
+) -> dict:
+    """Stream seeded noise through a :class:`Session`; per-block wall and thread-CPU time / block duration."""
     from fxmix.host_bridge.engine import Session
 
-    s = Session(sample_rate, block, n_tracks, model=model)
+    from .streaming import UPDATE_HOPS
+
+    s = Session(sample_rate, block, n_tracks, model=model, realtime=realtime)
     classes = s.classes
     for i in range(n_tracks):
         s.set_track(i, classes[i % len(classes)])
+    # as fxmix serve does at session open: a full garbage collection over torch/scipy's ~200k objects takes
+    # ~0.1 s and would otherwise land inside some block
+    gc.collect()
+    gc.freeze()
     rng = np.random.default_rng(0)
     n_blocks = int(seconds * sample_rate / block)
     n_warm = int(warmup_s * sample_rate / block)
     src = (0.05 * rng.standard_normal((n_tracks, 2, block * 64))).astype(np.float32)
-    times = []
+    times, cpu_times = [], []
+    period_s = block / sample_rate
+    t_next = time.perf_counter()
     for k in range(n_warm + n_blocks):
         j = (k % 64) * block
         x = src[:, :, j : j + block] * np.float32(0.5 + 0.5 * ((k // 40) % 2))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         s.process(x)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.thread_time() - c0
         if k >= n_warm:
             times.append(dt)
+            cpu_times.append(dc)
+        if paced:  # blocks arrive at the block rate, as from an audio device
+            t_next += period_s
+            time.sleep(max(0.0, t_next - time.perf_counter()))
+    skipped = sum(b.plans_skipped for b in s.buses)
+    updates = sum(b.k // UPDATE_HOPS for b in s.buses)
     s.close()
-    t = np.asarray(times) / (block / sample_rate)
+    gc.unfreeze()
+    t = np.asarray(times) / period_s
+    c = np.asarray(cpu_times) / period_s
     return {
         "tracks": n_tracks,
         "model": model is not None,
         "mean_frac": float(t.mean()),
         "p99_frac": float(np.percentile(t, 99)),
         "max_frac": float(t.max()),
+        "cpu_mean_frac": float(c.mean()),
+        "cpu_p99_frac": float(np.percentile(c, 99)),
         "latency_samples": s.latency_samples,
+        "planner_skipped_fraction": skipped / max(updates, 1),
     }
 
 
 def bench_stream_main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    import sys
+
     import torch
 
     torch.set_num_threads(args.threads)
+    # the planner runs in a thread next to the audio path: hand the GIL back within 0.5 ms (Python's default
+    # 5 ms would be a 5 ms stall of the audio path whenever the planner holds it; fxmix serve does the same)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     block_ms = 1000.0 * args.block / args.sample_rate
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     net, label = (None, "none")
     if args.model:
         net, label = _causal_model()
+    mode = "realtime (planner never waited on)" if args.realtime else "deterministic (waits for plans)"
     print(
         f"fxmix bench stream: {args.sample_rate} Hz, block {args.block} ({block_ms:.2f} ms), "
-        f"{os.cpu_count()} CPUs, load average {load:.2f}, torch threads {args.threads}"
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+        f"torch threads {args.threads}, {mode}, {'paced at the block rate' if args.paced else 'unpaced'}"
     )
     print(f"network: {label}")
     rows = []
     for n in (int(v) for v in args.tracks.split(",")):
         for m in [None, net] if net is not None else [None]:
-            r = measure(n, args.sample_rate, args.block, args.seconds, args.warmup_s, m)
+            r = measure(
+                n, args.sample_rate, args.block, args.seconds, args.warmup_s, m, args.realtime, args.paced
+            )
             rows.append(r)
             print(
-                f"  {n:3d} tracks, network {'yes' if m is not None else 'no ':3s}: mean {100 * r['mean_frac']:5.1f} %  "
-                f"p99 {100 * r['p99_frac']:5.1f} %  max {100 * r['max_frac']:5.1f} % of the block; "
-                f"latency {r['latency_samples']} samples ({1000 * r['latency_samples'] / args.sample_rate:.1f} ms)"
+                f"  {n:3d} tracks, network {'yes' if m is not None else 'no ':3s}: wall mean "
+                f"{100 * r['mean_frac']:5.1f} %  p99 {100 * r['p99_frac']:5.1f} %  max {100 * r['max_frac']:6.1f} %; "
+                f"CPU mean {100 * r['cpu_mean_frac']:5.1f} %  p99 {100 * r['cpu_p99_frac']:5.1f} % of the block; "
+                f"latency {r['latency_samples']} samples ({1000 * r['latency_samples'] / args.sample_rate:.1f} ms); "
+                f"planner busy at {100 * r['planner_skipped_fraction']:.0f} % of updates"
             )
-    print("target: p99 <= 50 % with 16 tracks")
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"target: wall p99 <= 50 % with 16 tracks; load average after {load_after[0]:.2f}")
     print("reproduce: fxmix bench stream " + " ".join(argv or []))
     if args.json:
         from .audio import write_text_atomic
 
-        write_text_atomic(
-            args.json, json.dumps({"network": label, "load_average": load, "rows": rows}, indent=2) + "\n"
-        )
+        doc = {"network": label, "load_average": load, "load_average_after": load_after, "rows": rows}
+        write_text_atomic(args.json, json.dumps(doc, indent=2) + "\n")
     return 0

@@ -21,19 +21,38 @@ within 0.4 s / 3 s. The spectrum updates every ANALYSIS_HOP samples (186 ms at 4
 
 The normalizer (:class:`StreamingNormalizer`) runs on a fixed internal hop of ``hop_samples`` (default 512)
 whatever the host block size: audio goes through a FIFO, so the latency is exactly ``hop_samples`` and the
-output is identical for any block size (SyTLE rule 16). Per hop: EQ (minimum-phase FIR of the EQ curve,
+output is identical for any block size (STYLE rule 16). Per hop: EQ (minimum-phase FIR of the EQ curve,
 uniformly partitioned convolution) -> input gain + stereo-linked pedalboard Compressor (``reset=False``) ->
-per-channel pan FIRs (minimum phase) -> gain -> pedalboard Limiter at the ceiling - 1 dB. Stage parameters
-are planned with the offline ``plan`` functions on the running statistics (EQ: ``eq.plan`` on the running
-PSD; panning: ``panning.plan_from_sums`` on the running per-bin sums weighted by the EQ's response;
-compression: ``compression.plan`` on the last :data:`COMP_WINDOW_S` of EQ'd audio; loudness: class target
-minus the long-term loudness measured after panning) every :data:`PLAN_HOPS` hops, and applied through a
-rate limiter every :data:`UPDATE_HOPS` hops: each EQ/pan band, the gains and the compressor input gain move at
-most :data:`MAX_STEP_DB` per update, the compressor threshold at most :data:`COMP_STEP_DB`. Filter changes
-are cross-faded over one hop and gains ramped linearly over one hop, so no zipper noise. Planning runs in a
-worker thread (it takes 5-30 ms) but its result is always applied at a fixed hop, one update later, so the
-output stays deterministic and block-size independent. Minimum-phase filters keep the EQ/pan magnitude of the
-offline linear-phase FIRs without their 4096-sample delay (the phase differs; the features do not see it).
+per-channel pan FIRs (minimum phase) -> gain -> a zero-latency stereo-linked peak ceiling at the ceiling - 1 dB.
+The hops are recorded and fed to the running statistics once per update (:meth:`sync_stats`), so the audio
+path does no analysis of its own.
+
+Planning mirrors ``chain.normalize_stem`` on the running statistics every :data:`PLAN_HOPS` hops: EQ =
+``eq.plan`` on the running PSD, aimed at the target *minus the colouring of the later stages* (closed loop,
+the streaming form of ``chain.EQ_REFINE_PASSES``: the spectra of the last :data:`COMP_WINDOW_S` of the
+compressor input and of the panning output are compared, so the finished stem, not the EQ output, gets the
+target spectrum); panning = ``panning.plan_from_sums`` on the running per-bin sums weighted by the EQ's
+response; compression (every :data:`COMP_PLAN_EVERY` plans) = ``compression.plan`` on the last
+:data:`COMP_WINDOW_S` of input through the offline EQ, faded in over :data:`COMP_FADE_S` (a window cut from
+running audio would otherwise start with an uncompressed edge that dominates the peak-normalized onset
+feature), kept while the setting in force still puts the window in the onset band, and left off when even
+the threshold limit cannot move the feature (see the README's notes); loudness = class target minus the
+long-term loudness after panning. A rate limiter applies the plans every :data:`UPDATE_HOPS` hops: each
+EQ/pan band, the gains and the compressor input gain move at most :data:`MAX_STEP_DB` per update, the
+compressor threshold at most :data:`COMP_STEP_DB`; filter changes are cross-faded and gains ramped over one
+hop, so no zipper noise. Minimum-phase filters keep the EQ/pan magnitude of the offline linear-phase FIRs
+without their 4096-sample delay (the phase differs; the features do not see it).
+
+Two planning modes (``realtime``):
+
+* ``realtime=False`` (default; tests, offline bounces, ``fxmix reaper`` warm starts): plans are made at fixed
+  hops and applied exactly one update later, waiting for the planner if needed (inline, or on an
+  ``executor``), so the output is reproducible and block-size independent.
+* ``realtime=True`` (``fxmix serve``, ``fxmix bench``): plans are computed in the background and picked up at
+  the first update after they are ready; the parameters in force stay until then (double-buffered), the rate
+  limiter smooths the change, and an update at which the planner is still busy is skipped (counted in
+  ``plans_skipped``), never waited on. The audio path then costs about 0.3 ms per hop per stem (2 cores,
+  ``fxmix bench stream``); the output depends on the planner's timing.
 
 streaming-safe: yes (:class:`StreamingNormalizer`, all ``Running*`` classes).
 """
@@ -56,7 +75,14 @@ from .audio import check_audio
 from .bands import band_centers_hz
 from .chain import DEFAULT_STAGES, check_stages
 from .errors import AudioInputError, ConfigError
-from .features import StemFeatures, measure_dynamics, phi_from_sums, spectrum_from_power, stft_power
+from .features import (
+    StemFeatures,
+    measure_dynamics,
+    peak_normalize,
+    phi_from_sums,
+    spectrum_from_power,
+    stft_power,
+)
 from .fir import design_fir, fir_power_response
 from .params import CompressorParams, EqParams, LoudnessParams, PanParams
 from .profile import Profile, load_profile
@@ -69,6 +95,8 @@ TAU_S = 5.0
 DYNAMICS_WINDOW_S = 10.0
 #: Window (s) of EQ'd audio the compressor plan (offline bisection) runs on.
 COMP_WINDOW_S = 6.0
+#: Fade-in (s) of that window (see ``StreamingNormalizer._job``).
+COMP_FADE_S = 0.05
 #: Default internal hop (samples) of the normalizer = its latency.
 HOP_SAMPLES = 512
 #: Parameters move every UPDATE_HOPS hops; a plan is made every PLAN_HOPS hops, the compressor's every
@@ -76,11 +104,18 @@ HOP_SAMPLES = 512
 UPDATE_HOPS = 4
 PLAN_HOPS = 16
 COMP_PLAN_EVERY = 4
+#: Weight of a new measurement of the later stages' colouring in the closed-loop EQ target (1 = no smoothing).
+COLOR_SMOOTHING = 0.5
 #: Largest parameter step per update (dB): EQ/pan bands, output gain, compressor input gain. With 512-sample
 #: hops at 44.1 kHz an update comes every 46 ms, so parameters slew at most ~10.8 dB/s, ramped within a hop.
 MAX_STEP_DB = 0.5
 #: Largest compressor threshold step per update (dB): the gain curve moves by at most this x (1 - 1/ratio).
 COMP_STEP_DB = 0.5
+#: Threshold (dBFS) of the output ceiling (sample peak; the offline chain holds true peaks under the ceiling).
+LIMITER_THRESHOLD_DB = C.TRUE_PEAK_CEILING_DB - 1.0
+#: EQ / pan curves are redesigned only when a band would move by at least this much (dB): a settled stem
+#: costs no filter designs (each is ~1 ms of planner time).
+FILTER_DEADBAND_DB = 0.05
 #: Taps of the minimum-phase EQ / pan filters (a multiple of the hop).
 FILTER_TAPS = 8192
 
@@ -159,6 +194,17 @@ class _Ring:
         out = np.concatenate([self.buf[:, self.w :], self.buf[:, : self.w]], axis=1)
         return out[:, self.n - self.filled :]
 
+    def read_last(self, m: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Copy of the last ``min(m, filled)`` samples in order (into ``out`` when given: no allocation)."""
+        m = min(int(m), self.filled)
+        if out is None:
+            out = np.empty((2, m), np.float32)
+        start = (self.w - m) % self.n
+        first = min(m, self.n - start)
+        out[:, :first] = self.buf[:, start : start + first]
+        out[:, first:m] = self.buf[:, : m - first]
+        return out[:, :m]
+
     def state_dict(self) -> dict:
         return {"buf": self.read(), "filled": self.filled}
 
@@ -211,7 +257,13 @@ class RunningLoudness(_StateMixin):
         """Feed a (2, n) block (any n)."""
         if block.shape[1] == 0:
             return
-        y, self.zi = scipy.signal.sosfilt(self.sos, block.astype(np.float64), axis=-1, zi=self.zi)
+        # the two K-weighting biquads as two lfilter calls: the same cascade as sosfilt (equal to ~1e-12),
+        # without sosfilt's per-call validation (4x cheaper on hop-sized blocks)
+        y = block.astype(np.float64)
+        zi = np.empty_like(self.zi)
+        for i, sec in enumerate(self.sos):
+            y, zi[i] = scipy.signal.lfilter(sec[:3], sec[3:], y, axis=-1, zi=self.zi[i])
+        self.zi = zi
         sq = (y * y).sum(axis=0)  # channel weights 1 (L, R)
         pos = 0
         n = sq.shape[0]
@@ -286,6 +338,9 @@ class RunningSpectrum(_StateMixin):
         self.sample_rate, self.n_fft, self.hop = int(sample_rate), int(n_fft), int(hop)
         self.tau_s = float(tau_s)
         self.decay = math.exp(-self.hop / (self.tau_s * self.sample_rate))
+        # the analysis window of features.stft_power (periodic Hann, float32), applied in float64 here
+        self._win = np.hanning(self.n_fft + 1)[:-1].astype(np.float32).astype(np.float64)
+        self._frame_buf = np.empty((2, self.n_fft), np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -315,7 +370,9 @@ class RunningSpectrum(_StateMixin):
 
     def _frame(self) -> None:
         self.since = 0
-        p = stft_power(self.ring.read(), self.n_fft, self.n_fft)[:, 0].astype(np.float64)
+        # one frame of features.stft_power (same window), without its chunking and thread-pool overhead
+        spec = scipy.fft.rfft(self.ring.read_last(self.n_fft, self._frame_buf) * self._win, axis=-1)
+        p = spec.real**2 + spec.imag**2
         d = self.decay
         self.pl = d * self.pl + p[0]
         self.pr = d * self.pr + p[1]
@@ -409,7 +466,12 @@ class RunningStats:
     def update(self, block: np.ndarray) -> None:
         if not self.learning:
             return
-        x = _check_block(block, "RunningStats.update")
+        self.update_checked(_check_block(block, "RunningStats.update"))
+
+    def update_checked(self, x: np.ndarray) -> None:
+        """``update`` for a block already validated as finite (2, n) float32 (the normalizer's hops)."""
+        if not self.learning:
+            return
         self.loudness.update(x)
         self.spectrum.update(x)
         self.dynamics.update(x)
@@ -495,50 +557,67 @@ def minimum_phase_spectra(taps_linear: np.ndarray, n_taps: int, part: int) -> np
 class _PartitionedConv:
     """Uniformly partitioned overlap-save convolution of ``n_channels`` channels, one filter per channel.
 
+    The frequency-domain delay line is a doubled ring (each new partition spectrum is written twice), so
+    ``fdl[pos : pos + n_parts]`` is always newest-first and contiguous: no per-hop shifting or allocation of
+    the (n_parts, channels, part+1) history.
+
     streaming-safe: yes (hop-sized blocks only).
     """
 
     def __init__(self, n_channels: int, part: int, n_parts: int):
         self.part, self.n_parts = part, n_parts
         self.prev = np.zeros((n_channels, part))
-        self.fdl = np.zeros((n_parts, n_channels, part + 1), np.complex128)
+        self._seg = np.zeros((n_channels, 2 * part))
+        self._fdl2 = np.zeros((2 * n_parts, n_channels, part + 1), np.complex128)
+        self._pos = 0
+        self._ramp = _ramp(part)
+        self._prod = np.empty((n_parts, n_channels, part + 1), np.complex128)
+
+    @property
+    def fdl(self) -> np.ndarray:
+        """(n_parts, channels, part+1) partition spectra of the input, newest first."""
+        return self._fdl2[self._pos : self._pos + self.n_parts]
 
     def reset(self) -> None:
         self.prev[:] = 0
-        self.fdl[:] = 0
+        self._fdl2[:] = 0
+        self._pos = 0
 
     def state_dict(self) -> dict:
-        return {"prev": self.prev.copy(), "fdl_re": self.fdl.real.copy(), "fdl_im": self.fdl.imag.copy()}
+        f = self.fdl
+        return {"prev": self.prev.copy(), "fdl_re": f.real.copy(), "fdl_im": f.imag.copy()}
 
     def load_state_dict(self, state: dict) -> None:
         self.prev = np.asarray(state["prev"], float).reshape(self.prev.shape).copy()
-        self.fdl = (np.asarray(state["fdl_re"]) + 1j * np.asarray(state["fdl_im"])).reshape(self.fdl.shape)
+        f = (np.asarray(state["fdl_re"]) + 1j * np.asarray(state["fdl_im"])).reshape(self.fdl.shape)
+        self._pos = 0
+        self._fdl2[: self.n_parts] = f
+        self._fdl2[self.n_parts :] = f
 
     def process(self, x: np.ndarray, spectra: np.ndarray, old_spectra: np.ndarray | None) -> np.ndarray:
-        """x (C, part); spectra (C, K, part+1). With ``old_spectra`` the output cross-fades old -> new."""
-        seg = np.concatenate([self.prev, x], axis=1)
-        self.prev = x.astype(np.float64)
-        self.fdl = np.roll(self.fdl, 1, axis=0)
-        self.fdl[0] = scipy.fft.rfft(seg, axis=-1)
-        y = scipy.fft.irfft(np.einsum("kcf,ckf->cf", self.fdl, spectra), axis=-1)[:, self.part :]
+        """x (C, part); spectra (K, C, part+1) (see :func:`_kcf`). ``old_spectra``: cross-fade old -> new."""
+        p = self.part
+        self._seg[:, :p] = self.prev
+        self._seg[:, p:] = x
+        self.prev[:] = x
+        self._pos = (self._pos - 1) % self.n_parts
+        spec = scipy.fft.rfft(self._seg, axis=-1)
+        self._fdl2[self._pos] = spec
+        self._fdl2[self._pos + self.n_parts] = spec
+        y = scipy.fft.irfft(self._mac(spectra), axis=-1)[:, p:]
         if old_spectra is not None:
-            y0 = scipy.fft.irfft(np.einsum("kcf,ckf->cf", self.fdl, old_spectra), axis=-1)[:, self.part :]
-            r = _ramp(self.part)
-            y = y0 + (y - y0) * r
+            y0 = scipy.fft.irfft(self._mac(old_spectra), axis=-1)[:, p:]
+            y = y0 + (y - y0) * self._ramp
         return y
 
+    def _mac(self, spectra: np.ndarray) -> np.ndarray:
+        np.multiply(self.fdl, spectra, out=self._prod)
+        return self._prod.sum(axis=0)
 
-def _limiter_unity_gain(sample_rate: int, threshold_db: float) -> float:
-    """1 / the make-up gain JUCE's Limiter (inside pedalboard) applies below its threshold (measured once).
 
-    With it the limiter is unity gain below ``threshold_db`` and holds its output under ``threshold_db``, so
-    the loudness stage's gain means what it says (offline, ``loudness.plan`` re-measures instead).
-    """
-    t = np.arange(sample_rate // 2) / sample_rate
-    x = np.repeat((0.01 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None], 2, axis=0)
-    y = pedalboard.Limiter(threshold_db=threshold_db, release_ms=100.0).process(x, sample_rate)
-    tail = slice(x.shape[1] // 2, None)
-    return float(np.sqrt(np.mean(x[:, tail] ** 2) / np.mean(y[:, tail] ** 2)))
+def _kcf(per_channel: np.ndarray) -> np.ndarray:
+    """(C, K, F) per-channel partition spectra -> the (K, C, F) contiguous layout the convolution uses."""
+    return np.ascontiguousarray(np.asarray(per_channel).transpose(1, 0, 2))
 
 
 def _ramp(n: int) -> np.ndarray:
@@ -561,6 +640,21 @@ class _Applied:
     gain_db: float
 
 
+def _coloring_db(eq_out: np.ndarray, stem_out: np.ndarray, sample_rate: int) -> np.ndarray | None:
+    """Band spectrum (dB, median 0 over 100 Hz-10 kHz) the stages after the EQ add to the stem.
+
+    ``eq_out`` (the compressor's input) and ``stem_out`` (the panning output) are (2, n) windows of the same
+    hops, so the EQ's own history cancels out. None while either is silent.
+    """
+    if not (np.any(eq_out) and np.any(stem_out)):
+        return None
+    a = spectrum_from_power(stft_power(eq_out), sample_rate, C.ANALYSIS_FFT, 0.0)
+    b = spectrum_from_power(stft_power(stem_out), sample_rate, C.ANALYSIS_FFT, 0.0)
+    d = b - a
+    centers = band_centers_hz()
+    return d - np.median(d[(centers >= 100) & (centers <= 10000)])
+
+
 def _step(cur, target, limit):
     return cur + np.clip(np.asarray(target) - cur, -limit, limit)
 
@@ -576,8 +670,10 @@ class StreamingNormalizer:
         stages: subset of ``eq``, ``compression``, ``panning``, ``loudness`` (canonical order).
         tau_s: time constant of the running statistics.
         executor: where plans run (e.g. a shared 1-thread ``ThreadPoolExecutor``); None runs them inline.
-            Results are applied at the same hop either way, so the output does not depend on it.
+            With ``realtime=False`` results are applied at the same hop either way, so the output does not
+            depend on it.
         phase: hop offset of this instance's plan/update schedule (spread several buses' plans in time).
+        realtime: never wait for the planner (see the module docstring); needs an ``executor``.
 
     ``process(block (2, n)) -> (2, n)`` for any n (output delayed by ``latency_samples``), ``reset()`` clears
     tails and statistics (parameters return to neutral), ``freeze()`` / ``learn()`` hold / resume statistics
@@ -598,6 +694,7 @@ class StreamingNormalizer:
         tau_s: float = TAU_S,
         executor: Executor | None = None,
         phase: int = 0,
+        realtime: bool = False,
     ):
         if not isinstance(hop_samples, int) or hop_samples < 32 or FILTER_TAPS % hop_samples:
             raise ConfigError(
@@ -618,15 +715,24 @@ class StreamingNormalizer:
         self.tau_s = tau_s
         self.executor = executor
         self.phase = int(phase)
+        self.realtime = bool(realtime)
         self.bypass = {s: False for s in ("eq", "compression", "panning", "loudness")}
         self.learning = True
         self.settings = compression.class_settings(class_name)
         self.centers = band_centers_hz()
+        self._mid = (self.centers >= 100) & (self.centers <= 10000)
         self.cut_hz = panning.cutoff_hz(class_name)
         self.n_parts = FILTER_TAPS // self.hop
         self.stats = RunningStats(self.sample_rate, tau_s)
         self.post_loudness = RunningLoudness(self.sample_rate, tau_s)
         self.comp_window = RunningDynamics(self.sample_rate, COMP_WINDOW_S)
+        self.out_window = RunningDynamics(self.sample_rate, COMP_WINDOW_S)
+        self._snap_buf = np.full((3, 2, self.comp_window.ring.n), 0.0, np.float32)  # pages touched now
+        self.refine = (
+            "eq" in self.stages
+            and self.targets.spectrum_db is not None
+            and any(st in self.stages for st in ("compression", "panning"))
+        )
         self._jump = False
         self.reset()
 
@@ -640,16 +746,22 @@ class StreamingNormalizer:
         self.stats.reset()
         self.post_loudness.reset()
         self.comp_window.reset()
+        self.out_window.reset()
+        self._rec_in: list[np.ndarray] = []
+        self._rec_eq: list[np.ndarray] = []
+        self._rec_out: list[np.ndarray] = []
         self.in_fifo = np.zeros((2, 0), np.float32)
         self.out_fifo = np.zeros((2, self.hop), np.float32)
         self.k = 0
         self.n_plans = 0
         self._pending: Future | dict | None = None
+        self._last_plan_k = self._last_comp_k = -(10**9)
+        self.plans_skipped = 0  # realtime mode: updates at which the planner was still busy
         self.eq_conv = _PartitionedConv(2, self.hop, self.n_parts)
         self.pan_conv = _PartitionedConv(2, self.hop, self.n_parts)
         unit = np.zeros(self.n_parts * (self.hop + 1), np.complex128).reshape(self.n_parts, self.hop + 1)
         unit[0] = 1.0
-        self.eq_spec = np.broadcast_to(unit, (2, *unit.shape)).copy()
+        self.eq_spec = _kcf(np.broadcast_to(unit, (2, *unit.shape)))
         self.pan_spec = self.eq_spec.copy()
         self._eq_old = self._pan_old = None
         self._gains_prev = (0.0, 0.0)
@@ -659,12 +771,18 @@ class StreamingNormalizer:
             attack_ms=self.settings["attack_ms"],
             release_ms=self.settings["release_ms"],
         )
-        self.limiter = pedalboard.Limiter(threshold_db=C.TRUE_PEAK_CEILING_DB - 1.0, release_ms=100.0)
-        self.limiter_unity = _limiter_unity_gain(self.sample_rate, C.TRUE_PEAK_CEILING_DB - 1.0)
+        # the ceiling: a stereo-linked pedalboard Compressor at ratio 1000 with a 1 us attack, i.e. the second
+        # stage of JUCE's Limiter alone. pedalboard's Limiter is not transparent under its threshold: its first
+        # stage compresses everything above -10 dBFS at 4:1, which cost the loudness stage up to ~2 LU.
+        self.limiter = pedalboard.Compressor(
+            threshold_db=LIMITER_THRESHOLD_DB, ratio=1000.0, attack_ms=0.001, release_ms=100.0
+        )
+        self._limiter_reset = True
         self._comp_reset = True
 
     def freeze(self) -> None:
         """Hold statistics and parameters (audio keeps flowing)."""
+        self.sync_stats()
         self.learning = False
         self.stats.freeze()
 
@@ -680,11 +798,13 @@ class StreamingNormalizer:
     def warm_up(self, audio: np.ndarray) -> None:
         """Run a pre-roll (2, n) through the normalizer with parameter jumps allowed; the output is dropped."""
         self._jump = True
+        realtime, self.realtime = self.realtime, False  # a pre-roll is planned at fixed hops (reproducible)
         try:
             self.process(audio)
             self._collect()
         finally:
             self._jump = False
+            self.realtime = realtime
 
     # ------------------------------------------------------------------ processing
 
@@ -702,21 +822,44 @@ class StreamingNormalizer:
         self.out_fifo = out[:, n:]
         return np.ascontiguousarray(out[:, :n], dtype=np.float32)
 
+    def sync_stats(self) -> None:
+        """Feed the hops recorded since the last update to the running statistics and analysis windows.
+
+        The audio path only records its hops (a list append); the statistics take them in one call per
+        update (UPDATE_HOPS hops), just before a plan snapshot reads them, which divides their per-call
+        overhead by UPDATE_HOPS. Readers between updates (``params()``, ``stats``) call this first.
+        """
+        if not self._rec_in:
+            return
+        x = np.concatenate(self._rec_in, axis=1)
+        e = np.concatenate(self._rec_eq, axis=1)
+        o = np.concatenate(self._rec_out, axis=1)
+        self._rec_in, self._rec_eq, self._rec_out = [], [], []
+        self.stats.update_checked(x)
+        self.comp_window.update(e)
+        self.post_loudness.update(o)
+        if self.refine:
+            self.out_window.update(o)
+
     def _process_hop(self, x: np.ndarray) -> np.ndarray:
         if (self.k - self.phase) % UPDATE_HOPS == 0:
-            self._collect()
-            if self.learning:
-                self._submit()
+            self.sync_stats()
+            if self.realtime and isinstance(self._pending, Future) and not self._pending.done():
+                self.plans_skipped += 1  # the planner is behind: keep the parameters in force, never wait
+            else:
+                self._collect()
+                if self.learning:
+                    self._submit()
         self.k += 1
         if self.learning:
-            self.stats.update(x)
+            self._rec_in.append(x)
         y = x.astype(np.float64)
         a = self.applied
         if "eq" in self.stages and not self.bypass["eq"]:
             y = self.eq_conv.process(y, self.eq_spec, self._eq_old)
         self._eq_old = None
         if self.learning:
-            self.comp_window.update(y.astype(np.float32))
+            self._rec_eq.append(y.astype(np.float32))
         g_in_prev, g_out_prev = self._gains_prev
         if "compression" in self.stages and not self.bypass["compression"]:
             y = y * self._gain_ramp(g_in_prev, a.comp_input_gain_db)
@@ -728,10 +871,12 @@ class StreamingNormalizer:
             y = self.pan_conv.process(y, self.pan_spec, self._pan_old)
         self._pan_old = None
         if self.learning:
-            self.post_loudness.update(y)
+            self._rec_out.append(y.astype(np.float32))
         if "loudness" in self.stages and not self.bypass["loudness"]:
             y = y * self._gain_ramp(g_out_prev, a.gain_db)
-            y = self.limiter.process(y.astype(np.float32), self.sample_rate, reset=False) * self.limiter_unity
+            det = np.max(np.abs(y), axis=0).astype(np.float32)
+            y = y * linked_gain(det, self.sample_rate, self.limiter, reset=self._limiter_reset)[None, :]
+            self._limiter_reset = False
         self._gains_prev = (a.comp_input_gain_db, a.gain_db)
         return y.astype(np.float32)
 
@@ -746,12 +891,19 @@ class StreamingNormalizer:
 
     def _snapshot(self) -> dict:
         sp = self.stats.spectrum
-        plan_due = (self.k // UPDATE_HOPS) % (PLAN_HOPS // UPDATE_HOPS) == 0 and sp.ready
-        comp_due = (
-            plan_due and self.n_plans % COMP_PLAN_EVERY == 0 and self.comp_window.filled >= self.sample_rate
-        )
+        if self.realtime:  # plans are due by elapsed hops (submissions may have been skipped)
+            plan_due = self.k - self._last_plan_k >= PLAN_HOPS and sp.ready
+            comp_due = plan_due and self.k - self._last_comp_k >= PLAN_HOPS * COMP_PLAN_EVERY
+        else:  # fixed schedule: reproducible output
+            plan_due = (self.k // UPDATE_HOPS) % (PLAN_HOPS // UPDATE_HOPS) == 0 and sp.ready
+            comp_due = plan_due and self.n_plans % COMP_PLAN_EVERY == 0
+        comp_due = comp_due and self.comp_window.filled >= self.sample_rate
         if plan_due:
             self.n_plans += 1
+            self._last_plan_k = self.k
+        if comp_due:
+            self._last_comp_k = self.k
+        n_win = self.comp_window.ring.n
         return {
             "plan": plan_due,
             "comp": comp_due,
@@ -760,10 +912,13 @@ class StreamingNormalizer:
             "nb": sp.nb.copy() if plan_due else None,
             "weight": sp.weight,
             "post_lufs": self.post_loudness.long_term_lufs,
-            "comp_audio": self.stats.dynamics.audio()[:, -self.comp_window.ring.n :].copy()
-            if comp_due
+            # windows copied into buffers owned by this instance (at most one plan is in flight, and it is
+            # collected before the next snapshot): no large allocations on the audio path
+            "comp_audio": self.stats.dynamics.ring.read_last(n_win, self._snap_buf[0]) if comp_due else None,
+            "eq_audio": self.comp_window.ring.read_last(n_win, self._snap_buf[1]) if comp_due else None,
+            "out_audio": self.out_window.ring.read_last(n_win, self._snap_buf[2])
+            if comp_due and self.refine
             else None,
-            "comp_peak": float(np.max(np.abs(self.comp_window.audio()), initial=0.0)) if comp_due else 0.0,
             "applied": self.applied,
             "planned": dict(self.planned),
             "jump": self._jump,
@@ -801,7 +956,10 @@ class StreamingNormalizer:
             live = (pl + pr).sum() > 0
             if live and t.spectrum_db is not None and "eq" in self.stages:
                 psd = 0.5 * (pl + pr)
-                planned["eq"] = eq.plan(None, sr, t.spectrum_db, power=psd[None, None])
+                # closed loop (the streaming form of chain.EQ_REFINE_PASSES): aim the EQ at the target minus
+                # the colouring the later stages add, so the finished stem has the target spectrum
+                target_db = np.asarray(t.spectrum_db) - planned.get("eq_color_db", 0.0)
+                planned["eq"] = eq.plan(None, sr, target_db, power=psd[None, None])
             if live and t.phi is not None and "panning" in self.stages:
                 h2 = 1.0
                 if "eq" in planned:
@@ -812,16 +970,42 @@ class StreamingNormalizer:
                 planned["panning"] = panning.plan_from_sums(
                     pl * h2, pr * h2, nb * h2, sr, t.phi, self.class_name
                 )
+        comp_peak = 0.0
+        if snap["eq_audio"] is not None:
+            comp_peak = float(np.max(np.abs(snap["eq_audio"]), initial=0.0))
+        if snap["out_audio"] is not None:
+            color = _coloring_db(snap["eq_audio"], snap["out_audio"], sr)
+            if color is not None:
+                old = planned.get("eq_color_db")
+                planned["eq_color_db"] = color if old is None else old + COLOR_SMOOTHING * (color - old)
         if snap["comp"] and t.onset_peak_mean_db is not None and "compression" in self.stages:
             # the offline plan on the offline (linear-phase) EQ of the input window; the input gain from the
             # peak of what really enters the compressor (the minimum-phase EQ moves peaks by a few dB)
             audio = snap["comp_audio"]
-            if np.max(np.abs(audio)) > 10 ** (C.SILENCE_PEAK_DB / 20) and snap["comp_peak"] > 0:
+            if np.max(np.abs(audio)) > 10 ** (C.SILENCE_PEAK_DB / 20) and comp_peak > 0:
                 if "eq" in planned and not self.bypass["eq"]:
                     audio = eq.apply(audio, sr, planned["eq"])
-                rep = compression.plan(audio, sr, t.onset_peak_mean_db, t.onset_peak_std_db, self.class_name)
-                gain_in = C.DYNAMICS_PEAK_NORM_DB - 20.0 * math.log10(snap["comp_peak"])
-                planned["compression"] = replace(rep.params, input_gain_db=float(np.clip(gain_in, -120, 120)))
+                # the window cuts into running audio: fade it in so the compressor (which starts with no gain
+                # reduction) does not pass the cut edge through uncompressed; that edge would be the window's
+                # peak and dominate the peak-normalized onset feature, differently for every window position
+                n_fade = min(audio.shape[1], int(COMP_FADE_S * sr))
+                audio = audio.astype(np.float32, copy=True)
+                audio[:, :n_fade] *= _ramp(n_fade).astype(np.float32)
+                params = planned.get("compression")
+                if params is None or not self._comp_in_band(audio, params):
+                    # re-planned only when the setting in force misses the band on this window: the
+                    # threshold search is not smooth in the window (the onset feature is flat over a wide
+                    # range of thresholds), so re-planning every window would make the level wander
+                    rep = compression.plan(
+                        audio, sr, t.onset_peak_mean_db, t.onset_peak_std_db, self.class_name
+                    )
+                    params = rep.params
+                    if not rep.in_band and rep.before_db - rep.after_db < 0.5 * t.onset_peak_std_db:
+                        # even the threshold limit hardly moves the feature: compressing would only change
+                        # the sound, so leave the stem uncompressed
+                        params = replace(params, threshold_db=0.0, ratio=1.0)
+                gain_in = C.DYNAMICS_PEAK_NORM_DB - 20.0 * math.log10(comp_peak)
+                planned["compression"] = replace(params, input_gain_db=float(np.clip(gain_in, -120, 120)))
         if t.loudness_lufs is not None and math.isfinite(snap["post_lufs"]):
             planned["loudness_gain_db"] = float(np.clip(t.loudness_lufs - snap["post_lufs"], -60.0, 60.0))
 
@@ -833,18 +1017,21 @@ class StreamingNormalizer:
         thr = None
         if "eq" in planned:
             eq_db = _step(a.eq_db, planned["eq"].gain_db, lim)
-            if not np.array_equal(eq_db, a.eq_db):
+            if np.max(np.abs(eq_db - a.eq_db)) >= FILTER_DEADBAND_DB:
                 new = replace(new, eq_db=eq_db)
                 taps = design_fir(self.centers, eq_db, sr)
                 s = minimum_phase_spectra(taps, FILTER_TAPS, self.hop)
-                eq_spec = np.stack([s, s])
+                eq_spec = _kcf(np.stack([s, s]))
         if "panning" in planned:
             p: PanParams = planned["panning"]
             pl_db = _step(a.pan_l_db, np.asarray(p.left_gain_db) - p.balance_db / 2, lim)
             pr_db = _step(a.pan_r_db, np.asarray(p.right_gain_db) + p.balance_db / 2, lim)
-            if not (np.array_equal(pl_db, a.pan_l_db) and np.array_equal(pr_db, a.pan_r_db)):
+            if (
+                max(np.max(np.abs(pl_db - a.pan_l_db)), np.max(np.abs(pr_db - a.pan_r_db)))
+                >= FILTER_DEADBAND_DB
+            ):
                 new = replace(new, pan_l_db=pl_db, pan_r_db=pr_db, pan_balance_db=float(p.balance_db))
-                pan_spec = np.stack(
+                pan_spec = _kcf(
                     [
                         minimum_phase_spectra(
                             design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop
@@ -870,10 +1057,20 @@ class StreamingNormalizer:
             "comp_threshold_db": thr,
         }
 
+    def _comp_in_band(self, audio: np.ndarray, params: CompressorParams) -> bool:
+        """Whether ``params`` (threshold at the -10 dBFS peak level) put ``audio``'s onset feature in the band."""
+        t = self.targets
+        x, _ = peak_normalize(audio)
+        mean_db, _ = measure_dynamics(
+            compression.apply(x, self.sample_rate, replace(params, input_gain_db=0.0)), self.sample_rate
+        )
+        return abs(mean_db - t.onset_peak_mean_db) <= t.onset_peak_std_db
+
     # ------------------------------------------------------------------ reporting
 
     def params(self) -> dict:
         """Typed stage params in force now (``EqParams``, ``CompressorParams``, ``PanParams``, ``LoudnessParams``)."""
+        self.sync_stats()
         a = self.applied
         freqs = tuple(float(f) for f in self.centers)
         out: dict = {}
@@ -912,6 +1109,7 @@ class StreamingNormalizer:
         Plans pending in the worker are finished first; pedalboard's compressor/limiter envelopes are not
         exported (they settle within their release time after a restore).
         """
+        self.sync_stats()
         if isinstance(self._pending, Future):
             self._pending = self._pending.result()  # finish the plan; it is still applied at its own hop
         a = self.applied
@@ -934,6 +1132,7 @@ class StreamingNormalizer:
             "stats": self.stats.state_dict(),
             "post_loudness": self.post_loudness.state_dict(),
             "comp_window": self.comp_window.state_dict(),
+            "out_window": self.out_window.state_dict(),
             "applied": _applied_dict(a),
             "planned": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in self.planned.items()},
             "in_fifo": self.in_fifo.copy(),
@@ -950,9 +1149,15 @@ class StreamingNormalizer:
         self.stats.load_state_dict(state["stats"])
         self.post_loudness.load_state_dict(state["post_loudness"])
         self.comp_window.load_state_dict(state["comp_window"])
+        self.out_window.load_state_dict(state["out_window"])
 
         def planned(d):
-            return {k: (params_from_dict(v) if isinstance(v, dict) else float(v)) for k, v in d.items()}
+            def value(v):
+                if isinstance(v, dict):
+                    return params_from_dict(v)
+                return float(v) if np.ndim(v) == 0 else np.asarray(v, float).copy()
+
+            return {k: value(v) for k, v in d.items()}
 
         self.applied = _applied_from(state["applied"])
         self.planned = planned(state["planned"])
@@ -980,10 +1185,10 @@ class StreamingNormalizer:
 
     def _eq_spectra(self, a: _Applied) -> np.ndarray:
         s = minimum_phase_spectra(design_fir(self.centers, a.eq_db, self.sample_rate), FILTER_TAPS, self.hop)
-        return np.stack([s, s])
+        return _kcf(np.stack([s, s]))
 
     def _pan_spectra(self, a: _Applied) -> np.ndarray:
-        return np.stack(
+        return _kcf(
             [
                 minimum_phase_spectra(
                     design_fir(self.centers, g, self.sample_rate, cutoff_hz=self.cut_hz),

@@ -32,13 +32,18 @@ log = logging.getLogger("fxmix")
 DEFAULT_PROFILE = "musdb18-reference"
 
 
-def make_session_factory(model: Any = "default", profile: str = DEFAULT_PROFILE) -> SessionFactory:
+def make_session_factory(
+    model: Any = "default", profile: str = DEFAULT_PROFILE, realtime: bool = False
+) -> SessionFactory:
     """Factory of engine sessions for the server.
 
     Args:
         model: ``"default"``, ``"none"``, a path to an exported causal network, or a loaded causal network
             (shared by all sessions; each session keeps its own streaming state).
         profile: profile name or JSON path used when a session does not switch it.
+        realtime: realtime engine sessions (plans picked up when ready, never waited on; traced network
+            step) as ``fxmix serve`` and ``fxmix bench bridge`` use; False gives reproducible sessions (the
+            default, what tests compare against the in-process API).
 
     The engine is imported here (not at module import) so ``fxmix client`` works without torch.
     """
@@ -47,7 +52,9 @@ def make_session_factory(model: Any = "default", profile: str = DEFAULT_PROFILE)
     model_arg: Any = None if isinstance(model, str) and model.lower() == "none" else model
 
     def factory(sample_rate: int, block_samples: int, n_tracks: int, prof: str | None) -> Any:
-        return Session(sample_rate, block_samples, n_tracks, profile=prof or profile, model=model_arg)
+        return Session(
+            sample_rate, block_samples, n_tracks, profile=prof or profile, model=model_arg, realtime=realtime
+        )
 
     return factory
 
@@ -141,7 +148,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     """``fxmix serve``: run the OSC server until Ctrl-C."""
     args = get_serve_parser().parse_args(argv)
     _tune_process(args.torch_threads, args.model)
-    factory = make_session_factory(args.model, args.profile)
+    factory = make_session_factory(args.model, args.profile, realtime=True)
     # Build one session up front so a bad --model/--profile fails now, not at the DAW's first open.
     factory(48000, 512, 1, None)
     server = BridgeServer(
@@ -311,7 +318,7 @@ def bench_bridge_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_bench_parser().parse_args(argv)
     _tune_process(args.torch_threads, args.model)
-    factory = make_session_factory(args.model, args.profile)
+    factory = make_session_factory(args.model, args.profile, realtime=True)
     load_before = os.getloadavg()
     with BridgeServer(factory, "127.0.0.1", 0, params_interval_s=0.5, default_profile=args.profile) as server:
         host, port = server.address

@@ -25,6 +25,7 @@ the mix carries the engine's ``latency_samples``).
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import json
 import logging
@@ -748,6 +749,10 @@ class BridgeCore:
                 self._close_engine(previous.session)
             self._engine_error(sender, session, f"open failed: {exc}")
             return
+        # move everything alive now (engine, network, libraries) out of the collector's generations: a full
+        # collection over them costs ~0.1 s, which would land inside some later block's processing
+        gc.collect()
+        gc.freeze()
         reply_to = self.reply_to or sender
         previous = self._live.get(session)
         if previous is not None:

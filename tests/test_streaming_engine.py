@@ -74,3 +74,28 @@ def test_session_state_roundtrip_and_model_step():
     assert np.all(np.isfinite(ya)) and np.max(np.abs(ya)) > 0 and np.max(np.abs(ya - yb)) <= 1e-4
     a.close()
     b.close()
+
+
+def test_realtime_session_runs_the_traced_step_like_the_eager_one():
+    """realtime=True: same latency; with the normalizer stages bypassed (so planning timing cannot matter)
+    the traced network step gives the eager step's mix within 1e-4."""
+    import torch
+    from fxmix.model.causal import CausalConfig, CausalMixer
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    cfg = CausalConfig(n_latent=8, bottleneck=8, hidden=8, skip=8, n_blocks=2, n_repeats=1, lstm_layers=1)
+    net = CausalMixer(cfg)
+    x = _tracks(1.0)
+    rt, det = Session(SR, 512, 5, model=net, realtime=True), Session(SR, 512, 5, model=net)
+    assert rt._step_fn is not None and det._step_fn is None
+    assert rt.latency_samples == det.latency_samples
+    for s in (rt, det):
+        for i, c in enumerate(["vocals", "drums", "bass", "other", "other"]):
+            s.set_track(i, c)
+        for stage in ("eq", "compression", "panning", "loudness"):
+            s.set_control("bypass_" + stage, True)
+    ya, yb = _run(rt, x, 512), _run(det, x, 512)
+    assert np.max(np.abs(ya)) > 1e-4 and np.max(np.abs(ya - yb)) <= 1e-4
+    rt.close()
+    det.close()
