@@ -203,3 +203,15 @@ def test_normalize_stem_working_memory_is_bounded(profile, cls):
     assert {"eq", "compression", "panning", "loudness", "eq_refine"} <= set(res.timings_s)
     print(f"{cls}: peak working memory {peak / x.nbytes:.2f} stem copies")
     assert peak < 3.5 * x.nbytes
+
+
+def test_true_peak_with_one_quiet_channel():
+    """A stem whose right channel stays far below the left's peak (found on a real MUSDB stem)."""
+    from fxmix.dsp.stages.loudness import true_peak_db
+
+    rng = np.random.default_rng(5)
+    x = np.zeros((2, 44100), np.float32)
+    x[0] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(44100) / 44100)
+    x[1] = 0.01 * rng.standard_normal(44100)
+    tp = true_peak_db(x)
+    assert -6.1 < tp < -5.9  # the left sine's peak; the quiet channel adds nothing

@@ -165,7 +165,11 @@ def test_warm_start_adds_faders_and_rejects_other_shapes(tmp_path, corpus):
         tmp_path,
         corpus,
         "w1",
-        overrides=["model.overrides.stem_faders=true", f"train.init_from='{tmp_path / 'w0' / 'final'}'"],
+        overrides=[
+            "model.overrides.stem_faders=true",
+            f"train.init_from='{tmp_path / 'w0' / 'final'}'",
+            'train.train_only=["faders."]',
+        ],
         steps=6,
         steps_per_epoch=6,
     )
@@ -173,9 +177,11 @@ def test_warm_start_adds_faders_and_rejects_other_shapes(tmp_path, corpus):
     assert warm_start(model, cfg1.init_from) == ["faders.log10_gain"]
     for k, v in base.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
-    res = train(cfg1, progress=False)  # the faders are trained with the rest
+    res = train(cfg1, progress=False)  # only the faders are trained (train_only)
     gains_db = res["model"].faders.gains_db()
     assert gains_db.shape == (4,) and float(gains_db.abs().max()) > 0.0
+    for k, v in base.state_dict().items():
+        assert torch.equal(res["model"].state_dict()[k], v), k
     _, cfg2 = _cfg(tmp_path, corpus, "w2", overrides=["model.overrides.n_filters=8"])
     other, _, _ = build_network(cfg2)
     with pytest.raises(ConfigError, match="shapes differ"):

@@ -80,6 +80,8 @@ class TrainConfig:
         init_from: warm start: a saved model (folder or weights file, e.g. an earlier run's ``best``) whose
             tensors initialise the network before step 0. Tensors the new network has and the old one lacks
             (e.g. ``stem_faders`` added by an override) keep their fresh initialisation; "" = none.
+        train_only: train only the parameters whose names start with one of these prefixes (e.g.
+            ``["faders."]`` to calibrate the faders of a warm-started network); [] = all parameters.
     """
 
     data_root: str = "corpus"
@@ -116,6 +118,7 @@ class TrainConfig:
     amp: bool = True
     threads: int = 0
     init_from: str = ""
+    train_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (

@@ -380,6 +380,15 @@ def train(
     model, arch, net_config = build_network(cfg)
     if cfg.init_from and ckpt is None:
         warm_start(model, cfg.init_from)
+    if cfg.train_only:
+        trained = [n for n, p in model.named_parameters() if n.startswith(tuple(cfg.train_only))]
+        if not trained:
+            raise ConfigError(
+                f"train.train_only = {list(cfg.train_only)}: matches no parameter of the network"
+            )
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in trained)
+        log.info("train: training only %s", trained)
     model.to(device).train()
     core = model
     if info.world > 1:
@@ -389,7 +398,12 @@ def train(
     from ..model.losses import get_loss
 
     loss_fn = get_loss(cfg.loss, pre_emphasis=tuple(cfg.loss_pre_emphasis)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
+    opt = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        amsgrad=True,
+    )
 
     multiple = int(getattr(core, "length_multiple", 1))
     crop = max(multiple, int(round(cfg.crop_s * core.sample_rate)) // multiple * multiple)

@@ -75,6 +75,8 @@ def _true_peak_db(
                 for a in range(0, n, _ENV_CHUNK)
             ]
         )
+        if cand.size == 0:  # this channel stays below half the stem's peak: it cannot hold the true peak
+            continue
         if cand.size > max_candidates:
             cand = cand[np.argsort(np.abs(gained(audio[ch, cand])))[-max_candidates:]]
         # window around sample i .. i+1, in the signal zero-padded by _TP_TAPS on both sides
