@@ -89,7 +89,7 @@ def bench_normalize_main(argv: list[str] | None = None) -> int:
     print(f"  wall {rep['wall_s']:.2f} s (target <= 10 s; reference {REFERENCE['wall_s']:.0f} s of one core)")
     print(f"  CPU {rep['cpu_s']:.2f} s; peak memory {rep['peak_gb']:.2f} GB (target <= 1 GB; reference "
           f"{REFERENCE['peak_gb']} GB), of which {rep['base_gb']:.2f} GB is Python, libraries and the 4 input stems")
-    print("  per-stage CPU-thread time (summed over stems): "
+    print("  per-stage time (wall clock inside each worker thread, summed over stems): "
           + ", ".join(f"{k} {v:.2f} s" for k, v in rep["stages"].items()))
     print("\n  stem     LUFS (target)      EQ log-spectral distance dB (before -> after)   L/R level diff dB")
     for c, y in normalized.items():
