@@ -5,7 +5,7 @@ It carries two renderings of the same decisions:
 
 **pedalboard chain: exact.** Every stage is reproduced as fxmix applies it:
 
-* EQ: the stage's own linear-phase FIR (``fxmix.dsp.fir.design_fir`` of the curve, float32 taps) in a
+* EQ: the stage's own linear-phase FIR (``fxmix.dsp.stages.eq.taps`` of the curve, float32 taps) in a
   ``pedalboard.Convolution``; the taps go to a side-car ``<track>.eq.wav`` (float32, both channels equal).
 * Compression: ``Gain`` (the stage's input gain), then ``LinkedCompressor``: a ``pedalboard.Compressor``
   driven by max(|L|, |R|) whose gain is applied to both channels (stereo-linked, exactly the stage's
@@ -65,9 +65,11 @@ import soundfile as sf
 from ..dsp import constants as C
 from ..dsp.audio import check_audio, peak_db, write_audio, write_text_atomic
 from ..dsp.errors import ConfigError
-from ..dsp.features import integrated_loudness, stft_power
-from ..dsp.fir import design_fir, fir_power_response
+from ..dsp.features import integrated_loudness, linked_envelope, stft_power
+from ..dsp.fir import fir_power_response
 from ..dsp.params import CompressorParams, EqParams, LoudnessParams, PanParams
+from ..dsp.stages import eq as eq_stage
+from ..dsp.stages import panning as pan_stage
 from ..dsp.stages.compression import linked_gain
 from ..dsp.stages.loudness import peak_limit
 from .peq import MAX_PEAKS, PEDALBOARD_TYPES, Biquad, ParametricEq, fit_grid_hz, fit_parametric_eq, grid_power
@@ -100,18 +102,14 @@ RFX_SLIDERS = 64
 
 
 def eq_taps(p: EqParams, sample_rate: int) -> np.ndarray:
-    """(2, n) float32: the EQ stage's FIR (as ``fxmix.dsp.stages.eq.apply`` designs it) for both channels."""
-    h = design_fir(np.asarray(p.freqs_hz), np.asarray(p.gain_db), sample_rate).astype(np.float32)
+    """(2, n) float32: the EQ stage's FIR (:func:`fxmix.dsp.stages.eq.taps`) for both channels."""
+    h = eq_stage.taps(p, sample_rate).astype(np.float32)
     return np.stack([h, h])
 
 
 def pan_taps(p: PanParams, sample_rate: int) -> np.ndarray:
-    """(2, n) float32: the panning stage's left and right FIRs (as ``fxmix.dsp.stages.panning.apply``)."""
-    freqs, half = np.asarray(p.freqs_hz), p.balance_db / 2.0
-    curves = (np.asarray(p.left_gain_db) - half, np.asarray(p.right_gain_db) + half)
-    return np.stack([design_fir(freqs, c, sample_rate, cutoff_hz=p.cutoff_hz) for c in curves]).astype(
-        np.float32
-    )
+    """(2, n) float32: the panning stage's left and right FIRs (:func:`fxmix.dsp.stages.panning.taps`)."""
+    return np.stack(pan_stage.taps(p, sample_rate)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -282,7 +280,7 @@ class LinkedCompressor:
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """(2, n) float32 in and out."""
-        g = linked_gain(np.max(np.abs(audio), axis=0), sample_rate, self.compressor)
+        g = linked_gain(linked_envelope(audio), sample_rate, self.compressor)
         return audio * g[None, :]
 
 

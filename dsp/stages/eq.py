@@ -51,9 +51,13 @@ def plan(
     return EqParams(tuple(float(f) for f in centers), tuple(float(g) for g in curve))
 
 
+def taps(params: EqParams, sample_rate: int) -> np.ndarray:
+    """The curve's linear-phase FIR (one filter for both channels: stereo-linked), float64."""
+    return design_fir(np.asarray(params.freqs_hz), np.asarray(params.gain_db), sample_rate)
+
+
 def apply(
     audio: np.ndarray, sample_rate: int, params: EqParams, *, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Filter both channels with the curve's linear-phase FIR (zero-phase offline)."""
-    taps = design_fir(np.asarray(params.freqs_hz), np.asarray(params.gain_db), sample_rate)
-    return apply_fir(audio, taps, out=out)
+    return apply_fir(audio, taps(params, sample_rate), out=out)

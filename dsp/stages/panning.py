@@ -143,17 +143,14 @@ def plan_from_sums(
     )
 
 
+def taps(params: PanParams, sample_rate: int) -> list[np.ndarray]:
+    """The stage's left and right linear-phase FIRs (balance split half and half), float64."""
+    freqs, half_bal = np.asarray(params.freqs_hz), params.balance_db / 2.0
+    curves = (np.asarray(params.left_gain_db) - half_bal, np.asarray(params.right_gain_db) + half_bal)
+    return [design_fir(freqs, c, sample_rate, cutoff_hz=params.cutoff_hz) for c in curves]
+
+
 def apply(
     audio: np.ndarray, sample_rate: int, params: PanParams, *, out: np.ndarray | None = None
 ) -> np.ndarray:
-    freqs = np.asarray(params.freqs_hz)
-    half_bal = params.balance_db / 2.0
-    taps = [
-        design_fir(
-            freqs, np.asarray(params.left_gain_db) - half_bal, sample_rate, cutoff_hz=params.cutoff_hz
-        ),
-        design_fir(
-            freqs, np.asarray(params.right_gain_db) + half_bal, sample_rate, cutoff_hz=params.cutoff_hz
-        ),
-    ]
-    return apply_fir(audio, taps, out=out)
+    return apply_fir(audio, taps(params, sample_rate), out=out)
