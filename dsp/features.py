@@ -48,7 +48,7 @@ class StemFeatures:
 
 
 @lru_cache(maxsize=8)
-def _k_weighting_sos(sample_rate: int) -> np.ndarray:
+def k_weighting_sos(sample_rate: int) -> np.ndarray:
     """BS.1770 K-weighting (pyloudnorm's own shelf + high-pass coefficients) as second-order sections."""
     meter = pyloudnorm.Meter(sample_rate)
     return np.concatenate([tf2sos(f.b, f.a) for f in meter._filters.values()]).astype(np.float32)
@@ -73,7 +73,7 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
         x = np.pad(x, ((0, 0), (0, block + 1 - x.shape[-1])))
     if not np.any(x):
         return float("-inf")
-    sos = _k_weighting_sos(sample_rate)
+    sos = k_weighting_sos(sample_rate)
     n = x.shape[-1]
     n_blocks = int(round(((n / sample_rate) - 0.4) / 0.1)) + 1
     starts = np.round(np.arange(n_blocks) * (block / 4.0)).astype(np.int64)

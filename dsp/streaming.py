@@ -60,6 +60,7 @@ streaming-safe: yes (:class:`StreamingNormalizer`, all ``Running*`` classes).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
@@ -95,7 +96,7 @@ TAU_S = 5.0
 DYNAMICS_WINDOW_S = 10.0
 #: Window (s) of EQ'd audio the compressor plan (offline bisection) runs on.
 COMP_WINDOW_S = 6.0
-#: Fade-in (s) of that window (see ``StreamingNormalizer._job``).
+#: Fade-in (s) of that window (see ``_Planner.__call__``).
 COMP_FADE_S = 0.05
 #: Default internal hop (samples) of the normalizer = its latency.
 HOP_SAMPLES = 512
@@ -659,6 +660,199 @@ def _step(cur, target, limit):
     return cur + np.clip(np.asarray(target) - cur, -limit, limit)
 
 
+class _Planner:
+    """The normalizer's planning job, a picklable pure function of a snapshot (so it can run in a thread, or
+    in a planner *process* where it does not compete with the audio thread for the GIL).
+
+    streaming-safe: n/a (runs off the audio path).
+    """
+
+    def __init__(self, sample_rate: int, class_name: str, targets, stages: tuple, hop: int, refine: bool):
+        self.sample_rate, self.class_name, self.targets = int(sample_rate), class_name, targets
+        self.stages, self.hop, self.refine = tuple(stages), int(hop), bool(refine)
+        self.centers = band_centers_hz()
+        self.cut_hz = panning.cutoff_hz(class_name)
+
+    def eq_spectra(self, eq_db: np.ndarray) -> np.ndarray:
+        """(K, 2, hop+1) partition spectra of the minimum-phase EQ FIR for band gains ``eq_db``."""
+        s = minimum_phase_spectra(design_fir(self.centers, eq_db, self.sample_rate), FILTER_TAPS, self.hop)
+        return _kcf(np.stack([s, s]))
+
+    def pan_spectra(self, left_db: np.ndarray, right_db: np.ndarray) -> np.ndarray:
+        """(K, 2, hop+1) partition spectra of the minimum-phase per-channel panning FIRs."""
+        return _kcf(
+            [
+                minimum_phase_spectra(
+                    design_fir(self.centers, g, self.sample_rate, cutoff_hz=self.cut_hz),
+                    FILTER_TAPS,
+                    self.hop,
+                )
+                for g in (left_db, right_db)
+            ]
+        )
+
+    def __call__(self, snap: dict) -> dict:
+        """Pure function of the snapshot: new plans (if due), rate-limited parameters and filter spectra."""
+        sr = self.sample_rate
+        planned = snap["planned"]
+        t = self.targets
+        if snap["plan"] and snap["weight"] > 0:
+            pl, pr, nb = snap["pl"] / snap["weight"], snap["pr"] / snap["weight"], snap["nb"] / snap["weight"]
+            live = (pl + pr).sum() > 0
+            if live and t.spectrum_db is not None and "eq" in self.stages:
+                psd = 0.5 * (pl + pr)
+                # closed loop (the streaming form of chain.EQ_REFINE_PASSES): aim the EQ at the target minus
+                # the colouring the later stages add, so the finished stem has the target spectrum
+                target_db = np.asarray(t.spectrum_db) - planned.get("eq_color_db", 0.0)
+                planned["eq"] = eq.plan(None, sr, target_db, power=psd[None, None])
+            if live and t.phi is not None and "panning" in self.stages:
+                h2 = 1.0
+                if "eq" in planned:
+                    e = planned["eq"]
+                    h2 = fir_power_response(
+                        design_fir(np.asarray(e.freqs_hz), np.asarray(e.gain_db), sr), C.ANALYSIS_FFT
+                    )
+                planned["panning"] = panning.plan_from_sums(
+                    pl * h2, pr * h2, nb * h2, sr, t.phi, self.class_name
+                )
+        windows = None  # (input, EQ output, stem output) windows of the last COMP_WINDOW_S
+        if snap["windows"] is not None:
+            buf, lengths = snap["windows"]
+            windows = [buf.array[i, :, :m] for i, m in enumerate(lengths)]
+        comp_peak = 0.0
+        if windows is not None:
+            comp_peak = float(np.max(np.abs(windows[1]), initial=0.0))
+        if windows is not None and self.refine:
+            color = _coloring_db(windows[1], windows[2], sr)
+            if color is not None:
+                old = planned.get("eq_color_db")
+                planned["eq_color_db"] = color if old is None else old + COLOR_SMOOTHING * (color - old)
+        if snap["comp"] and t.onset_peak_mean_db is not None and "compression" in self.stages:
+            # the offline plan on the offline (linear-phase) EQ of the input window; the input gain from the
+            # peak of what really enters the compressor (the minimum-phase EQ moves peaks by a few dB)
+            audio = windows[0]
+            if np.max(np.abs(audio)) > 10 ** (C.SILENCE_PEAK_DB / 20) and comp_peak > 0:
+                if "eq" in planned and not snap["bypass_eq"]:
+                    audio = eq.apply(audio, sr, planned["eq"])
+                # the window cuts into running audio: fade it in so the compressor (which starts with no gain
+                # reduction) does not pass the cut edge through uncompressed; that edge would be the window's
+                # peak and dominate the peak-normalized onset feature, differently for every window position
+                n_fade = min(audio.shape[1], int(COMP_FADE_S * sr))
+                audio = audio.astype(np.float32, copy=True)
+                audio[:, :n_fade] *= _ramp(n_fade).astype(np.float32)
+                params = planned.get("compression")
+                if params is None or not self._comp_in_band(audio, params):
+                    # re-planned only when the setting in force misses the band on this window: the
+                    # threshold search is not smooth in the window (the onset feature is flat over a wide
+                    # range of thresholds), so re-planning every window would make the level wander
+                    rep = compression.plan(
+                        audio, sr, t.onset_peak_mean_db, t.onset_peak_std_db, self.class_name
+                    )
+                    params = rep.params
+                    if not rep.in_band and rep.before_db - rep.after_db < 0.5 * t.onset_peak_std_db:
+                        # even the threshold limit hardly moves the feature: compressing would only change
+                        # the sound, so leave the stem uncompressed
+                        params = replace(params, threshold_db=0.0, ratio=1.0)
+                gain_in = C.DYNAMICS_PEAK_NORM_DB - 20.0 * math.log10(comp_peak)
+                planned["compression"] = replace(params, input_gain_db=float(np.clip(gain_in, -120, 120)))
+        if t.loudness_lufs is not None and math.isfinite(snap["post_lufs"]):
+            planned["loudness_gain_db"] = float(np.clip(t.loudness_lufs - snap["post_lufs"], -60.0, 60.0))
+
+        a: _Applied = snap["applied"]
+        big = 1e9 if snap["jump"] else None
+        lim = big or MAX_STEP_DB
+        new = a
+        eq_spec = pan_spec = None
+        thr = None
+        if "eq" in planned:
+            eq_db = _step(a.eq_db, planned["eq"].gain_db, lim)
+            if np.max(np.abs(eq_db - a.eq_db)) >= FILTER_DEADBAND_DB:
+                new = replace(new, eq_db=eq_db)
+                eq_spec = self.eq_spectra(eq_db)
+        if "panning" in planned:
+            p: PanParams = planned["panning"]
+            pl_db = _step(a.pan_l_db, np.asarray(p.left_gain_db) - p.balance_db / 2, lim)
+            pr_db = _step(a.pan_r_db, np.asarray(p.right_gain_db) + p.balance_db / 2, lim)
+            if (
+                max(np.max(np.abs(pl_db - a.pan_l_db)), np.max(np.abs(pr_db - a.pan_r_db)))
+                >= FILTER_DEADBAND_DB
+            ):
+                new = replace(new, pan_l_db=pl_db, pan_r_db=pr_db, pan_balance_db=float(p.balance_db))
+                pan_spec = self.pan_spectra(pl_db, pr_db)
+        if "compression" in planned:
+            c: CompressorParams = planned["compression"]
+            target_thr = c.threshold_db if c.ratio > 1.0 else 0.0
+            thr_new = float(_step(a.comp_threshold_db, target_thr, big or COMP_STEP_DB))
+            gin = float(_step(a.comp_input_gain_db, c.input_gain_db, lim))
+            new = replace(new, comp_threshold_db=thr_new, comp_input_gain_db=gin)
+            if thr_new != a.comp_threshold_db:
+                thr = min(thr_new, 0.0)
+        if "loudness_gain_db" in planned:
+            new = replace(new, gain_db=float(_step(a.gain_db, planned["loudness_gain_db"], lim)))
+        return {
+            "planned": planned,
+            "applied": new,
+            "eq_spec": eq_spec,
+            "pan_spec": pan_spec,
+            "comp_threshold_db": thr,
+        }
+
+    def _comp_in_band(self, audio: np.ndarray, params: CompressorParams) -> bool:
+        """Whether ``params`` (threshold at the -10 dBFS peak level) put ``audio``'s onset feature in the band."""
+        t = self.targets
+        x, _ = peak_normalize(audio)
+        mean_db, _ = measure_dynamics(
+            compression.apply(x, self.sample_rate, replace(params, input_gain_db=0.0)), self.sample_rate
+        )
+        return abs(mean_db - t.onset_peak_mean_db) <= t.onset_peak_std_db
+
+
+class _Windows:
+    """The (3, 2, n) analysis windows a compressor plan reads (input, EQ output, stem output).
+
+    ``shared=True`` backs them with a file in shared memory (``/dev/shm`` where there is one): pickling then
+    sends only the file's name, and a planner process maps the same pages, so handing a snapshot to another
+    process costs no copy on the audio side. The file is removed when the owner is collected (or ``close``).
+    """
+
+    def __init__(self, shape: tuple[int, ...], shared: bool = False):
+        self.shape, self.path = tuple(shape), None
+        self._owner = True
+        if shared:
+            import tempfile
+            import weakref
+            from pathlib import Path
+
+            base = "/dev/shm" if Path("/dev/shm").is_dir() else None
+            fd, self.path = tempfile.mkstemp(prefix="fxmix-windows-", suffix=".f32", dir=base)
+            os.close(fd)
+            self.array = np.lib.format.open_memmap(self.path, "w+", np.float32, self.shape)
+            self._finalizer = weakref.finalize(self, _unlink_quietly, self.path)
+        else:
+            self.array = np.zeros(self.shape, np.float32)
+        self.array[...] = 0.0  # pages touched now, not on the audio path
+
+    def close(self) -> None:
+        if self.path is not None and self._owner:
+            self._finalizer()
+
+    def __getstate__(self) -> dict:
+        if self.path is None:
+            return {"shape": self.shape, "array": self.array, "path": None}
+        return {"shape": self.shape, "path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.shape, self.path, self._owner = tuple(state["shape"]), state["path"], False
+        self.array = state["array"] if self.path is None else np.load(self.path, mmap_mode="r")
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class StreamingNormalizer:
     """Block-wise effect normalization of one stem (track or class bus) to a profile's class targets.
 
@@ -727,11 +921,16 @@ class StreamingNormalizer:
         self.post_loudness = RunningLoudness(self.sample_rate, tau_s)
         self.comp_window = RunningDynamics(self.sample_rate, COMP_WINDOW_S)
         self.out_window = RunningDynamics(self.sample_rate, COMP_WINDOW_S)
-        self._snap_buf = np.full((3, 2, self.comp_window.ring.n), 0.0, np.float32)  # pages touched now
         self.refine = (
             "eq" in self.stages
             and self.targets.spectrum_db is not None
             and any(st in self.stages for st in ("compression", "panning"))
+        )
+        self.planner = _Planner(
+            self.sample_rate, class_name, self.targets, self.stages, self.hop, self.refine
+        )
+        self._windows = _Windows(
+            (3, 2, self.comp_window.ring.n), shared=bool(getattr(executor, "separate_process", False))
         )
         self._jump = False
         self.reset()
@@ -914,22 +1113,30 @@ class StreamingNormalizer:
             "post_lufs": self.post_loudness.long_term_lufs,
             # windows copied into buffers owned by this instance (at most one plan is in flight, and it is
             # collected before the next snapshot): no large allocations on the audio path
-            "comp_audio": self.stats.dynamics.ring.read_last(n_win, self._snap_buf[0]) if comp_due else None,
-            "eq_audio": self.comp_window.ring.read_last(n_win, self._snap_buf[1]) if comp_due else None,
-            "out_audio": self.out_window.ring.read_last(n_win, self._snap_buf[2])
-            if comp_due and self.refine
-            else None,
+            "windows": self._fill_windows(n_win) if comp_due else None,
+            "bypass_eq": self.bypass["eq"],
             "applied": self.applied,
             "planned": dict(self.planned),
             "jump": self._jump,
         }
 
+    def _fill_windows(self, n_win: int) -> tuple[_Windows, tuple[int, ...]]:
+        w = self._windows.array
+        rings = [self.stats.dynamics.ring, self.comp_window.ring] + (
+            [self.out_window.ring] if self.refine else []
+        )
+        return self._windows, tuple(r.read_last(n_win, w[i]).shape[1] for i, r in enumerate(rings))
+
     def _submit(self) -> None:
         snap = self._snapshot()
         if self.executor is None:
-            self._pending = self._job(snap)
+            self._pending = self.planner(snap)
         else:
-            self._pending = self.executor.submit(self._job, snap)
+            self._pending = self.executor.submit(self.planner, snap)
+
+    def close(self) -> None:
+        """Release the shared analysis windows (also done when the normalizer is collected)."""
+        self._windows.close()
 
     def _collect(self) -> None:
         if self._pending is None:
@@ -945,126 +1152,6 @@ class StreamingNormalizer:
         if res["comp_threshold_db"] is not None:
             self.comp.threshold_db = res["comp_threshold_db"]
             self.comp.ratio = self.settings["ratio"]
-
-    def _job(self, snap: dict) -> dict:
-        """Pure function of the snapshot: new plans (if due), rate-limited parameters and filter spectra."""
-        sr = self.sample_rate
-        planned = snap["planned"]
-        t = self.targets
-        if snap["plan"] and snap["weight"] > 0:
-            pl, pr, nb = snap["pl"] / snap["weight"], snap["pr"] / snap["weight"], snap["nb"] / snap["weight"]
-            live = (pl + pr).sum() > 0
-            if live and t.spectrum_db is not None and "eq" in self.stages:
-                psd = 0.5 * (pl + pr)
-                # closed loop (the streaming form of chain.EQ_REFINE_PASSES): aim the EQ at the target minus
-                # the colouring the later stages add, so the finished stem has the target spectrum
-                target_db = np.asarray(t.spectrum_db) - planned.get("eq_color_db", 0.0)
-                planned["eq"] = eq.plan(None, sr, target_db, power=psd[None, None])
-            if live and t.phi is not None and "panning" in self.stages:
-                h2 = 1.0
-                if "eq" in planned:
-                    e = planned["eq"]
-                    h2 = fir_power_response(
-                        design_fir(np.asarray(e.freqs_hz), np.asarray(e.gain_db), sr), C.ANALYSIS_FFT
-                    )
-                planned["panning"] = panning.plan_from_sums(
-                    pl * h2, pr * h2, nb * h2, sr, t.phi, self.class_name
-                )
-        comp_peak = 0.0
-        if snap["eq_audio"] is not None:
-            comp_peak = float(np.max(np.abs(snap["eq_audio"]), initial=0.0))
-        if snap["out_audio"] is not None:
-            color = _coloring_db(snap["eq_audio"], snap["out_audio"], sr)
-            if color is not None:
-                old = planned.get("eq_color_db")
-                planned["eq_color_db"] = color if old is None else old + COLOR_SMOOTHING * (color - old)
-        if snap["comp"] and t.onset_peak_mean_db is not None and "compression" in self.stages:
-            # the offline plan on the offline (linear-phase) EQ of the input window; the input gain from the
-            # peak of what really enters the compressor (the minimum-phase EQ moves peaks by a few dB)
-            audio = snap["comp_audio"]
-            if np.max(np.abs(audio)) > 10 ** (C.SILENCE_PEAK_DB / 20) and comp_peak > 0:
-                if "eq" in planned and not self.bypass["eq"]:
-                    audio = eq.apply(audio, sr, planned["eq"])
-                # the window cuts into running audio: fade it in so the compressor (which starts with no gain
-                # reduction) does not pass the cut edge through uncompressed; that edge would be the window's
-                # peak and dominate the peak-normalized onset feature, differently for every window position
-                n_fade = min(audio.shape[1], int(COMP_FADE_S * sr))
-                audio = audio.astype(np.float32, copy=True)
-                audio[:, :n_fade] *= _ramp(n_fade).astype(np.float32)
-                params = planned.get("compression")
-                if params is None or not self._comp_in_band(audio, params):
-                    # re-planned only when the setting in force misses the band on this window: the
-                    # threshold search is not smooth in the window (the onset feature is flat over a wide
-                    # range of thresholds), so re-planning every window would make the level wander
-                    rep = compression.plan(
-                        audio, sr, t.onset_peak_mean_db, t.onset_peak_std_db, self.class_name
-                    )
-                    params = rep.params
-                    if not rep.in_band and rep.before_db - rep.after_db < 0.5 * t.onset_peak_std_db:
-                        # even the threshold limit hardly moves the feature: compressing would only change
-                        # the sound, so leave the stem uncompressed
-                        params = replace(params, threshold_db=0.0, ratio=1.0)
-                gain_in = C.DYNAMICS_PEAK_NORM_DB - 20.0 * math.log10(comp_peak)
-                planned["compression"] = replace(params, input_gain_db=float(np.clip(gain_in, -120, 120)))
-        if t.loudness_lufs is not None and math.isfinite(snap["post_lufs"]):
-            planned["loudness_gain_db"] = float(np.clip(t.loudness_lufs - snap["post_lufs"], -60.0, 60.0))
-
-        a: _Applied = snap["applied"]
-        big = 1e9 if snap["jump"] else None
-        lim = big or MAX_STEP_DB
-        new = a
-        eq_spec = pan_spec = None
-        thr = None
-        if "eq" in planned:
-            eq_db = _step(a.eq_db, planned["eq"].gain_db, lim)
-            if np.max(np.abs(eq_db - a.eq_db)) >= FILTER_DEADBAND_DB:
-                new = replace(new, eq_db=eq_db)
-                taps = design_fir(self.centers, eq_db, sr)
-                s = minimum_phase_spectra(taps, FILTER_TAPS, self.hop)
-                eq_spec = _kcf(np.stack([s, s]))
-        if "panning" in planned:
-            p: PanParams = planned["panning"]
-            pl_db = _step(a.pan_l_db, np.asarray(p.left_gain_db) - p.balance_db / 2, lim)
-            pr_db = _step(a.pan_r_db, np.asarray(p.right_gain_db) + p.balance_db / 2, lim)
-            if (
-                max(np.max(np.abs(pl_db - a.pan_l_db)), np.max(np.abs(pr_db - a.pan_r_db)))
-                >= FILTER_DEADBAND_DB
-            ):
-                new = replace(new, pan_l_db=pl_db, pan_r_db=pr_db, pan_balance_db=float(p.balance_db))
-                pan_spec = _kcf(
-                    [
-                        minimum_phase_spectra(
-                            design_fir(self.centers, g, sr, cutoff_hz=self.cut_hz), FILTER_TAPS, self.hop
-                        )
-                        for g in (pl_db, pr_db)
-                    ]
-                )
-        if "compression" in planned:
-            c: CompressorParams = planned["compression"]
-            target_thr = c.threshold_db if c.ratio > 1.0 else 0.0
-            thr_new = float(_step(a.comp_threshold_db, target_thr, big or COMP_STEP_DB))
-            gin = float(_step(a.comp_input_gain_db, c.input_gain_db, lim))
-            new = replace(new, comp_threshold_db=thr_new, comp_input_gain_db=gin)
-            if thr_new != a.comp_threshold_db:
-                thr = min(thr_new, 0.0)
-        if "loudness_gain_db" in planned:
-            new = replace(new, gain_db=float(_step(a.gain_db, planned["loudness_gain_db"], lim)))
-        return {
-            "planned": planned,
-            "applied": new,
-            "eq_spec": eq_spec,
-            "pan_spec": pan_spec,
-            "comp_threshold_db": thr,
-        }
-
-    def _comp_in_band(self, audio: np.ndarray, params: CompressorParams) -> bool:
-        """Whether ``params`` (threshold at the -10 dBFS peak level) put ``audio``'s onset feature in the band."""
-        t = self.targets
-        x, _ = peak_normalize(audio)
-        mean_db, _ = measure_dynamics(
-            compression.apply(x, self.sample_rate, replace(params, input_gain_db=0.0)), self.sample_rate
-        )
-        return abs(mean_db - t.onset_peak_mean_db) <= t.onset_peak_std_db
 
     # ------------------------------------------------------------------ reporting
 
@@ -1167,7 +1254,8 @@ class StreamingNormalizer:
         self.learning = bool(state["learning"])
         self.stats.learning = self.learning
         a = self.applied
-        self.eq_spec, self.pan_spec = self._eq_spectra(a), self._pan_spectra(a)
+        self.eq_spec = self.planner.eq_spectra(a.eq_db)
+        self.pan_spec = self.planner.pan_spectra(a.pan_l_db, a.pan_r_db)
         self.comp.threshold_db = min(a.comp_threshold_db, 0.0)
         self._gains_prev = tuple(float(v) for v in state["gains_prev"])
         self.eq_conv.load_state_dict(state["eq_conv"])
@@ -1178,26 +1266,12 @@ class StreamingNormalizer:
             self._pending = {
                 "planned": planned(pend["planned"]),
                 "applied": pa,
-                "eq_spec": self._eq_spectra(pa) if pend["eq_changed"] else None,
-                "pan_spec": self._pan_spectra(pa) if pend["pan_changed"] else None,
+                "eq_spec": self.planner.eq_spectra(pa.eq_db) if pend["eq_changed"] else None,
+                "pan_spec": self.planner.pan_spectra(pa.pan_l_db, pa.pan_r_db)
+                if pend["pan_changed"]
+                else None,
                 "comp_threshold_db": pend["comp_threshold_db"],
             }
-
-    def _eq_spectra(self, a: _Applied) -> np.ndarray:
-        s = minimum_phase_spectra(design_fir(self.centers, a.eq_db, self.sample_rate), FILTER_TAPS, self.hop)
-        return _kcf(np.stack([s, s]))
-
-    def _pan_spectra(self, a: _Applied) -> np.ndarray:
-        return _kcf(
-            [
-                minimum_phase_spectra(
-                    design_fir(self.centers, g, self.sample_rate, cutoff_hz=self.cut_hz),
-                    FILTER_TAPS,
-                    self.hop,
-                )
-                for g in (a.pan_l_db, a.pan_r_db)
-            ]
-        )
 
 
 def _applied_dict(a: _Applied) -> dict:

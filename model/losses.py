@@ -292,6 +292,117 @@ class MultiResolutionSumDiffLoss(_StereoLossBase):
         return out
 
 
+# ------------------------------------------------------------------------------------- class balance
+#: STFT of the per-band class-contribution estimate: 4096-point Hann, hop 1024 (75 % overlap), ~10.8 Hz bins.
+CONTRIB_N_FFT = 4096
+#: Band edges of the contribution estimate: 1/3-octave from 50 Hz to 16 kHz, plus one band below and one above.
+CONTRIB_BAND_EDGES_HZ = (0.0, *(50.0 * 2.0 ** (k / 3.0) for k in range(26)), SAMPLE_RATE / 2.0 + 1.0)
+#: Tikhonov term of the per-band least squares, relative to the band's largest stem energy: a class that is
+#: silent in a band gets gain 0 there instead of a singular system.
+CONTRIB_RIDGE = 1e-6
+
+
+def contribution_bands(n_fft: int = CONTRIB_N_FFT, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """(n_fft // 2 + 1,) band index of each rfft bin in :data:`CONTRIB_BAND_EDGES_HZ` (bands may be empty)."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges = np.asarray(CONTRIB_BAND_EDGES_HZ)
+    return torch.from_numpy(np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, len(edges) - 2))
+
+
+def band_ls_gains(mix_spec: torch.Tensor, stem_specs: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
+    """Per-band complex least-squares gains of the stems in a mix: ``MIX ≈ Σ_c G_c · STEM_c`` in every band.
+
+    The one definition of fxmix's class-contribution estimate, used by the evaluation (level balance of a
+    method's mix, :func:`fxmix.training.evaluate.estimate_contributions`) and by :class:`ClassBalanceLoss`.
+    One gain per class and band is fitted over all bins of the band, all frames and both channels; a mixing
+    network EQs as well as gains each stem, and per-band gains follow any smooth EQ.
+
+    Args:
+        mix_spec: (..., X, F, T) complex STFT of the mix (X channels).
+        stem_specs: (..., C, X, F, T) complex STFTs of the C stems the mix was made from.
+        bands: (F,) long band index per bin (:func:`contribution_bands`).
+
+    Returns:
+        (..., C, n_bands) complex gains (0 where a class has no energy in a band).
+    """
+    n_bands = int(bands.max()) + 1
+    onehot = F.one_hot(bands.to(mix_spec.device), n_bands).to(stem_specs.dtype)  # (F, K)
+    conj = stem_specs.conj()
+    gram = torch.einsum("...cxft,...dxft->...cdf", conj, stem_specs) @ onehot  # (..., C, C, K)
+    rhs = torch.einsum("...cxft,...xft->...cf", conj, mix_spec) @ onehot  # (..., C, K)
+    gram = gram.movedim(-1, -3)  # (..., K, C, C)
+    diag = torch.diagonal(gram, dim1=-2, dim2=-1).real
+    ridge = CONTRIB_RIDGE * diag.amax(dim=-1, keepdim=True) + 1e-20
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    gains = torch.linalg.solve(gram + (ridge[..., None] * eye), rhs.movedim(-1, -2)[..., None])[..., 0]
+    return gains.movedim(-2, -1)  # (..., C, K)
+
+
+def k_weighting_power(n_fft: int = CONTRIB_N_FFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(n_fft // 2 + 1,) power response of the BS.1770 K-weighting filter (the loudness meter's) on rfft bins."""
+    from fxmix.dsp.features import k_weighting_sos
+
+    _, h = scipy.signal.sosfreqz(
+        k_weighting_sos(sample_rate).astype(np.float64), worN=n_fft // 2 + 1, whole=False
+    )
+    return (np.abs(h) ** 2).astype(np.float32)
+
+
+class ClassBalanceLoss(nn.Module):
+    """Level-balance loss: each class's loudness relative to the mix, predicted vs target (mean |ΔLU|).
+
+    Both mixes are explained by the same input stems with :func:`band_ls_gains` (4096-point STFT, 1/3-octave
+    bands); a class's contribution energy is ``Σ_bands |G|² · K-weighted stem energy`` (BS.1770 K-weighting,
+    ungated), and its balance is ``10·log10(contribution / Σ contributions)``. The multi-resolution STFT loss
+    barely rewards the per-class balance (a mix with one class 3 LU low is a small spectral error), so the
+    network learns it poorly from that loss alone; this term measures it the way ``fxmix eval`` does.
+
+    Classes whose K-weighted input energy is below ``floor_db`` relative to the crop's loudest class are left
+    out (a silent class has no balance).
+
+    Shape: pred, target ``(batch, 2, samples)``, stems ``(batch, C, 2, samples)`` -> scalar (LU).
+    """
+
+    def __init__(self, n_fft: int = CONTRIB_N_FFT, sample_rate: int = SAMPLE_RATE, floor_db: float = -40.0):
+        super().__init__()
+        self.n_fft, self.hop = int(n_fft), int(n_fft) // 4
+        self.floor = 10.0 ** (floor_db / 10.0)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        self.register_buffer("bands", contribution_bands(self.n_fft, sample_rate), persistent=False)
+        self.register_buffer(
+            "kw", torch.from_numpy(k_weighting_power(self.n_fft, sample_rate)), persistent=False
+        )
+
+    def _stft(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        s = torch.stft(
+            x.reshape(-1, x.shape[-1]), self.n_fft, self.hop, window=self.window, return_complex=True
+        )
+        return s.reshape(*lead, *s.shape[-2:])
+
+    def balance_db(self, mix_spec: torch.Tensor, stem_specs: torch.Tensor, stem_energy: torch.Tensor):
+        gains = band_ls_gains(mix_spec, stem_specs, self.bands)  # (B, C, K)
+        contrib = gains.real.square() + gains.imag.square()
+        contrib = contrib * stem_energy  # (B, C, K)
+        e = contrib.sum(-1) + 1e-12
+        return 10.0 * torch.log10(e / e.sum(-1, keepdim=True))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, stems: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            pred, target, stems = pred.float(), target.float(), stems.float()
+            s_spec = self._stft(stems)  # (B, C, 2, F, T)
+            power = (s_spec.real.square() + s_spec.imag.square()).sum(dim=(-3, -1)) * self.kw  # (B, C, F)
+            onehot = F.one_hot(self.bands, int(self.bands.max()) + 1).to(power.dtype)
+            stem_energy = power @ onehot  # (B, C, K)
+            total = stem_energy.sum(-1)  # (B, C)
+            active = total > self.floor * total.amax(dim=-1, keepdim=True)
+            bal_p = self.balance_db(self._stft(pred), s_spec, stem_energy)
+            with torch.no_grad():
+                bal_t = self.balance_db(self._stft(target), s_spec, stem_energy)
+            err = (bal_p - bal_t).abs() * active
+            return err.sum() / active.sum().clamp_min(1)
+
+
 LOSSES = {"La": loss_a, "Lb": loss_b, "mrstft": MultiResolutionSumDiffLoss}
 
 

@@ -102,3 +102,28 @@ def test_bad_arguments_raise_config_error():
         get_loss("La")(torch.zeros(1, 2, N), torch.zeros(1, 1, N))
     with pytest.raises(ConfigError):
         MultiResolutionSumDiffLoss()(torch.zeros(1, 2, 100), torch.zeros(1, 2, 100))
+
+
+def test_class_balance_loss_measures_level_balance():
+    """ClassBalanceLoss: 0 for the target itself; a +6 dB class among four equally loud ones is the analytic
+    balance error (+3.59 LU for it, -2.43 LU for the others, mean 2.72); silent classes are left out."""
+    from fxmix.model.losses import ClassBalanceLoss
+
+    g = torch.Generator().manual_seed(0)
+    stems = torch.randn(2, 4, 2, 44100, generator=g) * 0.1  # equal K-weighted energy per class
+    target = stems.sum(1)
+    loss = ClassBalanceLoss()
+    assert float(loss(target, target, stems)) < 1e-4
+    gains = torch.tensor([2.0, 1.0, 1.0, 1.0]).view(1, 4, 1, 1)  # +6.02 dB on class 0
+    pred = (stems * gains).sum(1).requires_grad_()
+    expected = (10 * np.log10(16 / 7) + 3 * 10 * np.log10(7 / 4)) / 4
+    value = loss(pred, target, stems)
+    assert abs(float(value) - expected) < 0.05, float(value)
+    value.backward()
+    assert torch.isfinite(pred.grad).all() and float(pred.grad.abs().sum()) > 0
+    stems[:, 3] = 0.0  # a silent class: no balance, no NaN
+    pred = (stems * gains).sum(1).requires_grad_()
+    value = loss(pred, stems.sum(1), stems)
+    value.backward()
+    expected3 = 10 * np.log10(2.0)  # 4 of 6 vs 1 of 3 for class 0, 1 of 6 vs 1 of 3 for the others
+    assert abs(float(value) - expected3) < 0.05 and torch.isfinite(pred.grad).all()

@@ -116,15 +116,15 @@ def test_realtime_mode_never_waits_for_the_planner():
     gate = threading.Event()
     ex = ThreadPoolExecutor(max_workers=1)
     nz = StreamingNormalizer(SR, "drums", executor=ex, realtime=True)
-    job = nz._job
-    nz._job = lambda snap: (gate.wait(30), job(snap))[1]  # a planner stuck until released
+    job = nz.planner
+    nz.planner = lambda snap: (gate.wait(30), job(snap))[1]  # a planner stuck until released
     x = signals.drums(2.0)
     before = nz.applied
     y = np.concatenate([nz.process(x[:, i : i + 512]) for i in range(0, x.shape[1], 512)], axis=1)
     assert nz.plans_skipped > 0 and nz.applied is before  # kept the parameters in force, did not block
     assert np.all(np.isfinite(y)) and np.max(np.abs(y)) > 0
     gate.set()
-    nz._job = job
+    nz.planner = job
     for i in range(0, 3 * SR, 512):  # the plan lands and planning resumes
         nz.process(x[:, (i % x.shape[1]) : (i % x.shape[1]) + 512])
     assert nz.applied is not before

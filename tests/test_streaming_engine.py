@@ -99,3 +99,37 @@ def test_realtime_session_runs_the_traced_step_like_the_eager_one():
     assert np.max(np.abs(ya)) > 1e-4 and np.max(np.abs(ya - yb)) <= 1e-4
     rt.close()
     det.close()
+
+
+def test_realtime_plans_come_from_a_planner_process_that_survives_being_killed():
+    """realtime=True: plans run in the shared planner process (not a thread of this one), through shared
+    memory for the analysis windows; if that process dies it is replaced and planning goes on."""
+    import time
+
+    from fxmix.host_bridge import planner_process
+
+    s = Session(SR, 512, 4, realtime=True)
+    assert isinstance(s.executor, planner_process.ProcessPlanner)
+    for i, c in enumerate(["vocals", "drums", "bass", "other"]):
+        s.set_track(i, c)
+    x = _tracks(4.0)[:4]
+    neutral = [b.applied for b in s.buses]
+
+    def play(seconds: float) -> None:
+        for k in range(int(seconds * SR / 512)):
+            i = (k * 512) % (x.shape[-1] - 512)
+            y = s.process(x[:, :, i : i + 512])
+            assert np.all(np.isfinite(y))
+            time.sleep(0.002)  # roughly paced, so the planner keeps up
+
+    play(6.0)
+    assert all(b.applied is not a for b, a in zip(s.buses, neutral))  # plans landed
+    first = planner_process._CHILD
+    assert first.proc.pid != __import__("os").getpid() and first.alive
+    first.proc.kill()
+    first.proc.wait(10)
+    before = [b.applied for b in s.buses]
+    play(6.0)  # never raises; the jobs lost with the process run again in a new one
+    assert planner_process._CHILD is not first and planner_process._CHILD.alive
+    assert any(b.applied is not a for b, a in zip(s.buses, before))
+    s.close()

@@ -186,3 +186,25 @@ def test_warm_start_adds_faders_and_rejects_other_shapes(tmp_path, corpus):
     other, _, _ = build_network(cfg2)
     with pytest.raises(ConfigError, match="shapes differ"):
         warm_start(other, tmp_path / "w0" / "final")
+
+
+def test_balance_weight_adds_the_class_balance_term(tmp_path, corpus):
+    """train.balance_weight: the objective is the mix loss + weight x ClassBalanceLoss, and trains."""
+    from fxmix.model.losses import MultiResolutionSumDiffLoss
+    from fxmix.training.train import Objective
+
+    path, cfg = _cfg(
+        tmp_path, corpus, "bal", overrides=["train.balance_weight=2.0"], steps=3, steps_per_epoch=3
+    )
+    assert cfg.balance_weight == 2.0
+    with pytest.raises(ConfigError, match="balance_weight"):
+        load_train_config(path, ["train.balance_weight=-1"])
+    x = torch.randn(2, 4, 2, 8192, generator=torch.Generator().manual_seed(1))
+    y = x.sum(1)
+    pred = (x * torch.tensor([1.5, 1.0, 1.0, 0.5]).view(1, 4, 1, 1)).sum(1)
+    mix = MultiResolutionSumDiffLoss()
+    plain, weighted = Objective(mix), Objective(mix, 2.0)
+    assert float(weighted(pred, y, x)) - float(plain(pred, y, x)) > 1.0  # the +3.5/-6 dB classes cost LU
+    res = train(cfg, progress=False)
+    rows = read_csv_log(tmp_path / "bal" / "valid_log.csv")
+    assert res["step"] == 3 and all(np.isfinite(r["valid_loss"]) for r in rows)

@@ -65,6 +65,8 @@ class TrainConfig:
         grad_clip: max L2 norm of the gradient (0 = no clipping).
         loss: "La", "Lb" or "mrstft" (fxmix.model.losses.get_loss).
         loss_pre_emphasis: FIR pre-emphasis of the loss (``["aw", "lp"]`` = reference; [] = none).
+        balance_weight: weight of the class level-balance term added to the loss
+            (fxmix.model.losses.ClassBalanceLoss, in LU; 0 = off).
         steps_per_epoch: an "epoch" for validation and logging purposes.
         checkpoint_every: steps between checkpoints; a kill loses at most this many steps.
         keep_checkpoints: how many recent checkpoints to keep.
@@ -105,6 +107,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     loss: str = "mrstft"
     loss_pre_emphasis: tuple[str, ...] = ()
+    balance_weight: float = 0.0
     steps_per_epoch: int = 100
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
@@ -140,8 +143,10 @@ class TrainConfig:
             raise ConfigError(f"train config: device = {self.device!r}; use one of {DEVICES}")
         if not 0.0 <= self.swap_prob <= 1.0:
             raise ConfigError(f"train config: swap_prob = {self.swap_prob} must be in [0, 1]")
-        if self.gain_db < 0 or self.grad_clip < 0 or self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ConfigError("train config: gain_db, grad_clip, weight_decay and warmup_steps must be >= 0")
+        if min(self.gain_db, self.grad_clip, self.weight_decay, self.warmup_steps, self.balance_weight) < 0:
+            raise ConfigError(
+                "train config: gain_db, grad_clip, weight_decay, warmup_steps and balance_weight must be >= 0"
+            )
         if not 0.0 <= self.lr_final_ratio <= 1.0:
             raise ConfigError(f"train config: lr_final_ratio = {self.lr_final_ratio} must be in [0, 1]")
         if self.input_source not in ("wet", "dry"):

@@ -38,6 +38,7 @@ from ..dsp.constants import CLASSES, SAMPLE_RATE
 from ..dsp.errors import ConfigError
 from ..dsp.features import integrated_loudness, measure_phi, measure_spectrum
 from ..dsp.profile import load_profile
+from ..model.losses import CONTRIB_N_FFT, band_ls_gains, contribution_bands
 from .data import MultitrackDataset, crest_factor_db
 
 log = logging.getLogger(__name__)
@@ -71,20 +72,14 @@ def class_balance_lu(contributions: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-#: STFT of the per-band contribution estimate: 4096-point Hann, hop 1024 (75 % overlap, COLA), ~10.8 Hz bins.
-CONTRIB_N_FFT = 4096
-#: Band edges of the contribution estimate: 1/3-octave from 50 Hz to 16 kHz, plus one band below and one above.
-CONTRIB_BAND_EDGES_HZ = (0.0, *(50.0 * 2.0 ** (k / 3.0) for k in range(26)), SAMPLE_RATE / 2.0 + 1.0)
-
-
 def estimate_contributions(mix: np.ndarray, stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each class's contribution to ``mix``: per-band complex least-squares gains on the stems.
 
-    In each 1/3-octave band (:data:`CONTRIB_BAND_EDGES_HZ`) of a 4096-point STFT, one complex gain per class
-    ``G_c`` is fitted over all bins, frames and both channels so that ``MIX ≈ Σ_c G_c · STEM_c``; the
-    contribution of class c is the inverse STFT of ``G_c · STEM_c``. A mixing network EQs as well as gains each
-    stem; a single broadband gain per class only captures the part of the processed stem that is still
-    correlated with the unprocessed one (``|g|² ‖s‖² ≤ ‖H s‖²``), so it systematically under-reads classes the
+    In each 1/3-octave band of a 4096-point STFT, one complex gain per class ``G_c`` is fitted over all bins,
+    frames and both channels so that ``MIX ≈ Σ_c G_c · STEM_c`` (:func:`fxmix.model.losses.band_ls_gains`, the
+    same estimate the training's class-balance loss uses); the contribution of class c is the inverse STFT of
+    ``G_c · STEM_c``. A single broadband gain per class only captures the part of the processed stem that is
+    still correlated with the unprocessed one (``|g|² ‖s‖² ≤ ‖H s‖²``), so it systematically under-reads classes the
     network equalizes. Per-band gains follow any smooth EQ and reduce to the broadband gain for pure gains
     (tests/test_eval.py measures both estimators on stems with known per-class EQ and gain).
 
@@ -106,18 +101,13 @@ def estimate_contributions(mix: np.ndarray, stems: dict[str, np.ndarray]) -> dic
         a = np.stack([stems[c].reshape(-1) for c in names], axis=1).astype(np.float64)
         g, *_ = np.linalg.lstsq(a, mix.reshape(-1).astype(np.float64), rcond=None)
         return {c: (g[i] * stems[c]).astype(np.float32) for i, c in enumerate(names)}
-    freqs, _, m_spec = scipy.signal.stft(mix.astype(np.float32), **kw)  # (2, bins, frames)
+    _, _, m_spec = scipy.signal.stft(mix.astype(np.float32), **kw)  # (2, bins, frames)
     s_spec = np.stack([scipy.signal.stft(stems[c].astype(np.float32), **kw)[2] for c in names])
-    gains = np.zeros((len(names), freqs.size), np.complex64)
-    edges = np.asarray(CONTRIB_BAND_EDGES_HZ)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (freqs >= lo) & (freqs < hi)
-        if not sel.any():
-            continue
-        a = s_spec[:, :, sel, :].reshape(len(names), -1).T.astype(np.complex128)  # (observations, classes)
-        b = m_spec[:, sel, :].reshape(-1).astype(np.complex128)
-        g, *_ = np.linalg.lstsq(a, b, rcond=None)
-        gains[:, sel] = g[:, None]
+    bands = contribution_bands(CONTRIB_N_FFT, SAMPLE_RATE)
+    band_gains = band_ls_gains(
+        torch.from_numpy(m_spec.astype(np.complex128)), torch.from_numpy(s_spec.astype(np.complex128)), bands
+    )  # (classes, bands)
+    gains = band_gains[:, bands].numpy().astype(np.complex64)  # (classes, bins)
     out = {}
     for i, c in enumerate(names):
         _, y = scipy.signal.istft(gains[i][None, :, None] * s_spec[i], **kw)

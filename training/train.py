@@ -271,6 +271,26 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+class Objective(torch.nn.Module):
+    """The training objective: the configured mix loss, plus ``balance_weight`` × the class level-balance loss.
+
+    Called as ``objective(pred, target, stems)`` with pred/target (B, 2, T) and stems (B, C, 2, T).
+    """
+
+    def __init__(self, mix_loss: torch.nn.Module, balance_weight: float = 0.0):
+        super().__init__()
+        from ..model.losses import ClassBalanceLoss
+
+        self.mix_loss, self.balance_weight = mix_loss, float(balance_weight)
+        self.balance = ClassBalanceLoss() if self.balance_weight > 0 else None
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, stems: torch.Tensor) -> torch.Tensor:
+        loss = self.mix_loss(pred, target)
+        if self.balance is not None:
+            loss = loss + self.balance_weight * self.balance(pred, target, stems)
+        return loss
+
+
 def _evaluate_valid(model, loss_fn, crops, batch_size: int, device: str, amp: bool) -> float:
     x_all, y_all = crops
     total, n = 0.0, 0
@@ -281,7 +301,7 @@ def _evaluate_valid(model, loss_fn, crops, batch_size: int, device: str, amp: bo
             x, y = x_all[i : i + batch_size].to(device), y_all[i : i + batch_size].to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=amp):
                 pred = model(x)
-            total += float(loss_fn(pred.float(), y)) * x.shape[0]
+            total += float(loss_fn(pred.float(), y, x)) * x.shape[0]
             n += x.shape[0]
     model.train(was_training)
     return total / max(1, n)
@@ -327,7 +347,7 @@ def _baseline_valid(loss_fn, crops, batch_size: int) -> float:
     with torch.no_grad():
         for i in range(0, x_all.shape[0], batch_size):
             x, y = x_all[i : i + batch_size], y_all[i : i + batch_size]
-            total += float(loss_fn(x.sum(dim=1), y)) * x.shape[0]
+            total += float(loss_fn(x.sum(dim=1), y, x)) * x.shape[0]
     return total / max(1, x_all.shape[0])
 
 
@@ -397,7 +417,8 @@ def train(
         )
     from ..model.losses import get_loss
 
-    loss_fn = get_loss(cfg.loss, pre_emphasis=tuple(cfg.loss_pre_emphasis)).to(device)
+    loss_fn = Objective(get_loss(cfg.loss, pre_emphasis=tuple(cfg.loss_pre_emphasis)), cfg.balance_weight)
+    loss_fn = loss_fn.to(device)
     opt = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad],
         lr=cfg.lr,
@@ -460,7 +481,7 @@ def train(
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device_type=dev_kind, dtype=torch.bfloat16, enabled=amp):
             pred = model(x)
-        loss = loss_fn(pred.float(), y)
+        loss = loss_fn(pred.float(), y, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")

@@ -1,0 +1,275 @@
+"""A planner process for realtime sessions: the normalizers' plan jobs run outside the audio process's GIL.
+
+A plan job (:class:`fxmix.dsp.streaming._Planner`) is mostly Python and numpy code. On a planner *thread* it
+holds the GIL for milliseconds at a time and the audio thread waits: the p99 block time of ``fxmix bench
+stream`` doubled. Here the jobs run in one child process (``python -m fxmix.host_bridge.planner_process``,
+started once per interpreter and shared by all realtime sessions), at a lower scheduling priority, resting
+after each job so it uses at most ``duty`` of a core.
+
+Protocol: length-prefixed pickles over two private pipes (never over the network; both ends are this
+package). Parent -> child ``(key, job, snapshot, rest)``; child -> parent ``(key, ok, result_or_exception)``.
+The child says ``"ready"`` once its imports are done, so a session pays the start-up (about a second) when it
+opens, not on the audio path. The analysis windows of a snapshot travel through shared memory
+(``_Windows(shared=True)``), so the audio thread pickles only small arrays.
+
+If the child dies, every job in flight fails with :class:`PlannerDied`; :class:`ProcessPlanner` then starts a
+new child (off the audio thread) and runs each failed job again, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+
+log = logging.getLogger("fxmix.engine")
+
+_HEADER = struct.Struct("<Q")
+#: Seconds a new planner process may take to import fxmix and say it is ready.
+START_TIMEOUT_S = 60.0
+
+
+class PlannerDied(RuntimeError):
+    """The planner process exited (or could not start); the message says why."""
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        b = os.read(fd, min(n - got, 1 << 20))
+        if not b:
+            return None
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def _read_message(fd: int):
+    head = _read_exact(fd, _HEADER.size)
+    if head is None:
+        return None
+    body = _read_exact(fd, _HEADER.unpack(head)[0])
+    return None if body is None else pickle.loads(body)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _frame(obj) -> bytes:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+def child_main(read_fd: int, write_fd: int) -> None:
+    """The planner process: run jobs until the parent closes its pipe."""
+    try:
+        os.nice(10)  # below the audio process
+    except (AttributeError, OSError):  # not on this platform / not permitted
+        pass
+    import fxmix.dsp.streaming  # noqa: F401  (the jobs' code, imported before saying ready)
+
+    _write_all(write_fd, _frame("ready"))
+    last_end, last_dur = 0.0, 0.0
+    while True:
+        msg = _read_message(read_fd)
+        if msg is None:
+            return
+        key, job, snap, rest = msg
+        wait = last_end + rest * last_dur - time.perf_counter()
+        if wait > 0:
+            time.sleep(min(1.0, wait))
+        t0 = time.perf_counter()
+        try:
+            reply = (key, True, job(snap))
+        except Exception as exc:  # handed to the audio side, which re-raises it where it collects the plan
+            reply = (key, False, exc)
+        last_end = time.perf_counter()
+        last_dur = last_end - t0
+        try:
+            data = _frame(reply)
+        except Exception as exc:  # an exception that cannot be pickled
+            data = _frame((key, False, RuntimeError(f"planner job failed: {reply[2]!r} ({exc})")))
+        _write_all(write_fd, data)
+
+
+class _Child:
+    """One running planner process and the futures of its jobs in flight."""
+
+    def __init__(self) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        cmd = [sys.executable, "-m", "fxmix.host_bridge.planner_process", str(to_child_r), str(from_child_w)]
+        try:
+            self.proc = subprocess.Popen(
+                cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+                os.close(fd)
+            raise PlannerDied(f"cannot start the planner process {sys.executable!r} ({exc})") from exc
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.wfd, self.rfd = to_child_w, from_child_r
+        self.pending: dict[int, Future] = {}
+        self.lock = threading.Lock()
+        self.alive = True
+        self._next = 0
+        self._out: queue.SimpleQueue = queue.SimpleQueue()
+        ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, args=(ready,), name="fxmix-plan-rx", daemon=True)
+        self._writer = threading.Thread(target=self._write, name="fxmix-plan-tx", daemon=True)
+        self._reader.start()
+        self._writer.start()
+        if not ready.wait(START_TIMEOUT_S) or not self.alive:
+            self.kill()
+            raise PlannerDied(
+                f"the planner process ({sys.executable} -m fxmix.host_bridge.planner_process) did not start "
+                f"within {START_TIMEOUT_S:g} s; its error output is above"
+            )
+
+    def submit(self, job, snap: dict, rest: float) -> Future:
+        fut: Future = Future()
+        fut.set_running_or_notify_cancel()
+        with self.lock:
+            if not self.alive:
+                fut.set_exception(PlannerDied("the planner process has exited"))
+                return fut
+            key = self._next
+            self._next += 1
+            self.pending[key] = fut
+        self._out.put(_frame((key, job, snap, rest)))  # pickled here; written by the writer thread
+        return fut
+
+    def _write(self) -> None:
+        while True:
+            data = self._out.get()
+            if data is None:
+                break
+            try:
+                _write_all(self.wfd, data)
+            except OSError:
+                break
+        try:
+            os.close(self.wfd)
+        except OSError:
+            pass
+
+    def _read(self, ready: threading.Event) -> None:
+        try:
+            if _read_message(self.rfd) == "ready":
+                ready.set()
+                while True:
+                    msg = _read_message(self.rfd)
+                    if msg is None:
+                        break
+                    key, ok, value = msg
+                    with self.lock:
+                        fut = self.pending.pop(key, None)
+                    if fut is not None:
+                        fut.set_result(value) if ok else fut.set_exception(value)
+        except (OSError, pickle.UnpicklingError, EOFError) as exc:
+            log.warning("planner process: bad reply (%s)", exc)
+        finally:
+            with self.lock:
+                self.alive = False
+                failed, self.pending = list(self.pending.values()), {}
+            code = self.proc.poll()
+            for fut in failed:
+                fut.set_exception(PlannerDied(f"the planner process exited (code {code})"))
+            ready.set()
+            os.close(self.rfd)
+
+    def kill(self) -> None:
+        self._out.put(None)
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+_CHILD: _Child | None = None
+_CHILD_LOCK = threading.Lock()
+
+
+def _child(dead: _Child | None = None) -> _Child:
+    """The shared planner process, started on first use; ``dead``: replace it if it is still the current one."""
+    global _CHILD
+    with _CHILD_LOCK:
+        if _CHILD is None or (dead is not None and _CHILD is dead) or not _CHILD.alive:
+            if _CHILD is not None:
+                log.warning("planner process died; starting a new one")
+                _CHILD.kill()
+            _CHILD = _Child()
+        return _CHILD
+
+
+class ProcessPlanner:
+    """An ``Executor``-like front (``submit(job, snapshot)``, ``shutdown``) on the shared planner process.
+
+    Args:
+        duty: the largest share of one core the planner may use (it rests ``1 / duty - 1`` × each job's time).
+
+    Raises:
+        PlannerDied: the process cannot be started (e.g. ``sys.executable`` is not a Python interpreter, as
+            in some embedding hosts); callers fall back to a planner thread.
+    """
+
+    #: the normalizer then keeps its analysis windows in shared memory
+    separate_process = True
+
+    def __init__(self, duty: float):
+        self.rest = 1.0 / float(duty) - 1.0
+        self._futures: set[Future] = set()
+        _child()
+
+    def submit(self, job, snap: dict) -> Future:
+        outer: Future = Future()
+        outer.set_running_or_notify_cancel()
+        self._futures.add(outer)
+        outer.add_done_callback(self._futures.discard)
+        self._run(outer, job, snap, retries=1)
+        return outer
+
+    def _run(self, outer: Future, job, snap: dict, retries: int) -> None:
+        child = _CHILD if _CHILD is not None else _child()
+
+        def done(f: Future) -> None:
+            exc = f.exception()
+            if isinstance(exc, PlannerDied) and retries > 0:
+                # restart off the audio thread (this callback may run on it when the child was dead already)
+                def again() -> None:
+                    try:
+                        _child(dead=child)
+                    except PlannerDied as err:
+                        outer.set_exception(err)
+                        return
+                    self._run(outer, job, snap, retries - 1)
+
+                threading.Thread(target=again, name="fxmix-plan-restart", daemon=True).start()
+            elif exc is not None:
+                outer.set_exception(exc)
+            else:
+                outer.set_result(f.result())
+
+        child.submit(job, snap, self.rest).add_done_callback(done)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Wait for this session's jobs (the shared process keeps serving other sessions)."""
+        if wait:
+            for fut in list(self._futures):
+                try:
+                    fut.result()
+                except Exception:  # the job's error belongs to the normalizer that collects it
+                    pass
+
+
+if __name__ == "__main__":
+    child_main(int(sys.argv[1]), int(sys.argv[2]))
