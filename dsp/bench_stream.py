@@ -2,8 +2,8 @@
 
 For each track count: mean and p99 processing time per block as a fraction of the block duration (wall
 clock, and the audio thread's CPU time, which a loaded machine does not inflate), the algorithmic latency in
-samples, and how often the background planner was still busy at an update (it is then skipped, never waited
-on), with and without the causal network. Sessions run in realtime mode and blocks arrive at the block rate
+samples, how often the background planner was still busy at an update (it is then skipped, never waited
+on) and the planner process's CPU, with and without the causal network. Sessions run in realtime mode and blocks arrive at the block rate
 (``--no-realtime`` / ``--no-paced`` for the deterministic mode / back-to-back blocks). The network is the packaged causal
 default if there is one, else ``model/configs/causal.toml`` (or the default ``CausalConfig``) randomly
 initialised (seed 0): the cost does not depend on the weights. Procedural noise input, seeded.
@@ -105,8 +105,13 @@ def measure(
     src = (0.05 * rng.standard_normal((n_tracks, 2, block * 64))).astype(np.float32)
     times, cpu_times = [], []
     period_s = block / sample_rate
+    from fxmix.host_bridge.planner_process import planner_cpu_seconds
+
     t_next = time.perf_counter()
+    planner_cpu0 = wall0 = None
     for k in range(n_warm + n_blocks):
+        if k == n_warm:
+            planner_cpu0, wall0 = planner_cpu_seconds(), time.perf_counter()
         j = (k % 64) * block
         x = src[:, :, j : j + block] * np.float32(0.5 + 0.5 * ((k // 40) % 2))
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -118,6 +123,12 @@ def measure(
         if paced:  # blocks arrive at the block rate, as from an audio device
             t_next += period_s
             time.sleep(max(0.0, t_next - time.perf_counter()))
+    planner_cpu1, wall1 = planner_cpu_seconds(), time.perf_counter()
+    planner_frac = (
+        (planner_cpu1 - planner_cpu0) / (wall1 - wall0)
+        if planner_cpu0 is not None and planner_cpu1 is not None
+        else float("nan")
+    )
     skipped = sum(b.plans_skipped for b in s.buses)
     updates = sum(b.k // UPDATE_HOPS for b in s.buses)
     s.close()
@@ -134,6 +145,7 @@ def measure(
         "cpu_p99_frac": float(np.percentile(c, 99)),
         "latency_samples": s.latency_samples,
         "planner_skipped_fraction": skipped / max(updates, 1),
+        "planner_process_core_frac": planner_frac,
     }
 
 
@@ -144,8 +156,8 @@ def bench_stream_main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    # the planner runs in a thread next to the audio path: hand the GIL back within 0.5 ms (Python's default
-    # 5 ms would be a 5 ms stall of the audio path whenever the planner holds it; fxmix serve does the same)
+    # realtime plans run in a planner process; other threads of this process (deterministic mode's planner
+    # thread, the planner pipe's reader/writer) hand the GIL back within 0.5 ms, as in fxmix serve
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     block_ms = 1000.0 * args.block / args.sample_rate
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
@@ -171,7 +183,8 @@ def bench_stream_main(argv: list[str] | None = None) -> int:
                 f"{100 * r['mean_frac']:5.1f} %  p99 {100 * r['p99_frac']:5.1f} %  max {100 * r['max_frac']:6.1f} %; "
                 f"CPU mean {100 * r['cpu_mean_frac']:5.1f} %  p99 {100 * r['cpu_p99_frac']:5.1f} % of the block; "
                 f"latency {r['latency_samples']} samples ({1000 * r['latency_samples'] / args.sample_rate:.1f} ms); "
-                f"planner busy at {100 * r['planner_skipped_fraction']:.0f} % of updates"
+                f"planner busy at {100 * r['planner_skipped_fraction']:.0f} % of updates, "
+                f"planner process {100 * r['planner_process_core_frac']:.0f} % of a core"
             )
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"target: wall p99 <= 50 % with 16 tracks; load average after {load_after[0]:.2f}")

@@ -211,6 +211,19 @@ def _child(dead: _Child | None = None) -> _Child:
         return _CHILD
 
 
+def planner_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) the current planner process has used, from ``/proc`` (None elsewhere)."""
+    child = _CHILD
+    if child is None or not child.alive:
+        return None
+    try:
+        with open(f"/proc/{child.proc.pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class ProcessPlanner:
     """An ``Executor``-like front (``submit(job, snapshot)``, ``shutdown``) on the shared planner process.
 

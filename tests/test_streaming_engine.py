@@ -76,9 +76,9 @@ def test_session_state_roundtrip_and_model_step():
     b.close()
 
 
-def test_realtime_session_runs_the_traced_step_like_the_eager_one():
+def test_realtime_session_runs_the_onnx_step_like_the_eager_one():
     """realtime=True: same latency; with the normalizer stages bypassed (so planning timing cannot matter)
-    the traced network step gives the eager step's mix within 1e-4."""
+    the ONNX Runtime network step gives the eager step's mix within 1e-4."""
     import torch
     from fxmix.model.causal import CausalConfig, CausalMixer
 
