@@ -390,7 +390,9 @@ class Session:
             "sum_delay": self.sum_delay.copy(),
         }
         if self.net_state is not None:
-            state["net_state"] = [np.array(s) for s in self.net_state]
+            state["net_state"] = [
+                s.numpy().copy() if hasattr(s, "numpy") else np.array(s) for s in self.net_state
+            ]
         return state
 
     def load_state(self, state: dict) -> None:
