@@ -3,7 +3,9 @@
 For each track count: mean and p99 processing time per block as a fraction of the block duration (wall
 clock, and the audio thread's CPU time, which a loaded machine does not inflate), the algorithmic latency in
 samples, how often the background planner was still busy at an update (it is then skipped, never waited
-on) and the planner process's CPU, with and without the causal network. Sessions run in realtime mode and blocks arrive at the block rate
+on) and the planner process's CPU, with and without the causal network. With ``--pipeline`` (default, as in
+``fxmix serve``) the network runs one block behind on its own thread: the wall figures are then the audio
+path's (buses), and the network thread's CPU per block is printed next to them. Sessions run in realtime mode and blocks arrive at the block rate
 (``--no-realtime`` / ``--no-paced`` for the deterministic mode / back-to-back blocks). The network is the packaged causal
 default if there is one, else ``model/configs/causal.toml`` (or the default ``CausalConfig``) randomly
 initialised (seed 0): the cost does not depend on the weights. Procedural noise input, seeded.
@@ -46,6 +48,12 @@ def get_parser() -> argparse.ArgumentParser:
         default=True,
         help="feed blocks at the block rate (like an audio device) or back to back",
     )
+    p.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the network one block behind on its own thread (realtime default; adds one block of latency)",
+    )
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
     return p
 
@@ -85,13 +93,14 @@ def measure(
     model=None,
     realtime: bool = True,
     paced: bool = True,
+    pipeline: bool = True,
 ) -> dict:
     """Stream seeded noise through a :class:`Session`; per-block wall and thread-CPU time / block duration."""
     from fxmix.host_bridge.engine import Session
 
     from .streaming import UPDATE_HOPS
 
-    s = Session(sample_rate, block, n_tracks, model=model, realtime=realtime)
+    s = Session(sample_rate, block, n_tracks, model=model, realtime=realtime, pipeline=pipeline)
     classes = s.classes
     for i in range(n_tracks):
         s.set_track(i, classes[i % len(classes)])
@@ -99,6 +108,17 @@ def measure(
     # ~0.1 s and would otherwise land inside some block
     gc.collect()
     gc.freeze()
+    net_cpu: list[float] = []
+    if s.pipeline:  # the network runs one block behind on its own thread: time it there too
+        inner = s._net_block
+
+        def timed_net_block(buses):
+            c0 = time.thread_time()
+            out = inner(buses)
+            net_cpu.append(time.thread_time() - c0)
+            return out
+
+        s._net_block = timed_net_block
     rng = np.random.default_rng(0)
     n_blocks = int(seconds * sample_rate / block)
     n_warm = int(warmup_s * sample_rate / block)
@@ -135,6 +155,7 @@ def measure(
     gc.unfreeze()
     t = np.asarray(times) / period_s
     c = np.asarray(cpu_times) / period_s
+    nc = np.asarray(net_cpu[n_warm:], float) / period_s if net_cpu else np.zeros(1)
     return {
         "tracks": n_tracks,
         "model": model is not None,
@@ -143,6 +164,9 @@ def measure(
         "max_frac": float(t.max()),
         "cpu_mean_frac": float(c.mean()),
         "cpu_p99_frac": float(np.percentile(c, 99)),
+        "pipelined_network": s.pipeline,
+        "net_thread_cpu_mean_frac": float(nc.mean()),
+        "net_thread_cpu_p99_frac": float(np.percentile(nc, 99)),
         "latency_samples": s.latency_samples,
         "planner_skipped_fraction": skipped / max(updates, 1),
         "planner_process_core_frac": planner_frac,
@@ -168,21 +192,36 @@ def bench_stream_main(argv: list[str] | None = None) -> int:
     print(
         f"fxmix bench stream: {args.sample_rate} Hz, block {args.block} ({block_ms:.2f} ms), "
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-        f"torch threads {args.threads}, {mode}, {'paced at the block rate' if args.paced else 'unpaced'}"
+        f"torch threads {args.threads}, {mode}, {'paced at the block rate' if args.paced else 'unpaced'}, "
+        f"network {'pipelined (one block behind, own thread)' if args.pipeline else 'in the audio thread'}"
     )
     print(f"network: {label}")
     rows = []
     for n in (int(v) for v in args.tracks.split(",")):
         for m in [None, net] if net is not None else [None]:
             r = measure(
-                n, args.sample_rate, args.block, args.seconds, args.warmup_s, m, args.realtime, args.paced
+                n,
+                args.sample_rate,
+                args.block,
+                args.seconds,
+                args.warmup_s,
+                m,
+                args.realtime,
+                args.paced,
+                args.pipeline,
             )
             rows.append(r)
             print(
                 f"  {n:3d} tracks, network {'yes' if m is not None else 'no ':3s}: wall mean "
                 f"{100 * r['mean_frac']:5.1f} %  p99 {100 * r['p99_frac']:5.1f} %  max {100 * r['max_frac']:6.1f} %; "
                 f"CPU mean {100 * r['cpu_mean_frac']:5.1f} %  p99 {100 * r['cpu_p99_frac']:5.1f} % of the block; "
-                f"latency {r['latency_samples']} samples ({1000 * r['latency_samples'] / args.sample_rate:.1f} ms); "
+                + (
+                    f"network thread (pipelined, off the audio path) CPU mean "
+                    f"{100 * r['net_thread_cpu_mean_frac']:4.1f} %  p99 {100 * r['net_thread_cpu_p99_frac']:4.1f} %; "
+                    if r["pipelined_network"]
+                    else ""
+                )
+                + f"latency {r['latency_samples']} samples ({1000 * r['latency_samples'] / args.sample_rate:.1f} ms); "
                 f"planner busy at {100 * r['planner_skipped_fraction']:.0f} % of updates, "
                 f"planner process {100 * r['planner_process_core_frac']:.0f} % of a core"
             )

@@ -18,7 +18,9 @@ when the background planner has them (:mod:`fxmix.dsp.streaming`), plans run in 
 block size (about 2x faster than the eager step on one core, equal within 1e-4).
 
 Latency: ``latency_samples`` = the normalizer hop (FIFO, 512) + the network's look-ahead (``encoder_kernel -
-1``, 0 without a model). The dry path of the ``amount`` control and the model-bypass path are delayed to
+1``, 0 without a model) + one block when the network is pipelined (``pipeline``, on in realtime sessions: the
+network computes block k on its own thread while the host is between blocks, and ``process`` returns block
+k - 1's mix, so the audio thread's time per block is the buses' alone). The dry path of the ``amount`` control and the model-bypass path are delayed to
 match, so the latency never changes while playing.
 
 streaming-safe: yes.
@@ -166,6 +168,10 @@ class Session:
         classes: class bus order (the network's stem order).
         realtime: never wait for the planner and run the network as an ONNX Runtime step (module docstring);
             False (default) gives reproducible output.
+        pipeline: run the network one block behind, on its own thread, while the audio thread returns
+            (default: = ``realtime``). ``process`` then costs only the buses; the network's block is computed
+            in the time the host spends between blocks. Adds ``block_samples`` to ``latency_samples``; the
+            output is the unpipelined output delayed by exactly that (tested).
 
     Controls (:meth:`set_control`): ``amount`` (0 dry sum .. 1 processed), ``bypass_<stage>`` (eq,
     compression, panning, loudness), ``bypass_model``, ``freeze``, ``learn``, ``reset``.
@@ -183,6 +189,7 @@ class Session:
         model=None,
         classes: Sequence[str] = CLASSES,
         realtime: bool = False,
+        pipeline: bool | None = None,
     ):
         for name, v in (
             ("sample_rate", sample_rate),
@@ -227,7 +234,11 @@ class Session:
             _realtime_step(self.net, self.block_samples) if self.net is not None and realtime else None
         )
         self.model_latency = int(getattr(self.net, "latency_samples", 0)) if self.net is not None else 0
-        self.latency_samples = HOP_SAMPLES + self.model_latency
+        self.pipeline = bool(realtime if pipeline is None else pipeline) and self.net is not None
+        self.pipeline_samples = self.block_samples if self.pipeline else 0
+        self._net_pool = ThreadPoolExecutor(1, "fxmix-net") if self.pipeline else None
+        self._net_job = None
+        self.latency_samples = HOP_SAMPLES + self.model_latency + self.pipeline_samples
         self.amount = 1.0
         self.bypass_model = False
         self._reset_audio()
@@ -273,6 +284,7 @@ class Session:
             for b in self.buses:
                 b.learn() if (value is None or bool(value)) else b.freeze()
         elif name == "reset":
+            self._finish_net()
             for b in self.buses:
                 b.reset()
             self._reset_audio()
@@ -281,6 +293,7 @@ class Session:
 
     def _reset_audio(self) -> None:
         self.net_state = None if self.net is None else self.net.init_state(1)
+        self._pipe = np.zeros((2, self.pipeline_samples), np.float32)
         self.dry_delay = np.zeros((2, self.latency_samples), np.float32)
         self.sum_delay = np.zeros((2, self.model_latency), np.float32)
 
@@ -305,26 +318,42 @@ class Session:
         n = x.shape[-1]
         bus_in = np.einsum("bt,tcn->bcn", self._assign(), x)
         buses = np.stack([b.process(bus_in[i]) for i, b in enumerate(self.buses)])
-        if self.net is not None:
-            if self._step_fn is not None and n == self.block_samples:
-                out = self._step_fn(buses[None], *self.net_state)
-                mix, self.net_state = out[0], tuple(out[1:])
-            else:  # eager step (deterministic sessions, or a block of another size)
-                import torch
-
-                with torch.inference_mode():
-                    state = tuple(torch.as_tensor(v) for v in self.net_state)
-                    mix, self.net_state = self.net.step(torch.from_numpy(buses)[None], state)
-                mix = mix.numpy()
-            wet_net = np.asarray(mix[0], np.float32)
-            summed = self._delay("sum_delay", buses.sum(axis=0))
-            wet = summed if self.bypass_model else wet_net
-        else:
+        if self.net is None:
             wet = buses.sum(axis=0)
+        elif self.pipeline:
+            self._finish_net()  # the previous block's mix (done by now when blocks come at the block rate)
+            self._net_job = self._net_pool.submit(self._net_block, buses)
+            if self._pipe.shape[1] < n:  # a host block longer than block_samples: this block's mix is due too
+                self._finish_net()
+            wet, self._pipe = self._pipe[:, :n], self._pipe[:, n:]
+        else:
+            wet = self._net_block(buses)
         dry = self._delay("dry_delay", x.sum(axis=0))
         if self.amount >= 1.0:
             return np.ascontiguousarray(wet[:, :n], np.float32)
         return (self.amount * wet + (1.0 - self.amount) * dry).astype(np.float32)
+
+    def _net_block(self, buses: np.ndarray) -> np.ndarray:
+        """The network's (or, bypassed, the delayed bus sum's) (2, n) mix of one block of normalized buses."""
+        n = buses.shape[-1]
+        if self._step_fn is not None and n == self.block_samples:
+            out = self._step_fn(buses[None], *self.net_state)
+            mix, self.net_state = out[0], tuple(out[1:])
+        else:  # eager step (deterministic sessions, or a block of another size)
+            import torch
+
+            with torch.inference_mode():
+                state = tuple(torch.as_tensor(v) for v in self.net_state)
+                mix, self.net_state = self.net.step(torch.from_numpy(buses)[None], state)
+            mix = mix.numpy()
+        summed = self._delay("sum_delay", buses.sum(axis=0))
+        return summed if self.bypass_model else np.asarray(mix[0], np.float32)
+
+    def _finish_net(self) -> None:
+        """Wait for the network's block in flight (pipeline) and queue its mix."""
+        job, self._net_job = self._net_job, None
+        if job is not None:
+            self._pipe = np.concatenate([self._pipe, job.result()], axis=1)
 
     def _delay(self, attr: str, x: np.ndarray) -> np.ndarray:
         buf = np.concatenate([getattr(self, attr), x], axis=1)
@@ -379,6 +408,7 @@ class Session:
 
     def save_state(self) -> dict:
         """Session state as nested dicts of numpy arrays / numbers / strings (no pickles)."""
+        self._finish_net()
         state = {
             "sample_rate": self.sample_rate,
             "track_class": list(self.track_class),
@@ -388,6 +418,7 @@ class Session:
             "buses": {c: b.state_dict() for c, b in zip(self.classes, self.buses)},
             "dry_delay": self.dry_delay.copy(),
             "sum_delay": self.sum_delay.copy(),
+            "pipe": self._pipe.copy(),
         }
         if self.net_state is not None:
             state["net_state"] = [
@@ -404,6 +435,7 @@ class Session:
             raise ConfigError(
                 f"load_state: state has {len(state['track_class'])} tracks, session has {self.n_tracks}"
             )
+        self._finish_net()
         self.track_class = list(state["track_class"])
         self.track_name = list(state["track_name"])
         self.amount = float(state["amount"])
@@ -412,12 +444,19 @@ class Session:
             b.load_state_dict(state["buses"][c])
         self.dry_delay = np.asarray(state["dry_delay"], np.float32)
         self.sum_delay = np.asarray(state["sum_delay"], np.float32)
+        pipe = np.asarray(state.get("pipe", np.zeros((2, 0))), np.float32).reshape(2, -1)
+        if pipe.shape[1] != self.pipeline_samples:  # saved by a session with the other pipeline setting
+            pipe = np.zeros((2, self.pipeline_samples), np.float32)
+        self._pipe = pipe
         if self.net is not None and "net_state" in state:
             import torch
 
             self.net_state = tuple(torch.from_numpy(np.asarray(s)) for s in state["net_state"])
 
     def close(self) -> None:
+        self._finish_net()
+        if self._net_pool is not None:
+            self._net_pool.shutdown(wait=True)
         self.executor.shutdown(wait=True)
         for b in self.buses:
             b.close()

@@ -77,8 +77,9 @@ def test_session_state_roundtrip_and_model_step():
 
 
 def test_realtime_session_runs_the_onnx_step_like_the_eager_one():
-    """realtime=True: same latency; with the normalizer stages bypassed (so planning timing cannot matter)
-    the ONNX Runtime network step gives the eager step's mix within 1e-4."""
+    """realtime=True (pipelined by default): the latency of a pipelined deterministic session; with the
+    normalizer stages bypassed (so planning timing cannot matter) the ONNX Runtime network step gives the eager
+    step's mix within 1e-4."""
     import torch
     from fxmix.model.causal import CausalConfig, CausalMixer
 
@@ -87,8 +88,8 @@ def test_realtime_session_runs_the_onnx_step_like_the_eager_one():
     cfg = CausalConfig(n_latent=8, bottleneck=8, hidden=8, skip=8, n_blocks=2, n_repeats=1, lstm_layers=1)
     net = CausalMixer(cfg)
     x = _tracks(1.0)
-    rt, det = Session(SR, 512, 5, model=net, realtime=True), Session(SR, 512, 5, model=net)
-    assert rt._step_fn is not None and det._step_fn is None
+    rt, det = Session(SR, 512, 5, model=net, realtime=True), Session(SR, 512, 5, model=net, pipeline=True)
+    assert rt._step_fn is not None and det._step_fn is None and rt.pipeline
     assert rt.latency_samples == det.latency_samples
     for s in (rt, det):
         for i, c in enumerate(["vocals", "drums", "bass", "other", "other"]):
@@ -133,3 +134,37 @@ def test_realtime_plans_come_from_a_planner_process_that_survives_being_killed()
     assert planner_process._CHILD is not first and planner_process._CHILD.alive
     assert any(b.applied is not a for b, a in zip(s.buses, before))
     s.close()
+
+
+def test_pipelined_network_is_the_same_mix_one_block_later():
+    """pipeline=True: the network runs one block behind on its own thread; the output is the unpipelined
+    output delayed by exactly block_samples (also with host blocks of other sizes, reset and bypass)."""
+    import torch
+    from fxmix.model.causal import CausalConfig, CausalMixer
+
+    torch.manual_seed(0)
+    cfg = CausalConfig(n_latent=8, bottleneck=8, hidden=8, skip=8, n_blocks=2, n_repeats=1, lstm_layers=1)
+    net = CausalMixer(cfg).eval()
+    x = _tracks(2.0)
+    plain, piped = Session(SR, 512, 5, model=net), Session(SR, 512, 5, model=net, pipeline=True)
+    assert piped.latency_samples == plain.latency_samples + 512
+    for s in (plain, piped):
+        for i, c in enumerate(["vocals", "drums", "bass", "other", "other"]):
+            s.set_track(i, c)
+    ya, yb = _run(plain, x, 512), _run(piped, x, 512)
+    assert np.max(np.abs(ya)) > 1e-3
+    assert np.max(np.abs(yb[:, 512:] - ya[:, :-512])) <= 1e-6 and not np.any(yb[:, :512])
+    for s in (plain, piped):  # host blocks of other sizes, and the model bypassed half-way
+        s.set_control("reset")
+    sizes = [512, 300, 1024, 700, 512, 2000] * 8
+    edges = np.cumsum([0, *sizes])
+    outs = {id(s): [] for s in (plain, piped)}
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        for s in (plain, piped):
+            if k == len(sizes) // 2:
+                s.set_control("bypass_model", True)
+            outs[id(s)].append(s.process(x[:, :, a:b]))
+    ya, yb = (np.concatenate(outs[id(s)], axis=1) for s in (plain, piped))
+    assert np.max(np.abs(yb[:, 512:] - ya[:, :-512])) <= 1e-6
+    plain.close()
+    piped.close()
