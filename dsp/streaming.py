@@ -868,6 +868,9 @@ class StreamingNormalizer:
             depend on it.
         phase: hop offset of this instance's plan/update schedule (spread several buses' plans in time).
         realtime: never wait for the planner (see the module docstring); needs an ``executor``.
+        background: realtime only: a single-thread executor that takes the statistics update and the plan
+            snapshot off the audio path (they run between blocks; the audio thread only hands over the hops it
+            recorded and applies landed plans). None: both run on the audio thread at each update.
 
     ``process(block (2, n)) -> (2, n)`` for any n (output delayed by ``latency_samples``), ``reset()`` clears
     tails and statistics (parameters return to neutral), ``freeze()`` / ``learn()`` hold / resume statistics
@@ -889,6 +892,7 @@ class StreamingNormalizer:
         executor: Executor | None = None,
         phase: int = 0,
         realtime: bool = False,
+        background: Executor | None = None,
     ):
         if not isinstance(hop_samples, int) or hop_samples < 32 or FILTER_TAPS % hop_samples:
             raise ConfigError(
@@ -910,6 +914,8 @@ class StreamingNormalizer:
         self.executor = executor
         self.phase = int(phase)
         self.realtime = bool(realtime)
+        self.background = background if self.realtime else None
+        self._bg: Future | None = None
         self.bypass = {s: False for s in ("eq", "compression", "panning", "loudness")}
         self.learning = True
         self.settings = compression.class_settings(class_name)
@@ -939,6 +945,7 @@ class StreamingNormalizer:
 
     def reset(self) -> None:
         """Clear audio tails, statistics and plans; parameters return to neutral (0 dB, no compression)."""
+        self._drain_background()
         nb = self.centers.size
         self.applied = _Applied(np.zeros(nb), np.zeros(nb), np.zeros(nb), 0.0, 0.0, 0.0, 0.0)
         self.planned: dict = {}
@@ -1021,19 +1028,55 @@ class StreamingNormalizer:
         self.out_fifo = out[:, n:]
         return np.ascontiguousarray(out[:, :n], dtype=np.float32)
 
+    def _update_in_background(self) -> None:
+        """Realtime update with a background thread: hand the recorded hops over, apply a landed plan."""
+        if self._bg is not None and not self._bg.done():
+            self.plans_skipped += 1  # the background thread is behind: hops stay recorded for the next update
+            return
+        if self._bg is not None:
+            self._bg.result()  # re-raises an error of the last update here, on the audio thread
+        plan = self.learning and not (isinstance(self._pending, Future) and not self._pending.done())
+        if plan:
+            self._collect()
+        else:
+            self.plans_skipped += 1
+        recs = (self._rec_in, self._rec_eq, self._rec_out)
+        self._rec_in, self._rec_eq, self._rec_out = [], [], []
+        self._bg = self.background.submit(self._analyse, recs, self.k, plan)
+
+    def _analyse(self, recs: tuple, k: int, plan: bool) -> None:
+        """Background thread: statistics update, then (``plan``) the snapshot and the planner submission."""
+        self._update_stats(*recs)
+        if plan:
+            self._submit(k)
+
+    def _drain_background(self) -> None:
+        bg, self._bg = getattr(self, "_bg", None), None
+        if bg is not None:
+            flush = getattr(self.background, "flush", None)
+            if flush is not None:  # a deferring executor: make sure the job has been started
+                flush()
+            bg.result()
+
     def sync_stats(self) -> None:
         """Feed the hops recorded since the last update to the running statistics and analysis windows.
 
         The audio path only records its hops (a list append); the statistics take them in one call per
         update (UPDATE_HOPS hops), just before a plan snapshot reads them, which divides their per-call
-        overhead by UPDATE_HOPS. Readers between updates (``params()``, ``stats``) call this first.
+        overhead by UPDATE_HOPS (with a ``background`` executor that call runs between blocks). Readers
+        between updates (``params()``, ``stats``) call this first; it waits for a background update.
         """
-        if not self._rec_in:
-            return
-        x = np.concatenate(self._rec_in, axis=1)
-        e = np.concatenate(self._rec_eq, axis=1)
-        o = np.concatenate(self._rec_out, axis=1)
+        self._drain_background()
+        recs = (self._rec_in, self._rec_eq, self._rec_out)
         self._rec_in, self._rec_eq, self._rec_out = [], [], []
+        self._update_stats(*recs)
+
+    def _update_stats(self, rec_in: list, rec_eq: list, rec_out: list) -> None:
+        if not rec_in:
+            return
+        x = np.concatenate(rec_in, axis=1)
+        e = np.concatenate(rec_eq, axis=1)
+        o = np.concatenate(rec_out, axis=1)
         self.stats.update_checked(x)
         self.comp_window.update(e)
         self.post_loudness.update(o)
@@ -1042,13 +1085,16 @@ class StreamingNormalizer:
 
     def _process_hop(self, x: np.ndarray) -> np.ndarray:
         if (self.k - self.phase) % UPDATE_HOPS == 0:
-            self.sync_stats()
-            if self.realtime and isinstance(self._pending, Future) and not self._pending.done():
-                self.plans_skipped += 1  # the planner is behind: keep the parameters in force, never wait
+            if self.background is not None:
+                self._update_in_background()
             else:
-                self._collect()
-                if self.learning:
-                    self._submit()
+                self.sync_stats()
+                if self.realtime and isinstance(self._pending, Future) and not self._pending.done():
+                    self.plans_skipped += 1  # the planner is behind: keep the parameters in force, never wait
+                else:
+                    self._collect()
+                    if self.learning:
+                        self._submit()
         self.k += 1
         if self.learning:
             self._rec_in.append(x)
@@ -1088,20 +1134,20 @@ class StreamingNormalizer:
 
     # ------------------------------------------------------------------ planning (deterministic schedule)
 
-    def _snapshot(self) -> dict:
+    def _snapshot(self, k: int) -> dict:
         sp = self.stats.spectrum
         if self.realtime:  # plans are due by elapsed hops (submissions may have been skipped)
-            plan_due = self.k - self._last_plan_k >= PLAN_HOPS and sp.ready
-            comp_due = plan_due and self.k - self._last_comp_k >= PLAN_HOPS * COMP_PLAN_EVERY
+            plan_due = k - self._last_plan_k >= PLAN_HOPS and sp.ready
+            comp_due = plan_due and k - self._last_comp_k >= PLAN_HOPS * COMP_PLAN_EVERY
         else:  # fixed schedule: reproducible output
-            plan_due = (self.k // UPDATE_HOPS) % (PLAN_HOPS // UPDATE_HOPS) == 0 and sp.ready
+            plan_due = (k // UPDATE_HOPS) % (PLAN_HOPS // UPDATE_HOPS) == 0 and sp.ready
             comp_due = plan_due and self.n_plans % COMP_PLAN_EVERY == 0
         comp_due = comp_due and self.comp_window.filled >= self.sample_rate
         if plan_due:
             self.n_plans += 1
-            self._last_plan_k = self.k
+            self._last_plan_k = k
         if comp_due:
-            self._last_comp_k = self.k
+            self._last_comp_k = k
         n_win = self.comp_window.ring.n
         return {
             "plan": plan_due,
@@ -1127,8 +1173,8 @@ class StreamingNormalizer:
         )
         return self._windows, tuple(r.read_last(n_win, w[i]).shape[1] for i, r in enumerate(rings))
 
-    def _submit(self) -> None:
-        snap = self._snapshot()
+    def _submit(self, k: int | None = None) -> None:
+        snap = self._snapshot(self.k if k is None else k)
         if self.executor is None:
             self._pending = self.planner(snap)
         else:

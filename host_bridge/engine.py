@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +155,42 @@ def _realtime_step(net, block_samples: int):
     return _OrtStep(net, block_samples)
 
 
+def _run_into(fut: Future, fn, args: tuple) -> None:
+    if not fut.set_running_or_notify_cancel():
+        return
+    try:
+        fut.set_result(fn(*args))
+    except BaseException as exc:  # handed to whoever waits on the future
+        fut.set_exception(exc)
+
+
+class _Deferred:
+    """An executor front that holds submitted jobs until :meth:`flush`, then runs them on one thread.
+
+    ``Session.process`` flushes when the block's output is ready, so background work (statistics updates,
+    plan snapshots, the pipelined network) starts when the audio thread is done with the block instead of
+    competing with it for the GIL while it computes the block.
+    """
+
+    def __init__(self, name: str):
+        self.pool = ThreadPoolExecutor(1, name)
+        self.queue: list[tuple[Future, object, tuple]] = []
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        self.queue.append((fut, fn, args))
+        return fut
+
+    def flush(self) -> None:
+        queue, self.queue = self.queue, []
+        for fut, fn, args in queue:
+            self.pool.submit(_run_into, fut, fn, args)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.flush()
+        self.pool.shutdown(wait=wait)
+
+
 class Session:
     """Tracks -> class buses -> streaming normalizer -> causal network -> stereo mix, block by block.
 
@@ -212,6 +248,11 @@ class Session:
         self.track_class = [self.classes[-1]] * self.n_tracks
         self.track_name = [f"track {i + 1}" for i in range(self.n_tracks)]
         self.executor = _realtime_planner() if realtime else ThreadPoolExecutor(1, "fxmix-plan")
+        # one thread for the work that may run between blocks (realtime: statistics updates and plan snapshots;
+        # the pipelined network), started when a block's output is ready, so the audio thread does only the
+        # per-block signal path
+        pipelined = bool(realtime if pipeline is None else pipeline) and model is not None
+        self._background = _Deferred("fxmix-bg") if (realtime or pipelined) else None
         n_upd = UPDATE_HOPS
         self.buses = [
             StreamingNormalizer(
@@ -221,6 +262,7 @@ class Session:
                 executor=self.executor,
                 phase=(i * n_upd) // len(self.classes),
                 realtime=realtime,
+                background=self._background if realtime else None,
             )
             for i, c in enumerate(self.classes)
         ]
@@ -236,7 +278,6 @@ class Session:
         self.model_latency = int(getattr(self.net, "latency_samples", 0)) if self.net is not None else 0
         self.pipeline = bool(realtime if pipeline is None else pipeline) and self.net is not None
         self.pipeline_samples = self.block_samples if self.pipeline else 0
-        self._net_pool = ThreadPoolExecutor(1, "fxmix-net") if self.pipeline else None
         self._net_job = None
         self.latency_samples = HOP_SAMPLES + self.model_latency + self.pipeline_samples
         self.amount = 1.0
@@ -305,8 +346,26 @@ class Session:
             m[self.classes.index(c), i] = 1.0
         return m
 
-    def process(self, blocks: np.ndarray) -> np.ndarray:
-        """Mix one block: (n_tracks, 2, n) float32 -> (2, n) float32, delayed by ``latency_samples``."""
+    def process(self, blocks: np.ndarray, *, start_background: bool = True) -> np.ndarray:
+        """Mix one block: (n_tracks, 2, n) float32 -> (2, n) float32, delayed by ``latency_samples``.
+
+        ``start_background=False``: leave the work this block queued for the background thread waiting until
+        :meth:`start_background` (a host that sends the block somewhere first, like the OSC bridge, calls it
+        after sending, so that work does not compete with the send for the GIL). Every block's work must be
+        started before the next ``process`` call.
+        """
+        try:
+            return self._process(blocks)
+        finally:
+            if start_background:
+                self.start_background()
+
+    def start_background(self) -> None:
+        """Start the background work queued by the last block (statistics, plan snapshot, pipelined network)."""
+        if self._background is not None:
+            self._background.flush()
+
+    def _process(self, blocks: np.ndarray) -> np.ndarray:
         x = np.asarray(blocks)
         if x.ndim != 3 or x.shape[0] != self.n_tracks or x.shape[1] != 2:
             raise AudioInputError(
@@ -322,7 +381,7 @@ class Session:
             wet = buses.sum(axis=0)
         elif self.pipeline:
             self._finish_net()  # the previous block's mix (done by now when blocks come at the block rate)
-            self._net_job = self._net_pool.submit(self._net_block, buses)
+            self._net_job = self._background.submit(self._net_block, buses)
             if self._pipe.shape[1] < n:  # a host block longer than block_samples: this block's mix is due too
                 self._finish_net()
             wet, self._pipe = self._pipe[:, :n], self._pipe[:, n:]
@@ -353,6 +412,7 @@ class Session:
         """Wait for the network's block in flight (pipeline) and queue its mix."""
         job, self._net_job = self._net_job, None
         if job is not None:
+            self._background.flush()
             self._pipe = np.concatenate([self._pipe, job.result()], axis=1)
 
     def _delay(self, attr: str, x: np.ndarray) -> np.ndarray:
@@ -455,8 +515,10 @@ class Session:
 
     def close(self) -> None:
         self._finish_net()
-        if self._net_pool is not None:
-            self._net_pool.shutdown(wait=True)
+        for b in self.buses:
+            b.sync_stats()  # waits for a background update in flight
+        if self._background is not None:
+            self._background.shutdown(wait=True)
         self.executor.shutdown(wait=True)
         for b in self.buses:
             b.close()

@@ -820,11 +820,21 @@ class BridgeCore:
                 self.errors.report("overload", f"session {session} block {seq} not mixed")
                 continue
             t0 = time.perf_counter()
-            mix = lv.session.process(blocks)
-            dt = time.perf_counter() - t0
-            lv.process_s_total += dt
-            lv.process_s_max = max(lv.process_s_max, dt)
-            self.send("/fxmix/mix", [session, seq, encode_block(mix)], lv.reply_to)
+            start_later = hasattr(lv.session, "start_background")
+            try:
+                # the engine's between-blocks work starts once the mix is sent, not while it is being sent
+                mix = (
+                    lv.session.process(blocks, start_background=False)
+                    if start_later
+                    else lv.session.process(blocks)
+                )
+                dt = time.perf_counter() - t0
+                lv.process_s_total += dt
+                lv.process_s_max = max(lv.process_s_max, dt)
+                self.send("/fxmix/mix", [session, seq, encode_block(mix)], lv.reply_to)
+            finally:
+                if start_later:
+                    lv.session.start_background()
         if (
             self.params_interval_s is not None
             and (now := time.monotonic()) - lv.last_params_t >= self.params_interval_s
