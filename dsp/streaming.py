@@ -1202,8 +1202,13 @@ class StreamingNormalizer:
     # ------------------------------------------------------------------ reporting
 
     def params(self) -> dict:
-        """Typed stage params in force now (``EqParams``, ``CompressorParams``, ``PanParams``, ``LoudnessParams``)."""
-        self.sync_stats()
+        """Typed stage params in force now (``EqParams``, ``CompressorParams``, ``PanParams``, ``LoudnessParams``).
+
+        With a ``background`` thread the measured loudness reported is that of the last update (at most
+        UPDATE_HOPS hops old) and nothing is waited for: hosts poll this while audio runs.
+        """
+        if self.background is None:
+            self.sync_stats()
         a = self.applied
         freqs = tuple(float(f) for f in self.centers)
         out: dict = {}

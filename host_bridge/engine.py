@@ -191,6 +191,29 @@ class _Deferred:
         self.pool.shutdown(wait=wait)
 
 
+def _bus_summary(p: dict) -> dict:
+    """A bus's stage parameters as the flat numbers the bridge reports per track (gain, pan, EQ, compressor)."""
+    out: dict = {}
+    if "loudness" in p:
+        out["gain_db"] = round(p["loudness"].gain_db, 3)
+    if "panning" in p:
+        out["pan"] = round(float(np.clip(p["panning"].balance_db / 20.0, -1.0, 1.0)), 3)
+    if "eq" in p:
+        g = np.asarray(p["eq"].gain_db)
+        f = np.asarray(p["eq"].freqs_hz)
+        out["eq"] = {
+            "low_db": round(float(g[f < 250].mean()), 2),
+            "mid_db": round(float(g[(f >= 250) & (f < 4000)].mean()), 2),
+            "high_db": round(float(g[f >= 4000].mean()), 2),
+            "max_boost_db": round(float(g.max()), 2),
+            "max_cut_db": round(float(g.min()), 2),
+        }
+    if "compression" in p:
+        out["compressor_threshold_db"] = round(p["compression"].threshold_db, 2)
+        out["compressor_ratio"] = p["compression"].ratio
+    return out
+
+
 class Session:
     """Tracks -> class buses -> streaming normalizer -> causal network -> stereo mix, block by block.
 
@@ -360,6 +383,22 @@ class Session:
             if start_background:
                 self.start_background()
 
+    def defer(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on the between-blocks thread after the work already queued there (inline in
+        sessions without one). Errors are logged, never raised into the audio path."""
+
+        def guarded() -> None:
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - a host callback must not kill the background thread
+                log.exception("deferred host work failed")
+
+        if self._background is None:
+            guarded()
+        else:
+            self._background.submit(guarded)
+            self._background.flush()
+
     def start_background(self) -> None:
         """Start the background work queued by the last block (statistics, plan snapshot, pipelined network)."""
         if self._background is not None:
@@ -427,26 +466,20 @@ class Session:
         if not 0 <= int(index) < self.n_tracks:
             raise ConfigError(f"track_params: track index {index} is out of range [0, {self.n_tracks - 1}]")
         c = self.track_class[index]
-        p = self.buses[self.classes.index(c)].params()
-        out = {"track": int(index), "name": self.track_name[index], "class": c}
-        if "loudness" in p:
-            out["gain_db"] = round(p["loudness"].gain_db, 3)
-        if "panning" in p:
-            out["pan"] = round(float(np.clip(p["panning"].balance_db / 20.0, -1.0, 1.0)), 3)
-        if "eq" in p:
-            g = np.asarray(p["eq"].gain_db)
-            f = np.asarray(p["eq"].freqs_hz)
-            out["eq"] = {
-                "low_db": round(float(g[f < 250].mean()), 2),
-                "mid_db": round(float(g[(f >= 250) & (f < 4000)].mean()), 2),
-                "high_db": round(float(g[f >= 4000].mean()), 2),
-                "max_boost_db": round(float(g.max()), 2),
-                "max_cut_db": round(float(g.min()), 2),
-            }
-        if "compression" in p:
-            out["compressor_threshold_db"] = round(p["compression"].threshold_db, 2)
-            out["compressor_ratio"] = p["compression"].ratio
-        return out
+        return self._track_entry(index, _bus_summary(self.buses[self.classes.index(c)].params()))
+
+    def all_track_params(self) -> list[dict]:
+        """:meth:`track_params` of every track, each bus's parameters read and summarised once."""
+        bus = {c: _bus_summary(b.params()) for c, b in zip(self.classes, self.buses) if c in self.track_class}
+        return [self._track_entry(i, bus[c]) for i, c in enumerate(self.track_class)]
+
+    def _track_entry(self, index: int, summary: dict) -> dict:
+        return {
+            "track": int(index),
+            "name": self.track_name[index],
+            "class": self.track_class[index],
+            **summary,
+        }
 
     def stats(self) -> dict:
         for b in self.buses:

@@ -841,7 +841,11 @@ class BridgeCore:
         ):
             if lv.assembler.stats.mixed_blocks:
                 lv.last_params_t = now
-                self._push_params(session, lv)
+                defer = getattr(lv.session, "defer", None)
+                if defer is not None:  # on the engine's between-blocks thread, not this one
+                    defer(self._push_params, session, lv)
+                else:
+                    self._push_params(session, lv)
 
     def _w_flush(self, sender: Address, session: int) -> None:
         lv = self._get_live(session, "/fxmix/flush", sender)
@@ -945,8 +949,11 @@ class BridgeCore:
             self._push_params(session, lv, to=sender)
 
     def _push_params(self, session: int, lv: _Live, to: Address | None = None) -> None:
-        for track in range(lv.config.n_tracks):
-            params = lv.session.track_params(track)
+        if hasattr(lv.session, "all_track_params"):
+            every = lv.session.all_track_params()
+        else:
+            every = [lv.session.track_params(t) for t in range(lv.config.n_tracks)]
+        for track, params in enumerate(every):
             self.send("/fxmix/params", [session, track, to_json(params)], to or lv.reply_to)
             if self.reaper_feedback is not None:
                 self._send_reaper(track, params)
