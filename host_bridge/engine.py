@@ -364,10 +364,14 @@ class Session:
     # ------------------------------------------------------------------ audio
 
     def _assign(self) -> np.ndarray:
-        m = np.zeros((len(self.classes), self.n_tracks), np.float32)
-        for i, c in enumerate(self.track_class):
-            m[self.classes.index(c), i] = 1.0
-        return m
+        """(classes, tracks) 0/1 routing matrix of the tracks to their class buses (rebuilt when it changes)."""
+        key = tuple(self.track_class)
+        if getattr(self, "_assign_key", None) != key:
+            m = np.zeros((len(self.classes), self.n_tracks), np.float32)
+            for i, c in enumerate(self.track_class):
+                m[self.classes.index(c), i] = 1.0
+            self._assign_key, self._assign_m = key, m
+        return self._assign_m
 
     def process(self, blocks: np.ndarray, *, start_background: bool = True) -> np.ndarray:
         """Mix one block: (n_tracks, 2, n) float32 -> (2, n) float32, delayed by ``latency_samples``.
