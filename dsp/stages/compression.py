@@ -94,6 +94,8 @@ def linked_gain(detector: np.ndarray, sample_rate: int, comp: pedalboard.Compres
     _CHUNK_SAMPLES (the same result as one call, bounded temporaries); returns (n,) float32.
     """
     gain = _LinkedGain(comp, sample_rate, reset)
+    if 1 < detector.shape[-1] <= _CHUNK_SAMPLES:  # one chunk (every streaming hop): no chunk bookkeeping
+        return gain(detector)
     edges = _chunk_edges(detector.shape[-1])
     g = np.empty(detector.shape[-1], np.float32)
     for a, b in zip(edges[:-1], edges[1:]):
