@@ -33,7 +33,10 @@ DEFAULT_PROFILE = "musdb18-reference"
 
 
 def make_session_factory(
-    model: Any = "default", profile: str = DEFAULT_PROFILE, realtime: bool = False
+    model: Any = "default",
+    profile: str = DEFAULT_PROFILE,
+    realtime: bool = False,
+    pipeline: bool | None = None,
 ) -> SessionFactory:
     """Factory of engine sessions for the server.
 
@@ -41,9 +44,10 @@ def make_session_factory(
         model: ``"default"``, ``"none"``, a path to an exported causal network, or a loaded causal network
             (shared by all sessions; each session keeps its own streaming state).
         profile: profile name or JSON path used when a session does not switch it.
-        realtime: realtime engine sessions (plans picked up when ready, never waited on; traced network
+        realtime: realtime engine sessions (plans picked up when ready, never waited on; ONNX Runtime network
             step) as ``fxmix serve`` and ``fxmix bench bridge`` use; False gives reproducible sessions (the
             default, what tests compare against the in-process API).
+        pipeline: run the network one block behind (``Session(pipeline=...)``; None: = realtime).
 
     The engine is imported here (not at module import) so ``fxmix client`` works without torch.
     """
@@ -53,7 +57,13 @@ def make_session_factory(
 
     def factory(sample_rate: int, block_samples: int, n_tracks: int, prof: str | None) -> Any:
         return Session(
-            sample_rate, block_samples, n_tracks, profile=prof or profile, model=model_arg, realtime=realtime
+            sample_rate,
+            block_samples,
+            n_tracks,
+            profile=prof or profile,
+            model=model_arg,
+            realtime=realtime,
+            pipeline=pipeline,
         )
 
     return factory
@@ -118,7 +128,18 @@ def get_serve_parser() -> argparse.ArgumentParser:
         "has caught up (counted as overload); 0 = never skip (default %(default)s)",
     )
     _add_torch_threads(p)
+    _add_pipeline(p)
     return p
+
+
+def _add_pipeline(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the network one block behind on its own thread (default): shorter block times, one block "
+        "more latency; --no-pipeline: network in the mixing thread, latency 512 + the network's look-ahead",
+    )
 
 
 def _add_torch_threads(p: argparse.ArgumentParser) -> None:
@@ -148,7 +169,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     """``fxmix serve``: run the OSC server until Ctrl-C."""
     args = get_serve_parser().parse_args(argv)
     _tune_process(args.torch_threads, args.model)
-    factory = make_session_factory(args.model, args.profile, realtime=True)
+    factory = make_session_factory(args.model, args.profile, realtime=True, pipeline=args.pipeline)
     # Build one session up front so a bad --model/--profile fails now, not at the DAW's first open.
     factory(48000, 512, 1, None)
     server = BridgeServer(
@@ -310,6 +331,7 @@ def get_bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=DEFAULT_PROFILE)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     _add_torch_threads(p)
+    _add_pipeline(p)
     return p
 
 
@@ -318,7 +340,7 @@ def bench_bridge_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_bench_parser().parse_args(argv)
     _tune_process(args.torch_threads, args.model)
-    factory = make_session_factory(args.model, args.profile, realtime=True)
+    factory = make_session_factory(args.model, args.profile, realtime=True, pipeline=args.pipeline)
     load_before = os.getloadavg()
     with BridgeServer(factory, "127.0.0.1", 0, params_interval_s=0.5, default_profile=args.profile) as server:
         host, port = server.address
