@@ -663,8 +663,8 @@ def _step(cur, target, limit):
 
 
 class _Planner:
-    """The normalizer's planning job, a picklable pure function of a snapshot (so it can run in a thread, or
-    in a planner *process* where it does not compete with the audio thread for the GIL).
+    """The normalizer's planning job, a pure function of a snapshot (so it can run in a thread, or in a planner
+    *process* where it does not compete with the audio thread for the GIL; :meth:`spec` is what travels).
 
     streaming-safe: n/a (runs off the audio path).
     """
@@ -674,6 +674,17 @@ class _Planner:
         self.stages, self.hop, self.refine = tuple(stages), int(hop), bool(refine)
         self.centers = band_centers_hz()
         self.cut_hz = panning.cutoff_hz(class_name)
+
+    def spec(self) -> dict:
+        """The constructor arguments (rebuild with ``_Planner(**spec)``)."""
+        return {
+            "sample_rate": self.sample_rate,
+            "class_name": self.class_name,
+            "targets": self.targets,
+            "stages": self.stages,
+            "hop": self.hop,
+            "refine": self.refine,
+        }
 
     def eq_spectra(self, eq_db: np.ndarray) -> np.ndarray:
         """(K, 2, hop+1) partition spectra of the minimum-phase EQ FIR for band gains ``eq_db``."""
@@ -812,21 +823,20 @@ class _Planner:
 class _Windows:
     """The (3, 2, n) analysis windows a compressor plan reads (input, EQ output, stem output).
 
-    ``shared=True`` backs them with a file in shared memory (``/dev/shm`` where there is one): pickling then
-    sends only the file's name, and a planner process maps the same pages, so handing a snapshot to another
-    process costs no copy on the audio side. The file is removed when the owner is collected (or ``close``).
+    ``shared=True`` backs them with a ``.npy`` file in shared memory (``/dev/shm`` where there is one): a
+    planner process maps the same pages from :meth:`ref` (:meth:`attach`), so handing a snapshot to another
+    process copies nothing on the audio side. The file is removed when the owner is collected (or ``close``).
     """
 
     def __init__(self, shape: tuple[int, ...], shared: bool = False):
         self.shape, self.path = tuple(shape), None
-        self._owner = True
         if shared:
             import tempfile
             import weakref
             from pathlib import Path
 
             base = "/dev/shm" if Path("/dev/shm").is_dir() else None
-            fd, self.path = tempfile.mkstemp(prefix="fxmix-windows-", suffix=".f32", dir=base)
+            fd, self.path = tempfile.mkstemp(prefix="fxmix-windows-", suffix=".npy", dir=base)
             os.close(fd)
             self.array = np.lib.format.open_memmap(self.path, "w+", np.float32, self.shape)
             self._finalizer = weakref.finalize(self, _unlink_quietly, self.path)
@@ -835,17 +845,22 @@ class _Windows:
         self.array[...] = 0.0  # pages touched now, not on the audio path
 
     def close(self) -> None:
-        if self.path is not None and self._owner:
+        if self.path is not None:
             self._finalizer()
 
-    def __getstate__(self) -> dict:
+    def ref(self) -> dict:
+        """Where another process finds the shared windows (shared instances only)."""
         if self.path is None:
-            return {"shape": self.shape, "array": self.array, "path": None}
-        return {"shape": self.shape, "path": self.path}
+            raise ValueError("_Windows.ref: these windows are not in shared memory")
+        return {"path": self.path, "shape": list(self.shape)}
 
-    def __setstate__(self, state: dict) -> None:
-        self.shape, self.path, self._owner = tuple(state["shape"]), state["path"], False
-        self.array = state["array"] if self.path is None else np.load(self.path, mmap_mode="r")
+    @staticmethod
+    def attach(ref: dict) -> _Windows:
+        """A read-only view of shared windows from :meth:`ref` (in the planner process; owns nothing)."""
+        w = object.__new__(_Windows)
+        w.shape, w.path = tuple(ref["shape"]), None  # path None: closing this view removes nothing
+        w.array = np.load(ref["path"], mmap_mode="r")
+        return w
 
 
 def _unlink_quietly(path: str) -> None:

@@ -270,12 +270,17 @@ class Session:
             self.profile.targets_for(c)
         self.track_class = [self.classes[-1]] * self.n_tracks
         self.track_name = [f"track {i + 1}" for i in range(self.n_tracks)]
+        self.net, self.model_label = _resolve_model(model)
+        if self.net is not None and getattr(self.net, "n_stems", len(self.classes)) != len(self.classes):
+            raise ModelLoadError(
+                f"{self.model_label}: network takes {self.net.n_stems} stems, session has {len(self.classes)}"
+            )
+        self.pipeline = bool(realtime if pipeline is None else pipeline) and self.net is not None
         self.executor = _realtime_planner() if realtime else ThreadPoolExecutor(1, "fxmix-plan")
         # one thread for the work that may run between blocks (realtime: statistics updates and plan snapshots;
         # the pipelined network), started when a block's output is ready, so the audio thread does only the
         # per-block signal path
-        pipelined = bool(realtime if pipeline is None else pipeline) and model is not None
-        self._background = _Deferred("fxmix-bg") if (realtime or pipelined) else None
+        self._background = _Deferred("fxmix-bg") if (realtime or self.pipeline) else None
         n_upd = UPDATE_HOPS
         self.buses = [
             StreamingNormalizer(
@@ -289,17 +294,11 @@ class Session:
             )
             for i, c in enumerate(self.classes)
         ]
-        self.net, self.model_label = _resolve_model(model)
-        if self.net is not None and getattr(self.net, "n_stems", len(self.classes)) != len(self.classes):
-            raise ModelLoadError(
-                f"{self.model_label}: network takes {self.net.n_stems} stems, session has {len(self.classes)}"
-            )
         self.realtime = bool(realtime)
         self._step_fn = (
             _realtime_step(self.net, self.block_samples) if self.net is not None and realtime else None
         )
         self.model_latency = int(getattr(self.net, "latency_samples", 0)) if self.net is not None else 0
-        self.pipeline = bool(realtime if pipeline is None else pipeline) and self.net is not None
         self.pipeline_samples = self.block_samples if self.pipeline else 0
         self._net_job = None
         self.latency_samples = HOP_SAMPLES + self.model_latency + self.pipeline_samples

@@ -6,11 +6,14 @@ stream`` doubled. Here the jobs run in one child process (``python -m fxmix.host
 started once per interpreter and shared by all realtime sessions), at a lower scheduling priority, resting
 after each job so it uses at most ``duty`` of a core.
 
-Protocol: length-prefixed pickles over two private pipes (never over the network; both ends are this
-package). Parent -> child ``(key, job, snapshot, rest)``; child -> parent ``(key, ok, result_or_exception)``.
+Protocol: length-prefixed frames over two private pipes, no pickles: a JSON header plus the raw bytes of the
+numpy arrays it refers to (:func:`encode` / :func:`decode`). Only plain values, arrays, tuples and an
+allowlist of fxmix's own parameter dataclasses are decoded; anything else is refused. Parent -> child
+``{key, planner, snap, rest}``; child -> parent ``{key, ok, value}`` (an error travels as its type name and
+message and is raised again as the matching fxmix error).
 The child says ``"ready"`` once its imports are done, so a session pays the start-up (about a second) when it
 opens, not on the audio path. The analysis windows of a snapshot travel through shared memory
-(``_Windows(shared=True)``), so the audio thread pickles only small arrays.
+(``_Windows(shared=True)``), so a snapshot frame carries only small arrays.
 
 If the child dies, every job in flight fails with :class:`PlannerDied`; :class:`ProcessPlanner` then starts a
 new child (off the audio thread) and runs each failed job again, once.
@@ -18,9 +21,10 @@ new child (off the audio thread) and runs each failed job again, once.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
-import pickle
 import queue
 import struct
 import subprocess
@@ -29,9 +33,11 @@ import threading
 import time
 from concurrent.futures import Future
 
+import numpy as np
+
 log = logging.getLogger("fxmix.engine")
 
-_HEADER = struct.Struct("<Q")
+_HEADER = struct.Struct("<QI")  # frame length, JSON header length
 #: Seconds a new planner process may take to import fxmix and say it is ready.
 START_TIMEOUT_S = 60.0
 
@@ -40,34 +46,129 @@ class PlannerDied(RuntimeError):
     """The planner process exited (or could not start); the message says why."""
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, got = [], 0
+def _read_exact(fd: int, n: int) -> bytearray | None:
+    """Exactly ``n`` bytes from ``fd`` into a new (writable) buffer; None at end of file."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
     while got < n:
-        b = os.read(fd, min(n - got, 1 << 20))
-        if not b:
+        k = os.readv(fd, [view[got:]])
+        if not k:
             return None
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
+        got += k
+    return buf
+
+
+def _allowed_types() -> dict[str, type]:
+    from fxmix.dsp import errors
+    from fxmix.dsp.params import CompressorParams, EqParams, LoudnessParams, PanParams
+    from fxmix.dsp.profile import ClassTargets
+    from fxmix.dsp.streaming import _Applied
+
+    types = [EqParams, CompressorParams, PanParams, LoudnessParams, ClassTargets, _Applied]
+    errs = [errors.FxmixError, errors.AudioInputError, errors.ConfigError, errors.ModelLoadError, PlannerDied]
+    return {t.__name__: t for t in (*types, *errs)}
+
+
+def encode(obj) -> bytes:
+    """One frame: header lengths, a JSON description of ``obj`` and the raw bytes of its arrays."""
+    from fxmix.dsp.streaming import _Planner, _Windows
+
+    buffers: list[bytes] = []
+    offset = 0
+
+    def enc(v):
+        nonlocal offset
+        if v is None or isinstance(v, (bool, str)):
+            return v
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        if isinstance(v, (float, np.floating)):
+            return float(v)
+        if isinstance(v, np.ndarray):
+            a = np.ascontiguousarray(v)
+            buffers.append(a.tobytes())
+            ref = {"__nd__": [offset, a.nbytes], "dtype": a.dtype.str, "shape": list(a.shape)}
+            offset += a.nbytes
+            return ref
+        if isinstance(v, tuple):
+            return {"__tuple__": [enc(x) for x in v]}
+        if isinstance(v, list):
+            return [enc(x) for x in v]
+        if isinstance(v, dict):
+            if not all(isinstance(k, str) for k in v):
+                raise TypeError("planner frame: dict keys must be strings")
+            return {"__dict__": {k: enc(x) for k, x in v.items()}}
+        if isinstance(v, _Planner):
+            return {"__planner__": enc(v.spec())}
+        if isinstance(v, _Windows):
+            return {"__windows__": v.ref()}
+        if isinstance(v, BaseException):
+            name = type(v).__name__ if type(v).__name__ in _allowed_types() else "FxmixError"
+            return {
+                "__error__": name,
+                "message": str(v) if name != "FxmixError" else f"{type(v).__name__}: {v}",
+            }
+        if dataclasses.is_dataclass(v) and type(v).__name__ in _allowed_types():
+            return {
+                "__dc__": type(v).__name__,
+                "fields": {f.name: enc(getattr(v, f.name)) for f in dataclasses.fields(v)},
+            }
+        raise TypeError(f"planner frame: cannot send a {type(v).__name__}")
+
+    header = json.dumps(enc(obj), separators=(",", ":")).encode("utf-8")
+    body = b"".join(buffers)
+    return _HEADER.pack(len(header) + len(body), len(header)) + header + body
+
+
+def decode(header: bytes, body: bytearray):
+    """Inverse of :func:`encode` (arrays are writable copies out of ``body``); refuses unknown types."""
+    from fxmix.dsp.streaming import _Planner, _Windows
+
+    types = _allowed_types()
+
+    def dec(v):
+        if isinstance(v, list):
+            return [dec(x) for x in v]
+        if not isinstance(v, dict):
+            return v
+        if "__nd__" in v:
+            start, n = v["__nd__"]
+            dtype = np.dtype(v["dtype"])
+            return np.frombuffer(body, dtype, n // dtype.itemsize if dtype.itemsize else 0, start).reshape(
+                v["shape"]
+            )
+        if "__tuple__" in v:
+            return tuple(dec(x) for x in v["__tuple__"])
+        if "__dict__" in v:
+            return {k: dec(x) for k, x in v["__dict__"].items()}
+        if "__planner__" in v:
+            return _Planner(**dec(v["__planner__"]))
+        if "__windows__" in v:
+            return _Windows.attach(v["__windows__"])
+        if "__error__" in v:
+            return types.get(v["__error__"], RuntimeError)(v["message"])
+        if "__dc__" in v and v["__dc__"] in types:
+            return types[v["__dc__"]](**{k: dec(x) for k, x in v["fields"].items()})
+        raise ValueError(f"planner frame: unknown object {sorted(v)[:3]}")
+
+    return dec(json.loads(header.decode("utf-8")))
 
 
 def _read_message(fd: int):
     head = _read_exact(fd, _HEADER.size)
     if head is None:
         return None
-    body = _read_exact(fd, _HEADER.unpack(head)[0])
-    return None if body is None else pickle.loads(body)
+    total, n_header = _HEADER.unpack(head)
+    frame = _read_exact(fd, total)
+    if frame is None:
+        return None
+    return decode(bytes(frame[:n_header]), frame[n_header:])
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _frame(obj) -> bytes:
-    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
 
 
 def child_main(read_fd: int, write_fd: int) -> None:
@@ -78,27 +179,27 @@ def child_main(read_fd: int, write_fd: int) -> None:
         pass
     import fxmix.dsp.streaming  # noqa: F401  (the jobs' code, imported before saying ready)
 
-    _write_all(write_fd, _frame("ready"))
+    _write_all(write_fd, encode("ready"))
     last_end, last_dur = 0.0, 0.0
     while True:
         msg = _read_message(read_fd)
         if msg is None:
             return
-        key, job, snap, rest = msg
+        key, job, snap, rest = msg["key"], msg["planner"], msg["snap"], msg["rest"]
         wait = last_end + rest * last_dur - time.perf_counter()
         if wait > 0:
             time.sleep(min(1.0, wait))
         t0 = time.perf_counter()
         try:
-            reply = (key, True, job(snap))
+            reply = {"key": key, "ok": True, "value": job(snap)}
         except Exception as exc:  # handed to the audio side, which re-raises it where it collects the plan
-            reply = (key, False, exc)
+            reply = {"key": key, "ok": False, "value": exc}
         last_end = time.perf_counter()
         last_dur = last_end - t0
         try:
-            data = _frame(reply)
-        except Exception as exc:  # an exception that cannot be pickled
-            data = _frame((key, False, RuntimeError(f"planner job failed: {reply[2]!r} ({exc})")))
+            data = encode(reply)
+        except (TypeError, ValueError) as exc:  # a result this protocol cannot carry
+            data = encode({"key": key, "ok": False, "value": RuntimeError(f"planner reply: {exc}")})
         _write_all(write_fd, data)
 
 
@@ -147,7 +248,9 @@ class _Child:
             key = self._next
             self._next += 1
             self.pending[key] = fut
-        self._out.put(_frame((key, job, snap, rest)))  # pickled here; written by the writer thread
+        self._out.put(
+            encode({"key": key, "planner": job, "snap": snap, "rest": rest})
+        )  # written by the writer
         return fut
 
     def _write(self) -> None:
@@ -172,12 +275,12 @@ class _Child:
                     msg = _read_message(self.rfd)
                     if msg is None:
                         break
-                    key, ok, value = msg
+                    key, ok, value = msg["key"], msg["ok"], msg["value"]
                     with self.lock:
                         fut = self.pending.pop(key, None)
                     if fut is not None:
                         fut.set_result(value) if ok else fut.set_exception(value)
-        except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             log.warning("planner process: bad reply (%s)", exc)
         finally:
             with self.lock:

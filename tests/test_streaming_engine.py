@@ -168,3 +168,46 @@ def test_pipelined_network_is_the_same_mix_one_block_later():
     assert np.max(np.abs(yb[:, 512:] - ya[:, :-512])) <= 1e-6
     plain.close()
     piped.close()
+
+
+def test_planner_frames_carry_plans_without_pickles_and_refuse_unknown_types():
+    """The planner process protocol: JSON + raw array bytes; a real snapshot and its plan survive the round
+    trip exactly, and frames naming anything outside the allowlist are refused."""
+    import json
+
+    from fxmix.dsp.streaming import StreamingNormalizer
+    from fxmix.host_bridge.planner_process import _HEADER, decode, encode
+
+    nz = StreamingNormalizer(SR, "drums")
+    x = signals.drums(3.0)
+    for i in range(0, x.shape[1] - 512, 512):
+        nz.process(x[:, i : i + 512])
+    nz.sync_stats()
+    snap = nz._snapshot(nz.k - nz.k % 64)  # a hop where plans (and the compressor's) are due
+    assert snap["plan"]
+
+    def roundtrip(obj):
+        frame = encode(obj)
+        _, n_header = _HEADER.unpack(frame[: _HEADER.size])
+        body = frame[_HEADER.size :]
+        return decode(body[:n_header], bytearray(body[n_header:]))
+
+    direct = nz.planner(dict(snap, planned=dict(snap["planned"])))
+    assert direct["eq_spec"] is not None and "compression" in direct["planned"]  # a full plan travels
+    msg = roundtrip({"planner": nz.planner, "snap": snap})
+    via = msg["planner"](msg["snap"])
+    back = roundtrip(via)
+    for key in ("eq_spec", "pan_spec"):
+        assert (direct[key] is None) == (back[key] is None)
+        if direct[key] is not None:
+            assert back[key].dtype == direct[key].dtype and np.array_equal(back[key], direct[key])
+    assert np.array_equal(back["applied"].eq_db, direct["applied"].eq_db)
+    assert back["planned"].keys() == direct["planned"].keys()
+    assert type(back["planned"]["eq"]) is type(direct["planned"]["eq"])
+    err = roundtrip(ConfigError("bad profile"))
+    assert isinstance(err, ConfigError) and "bad profile" in str(err)
+    with pytest.raises(TypeError):
+        encode({"f": open})  # functions, arbitrary objects: never sent
+    evil = json.dumps({"__dc__": "system", "fields": {"command": "true"}}).encode()
+    with pytest.raises(ValueError, match="unknown object"):
+        decode(evil, bytearray())
