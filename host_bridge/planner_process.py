@@ -22,6 +22,7 @@ new child (off the audio thread) and runs each failed job again, once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ def _read_exact(fd: int, n: int) -> bytearray | None:
     return buf
 
 
+@functools.lru_cache(maxsize=1)
 def _allowed_types() -> dict[str, type]:
     from fxmix.dsp import errors
     from fxmix.dsp.params import CompressorParams, EqParams, LoudnessParams, PanParams
@@ -91,6 +93,8 @@ def encode(obj) -> bytes:
             offset += a.nbytes
             return ref
         if isinstance(v, tuple):
+            if len(v) > 4 and all(type(x) is float for x in v):  # parameter curves: one array, not N floats
+                return {"__ftuple__": enc(np.asarray(v, np.float64))}
             return {"__tuple__": [enc(x) for x in v]}
         if isinstance(v, list):
             return [enc(x) for x in v]
@@ -137,6 +141,8 @@ def decode(header: bytes, body: bytearray):
             return np.frombuffer(body, dtype, n // dtype.itemsize if dtype.itemsize else 0, start).reshape(
                 v["shape"]
             )
+        if "__ftuple__" in v:
+            return tuple(dec(v["__ftuple__"]).tolist())
         if "__tuple__" in v:
             return tuple(dec(x) for x in v["__tuple__"])
         if "__dict__" in v:
