@@ -186,6 +186,15 @@ class _Deferred:
         for fut, fn, args in queue:
             self.pool.submit(_run_into, fut, fn, args)
 
+    def start_through(self, fut: Future) -> None:
+        """Start the held jobs up to and including ``fut`` (in order); later ones stay held."""
+        for i, (f, _, _) in enumerate(self.queue):
+            if f is fut:
+                head, self.queue = self.queue[: i + 1], self.queue[i + 1 :]
+                for g, fn, args in head:
+                    self.pool.submit(_run_into, g, fn, args)
+                return
+
     def shutdown(self, wait: bool = True) -> None:
         self.flush()
         self.pool.shutdown(wait=wait)
@@ -454,7 +463,8 @@ class Session:
         """Wait for the network's block in flight (pipeline) and queue its mix."""
         job, self._net_job = self._net_job, None
         if job is not None:
-            self._background.flush()
+            # normally started by the last start_background(); the work this block queued stays held
+            self._background.start_through(job)
             self._pipe = np.concatenate([self._pipe, job.result()], axis=1)
 
     def _delay(self, attr: str, x: np.ndarray) -> np.ndarray:

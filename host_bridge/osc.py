@@ -3,14 +3,19 @@
 Receive path (one thread, never blocks on processing)::
 
     datagram -> allowlist -> parse (python-osc) -> ROUTES[address] -> type check -> handler
-             -> bounded queue -> worker thread: per-session BlockAssembler (reorder by sequence
-                number, zero-fill missing tracks, drop duplicates/late blocks) -> Session.process
+             -> per-session BlockAssembler (reorder by sequence number, zero-fill missing tracks,
+                drop duplicates/late blocks)
+             -> bounded queue of complete blocks -> worker thread: Session.process
              -> /fxmix/mix to the session's reply address (+ periodic /fxmix/params, Reaper feedback)
+
+Track blocks are assembled on the receive thread, so the worker wakes once per multitrack block, not
+once per track datagram (that hand-over, 16 thread switches per block, was most of the receive cost).
 
 Handlers are plain callables ``handler(sender, address, *args)``, listed in one ``ROUTES`` table built
 from :mod:`fxmix.host_bridge.addresses`; they validate and enqueue, and can be called without a socket
 (:meth:`BridgeCore.handle_datagram` takes raw bytes). Everything that touches an engine ``Session``
-runs on the worker thread, in arrival order, so a session is never used from two threads.
+runs on the worker thread, in arrival order, so a session is never used from two threads; a session's
+assembler is used by the receive thread and (for the reorder timeout) the worker, under one lock.
 
 If the engine is slower than the block rate, blocks that waited more than ``max_backlog_s`` are not mixed
 (counted as ``overload``) until the worker has caught up, so latency stays bounded instead of growing.
@@ -380,6 +385,8 @@ class SlotConfig:
     sample_rate: int
     block_samples: int
     n_tracks: int
+    #: the session's block assembler (receive side; one per opening, shared with the worker's ``_Live``)
+    assembler: BlockAssembler | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -525,7 +532,8 @@ class BridgeCore:
             if session not in self._slots and len(self._slots) >= A.MAX_SESSIONS:
                 problems.append(f"{A.MAX_SESSIONS} sessions already open; close one first")
             if not problems:
-                self._slots[session] = SlotConfig(sample_rate, block_samples, n_tracks)
+                asm = BlockAssembler(n_tracks, block_samples, self.window_blocks)
+                self._slots[session] = SlotConfig(sample_rate, block_samples, n_tracks, asm)
         if problems:
             self._reject(sender, session, f"{address}: " + "; ".join(problems))
             return
@@ -578,11 +586,28 @@ class BridgeCore:
         if not np.isfinite(block).all():
             self.errors.report("non_finite", f"session {session} track {track} seq {seq}")
             block = np.zeros_like(block)
-        self._enqueue(("block", sender, session, track, seq, block, time.monotonic()))
+        now = time.monotonic()
+        with self._slots_lock:
+            ready = slot.assembler.push(seq, track, block, now)
+        self._queue_ready(sender, session, slot, ready, now)
+
+    def _queue_ready(
+        self, sender: Address, session: int, slot: SlotConfig, ready: list[tuple[int, np.ndarray]], t: float
+    ) -> None:
+        """Report the assembler's events and queue the complete blocks it released for the worker."""
+        asm = slot.assembler
+        while asm.events:
+            kind, detail = asm.events.pop(0)
+            self.errors.report(kind, f"session {session} {detail}")
+        for seq, blocks in ready:
+            self._enqueue(("mix", sender, session, slot, seq, blocks, t))
 
     def on_flush(self, sender: Address, address: str, session: int) -> None:
-        if self._slot(session, address, sender) is not None:
-            self._enqueue(("flush", sender, session))
+        slot = self._slot(session, address, sender)
+        if slot is not None:
+            with self._slots_lock:
+                ready = slot.assembler.flush()
+            self._queue_ready(sender, session, slot, ready, time.monotonic())
 
     def on_control(self, sender: Address, address: str, session: int, name: str, value: float) -> None:
         if self._slot(session, address, sender) is None:
@@ -597,7 +622,10 @@ class BridgeCore:
             self._enqueue(("profile", sender, session, profile))
 
     def on_reset(self, sender: Address, address: str, session: int) -> None:
-        if self._slot(session, address, sender) is not None:
+        slot = self._slot(session, address, sender)
+        if slot is not None:
+            with self._slots_lock:
+                slot.assembler.reset()  # blocks already assembled are queued ahead of the engine reset
             self._enqueue(("reset", sender, session))
 
     def on_reply(self, sender: Address, address: str, session: int, host: str, port: int) -> None:
@@ -695,21 +723,28 @@ class BridgeCore:
     def _wait_s(self) -> float:
         if self.reorder_timeout_s is None:
             return 0.1
-        oldest = min(
-            (lv.assembler.oldest_pending_t for lv in self._live.values() if lv.assembler.oldest_pending_t),
-            default=None,
-        )
+        with self._slots_lock:
+            oldest = min(
+                (t for slot in self._slots.values() if (t := slot.assembler.oldest_pending_t) is not None),
+                default=None,
+            )
         if oldest is None:
             return 0.1
         return max(0.0005, min(0.1, oldest + self.reorder_timeout_s - time.monotonic()))
 
     def _flush_stale(self) -> None:
+        """Release blocks whose tracks stopped coming (reorder timeout); worker thread."""
         if self.reorder_timeout_s is None:
             return
         now = time.monotonic()
-        for sid, lv in list(self._live.items()):
-            if lv.assembler.oldest_pending_t is not None:
-                self._emit(sid, lv, lv.assembler.flush_stale(now, self.reorder_timeout_s))
+        with self._slots_lock:
+            released = [
+                (sid, slot, slot.assembler.flush_stale(now, self.reorder_timeout_s))
+                for sid, slot in self._slots.items()
+                if slot.assembler.oldest_pending_t is not None
+            ]
+        for sid, slot, ready in released:
+            self._queue_ready(("0.0.0.0", 0), sid, slot, ready, now)
 
     def process_item(self, item: tuple) -> None:
         """Run one queued request (worker thread; tests may call it directly)."""
@@ -760,7 +795,7 @@ class BridgeCore:
         self._live[session] = _Live(
             cfg,
             engine,
-            BlockAssembler(cfg.n_tracks, cfg.block_samples, self.window_blocks),
+            cfg.assembler,
             reply_to,
             self.default_profile,
         )
@@ -792,11 +827,12 @@ class BridgeCore:
         old_class, old_name = lv.tracks.get(track, (None, None))
         lv.tracks[track] = (class_name or old_class, name or old_name)
 
-    def _w_block(
-        self, sender: Address, session: int, track: int, seq: int, block: np.ndarray, t_recv: float
+    def _w_mix(
+        self, sender: Address, session: int, slot: SlotConfig, seq: int, blocks: np.ndarray, t_ready: float
     ) -> None:
+        """Mix one complete multitrack block (queued by the receive thread when its last track came in)."""
         if self.max_backlog_s is not None:  # hysteresis: once behind, skip until (nearly) caught up
-            age_s = time.monotonic() - t_recv
+            age_s = time.monotonic() - t_ready
             self._behind = age_s > (
                 min(CATCH_UP_S, self.max_backlog_s) if self._behind else self.max_backlog_s
             )
@@ -806,35 +842,28 @@ class BridgeCore:
                 "unknown_session", f"/fxmix/block for session {session} (closed or failed to open)"
             )
             return
-        if lv.config is not self._slots.get(session):
-            return  # re-opened with another configuration while this block waited in the queue
-        self._emit(session, lv, lv.assembler.push(seq, track, block))
-
-    def _emit(self, session: int, lv: _Live, ready: Iterable[tuple[int, np.ndarray]]) -> None:
-        for kind, detail in lv.assembler.events:
-            self.errors.report(kind, f"session {session} {detail}")
-        lv.assembler.events.clear()
-        for seq, blocks in ready:
-            if self._behind:  # shed load: skip the engine until the queue is back under max_backlog_s
-                lv.skipped_blocks += 1
-                self.errors.report("overload", f"session {session} block {seq} not mixed")
-                continue
-            t0 = time.perf_counter()
-            start_later = hasattr(lv.session, "start_background")
-            try:
-                # the engine's between-blocks work starts once the mix is sent, not while it is being sent
-                mix = (
-                    lv.session.process(blocks, start_background=False)
-                    if start_later
-                    else lv.session.process(blocks)
-                )
-                dt = time.perf_counter() - t0
-                lv.process_s_total += dt
-                lv.process_s_max = max(lv.process_s_max, dt)
-                self.send("/fxmix/mix", [session, seq, encode_block(mix)], lv.reply_to)
-            finally:
-                if start_later:
-                    lv.session.start_background()
+        if lv.config is not slot:
+            return  # assembled for an earlier opening of this session number
+        if self._behind:  # shed load: skip the engine until the queue is back under max_backlog_s
+            lv.skipped_blocks += 1
+            self.errors.report("overload", f"session {session} block {seq} not mixed")
+            return
+        t0 = time.perf_counter()
+        start_later = hasattr(lv.session, "start_background")
+        try:
+            # the engine's between-blocks work starts once the mix is sent, not while it is being sent
+            mix = (
+                lv.session.process(blocks, start_background=False)
+                if start_later
+                else lv.session.process(blocks)
+            )
+            dt = time.perf_counter() - t0
+            lv.process_s_total += dt
+            lv.process_s_max = max(lv.process_s_max, dt)
+            self.send("/fxmix/mix", [session, seq, encode_block(mix)], lv.reply_to)
+        finally:
+            if start_later:
+                lv.session.start_background()
         if (
             self.params_interval_s is not None
             and (now := time.monotonic()) - lv.last_params_t >= self.params_interval_s
@@ -846,11 +875,6 @@ class BridgeCore:
                     defer(self._push_params, session, lv)
                 else:
                     self._push_params(session, lv)
-
-    def _w_flush(self, sender: Address, session: int) -> None:
-        lv = self._get_live(session, "/fxmix/flush", sender)
-        if lv is not None:
-            self._emit(session, lv, lv.assembler.flush())
 
     def _w_control(self, sender: Address, session: int, name: str, value: float) -> None:
         lv = self._get_live(session, "/fxmix/control", sender)
@@ -886,7 +910,6 @@ class BridgeCore:
         lv = self._get_live(session, "/fxmix/reset", sender)
         if lv is not None:
             lv.session.set_control("reset", 1.0)  # clears tails and running statistics, keeps tracks
-            lv.assembler.reset()
 
     def _w_reply(self, sender: Address, session: int, to: Address) -> None:
         lv = self._get_live(session, "/fxmix/reply", sender)
@@ -989,9 +1012,11 @@ def parse_allowlist(items: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddr
 
 
 class _OSCServer(osc_server.OSCUDPServer):
-    """python-osc's UDP server with fxmix's receive path: allowlist in ``verify_request``, datagrams
-    handed to :meth:`BridgeCore.handle_datagram` (python-osc's dispatcher swallows ParseError silently and
-    may sleep on timetags; we do neither). Datagrams up to 64 KiB are read whole."""
+    """python-osc's UDP server, used for its socket set-up and the allowlist (``verify_request``).
+
+    Datagrams are read by :meth:`BridgeServer._receive_loop` and handed to :meth:`BridgeCore.handle_datagram`
+    (python-osc's dispatcher swallows ParseError silently and may sleep on timetags; we do neither).
+    Datagrams up to 64 KiB are read whole."""
 
     max_packet_size = 65535
     allow_reuse_address = False
@@ -1021,9 +1046,6 @@ class _OSCServer(osc_server.OSCUDPServer):
             return True
         self.core.errors.report("denied", f"{client_address[0]}:{client_address[1]}")
         return False
-
-    def finish_request(self, request, client_address) -> None:
-        self.core.handle_datagram(request[0], client_address)
 
     def handle_error(self, request, client_address) -> None:  # last resort: log, keep serving
         log.exception("bridge: unexpected error handling a datagram from %s", client_address)
@@ -1059,6 +1081,7 @@ class BridgeServer:
                 f"cannot listen on {host}:{port} ({exc}); pick another --port or --host"
             ) from exc
         self._thread: threading.Thread | None = None
+        self._running = threading.Event()
 
     def _sendto(self, data: bytes, to: Address) -> None:
         self._server.socket.sendto(data, to)
@@ -1068,29 +1091,49 @@ class BridgeServer:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
+    def _receive_loop(self, poll_s: float = 0.05) -> None:
+        """Read datagrams until :meth:`stop`: one ``recvfrom`` per datagram, straight into the core.
+
+        (socketserver's ``serve_forever`` adds a ``select`` and a handful of Python calls per datagram; at
+        16 datagrams per block that was a measurable part of the round trip.)
+        """
+        sock, srv, core = self._server.socket, self._server, self.core
+        sock.settimeout(poll_s)
+        size = srv.max_packet_size
+        while self._running.is_set():
+            try:
+                data, sender = sock.recvfrom(size)
+            except TimeoutError:
+                continue
+            except OSError:  # socket closed by stop(), or an ICMP error of an earlier send: keep serving
+                continue
+            try:
+                if srv.verify_request(None, sender):
+                    core.handle_datagram(data, sender)
+            except Exception:  # noqa: BLE001 - last resort: log, keep serving
+                srv.handle_error(None, sender)
+
     def start(self) -> BridgeServer:
         self.core.start()
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fxmix-bridge-recv",
-            daemon=True,
-        )
+        self._running.set()
+        self._thread = threading.Thread(target=self._receive_loop, name="fxmix-bridge-recv", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until KeyboardInterrupt (the CLI)."""
         self.core.start()
+        self._running.set()
         try:
-            self._server.serve_forever(poll_interval=0.2)
+            self._receive_loop(poll_s=0.2)
         finally:
+            self._running.clear()
             self.core.stop()
             self._server.server_close()
 
     def stop(self) -> None:
+        self._running.clear()
         if self._thread is not None:
-            self._server.shutdown()
             self._thread.join(5.0)
             self._thread = None
         self.core.stop()

@@ -139,13 +139,21 @@ def test_handlers_without_a_socket_validate_and_queue():
     core.handle_datagram(PING_DGRAM, me)  # answered at once, no worker needed
     assert sent == [(build_message("/fxmix/pong", [5], "i"), me)]
     block = encode_block(np.zeros((2, S.BLOCK), np.float32))
+    # Track blocks are assembled on the receive thread: only complete blocks are queued (track 0 of
+    # block 0 waits for track 1).
+    core.handle_datagram(build_message("/fxmix/block", [0, 0, 0, block], "iiib"), me)
+    assert core._queue.qsize() == 1
     for seq in range(10):  # the worker is not running: the queue (8) fills and the rest is counted
-        core.handle_datagram(build_message("/fxmix/block", [0, 0, seq, block], "iiib"), me)
+        for track in (1, 0) if seq == 0 else (0, 1):
+            if (seq, track) != (0, 0):
+                core.handle_datagram(build_message("/fxmix/block", [0, track, seq, block], "iiib"), me)
     core.handle_datagram(build_message("/fxmix/block", [0, 2, 0, block], "iiib"), me)  # track out of range
     core.handle_datagram(build_message("/fxmix/open", [1, S.SR, 7, 2], "iiii"), me)  # block too small
     counts = core.errors.snapshot()
     assert counts == {"queue_full": 3, "bad_value": 2}
     assert core._queue.qsize() == 8
+    kinds = [core._queue.get_nowait() for _ in range(8)]
+    assert [k[0] for k in kinds] == ["open"] + ["mix"] * 7 and [k[4] for k in kinds[1:]] == list(range(7))
     assert sent[-1][0] == build_message(
         "/fxmix/error",
         [1, f"/fxmix/open: block_samples 7 not in [{A.MIN_BLOCK_SAMPLES}, {A.MAX_BLOCK_SAMPLES}]"],
@@ -160,11 +168,12 @@ def test_worker_sheds_load_when_behind_real_time():
     )
     me = ("127.0.0.1", 5000)
     core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 1], "iiii"), me)
-    core.process_item(core._queue.get_nowait())
-    block = np.zeros((2, S.BLOCK), np.float32)
+    core.process_item(open_item := core._queue.get_nowait())
+    slot = open_item[3]
+    blocks = np.zeros((1, 2, S.BLOCK), np.float32)
     now = time.monotonic()
-    core.process_item(("block", me, 0, 0, 0, block, now - 2.0))  # waited 2 s in the queue: skipped
-    core.process_item(("block", me, 0, 0, 1, block, now))  # caught up: mixed
+    core.process_item(("mix", me, 0, slot, 0, blocks, now - 2.0))  # waited 2 s in the queue: skipped
+    core.process_item(("mix", me, 0, slot, 1, blocks, now))  # caught up: mixed
     mixes = [parse_messages(d)[0] for d, _ in sent if parse_messages(d)[0].address == "/fxmix/mix"]
     assert [m.params[1] for m in mixes] == [1]
     assert core.errors.snapshot() == {"overload": 1}
