@@ -177,12 +177,24 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _below_audio() -> None:
+    """Run the planner only on CPU time nobody else wants: SCHED_IDLE where the OS has it (Linux; a waking
+    audio thread preempts it at once, where a nice-10 process could hold a core for milliseconds), else
+    nice 10. Neither needs privileges."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):  # not on this platform
+        pass
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
+
+
 def child_main(read_fd: int, write_fd: int) -> None:
     """The planner process: run jobs until the parent closes its pipe."""
-    try:
-        os.nice(10)  # below the audio process
-    except (AttributeError, OSError):  # not on this platform / not permitted
-        pass
+    _below_audio()
     import fxmix.dsp.streaming  # noqa: F401  (the jobs' code, imported before saying ready)
 
     _write_all(write_fd, encode("ready"))
