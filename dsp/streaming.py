@@ -980,6 +980,7 @@ class StreamingNormalizer:
         self._pending: Future | dict | None = None
         self._last_plan_k = self._last_comp_k = -(10**9)
         self.plans_skipped = 0  # realtime mode: updates at which the planner was still busy
+        self.plans_applied = 0  # planner results taken into use (diagnostic: a starved planner shows here)
         self.eq_conv = _PartitionedConv(2, self.hop, self.n_parts)
         self.pan_conv = _PartitionedConv(2, self.hop, self.n_parts)
         unit = np.zeros(self.n_parts * (self.hop + 1), np.complex128).reshape(self.n_parts, self.hop + 1)
@@ -1210,6 +1211,7 @@ class StreamingNormalizer:
             return
         res = self._pending.result() if isinstance(self._pending, Future) else self._pending
         self._pending = None
+        self.plans_applied += 1
         self.planned = res["planned"]
         self.applied = res["applied"]
         if res["eq_spec"] is not None:

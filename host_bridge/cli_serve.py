@@ -372,6 +372,9 @@ def bench_bridge_main(argv: list[str] | None = None) -> int:
         "server_process_ms_max": session.get("process_ms_max"),
         "server_zero_filled_track_blocks": session.get("zero_filled"),
         "server_skipped_blocks": session.get("skipped_blocks"),
+        "plans_applied_per_bus": {
+            c: b.get("plans_applied") for c, b in session.get("engine", {}).get("buses", {}).items()
+        },
         "server_errors": server_errors,
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
@@ -395,6 +398,13 @@ def bench_bridge_main(argv: list[str] | None = None) -> int:
         f"mean {session.get('process_ms_mean', float('nan')):.2f} ms, max {session.get('process_ms_max', float('nan')):.2f} ms "
         f"(budget {period_ms:.2f} ms); blocks skipped while behind real time: {session.get('skipped_blocks')}"
     )
+    plans = [v for v in result["plans_applied_per_bus"].values() if isinstance(v, int)]
+    if plans:
+        print(
+            f"  plans applied per bus: {min(plans)}-{max(plans)} "
+            f"({min(plans) / max(r['wall_s'], 1e-9):.2f}-{max(plans) / max(r['wall_s'], 1e-9):.2f} per s; "
+            "the planner runs on otherwise idle CPU time)"
+        )
     print(
         f"  load average before/after: {load_before[0]:.2f} / {result['loadavg_after'][0]:.2f} "
         f"({os.cpu_count()} CPUs); errors: {json.dumps(server_errors)}"

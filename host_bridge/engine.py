@@ -507,7 +507,12 @@ class Session:
             "bypass_model": self.bypass_model,
             "learning": all(b.learning for b in self.buses),
             "buses": {
-                c: dict(b.stats.summary(), tracks=self.track_class.count(c))
+                c: dict(
+                    b.stats.summary(),
+                    tracks=self.track_class.count(c),
+                    plans_applied=b.plans_applied,
+                    plans_skipped=b.plans_skipped,
+                )
                 for c, b in zip(self.classes, self.buses)
             },
         }

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 
 import numpy as np
 
@@ -41,6 +42,8 @@ log = logging.getLogger("fxmix.engine")
 _HEADER = struct.Struct("<QI")  # frame length, JSON header length
 #: Seconds a new planner process may take to import fxmix and say it is ready.
 START_TIMEOUT_S = 60.0
+#: Longest wait for a closing session's planner jobs (s).
+SHUTDOWN_WAIT_S = 2.0
 
 
 class PlannerDied(RuntimeError):
@@ -194,10 +197,10 @@ def _below_audio() -> None:
 
 def child_main(read_fd: int, write_fd: int) -> None:
     """The planner process: run jobs until the parent closes its pipe."""
-    _below_audio()
     import fxmix.dsp.streaming  # noqa: F401  (the jobs' code, imported before saying ready)
 
     _write_all(write_fd, encode("ready"))
+    _below_audio()  # after the start-up handshake, which must not wait for idle CPU
     last_end, last_dur = 0.0, 0.0
     while True:
         msg = _read_message(read_fd)
@@ -218,7 +221,10 @@ def child_main(read_fd: int, write_fd: int) -> None:
             data = encode(reply)
         except (TypeError, ValueError) as exc:  # a result this protocol cannot carry
             data = encode({"key": key, "ok": False, "value": RuntimeError(f"planner reply: {exc}")})
-        _write_all(write_fd, data)
+        try:
+            _write_all(write_fd, data)
+        except OSError:  # the parent has gone (its pipe is closed): nothing left to plan for
+            return
 
 
 class _Child:
@@ -395,14 +401,12 @@ class ProcessPlanner:
 
         child.submit(job, snap, self.rest).add_done_callback(done)
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Wait for this session's jobs (the shared process keeps serving other sessions)."""
-        if wait:
-            for fut in list(self._futures):
-                try:
-                    fut.result()
-                except Exception:  # the job's error belongs to the normalizer that collects it
-                    pass
+    def shutdown(self, wait: bool = True, timeout_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Wait for this session's jobs, at most ``timeout_s`` (the shared process keeps serving other
+        sessions). A job still queued then (the planner only gets idle CPU, so on a saturated machine it can
+        wait indefinitely) is abandoned: its result, or its error, is discarded."""
+        if wait and self._futures:
+            futures_wait(list(self._futures), timeout=timeout_s)
 
 
 if __name__ == "__main__":
