@@ -59,6 +59,7 @@ streaming-safe: yes (:class:`StreamingNormalizer`, all ``Running*`` classes).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -89,6 +90,8 @@ from .params import CompressorParams, EqParams, LoudnessParams, PanParams
 from .profile import Profile, load_profile
 from .stages import compression, eq, panning
 from .stages.compression import linked_gain
+
+log = logging.getLogger("fxmix")
 
 #: Time constant (s) of the long-term loudness, spectrum and φ (exponential forgetting).
 TAU_S = 5.0
@@ -981,6 +984,7 @@ class StreamingNormalizer:
         self._last_plan_k = self._last_comp_k = -(10**9)
         self.plans_skipped = 0  # realtime mode: updates at which the planner was still busy
         self.plans_applied = 0  # planner results taken into use (diagnostic: a starved planner shows here)
+        self.plan_errors = 0  # realtime mode: failed plans (logged; the parameters in force were kept)
         self.eq_conv = _PartitionedConv(2, self.hop, self.n_parts)
         self.pan_conv = _PartitionedConv(2, self.hop, self.n_parts)
         unit = np.zeros(self.n_parts * (self.hop + 1), np.complex128).reshape(self.n_parts, self.hop + 1)
@@ -1209,8 +1213,20 @@ class StreamingNormalizer:
     def _collect(self) -> None:
         if self._pending is None:
             return
-        res = self._pending.result() if isinstance(self._pending, Future) else self._pending
-        self._pending = None
+        pending, self._pending = self._pending, None
+        if not isinstance(pending, Future):
+            res = pending
+        elif self.realtime:  # a failed plan must not stop the audio: keep the parameters in force
+            try:
+                res = pending.result()
+            except Exception as exc:  # noqa: BLE001 - counted and logged; the next plan is tried as usual
+                self.plan_errors += 1
+                log.warning(
+                    "%s: plan failed, parameters kept (%s: %s)", self.class_name, type(exc).__name__, exc
+                )
+                return
+        else:
+            res = pending.result()
         self.plans_applied += 1
         self.planned = res["planned"]
         self.applied = res["applied"]

@@ -512,6 +512,7 @@ class Session:
                     tracks=self.track_class.count(c),
                     plans_applied=b.plans_applied,
                     plans_skipped=b.plans_skipped,
+                    plan_errors=b.plan_errors,
                 )
                 for c, b in zip(self.classes, self.buses)
             },
@@ -570,6 +571,8 @@ class Session:
             b.sync_stats()  # waits for a background update in flight
         if self._background is not None:
             self._background.shutdown(wait=True)
-        self.executor.shutdown(wait=True)
+        # realtime: plans still in flight are abandoned (their results would be discarded; a starved idle-class
+        # planner must not hold up the host thread that closes a session, e.g. the bridge's worker)
+        self.executor.shutdown(wait=not self.realtime)
         for b in self.buses:
             b.close()

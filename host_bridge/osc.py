@@ -12,7 +12,7 @@ Track blocks are assembled on the receive thread, so the worker wakes once per m
 once per track datagram (that hand-over, 16 thread switches per block, was most of the receive cost).
 
 Handlers are plain callables ``handler(sender, address, *args)``, listed in one ``ROUTES`` table built
-from :mod:`fxmix.host_bridge.addresses`; they validate and enqueue, and can be called without a socket
+from :mod:`fxmix.host_bridge.addresses`; they validate, assemble blocks and enqueue, and can be called without a socket
 (:meth:`BridgeCore.handle_datagram` takes raw bytes). Everything that touches an engine ``Session``
 runs on the worker thread, in arrival order, so a session is never used from two threads; a session's
 assembler is used by the receive thread and (for the reorder timeout) the worker, under one lock.
@@ -70,7 +70,7 @@ ERROR_KINDS: dict[str, str] = {
     "unknown_session": "message for a session that is not open",
     "blob_size": "wrong audio blob size",
     "non_finite": "NaN/inf samples in a block (block zeroed)",
-    "late": "late block, its sequence number was already mixed (dropped)",
+    "late": "late block, its sequence number was already released for mixing (dropped)",
     "duplicate": "duplicate block (dropped)",
     "missing": "missing track block (zero-filled)",
     "seq_jump": "sequence number jumped too far ahead (stream resynchronised)",
@@ -78,6 +78,7 @@ ERROR_KINDS: dict[str, str] = {
     "denied": "sender not in the allowlist (--allow)",
     "engine": "engine rejected a request",
     "send": "could not send a reply",
+    "recv": "could not read from the socket",
     "overload": "server behind real time, block skipped (engine slower than the block rate)",
 }
 
@@ -174,7 +175,7 @@ class AssemblerStats:
     """Counters of one session's block stream (track blocks unless named otherwise)."""
 
     received: int = 0
-    mixed_blocks: int = 0
+    mixed_blocks: int = 0  # released to the worker (complete or zero-filled)
     zero_filled: int = 0
     late: int = 0
     duplicates: int = 0
@@ -386,7 +387,7 @@ class SlotConfig:
     block_samples: int
     n_tracks: int
     #: the session's block assembler (receive side; one per opening, shared with the worker's ``_Live``)
-    assembler: BlockAssembler | None = field(default=None, compare=False, repr=False)
+    assembler: BlockAssembler = field(compare=False, repr=False)
 
 
 @dataclass
@@ -404,6 +405,7 @@ class _Live:
     process_s_total: float = 0.0
     process_s_max: float = 0.0
     skipped_blocks: int = 0
+    mixed: int = 0  # blocks the engine mixed
 
 
 class BridgeCore:
@@ -421,7 +423,10 @@ class BridgeCore:
             ago; None waits for the window or ``/fxmix/flush`` only (deterministic, for tests).
         params_interval_s: push ``/fxmix/params`` (and Reaper feedback) this often per session; None: only
             on query.
-        queue_size: most messages waiting for the worker; beyond that they are dropped and counted.
+        queue_size: most messages (complete blocks, controls, queries) waiting for the worker; beyond that
+            they are dropped and counted.
+        max_queued_bytes: most audio waiting for the worker (bytes of complete blocks); beyond that blocks
+            are dropped and counted, so memory stays bounded whatever the session's size.
         max_backlog_s: when a block waited longer than this in the queue the server is behind real time: it
             skips the engine (no mix for those blocks, counted as ``overload``) until blocks are again
             fresher than :data:`CATCH_UP_S`, so latency stays bounded; None never skips (deterministic, for tests).
@@ -441,6 +446,7 @@ class BridgeCore:
         reorder_timeout_s: float | None = 0.05,
         params_interval_s: float | None = 0.5,
         queue_size: int = 8192,
+        max_queued_bytes: int = 64 << 20,
         max_backlog_s: float | None = 0.2,
         log_interval_s: float = 5.0,
     ) -> None:
@@ -458,6 +464,8 @@ class BridgeCore:
         self.errors = ErrorLog(log_interval_s)
         self.counters: Counter[str] = Counter()
         self._queue: queue.Queue = queue.Queue(maxsize=int(queue_size))
+        self.max_queued_bytes = int(max_queued_bytes)
+        self._queued_bytes = 0
         self._slots: dict[int, SlotConfig] = {}
         self._slots_lock = threading.Lock()
         self._live: dict[int, _Live] = {}
@@ -503,10 +511,41 @@ class BridgeCore:
         handler(sender, address, *checked)
 
     def _enqueue(self, item: tuple) -> None:
+        with self._slots_lock:
+            ok = self._put(item)
+        if not ok:
+            self.errors.report("queue_full", f"{self._queue.qsize()} messages waiting; dropped {item[0]}")
+
+    def _put(self, item: tuple) -> bool:
+        """Queue ``item`` for the worker (caller holds ``_slots_lock``, so the queue's order is the order of
+        the assembler's and the slots' changes); False when the queue, or its audio budget, is full."""
+        size = item[5].nbytes if item[0] == "mix" else 0
+        if size and self._queued_bytes + size > self.max_queued_bytes:
+            return False
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self.errors.report("queue_full", f"{self._queue.qsize()} messages waiting; dropped {item[0]}")
+            return False
+        self._queued_bytes += size
+        return True
+
+    def _release(self, sender: Address, session: int, slot: SlotConfig, release, t: float) -> None:
+        """Run ``release(assembler)`` and queue the complete blocks it returns, in one step under the lock (a
+        stale release on the worker cannot interleave with the receive thread's); report after."""
+        with self._slots_lock:
+            ready = release(slot.assembler)
+            events, slot.assembler.events = slot.assembler.events, []
+            dropped = [
+                seq for seq, blocks in ready if not self._put(("mix", sender, session, slot, seq, blocks, t))
+            ]
+        for kind, detail in events:
+            self.errors.report(kind, f"session {session} {detail}")
+        if dropped:
+            self.errors.report(
+                "queue_full",
+                f"session {session}: {self._queue.qsize()} messages / {self._queued_bytes >> 20} MiB of audio "
+                f"waiting; dropped block(s) {dropped[0]}..{dropped[-1]}",
+            )
 
     def _slot(self, session: int, address: str, sender: Address) -> SlotConfig | None:
         slot = self._slots.get(session)
@@ -533,21 +572,23 @@ class BridgeCore:
                 problems.append(f"{A.MAX_SESSIONS} sessions already open; close one first")
             if not problems:
                 asm = BlockAssembler(n_tracks, block_samples, self.window_blocks)
-                self._slots[session] = SlotConfig(sample_rate, block_samples, n_tracks, asm)
+                self._slots[session] = slot = SlotConfig(sample_rate, block_samples, n_tracks, asm)
+                queued = self._put(("open", sender, session, slot))
         if problems:
             self._reject(sender, session, f"{address}: " + "; ".join(problems))
-            return
-        self._enqueue(("open", sender, session, self._slots[session]))
+        elif not queued:
+            self.errors.report("queue_full", f"{self._queue.qsize()} messages waiting; dropped open")
 
     def on_close(self, sender: Address, address: str, session: int) -> None:
         with self._slots_lock:
             found = self._slots.pop(session, None)
+            queued = found is not None and self._put(("close", sender, session))
         if found is None:
             self.errors.report(
                 "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
             )
-            return
-        self._enqueue(("close", sender, session))
+        elif not queued:
+            self.errors.report("queue_full", f"{self._queue.qsize()} messages waiting; dropped close")
 
     def on_track(
         self, sender: Address, address: str, session: int, track: int, class_name: str, name: str
@@ -587,27 +628,12 @@ class BridgeCore:
             self.errors.report("non_finite", f"session {session} track {track} seq {seq}")
             block = np.zeros_like(block)
         now = time.monotonic()
-        with self._slots_lock:
-            ready = slot.assembler.push(seq, track, block, now)
-        self._queue_ready(sender, session, slot, ready, now)
-
-    def _queue_ready(
-        self, sender: Address, session: int, slot: SlotConfig, ready: list[tuple[int, np.ndarray]], t: float
-    ) -> None:
-        """Report the assembler's events and queue the complete blocks it released for the worker."""
-        asm = slot.assembler
-        while asm.events:
-            kind, detail = asm.events.pop(0)
-            self.errors.report(kind, f"session {session} {detail}")
-        for seq, blocks in ready:
-            self._enqueue(("mix", sender, session, slot, seq, blocks, t))
+        self._release(sender, session, slot, lambda asm: asm.push(seq, track, block, now), now)
 
     def on_flush(self, sender: Address, address: str, session: int) -> None:
         slot = self._slot(session, address, sender)
         if slot is not None:
-            with self._slots_lock:
-                ready = slot.assembler.flush()
-            self._queue_ready(sender, session, slot, ready, time.monotonic())
+            self._release(sender, session, slot, BlockAssembler.flush, time.monotonic())
 
     def on_control(self, sender: Address, address: str, session: int, name: str, value: float) -> None:
         if self._slot(session, address, sender) is None:
@@ -623,10 +649,13 @@ class BridgeCore:
 
     def on_reset(self, sender: Address, address: str, session: int) -> None:
         slot = self._slot(session, address, sender)
-        if slot is not None:
-            with self._slots_lock:
-                slot.assembler.reset()  # blocks already assembled are queued ahead of the engine reset
-            self._enqueue(("reset", sender, session))
+        if slot is None:
+            return
+        with self._slots_lock:  # blocks assembled before the reset are queued ahead of it, later ones after
+            slot.assembler.reset()
+            queued = self._put(("reset", sender, session))
+        if not queued:
+            self.errors.report("queue_full", f"{self._queue.qsize()} messages waiting; dropped reset")
 
     def on_reply(self, sender: Address, address: str, session: int, host: str, port: int) -> None:
         if self._slot(session, address, sender) is None:
@@ -711,6 +740,9 @@ class BridgeCore:
                 item = self._queue.get(timeout=self._wait_s())
             except queue.Empty:
                 item = None
+            if item is not None and item[0] == "mix":
+                with self._slots_lock:
+                    self._queued_bytes -= item[5].nbytes
             try:
                 if item is not None:
                     self.process_item(item)
@@ -738,13 +770,15 @@ class BridgeCore:
             return
         now = time.monotonic()
         with self._slots_lock:
-            released = [
-                (sid, slot, slot.assembler.flush_stale(now, self.reorder_timeout_s))
+            stale = [
+                (sid, slot)
                 for sid, slot in self._slots.items()
                 if slot.assembler.oldest_pending_t is not None
             ]
-        for sid, slot, ready in released:
-            self._queue_ready(("0.0.0.0", 0), sid, slot, ready, now)
+        for sid, slot in stale:  # (a slot closed meanwhile releases into items the worker then drops)
+            self._release(
+                ("0.0.0.0", 0), sid, slot, lambda asm: asm.flush_stale(now, self.reorder_timeout_s), now
+            )
 
     def process_item(self, item: tuple) -> None:
         """Run one queued request (worker thread; tests may call it directly)."""
@@ -860,6 +894,7 @@ class BridgeCore:
             dt = time.perf_counter() - t0
             lv.process_s_total += dt
             lv.process_s_max = max(lv.process_s_max, dt)
+            lv.mixed += 1
             self.send("/fxmix/mix", [session, seq, encode_block(mix)], lv.reply_to)
         finally:
             if start_later:
@@ -868,7 +903,7 @@ class BridgeCore:
             self.params_interval_s is not None
             and (now := time.monotonic()) - lv.last_params_t >= self.params_interval_s
         ):
-            if lv.assembler.stats.mixed_blocks:
+            if lv.mixed:
                 lv.last_params_t = now
                 defer = getattr(lv.session, "defer", None)
                 if defer is not None:  # on the engine's between-blocks thread, not this one
@@ -954,7 +989,8 @@ class BridgeCore:
             st = lv.assembler.stats
             out["session"] = {
                 **st.__dict__,
-                "process_ms_mean": 1000.0 * lv.process_s_total / max(1, st.mixed_blocks - lv.skipped_blocks),
+                "process_ms_mean": 1000.0 * lv.process_s_total / max(1, lv.mixed),
+                "engine_mixed_blocks": lv.mixed,
                 "process_ms_max": 1000.0 * lv.process_s_max,
                 "skipped_blocks": lv.skipped_blocks,
                 "engine": lv.session.stats(),
@@ -1092,10 +1128,11 @@ class BridgeServer:
         return str(host), int(port)
 
     def _receive_loop(self, poll_s: float = 0.05) -> None:
-        """Read datagrams until :meth:`stop`: one ``recvfrom`` per datagram, straight into the core.
+        """Read datagrams until :meth:`stop` and hand each straight to the core.
 
-        (socketserver's ``serve_forever`` adds a ``select`` and a handful of Python calls per datagram; at
-        16 datagrams per block that was a measurable part of the round trip.)
+        (socketserver's ``serve_forever`` adds a selector round and a handful of Python calls per datagram;
+        at 16 datagrams per block that was a measurable part of the round trip. The socket's timeout, which
+        lets the loop see :meth:`stop`, makes CPython ``poll`` before each ``recvfrom``.)
         """
         sock, srv, core = self._server.socket, self._server, self.core
         sock.settimeout(poll_s)
@@ -1105,7 +1142,13 @@ class BridgeServer:
                 data, sender = sock.recvfrom(size)
             except TimeoutError:
                 continue
-            except OSError:  # socket closed by stop(), or an ICMP error of an earlier send: keep serving
+            except ConnectionRefusedError:  # ICMP "port unreachable" for an earlier reply: the peer has gone
+                core.errors.report("send", "a reply's destination port is closed (client gone?)")
+                continue
+            except OSError as exc:
+                if sock.fileno() == -1:  # closed under us (stop)
+                    return
+                core.errors.report("recv", f"{type(exc).__name__}: {exc}")
                 continue
             try:
                 if srv.verify_request(None, sender):

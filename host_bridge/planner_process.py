@@ -163,7 +163,8 @@ def decode(header: bytes, body: bytearray):
     return dec(json.loads(header.decode("utf-8")))
 
 
-def _read_message(fd: int):
+def _read_frame(fd: int) -> tuple[bytes, bytearray] | None:
+    """(JSON header, array bytes) of the next frame; None at end of stream."""
     head = _read_exact(fd, _HEADER.size)
     if head is None:
         return None
@@ -171,7 +172,21 @@ def _read_message(fd: int):
     frame = _read_exact(fd, total)
     if frame is None:
         return None
-    return decode(bytes(frame[:n_header]), frame[n_header:])
+    return bytes(frame[:n_header]), frame[n_header:]
+
+
+def _read_message(fd: int):
+    frame = _read_frame(fd)
+    return None if frame is None else decode(*frame)
+
+
+def _frame_key(header: bytes) -> int | None:
+    """The job key of a request frame that could not be decoded (None if even that is unreadable)."""
+    try:
+        key = json.loads(header.decode("utf-8"))["__dict__"]["key"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    return key if isinstance(key, int) else None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -183,9 +198,15 @@ def _write_all(fd: int, data: bytes) -> None:
 def _below_audio() -> None:
     """Run the planner only on CPU time nobody else wants: SCHED_IDLE where the OS has it (Linux; a waking
     audio thread preempts it at once, where a nice-10 process could hold a core for milliseconds), else
-    nice 10. Neither needs privileges."""
+    nice 10. Neither needs privileges. Linux sets the policy per thread: every thread of the process gets it
+    (the BLAS pools are limited to one thread by the parent, see ``_Child``)."""
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except (OSError, ValueError):
+        tids = [0]
+    try:
+        for tid in tids:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
         return
     except (AttributeError, OSError):  # not on this platform
         pass
@@ -203,9 +224,20 @@ def child_main(read_fd: int, write_fd: int) -> None:
     _below_audio()  # after the start-up handshake, which must not wait for idle CPU
     last_end, last_dur = 0.0, 0.0
     while True:
-        msg = _read_message(read_fd)
-        if msg is None:
+        frame = _read_frame(read_fd)
+        if frame is None:
             return
+        try:
+            msg = decode(*frame)
+        except Exception as exc:  # e.g. a closed session's shared windows are gone: that job fails, not us
+            key = _frame_key(frame[0])
+            if key is not None:
+                err = RuntimeError(f"planner request: {type(exc).__name__}: {exc}")
+                try:
+                    _write_all(write_fd, encode({"key": key, "ok": False, "value": err}))
+                except OSError:
+                    return
+            continue
         key, job, snap, rest = msg["key"], msg["planner"], msg["snap"], msg["rest"]
         wait = last_end + rest * last_dur - time.perf_counter()
         if wait > 0:
@@ -235,8 +267,14 @@ class _Child:
         from_child_r, from_child_w = os.pipe()
         cmd = [sys.executable, "-m", "fxmix.host_bridge.planner_process", str(to_child_r), str(from_child_w)]
         try:
+            # one BLAS/OpenMP thread: the planner is a single low-priority worker
+            env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
             self.proc = subprocess.Popen(
-                cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+                cmd,
+                pass_fds=(to_child_r, from_child_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
             )
         except OSError as exc:
             for fd in (to_child_r, to_child_w, from_child_r, from_child_w):

@@ -179,3 +179,58 @@ def test_worker_sheds_load_when_behind_real_time():
     assert core.errors.snapshot() == {"overload": 1}
     assert core.stats(0)["session"]["skipped_blocks"] == 1
     core.stop()
+
+
+def test_blocks_reach_the_engine_once_each_in_order_while_the_timeout_races_the_receive_thread():
+    """Track blocks are assembled on the receive thread while the worker releases stale ones (reorder
+    timeout 1 ms): both release and queue under one lock, so the engine gets every block once, in order."""
+    import threading
+
+    sent: list[bytes] = []
+    lock = threading.Lock()
+
+    def send(data: bytes, to: tuple) -> None:
+        with lock:
+            sent.append(data)
+
+    core = BridgeCore(
+        send, make_session_factory(S.MODEL), reorder_timeout_s=0.001, max_backlog_s=None, params_interval_s=None
+    )
+    core.start()
+    me = ("127.0.0.1", 5000)
+    try:
+        core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 2], "iiii"), me)
+        block = encode_block(np.full((2, S.BLOCK), 0.01, np.float32))
+        n = 300
+        for seq in range(n):
+            core.handle_datagram(build_message("/fxmix/block", [0, 0, seq, block], "iiib"), me)
+            if seq % 3:  # every third block never gets its second track: the timeout or the window releases it
+                core.handle_datagram(build_message("/fxmix/block", [0, 1, seq, block], "iiib"), me)
+        core.handle_datagram(build_message("/fxmix/flush", [0], "i"), me)
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            with lock:
+                mixes = [m for m in map(parse_messages, sent) if m[0].address == "/fxmix/mix"]
+            if len(mixes) >= n:
+                break
+            time.sleep(0.02)
+    finally:
+        core.stop()
+    assert [m[0].params[1] for m in mixes] == list(range(n))
+    errors = core.errors.snapshot()
+    assert errors.get("missing", 0) >= n // 3 and not {"engine", "queue_full", "recv"} & set(errors)
+
+
+def test_queued_audio_is_bounded_in_bytes():
+    """Complete blocks waiting for the worker are capped in bytes (a big session cannot fill memory); the
+    rest are dropped and counted."""
+    core = BridgeCore(
+        lambda data, to: None, make_session_factory(S.MODEL), max_queued_bytes=3 * 2 * S.BLOCK * 4
+    )
+    me = ("127.0.0.1", 5000)
+    core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 1], "iiii"), me)
+    block = encode_block(np.zeros((2, S.BLOCK), np.float32))
+    for seq in range(5):  # the worker is not running: 3 blocks fit, 2 are dropped
+        core.handle_datagram(build_message("/fxmix/block", [0, 0, seq, block], "iiib"), me)
+    assert core._queue.qsize() == 1 + 3
+    assert core.errors.snapshot() == {"queue_full": 2}

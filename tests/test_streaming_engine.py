@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import signals
-from fxmix.dsp.errors import AudioInputError, ConfigError
+from fxmix.dsp.errors import AudioInputError, ConfigError, FxmixError
 from fxmix.host_bridge.engine import Session
 
 SR = 48000
@@ -216,3 +216,29 @@ def test_planner_frames_carry_plans_without_pickles_and_refuse_unknown_types():
     evil = json.dumps({"__dc__": "system", "fields": {"command": "true"}}).encode()
     with pytest.raises(ValueError, match="unknown object"):
         decode(evil, bytearray())
+
+
+def test_planner_process_survives_a_request_it_cannot_decode():
+    """A job whose shared analysis windows are already gone (its session closed) fails on its own; the
+    planner process keeps serving the next jobs."""
+    import time
+
+    from fxmix.dsp.streaming import StreamingNormalizer, _Windows
+    from fxmix.host_bridge import planner_process
+
+    planner = planner_process.ProcessPlanner(0.5)
+    nz = StreamingNormalizer(SR, "drums", executor=planner, realtime=True)
+    gone = _Windows((3, 2, 16), shared=True)
+    gone.close()  # the file is unlinked: attaching it in the planner fails
+    bad = planner.submit(nz.planner, {"windows": (gone, (16, 16, 16))})
+    with pytest.raises(FxmixError, match="planner request: FileNotFoundError"):
+        bad.result(timeout=30)
+    child = planner_process._CHILD
+    assert child.alive and child.proc.poll() is None
+    x = signals.drums(6.0)
+    for i in range(0, x.shape[1] - 512, 512):
+        nz.process(x[:, i : i + 512])
+        time.sleep(0.002)
+    assert nz.plans_applied > 0 and nz.plan_errors == 0
+    assert planner_process._CHILD is child and child.alive
+    nz.close()
