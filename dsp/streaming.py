@@ -1221,9 +1221,11 @@ class StreamingNormalizer:
                 res = pending.result()
             except Exception as exc:  # noqa: BLE001 - counted and logged; the next plan is tried as usual
                 self.plan_errors += 1
-                log.warning(
-                    "%s: plan failed, parameters kept (%s: %s)", self.class_name, type(exc).__name__, exc
-                )
+                if self.plan_errors & (self.plan_errors - 1) == 0:  # 1st, 2nd, 4th, 8th, ...: no log flood
+                    log.warning(
+                        "%s: plan failed, parameters kept (%s: %s; %d failures so far)",
+                        self.class_name, type(exc).__name__, exc, self.plan_errors,
+                    )  # fmt: skip
                 return
         else:
             res = pending.result()

@@ -533,6 +533,8 @@ class BridgeCore:
         """Run ``release(assembler)`` and queue the complete blocks it returns, in one step under the lock (a
         stale release on the worker cannot interleave with the receive thread's); report after."""
         with self._slots_lock:
+            if self._slots.get(session) is not slot:  # closed or re-opened meanwhile: nothing to release
+                return
             ready = release(slot.assembler)
             events, slot.assembler.events = slot.assembler.events, []
             dropped = [
@@ -570,25 +572,33 @@ class BridgeCore:
         with self._slots_lock:
             if session not in self._slots and len(self._slots) >= A.MAX_SESSIONS:
                 problems.append(f"{A.MAX_SESSIONS} sessions already open; close one first")
+            if not problems and 2 * n_tracks * block_samples * 4 > self.max_queued_bytes:
+                problems.append(
+                    f"a block of {n_tracks} tracks x {block_samples} samples exceeds the server's queue"
+                )
             if not problems:
+                # all or nothing: the slot exists only if the worker will open the engine for it
                 asm = BlockAssembler(n_tracks, block_samples, self.window_blocks)
-                self._slots[session] = slot = SlotConfig(sample_rate, block_samples, n_tracks, asm)
-                queued = self._put(("open", sender, session, slot))
+                slot = SlotConfig(sample_rate, block_samples, n_tracks, asm)
+                if self._put(("open", sender, session, slot)):
+                    self._slots[session] = slot
+                else:
+                    problems.append("server busy (queue full); send /fxmix/open again")
         if problems:
             self._reject(sender, session, f"{address}: " + "; ".join(problems))
-        elif not queued:
-            self.errors.report("queue_full", f"{self._queue.qsize()} messages waiting; dropped open")
 
     def on_close(self, sender: Address, address: str, session: int) -> None:
         with self._slots_lock:
-            found = self._slots.pop(session, None)
+            found = self._slots.get(session)
             queued = found is not None and self._put(("close", sender, session))
+            if queued:  # all or nothing: a close the worker will not see leaves the session open
+                del self._slots[session]
         if found is None:
             self.errors.report(
                 "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
             )
         elif not queued:
-            self.errors.report("queue_full", f"{self._queue.qsize()} messages waiting; dropped close")
+            self._reject(sender, session, f"{address}: server busy (queue full); send it again")
 
     def on_track(
         self, sender: Address, address: str, session: int, track: int, class_name: str, name: str
@@ -652,10 +662,11 @@ class BridgeCore:
         if slot is None:
             return
         with self._slots_lock:  # blocks assembled before the reset are queued ahead of it, later ones after
-            slot.assembler.reset()
             queued = self._put(("reset", sender, session))
+            if queued:  # all or nothing: engine and assembler reset together
+                slot.assembler.reset()
         if not queued:
-            self.errors.report("queue_full", f"{self._queue.qsize()} messages waiting; dropped reset")
+            self._reject(sender, session, f"{address}: server busy (queue full); send it again")
 
     def on_reply(self, sender: Address, address: str, session: int, host: str, port: int) -> None:
         if self._slot(session, address, sender) is None:
@@ -730,6 +741,13 @@ class BridgeCore:
         if self._worker is not None:
             self._worker.join(timeout_s)
             self._worker = None
+        with self._slots_lock:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._queued_bytes = 0
         for lv in self._live.values():
             self._close_engine(lv.session)
         self._live.clear()
@@ -1142,13 +1160,15 @@ class BridgeServer:
                 data, sender = sock.recvfrom(size)
             except TimeoutError:
                 continue
-            except ConnectionRefusedError:  # ICMP "port unreachable" for an earlier reply: the peer has gone
+            except (ConnectionRefusedError, ConnectionResetError):  # ICMP "port unreachable" for an earlier
+                # reply (Linux: ECONNREFUSED, Windows: WSAECONNRESET): the peer has gone
                 core.errors.report("send", "a reply's destination port is closed (client gone?)")
                 continue
             except OSError as exc:
                 if sock.fileno() == -1:  # closed under us (stop)
                     return
                 core.errors.report("recv", f"{type(exc).__name__}: {exc}")
+                self._running.wait(0.01)  # a persistent error must not spin a core
                 continue
             try:
                 if srv.verify_request(None, sender):

@@ -204,12 +204,16 @@ def _below_audio() -> None:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except (OSError, ValueError):
         tids = [0]
-    try:
+    if hasattr(os, "SCHED_IDLE"):
+        done = 0
         for tid in tids:
-            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except (AttributeError, OSError):  # not on this platform
-        pass
+            try:
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+                done += 1
+            except OSError:  # that thread has exited meanwhile (or the call is refused)
+                pass
+        if done:
+            return
     try:
         os.nice(10)
     except (AttributeError, OSError):

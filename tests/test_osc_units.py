@@ -234,3 +234,24 @@ def test_queued_audio_is_bounded_in_bytes():
         core.handle_datagram(build_message("/fxmix/block", [0, 0, seq, block], "iiib"), me)
     assert core._queue.qsize() == 1 + 3
     assert core.errors.snapshot() == {"queue_full": 2}
+
+
+def test_open_close_and_reset_are_all_or_nothing_when_the_queue_is_full():
+    """A request the worker will never see is refused whole (the sender gets /fxmix/error and can retry),
+    never half-applied: no half-open session, no closed slot with a live engine, no assembler-only reset."""
+    sent: list[tuple[bytes, tuple]] = []
+    core = BridgeCore(lambda data, to: sent.append((data, to)), make_session_factory(S.MODEL), queue_size=1)
+    me = ("127.0.0.1", 5000)
+    core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 1], "iiii"), me)  # fills the queue
+    core.handle_datagram(build_message("/fxmix/open", [1, S.SR, S.BLOCK, 1], "iiii"), me)
+    assert 1 not in core._slots and 0 in core._slots
+    errors = [parse_messages(d)[0] for d, _ in sent if parse_messages(d)[0].address == "/fxmix/error"]
+    assert errors and errors[-1].params[0] == 1 and "server busy" in errors[-1].params[1]
+    core.handle_datagram(build_message("/fxmix/close", [0], "i"), me)
+    assert 0 in core._slots  # the close was refused, so the slot (and later the engine) stays consistent
+    core.process_item(core._queue.get_nowait())  # the worker opens session 0
+    core.handle_datagram(build_message("/fxmix/close", [0], "i"), me)
+    assert 0 not in core._slots
+    core.process_item(core._queue.get_nowait())
+    assert core.stats(0).get("session") is None
+    core.stop()
