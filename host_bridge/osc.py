@@ -85,6 +85,9 @@ ERROR_KINDS: dict[str, str] = {
 #: After falling behind real time, the worker skips the engine until queued blocks are this fresh again (s).
 CATCH_UP_S = 0.02
 
+#: Why an open, close or reset the worker could not be given is refused (all or nothing; the sender retries).
+BUSY = "server busy (queue full); send it again"
+
 #: Most ``/fxmix/error`` replies per second (token bucket), so bad requests cannot be amplified.
 ERROR_REPLIES_PER_S = 20.0
 
@@ -396,7 +399,6 @@ class _Live:
 
     config: SlotConfig
     session: Any
-    assembler: BlockAssembler
     reply_to: Address
     profile: str | None
     tracks: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)
@@ -583,7 +585,7 @@ class BridgeCore:
                 if self._put(("open", sender, session, slot)):
                     self._slots[session] = slot
                 else:
-                    problems.append("server busy (queue full); send /fxmix/open again")
+                    problems.append(BUSY)
         if problems:
             self._reject(sender, session, f"{address}: " + "; ".join(problems))
 
@@ -598,7 +600,7 @@ class BridgeCore:
                 "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
             )
         elif not queued:
-            self._reject(sender, session, f"{address}: server busy (queue full); send it again")
+            self._reject(sender, session, f"{address}: {BUSY}")
 
     def on_track(
         self, sender: Address, address: str, session: int, track: int, class_name: str, name: str
@@ -666,7 +668,7 @@ class BridgeCore:
             if queued:  # all or nothing: engine and assembler reset together
                 slot.assembler.reset()
         if not queued:
-            self._reject(sender, session, f"{address}: server busy (queue full); send it again")
+            self._reject(sender, session, f"{address}: {BUSY}")
 
     def on_reply(self, sender: Address, address: str, session: int, host: str, port: int) -> None:
         if self._slot(session, address, sender) is None:
@@ -793,7 +795,7 @@ class BridgeCore:
                 for sid, slot in self._slots.items()
                 if slot.assembler.oldest_pending_t is not None
             ]
-        for sid, slot in stale:  # (a slot closed meanwhile releases into items the worker then drops)
+        for sid, slot in stale:  # (_release skips a slot closed or re-opened since)
             self._release(
                 ("0.0.0.0", 0), sid, slot, lambda asm: asm.flush_stale(now, self.reorder_timeout_s), now
             )
@@ -847,7 +849,6 @@ class BridgeCore:
         self._live[session] = _Live(
             cfg,
             engine,
-            cfg.assembler,
             reply_to,
             self.default_profile,
         )
@@ -987,7 +988,7 @@ class BridgeCore:
             "profile": lv.profile,
             "tracks": {str(t): {"class_name": c, "name": n} for t, (c, n) in sorted(lv.tracks.items())},
             "controls": lv.controls,
-            "next_seq": lv.assembler.next_seq,
+            "next_seq": lv.config.assembler.next_seq,
             "reply_to": f"{lv.reply_to[0]}:{lv.reply_to[1]}",
         }
         self.send("/fxmix/state", [session, to_json(state)], sender)
@@ -1004,7 +1005,7 @@ class BridgeCore:
         }
         lv = self._live.get(session)
         if lv is not None:
-            st = lv.assembler.stats
+            st = lv.config.assembler.stats
             out["session"] = {
                 **st.__dict__,
                 "process_ms_mean": 1000.0 * lv.process_s_total / max(1, lv.mixed),
