@@ -37,7 +37,7 @@ from .stages import compression, eq, loudness, panning, reverb
 log = logging.getLogger("fxmix.dsp")
 
 ALL_STAGES = ("reverb", "eq", "compression", "panning", "loudness")
-DEFAULT_STAGES = ("eq", "compression", "panning", "loudness")
+DEFAULT_STAGES = C.STAGES
 #: closed-loop EQ corrections after the later stages have coloured the spectrum
 EQ_REFINE_PASSES = 1
 

@@ -10,6 +10,10 @@ SAMPLE_RATE = 44100
 #: Default stem classes, in the order the networks expect them (reference order: vocals, bass, drums, other
 #: for its 8-channel input; we keep one order everywhere, this one).
 CLASSES = ("vocals", "drums", "bass", "other")
+#: The normalization stages in the order they run (reverb augmentation is opt-in and runs first).
+STAGES = ("eq", "compression", "panning", "loudness")
+#: The factory profile of the reference's published MUSDB18 averages.
+REFERENCE_PROFILE = "musdb18-reference"
 
 #: A stem whose peak is below this level (dBFS) counts as silent: it is passed through and skipped
 #: when averaging dataset features (reference: MIN_DB = -50).

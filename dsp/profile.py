@@ -19,7 +19,7 @@ import numpy as np
 
 from .audio import write_text_atomic
 from .bands import band_centers_hz
-from .constants import CLASSES
+from .constants import CLASSES, STAGES
 from .errors import ConfigError
 
 PROFILE_FORMAT = "fxmix-profile"
@@ -30,7 +30,7 @@ STAGE_KEYS = {
     "panning": ("phi",),
     "loudness": ("loudness_lufs",),
 }
-FIT_STAGES = ("eq", "compression", "panning", "loudness")
+FIT_STAGES = STAGES
 
 
 @dataclass(frozen=True)

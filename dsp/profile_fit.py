@@ -322,7 +322,7 @@ def profile_from_reference_npz(path: str | Path, seed: int = 0) -> Profile:
     ref_mag = np.abs(np.fft.rfft(frames(pink, n_ref, n_ref // 4) * win, axis=-1)).mean(axis=(0, 1))
     offset = float(np.mean(ours - _reference_style_band_db(ref_mag, n_ref, sr)))
     prof = empty_profile(
-        "musdb18-reference",
+        C.REFERENCE_PROFILE,
         provenance={
             "source": "sony/FxNorm-automix trainings/features/features_MUSDB18.npy (commit 916bf7e), "
             "computed by the paper's authors over MUSDB18 train (86 songs), converted pickle-free",

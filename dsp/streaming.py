@@ -904,7 +904,7 @@ class StreamingNormalizer:
         self,
         sample_rate: int,
         class_name: str,
-        profile: Profile | str = "musdb18-reference",
+        profile: Profile | str = C.REFERENCE_PROFILE,
         *,
         hop_samples: int = HOP_SAMPLES,
         stages: Sequence[str] = DEFAULT_STAGES,
@@ -936,7 +936,7 @@ class StreamingNormalizer:
         self.realtime = bool(realtime)
         self.background = background if self.realtime else None
         self._bg: Future | None = None
-        self.bypass = {s: False for s in ("eq", "compression", "panning", "loudness")}
+        self.bypass = {s: False for s in C.STAGES}
         self.learning = True
         self.settings = compression.class_settings(class_name)
         self.centers = band_centers_hz()

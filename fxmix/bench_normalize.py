@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fxmix.dsp.constants import REFERENCE_PROFILE
+
 REFERENCE = {"wall_s": 261.0, "peak_gb": 1.6, "eq_lsd_db": "9-11 (tonal stems)", "pan_offcentre_db": "about 7"}
 
 _CHILD = """
@@ -60,7 +62,7 @@ def bench_normalize_main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=180.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="stems normalized in parallel threads")
-    p.add_argument("--profile", default="musdb18-reference")
+    p.add_argument("--profile", default=REFERENCE_PROFILE)
     args = p.parse_args(argv)
 
     from fxmix.dsp import constants as C

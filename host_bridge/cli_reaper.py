@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from fxmix.dsp.constants import REFERENCE_PROFILE
 
 from ..dsp.audio import gain_to_db, write_audio
 from ..dsp.constants import SAMPLE_RATE
@@ -62,7 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("project", help="the .RPP project (never modified)")
     p.add_argument("-o", "--output", required=True, help="mix file to write (.wav, .flac)")
     p.add_argument("--model", default="default", help="'default', 'none' (normalized sum) or a model PATH")
-    p.add_argument("--profile", default="musdb18-reference", help="normalization profile NAME or PATH")
+    p.add_argument("--profile", default=REFERENCE_PROFILE, help="normalization profile NAME or PATH")
     p.add_argument("--seed", type=int, default=0, help="random seed of the automix (default 0)")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="render from S seconds (default 0)")
     p.add_argument(
@@ -348,7 +349,7 @@ def bench_reaper_main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracks", type=int, default=24, help="number of tracks (default 24)")
     p.add_argument("--seconds", type=float, default=180.0, help="project length in seconds (default 180)")
     p.add_argument("--model", default="default", help="automix model (default 'default')")
-    p.add_argument("--profile", default="musdb18-reference", help="normalization profile")
+    p.add_argument("--profile", default=REFERENCE_PROFILE, help="normalization profile")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--keep", metavar="DIR", help="generate the project in DIR and keep it (default: temp dir)"

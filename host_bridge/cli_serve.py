@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fxmix.dsp.constants import REFERENCE_PROFILE
 
 from ..dsp.audio import align_lengths, read_audio, write_audio
 from ..dsp.errors import AudioInputError, ConfigError, FxmixError
@@ -29,7 +30,7 @@ from .osc_client import BridgeClient, stream_mix
 
 log = logging.getLogger("fxmix")
 
-DEFAULT_PROFILE = "musdb18-reference"
+DEFAULT_PROFILE = REFERENCE_PROFILE
 
 
 def make_session_factory(

@@ -136,7 +136,7 @@ def resolve_model(spec: str | None):
     return runtime
 
 
-DEFAULT_PROFILE = "musdb18-reference"
+DEFAULT_PROFILE = C.REFERENCE_PROFILE
 
 
 def model_profile(runtime) -> str:

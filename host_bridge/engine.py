@@ -35,14 +35,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from fxmix.dsp.constants import CLASSES
+from fxmix.dsp.constants import CLASSES, REFERENCE_PROFILE, STAGES
 from fxmix.dsp.errors import AudioInputError, ConfigError, ModelLoadError
 from fxmix.dsp.profile import Profile, load_profile
 from fxmix.dsp.streaming import HOP_SAMPLES, UPDATE_HOPS, StreamingNormalizer
 
 log = logging.getLogger("fxmix.engine")
 
-STAGES = ("eq", "compression", "panning", "loudness")
 CONTROLS = (
     "amount",
     "bypass_eq",
@@ -112,7 +111,7 @@ class _OrtStep:
     outputs). On one core, fed at the block rate, it runs in about 70 % of the time of the traced TorchScript
     step (1.3 vs 1.85 ms per 512-sample block for the default model, and 2.0 vs 2.8 ms at p99), which is what
     keeps the 16-track session inside half a block (``fxmix bench stream``). Equal to the eager step within
-    1e-4 (tests/test_streaming_engine.py).
+    1e-4 (tests/host_bridge/test_engine.py).
 
     ``__call__(buses (1, 4, 2, n) float32, *state) -> (mix (1, 2, n), *new_state)``, all numpy.
     """
@@ -253,7 +252,7 @@ class Session:
         block_samples: int,
         n_tracks: int,
         *,
-        profile: str | Path | Profile = "musdb18-reference",
+        profile: str | Path | Profile = REFERENCE_PROFILE,
         model=None,
         classes: Sequence[str] = CLASSES,
         realtime: bool = False,

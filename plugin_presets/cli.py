@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from fxmix.dsp.constants import REFERENCE_PROFILE
 from tqdm import tqdm
 
 from ..dsp import constants as C
@@ -83,7 +84,7 @@ def preset_main(argv: list[str] | None = None) -> int:
     e.add_argument("source", help="folder of stems (vocals.*, drums.*, ...) or a Reaper PROJECT.RPP")
     e.add_argument("-o", "--out", required=True, help="output folder")
     e.add_argument("--format", action="append", choices=FORMATS, help="repeatable; default: all three")
-    e.add_argument("--preset", default="musdb18-reference", help="factory preset name or preset JSON path")
+    e.add_argument("--preset", default=REFERENCE_PROFILE, help="factory preset name or preset JSON path")
     e.add_argument(
         "--profile", default=None, help="factory profile name or JSON path (overrides the preset's)"
     )

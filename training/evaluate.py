@@ -81,7 +81,7 @@ def estimate_contributions(mix: np.ndarray, stems: dict[str, np.ndarray]) -> dic
     ``G_c · STEM_c``. A single broadband gain per class only captures the part of the processed stem that is
     still correlated with the unprocessed one (``|g|² ‖s‖² ≤ ‖H s‖²``), so it systematically under-reads classes the
     network equalizes. Per-band gains follow any smooth EQ and reduce to the broadband gain for pure gains
-    (tests/test_eval.py measures both estimators on stems with known per-class EQ and gain).
+    (tests/training/test_eval.py measures both estimators on stems with known per-class EQ and gain).
 
     Args:
         mix: (2, n) the method's mix.

@@ -7,10 +7,11 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-import signals
 from fxmix.host_bridge.cli_serve import make_session_factory
 from fxmix.host_bridge.osc import BridgeServer, encode_block
 from fxmix.host_bridge.osc_client import BridgeClient
+
+from support import signals
 
 SR = signals.SR
 BLOCK = 512

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fxmix.training.evaluate import BASELINES, METRICS, class_balance_lu, estimate_contributions
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_corpus import tiny_corpus  # noqa: E402
+from support.corpus import tiny_corpus  # noqa: E402
 
 
 def test_contributions_recover_gains_and_balance():
@@ -27,7 +23,7 @@ def test_contributions_recover_gains_and_balance():
 def test_banded_contributions_follow_per_class_eq():
     """A mixer that EQs each stem: per-band gains recover the class balance, one broadband gain does not."""
     import pedalboard
-    from signals import song
+    from support.signals import song
 
     stems = song(6.0)
     chains = {

@@ -7,7 +7,6 @@ import logging
 import time
 
 import numpy as np
-import osc_support as S
 import pytest
 from fxmix.host_bridge import addresses as A
 from fxmix.host_bridge.cli_serve import make_session_factory
@@ -20,6 +19,7 @@ from fxmix.host_bridge.osc import (
     encode_block,
     parse_messages,
 )
+from support import osc as S
 
 # A /fxmix/ping 5 message as literal bytes (address, type tags, int32), the OSC 1.0 layout.
 PING_DGRAM = b"/fxmix/ping\x00,i\x00\x00\x00\x00\x00\x05"

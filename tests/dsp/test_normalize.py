@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import signals
 from fxmix.dsp import features as F
 from fxmix.dsp.audio import check_audio
 from fxmix.dsp.bands import band_centers_hz
@@ -11,6 +10,7 @@ from fxmix.dsp.errors import AudioInputError, ConfigError
 from fxmix.dsp.params import CompressorParams, EqParams, params_from_dict
 from fxmix.dsp.profile import Profile, load_profile
 from fxmix.dsp.stages import loudness, panning
+from support import signals
 
 SR = signals.SR
 MID = (band_centers_hz() >= 100) & (band_centers_hz() <= 10000)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import signals
 from fxmix.dsp import features as F
 from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.chain import normalize_stem
 from fxmix.dsp.profile import load_profile
 from fxmix.dsp.streaming import TAU_S, RunningStats, StreamingNormalizer
+from support import signals
 
 SR = 44100
 MID = (band_centers_hz() >= 100) & (band_centers_hz() <= 10000)

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import signals
 import soundfile as sf
 from fxmix.dsp.audio import read_audio, write_audio
 from fxmix.dsp.errors import AudioInputError
 from fxmix.dsp.features import integrated_loudness
 from fxmix.dsp.profile import load_profile
+from support import signals
 
 from fxmix.cli import main
 

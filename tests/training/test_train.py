@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +16,7 @@ from fxmix.dsp.errors import ConfigError
 from fxmix.training.config import load_train_config, parse_override
 from fxmix.training.train import CropSampler, read_csv_log, train
 from safetensors.torch import load_file
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_corpus import tiny_config_text, tiny_corpus  # noqa: E402
+from support.corpus import tiny_config_text, tiny_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 import pytest
-import signals
 from fxmix.dsp.errors import AudioInputError, ConfigError, FxmixError
 from fxmix.host_bridge.engine import Session
+from support import signals
 
 SR = 48000
 

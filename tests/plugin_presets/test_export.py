@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pedalboard
 import pytest
-import signals
 from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.chain import apply_params, normalize_stem
 from fxmix.dsp.errors import ConfigError
@@ -30,6 +29,7 @@ from fxmix.plugin_presets.exporters import (
 from fxmix.plugin_presets.peq import Biquad, biquad_coefficients, fit_parametric_eq
 from fxmix.plugin_presets.schema import load_preset
 from scipy.signal import lfilter
+from support import signals
 
 SR = 44100
 

@@ -7,13 +7,13 @@ import socket
 import time
 
 import numpy as np
-import osc_support as S
 import pytest
 import soundfile as sf
 from fxmix.dsp.errors import FxmixError
 from fxmix.host_bridge.cli_serve import bench_bridge_main, client_main
 from fxmix.host_bridge.osc import parse_messages
 from fxmix.host_bridge.osc_client import BridgeClient, stream_mix
+from support import osc as S
 
 
 def _rms_db(x: np.ndarray) -> float:
