@@ -25,10 +25,7 @@ from .errors import ConfigError
 from .features import (
     integrated_loudness,
     is_silent,
-    measure_dynamics,
     peak_normalize_gain_db,
-    spectrum_from_mean_power,
-    stft_power_sums,
 )
 from .params import PARAM_TYPES, EqParams
 from .profile import Profile
@@ -107,64 +104,75 @@ def normalize_stem(
         return result
     for stage in stages:
         t0 = time.perf_counter()
-        if stage == "reverb":
-            if rng is None:
-                raise ConfigError("the reverb stage needs an rng (pass seed=... or rng=...)")
-            p = reverb.draw(rng, **dict(reverb_options or {}))
-        elif stage == "eq":
-            if targets.spectrum_db is None:
-                result.notes.append(f"{where}: profile has no EQ target, eq skipped")
-                continue
-            p = eq.plan(x, sample_rate, targets.spectrum_db)
-        elif stage == "compression":
-            if targets.onset_peak_mean_db is None:
-                result.notes.append(f"{where}: profile has no compression target, compression skipped")
-                continue
-            rep = compression.plan(
-                x, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name
-            )
-            p = rep.params
-            if rep.note and not rep.in_band:
-                result.notes.append(f"{where}: compression: {rep.note}")
-        elif stage == "panning":
-            if targets.phi is None:
-                result.notes.append(f"{where}: profile has no panning target, panning skipped")
-                continue
-            p = panning.plan(x, sample_rate, targets.phi, class_name)
-        else:
-            if targets.loudness_lufs is None:
-                result.notes.append(f"{where}: profile has no loudness target, loudness skipped")
-                continue
-            p = loudness.plan(
-                x, sample_rate, targets.loudness_lufs, loudness_lufs=integrated_loudness(x, sample_rate)
-            )
-            if abs(p.missed_lu) > 0.1:
-                result.notes.append(
-                    f"{where}: loudness target missed by {p.missed_lu:.2f} LU to hold the "
-                    f"{C.TRUE_PEAK_CEILING_DB:.0f} dBTP ceiling"
-                )
+        p = _plan_stage(stage, x, sample_rate, class_name, targets, result.notes, where, rng, reverb_options)
+        if p is None:
+            continue
         x = _run(stage, x, sample_rate, p, in_place=x is not audio_in)
         result.params[stage] = p
         result.timings_s[stage] = time.perf_counter() - t0
     if "eq" in result.params and any(s in result.params for s in ("compression", "panning")):
         t0 = time.perf_counter()
-        for i in range(EQ_REFINE_PASSES):
-            refined = _refined_eq(x, sample_rate, targets, result)
-            if refined is None:
-                break
-            result.params["eq"] = refined
-            x = None  # the replay starts again from the input: let the finished stem go first (memory)
-            x = _replay([audio_in], sample_rate, result, stages, relevel_compressor=True, owned=False)
-            if (
-                i == 0
-                and "compression" in result.params
-                and not _compression_in_band(x, sample_rate, targets)
-            ):
-                x = None
-                x = _recheck_compression(audio_in, sample_rate, targets, class_name, result, stages, where)
+        x = _refine(x, audio_in, sample_rate, class_name, targets, result, stages, where)
         result.timings_s["eq_refine"] = time.perf_counter() - t0
     result.audio = x
     return result
+
+
+def _plan_stage(stage, x, sample_rate, class_name, targets, notes: list, where, rng, reverb_options):
+    """One stage's params for the stem ``x`` as it reaches that stage; None (and a note) when the profile has
+    no target for it. Limits reached and warnings go to ``notes``."""
+    if stage == "reverb":
+        if rng is None:
+            raise ConfigError("the reverb stage needs an rng (pass seed=... or rng=...)")
+        return reverb.draw(rng, **dict(reverb_options or {}))
+    missing = {
+        "eq": targets.spectrum_db is None,
+        "compression": targets.onset_peak_mean_db is None,
+        "panning": targets.phi is None,
+        "loudness": targets.loudness_lufs is None,
+    }
+    if missing[stage]:
+        what = "EQ" if stage == "eq" else stage
+        notes.append(f"{where}: profile has no {what} target, {stage} skipped")
+        return None
+    if stage == "eq":
+        return eq.plan(x, sample_rate, targets.spectrum_db)
+    if stage == "compression":
+        rep = compression.plan(
+            x, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name
+        )
+        if rep.note and not rep.in_band:
+            notes.append(f"{where}: compression: {rep.note}")
+        return rep.params
+    if stage == "panning":
+        return panning.plan(x, sample_rate, targets.phi, class_name)
+    p = loudness.plan(x, sample_rate, targets.loudness_lufs, loudness_lufs=integrated_loudness(x, sample_rate))
+    if abs(p.missed_lu) > 0.1:
+        notes.append(
+            f"{where}: loudness target missed by {p.missed_lu:.2f} LU to hold the "
+            f"{C.TRUE_PEAK_CEILING_DB:.0f} dBTP ceiling"
+        )
+    return p
+
+
+def _refine(x, audio_in, sample_rate, class_name, targets, result: StemResult, stages, where) -> np.ndarray:
+    """The closed-loop EQ passes (:data:`EQ_REFINE_PASSES`) on the finished stem ``x``; after the first, the
+    compressor is searched again when the refined EQ moved the onset feature out of the band."""
+    for i in range(EQ_REFINE_PASSES):
+        refined = _refined_eq(x, sample_rate, targets, result)
+        if refined is None:
+            break
+        result.params["eq"] = refined
+        x = None  # the replay starts again from the input: let the finished stem go first (memory)
+        x = _replay([audio_in], sample_rate, result, stages, relevel_compressor=True, owned=False)
+        if (
+            i == 0
+            and "compression" in result.params
+            and not compression.in_band(x, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db)
+        ):
+            x = None
+            x = _recheck_compression(audio_in, sample_rate, targets, class_name, result, stages, where)
+    return x
 
 
 def _run(stage: str, x: np.ndarray, sample_rate: int, params, *, in_place: bool) -> np.ndarray:
@@ -212,10 +220,7 @@ def _refined_eq(x, sample_rate, targets, result: StemResult) -> EqParams | None:
     residual of the finished stem ``x`` is folded back into the EQ curve (the caller replays the stages with
     their params, compressor re-levelled, loudness re-planned). None when the residual is already under
     0.5 dB (100 Hz-10 kHz)."""
-    # shape only: no LUFS needed
-    spec = spectrum_from_mean_power(stft_power_sums(x).mean_power, sample_rate, C.ANALYSIS_FFT, 0.0)
-    residual = np.asarray(targets.spectrum_db) - spec
-    residual -= np.median(residual)
+    residual = eq.residual_db(targets.spectrum_db, eq.shape_spectrum_db(x, sample_rate))
     centers = band_centers_hz()
     if np.max(np.abs(residual[(centers >= 100) & (centers <= 10000)])) < 0.5:
         return None
@@ -223,13 +228,6 @@ def _refined_eq(x, sample_rate, targets, result: StemResult) -> EqParams | None:
     curve = np.asarray(old.gain_db) + residual
     curve = np.clip(curve - 0.5 * (curve.max() + curve.min()), -C.EQ_MAX_GAIN_DB, C.EQ_MAX_GAIN_DB)
     return EqParams(old.freqs_hz, tuple(float(g) for g in curve))
-
-
-def _compression_in_band(x, sample_rate, targets) -> bool:
-    mean_db, _ = measure_dynamics(x, sample_rate)
-    lo = targets.onset_peak_mean_db - targets.onset_peak_std_db
-    hi = targets.onset_peak_mean_db + targets.onset_peak_std_db
-    return lo <= mean_db <= hi
 
 
 def _recheck_compression(audio_in, sample_rate, targets, class_name, result: StemResult, stages, where):

@@ -4,6 +4,10 @@ Stem *classes* used by default live here too, but a profile file carries its own
 list wins wherever a profile is loaded.
 """
 
+#: fxmix's release, recorded in the files it writes (profiles, weights sidecars, params.json); pyproject.toml
+#: reads it from here.
+VERSION = "0.1.0"
+
 #: Processing sample rate (Hz). Inputs at other rates are resampled to it and back (soxr).
 SAMPLE_RATE = 44100
 

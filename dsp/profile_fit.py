@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,16 @@ import numpy as np
 from . import constants as C
 from .audio import read_audio, write_text_atomic
 from .bands import band_centers_hz, band_weights
+from .chain import normalize_stem
 from .errors import AudioInputError, ConfigError
-from .features import integrated_loudness, is_silent, measure_dynamics, measure_phi, measure_spectrum
+from .features import (
+    frames,
+    integrated_loudness,
+    is_silent,
+    measure_dynamics,
+    measure_phi,
+    measure_spectrum,
+)
 from .profile import FIT_STAGES, Profile, empty_profile, smooth_bands
 
 log = logging.getLogger("fxmix.dsp")
@@ -128,8 +136,6 @@ def _stage_values(stage: str, x: np.ndarray, sample_rate: int) -> dict:
 
 def _song_pass(args) -> tuple[str, dict, str | None]:
     song, stage, profile_dict = args
-    from .chain import normalize_stem  # local: chain imports profile
-
     profile = Profile.from_dict(profile_dict)
     out: dict = {}
     try:
@@ -194,8 +200,6 @@ def finalize_stage(base: Profile, stats: PartialStats) -> Profile:
     prov.setdefault("stems_per_class", {})[stats.stage] = stats.counts
     prov.setdefault("songs", stats.songs)
     fitted = tuple(s for s in FIT_STAGES if s in profile.stages_fitted or s == stats.stage)
-    from dataclasses import replace
-
     return replace(profile, provenance=prov, stages_fitted=fitted)
 
 
@@ -213,7 +217,7 @@ def new_profile(root: str | Path, *, split: str | None = None, name: str | None 
         provenance={
             "dataset": str(Path(root).resolve()),
             "split": split,
-            "fxmix": _version(),
+            "fxmix": C.VERSION,
             "method": "sequential per-stage averages (fxnorm-spec.md §1.2), dB means, 3-band smoothing once",
         },
     )
@@ -282,15 +286,6 @@ def merge_partials(paths: Sequence[str | Path]) -> Profile:
     return finalize_stage(Profile.from_dict(base), total)
 
 
-def _version() -> str:
-    try:
-        from fxmix import __version__
-
-        return __version__
-    except ImportError:  # pragma: no cover
-        return "unknown"
-
-
 # ---------------------------------------------------------------- the reference's published features
 
 
@@ -316,8 +311,6 @@ def profile_from_reference_npz(path: str | Path, seed: int = 0) -> Profile:
     pink = pink.astype(np.float32)
     pink *= np.float32(10 ** ((C.SPECTRUM_REF_LUFS - integrated_loudness(pink, sr)) / 20))
     ours = measure_spectrum(pink, sr)
-    from .features import frames
-
     win = np.sqrt(np.hanning(n_ref + 1)[:-1])
     ref_mag = np.abs(np.fft.rfft(frames(pink, n_ref, n_ref // 4) * win, axis=-1)).mean(axis=(0, 1))
     offset = float(np.mean(ours - _reference_style_band_db(ref_mag, n_ref, sr)))
@@ -329,7 +322,7 @@ def profile_from_reference_npz(path: str | Path, seed: int = 0) -> Profile:
             "licence": "MIT, Copyright (c) 2022 Sony Group Corporation",
             "conversion": f"32769-bin spectra -> 1/6-octave band power dB (+{offset:.2f} dB calibration); "
             "phi band-averaged; loudness and onset targets copied; no further smoothing",
-            "fxmix": _version(),
+            "fxmix": C.VERSION,
         },
     )
     for c in prof.classes:
@@ -344,8 +337,6 @@ def profile_from_reference_npz(path: str | Path, seed: int = 0) -> Profile:
             onset_peak_mean_db=float(comp[0]),
             onset_peak_std_db=float(comp[1]),
         )
-    from dataclasses import replace
-
     return replace(prof, stages_fitted=FIT_STAGES)
 
 

@@ -7,4 +7,6 @@ evaluation), ``fxmix.host_bridge`` (session engine, OSC server, Reaper projects,
 ``fxmix.plugin_presets`` (factory presets and exporters).
 """
 
-__version__ = "0.1.0"
+from fxmix.dsp.constants import VERSION as __version__
+
+__all__ = ["__version__"]

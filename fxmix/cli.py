@@ -12,31 +12,31 @@ import sys
 
 # verb -> (module:function, one-line help). Each function takes argv (list[str]) and returns an exit code.
 VERBS: dict[str, tuple[str, str]] = {
-    "demo": ("fxmix.host_bridge.commands:demo_main", "mix the bundled demo multitrack (README's main job)"),
-    "mix": ("fxmix.host_bridge.commands:mix_main", "automix a folder of stems into a stereo mix"),
-    "normalize": ("fxmix.host_bridge.commands:normalize_main", "effect-normalize stems, write params.json"),
-    "profile": ("fxmix.host_bridge.commands:profile_main", "compute / merge / inspect per-class profiles"),
+    "demo": ("fxmix.verbs.offline:demo_main", "mix the bundled demo multitrack (README's main job)"),
+    "mix": ("fxmix.verbs.offline:mix_main", "automix a folder of stems into a stereo mix"),
+    "normalize": ("fxmix.verbs.offline:normalize_main", "effect-normalize stems, write params.json"),
+    "profile": ("fxmix.verbs.profile:main", "compute / merge / inspect per-class profiles"),
     "data": (
-        "fxmix.training.cli_data:data_main",
+        "fxmix.verbs.data:main",
         "synthetic wet corpus (synth) and dataset statistics (stats)",
     ),
-    "train": ("fxmix.training.cli_train:train_main", "train a mixing network from a TOML config"),
-    "eval": ("fxmix.training.cli_eval:eval_main", "evaluate models and baselines on a dataset split"),
-    "export": ("fxmix.model.cli:export_main", "export a checkpoint to TorchScript / ONNX + model card"),
-    "serve": ("fxmix.host_bridge.cli_serve:serve_main", "real-time OSC server for DAW sessions"),
-    "client": ("fxmix.host_bridge.cli_serve:client_main", "stream WAV stems to an fxmix server"),
-    "reaper": ("fxmix.host_bridge.cli_reaper:reaper_main", "inspect / render Reaper .RPP projects"),
-    "preset": ("fxmix.plugin_presets.cli:preset_main", "factory presets and export of mix decisions"),
+    "train": ("fxmix.verbs.train:main", "train a mixing network from a TOML config"),
+    "eval": ("fxmix.verbs.eval:main", "evaluate models and baselines on a dataset split"),
+    "export": ("fxmix.verbs.export:main", "export a checkpoint to TorchScript / ONNX + model card"),
+    "serve": ("fxmix.verbs.serve:main", "real-time OSC server for DAW sessions"),
+    "client": ("fxmix.verbs.client:main", "stream WAV stems to an fxmix server"),
+    "reaper": ("fxmix.verbs.reaper:main", "inspect / render Reaper .RPP projects"),
+    "preset": ("fxmix.verbs.preset:main", "factory presets and export of mix decisions"),
     "bench": ("fxmix.cli:bench_main", "benchmarks: normalize, synth, model, stream, bridge, reaper"),
 }
 
 BENCHES: dict[str, str] = {
-    "normalize": "fxmix.bench_normalize:bench_normalize_main",
-    "synth": "fxmix.training.cli_data:bench_synth_main",
-    "model": "fxmix.model.cli:bench_model_main",
-    "stream": "fxmix.dsp.bench_stream:bench_stream_main",
-    "bridge": "fxmix.host_bridge.cli_serve:bench_bridge_main",
-    "reaper": "fxmix.host_bridge.cli_reaper:bench_reaper_main",
+    "normalize": "fxmix.bench.normalize:main",
+    "synth": "fxmix.bench.synth:main",
+    "model": "fxmix.bench.model:main",
+    "stream": "fxmix.bench.stream:main",
+    "bridge": "fxmix.bench.bridge:main",
+    "reaper": "fxmix.bench.reaper:main",
 }
 
 

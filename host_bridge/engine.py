@@ -39,6 +39,8 @@ from fxmix.dsp.constants import CLASSES, REFERENCE_PROFILE, STAGES
 from fxmix.dsp.errors import AudioInputError, ConfigError, ModelLoadError
 from fxmix.dsp.profile import Profile, load_profile
 from fxmix.dsp.streaming import HOP_SAMPLES, UPDATE_HOPS, StreamingNormalizer
+from fxmix.model.runtime import resolve_streaming_model
+from fxmix.model.streaming_runtime import realtime_step
 
 log = logging.getLogger("fxmix.engine")
 
@@ -55,35 +57,6 @@ CONTROLS = (
 )
 
 
-def _resolve_model(model):
-    """None | "default" | path | a loaded network with ``step``/``init_state`` -> (network or None, label)."""
-    if model is None or model == "none":
-        return None, "none"
-    if isinstance(model, str) and model == "default":
-        from fxmix.model import default_model_path
-
-        path = default_model_path("causal")
-        if path is None:
-            log.warning("no packaged causal model; the session mixes by summing the normalized buses")
-            return None, "none (no packaged causal model)"
-        model = path
-    if isinstance(model, (str, Path)):
-        from fxmix.model.export import load_model
-
-        net, _ = load_model(model)
-        label = str(model)
-    else:
-        net = getattr(model, "_fn", model)  # a Runtime wrapping an eager network
-        label = type(net).__name__
-    if not (hasattr(net, "step") and hasattr(net, "init_state")):
-        raise ModelLoadError(
-            f"{label}: not a streaming network (needs step/init_state: the 'causal' architecture); "
-            "pass model=None for the normalized sum"
-        )
-    net.eval()
-    return net, label
-
-
 #: Realtime sessions: the largest share of one core the planner process may use (it rests after each job for
 #: as long as the job took x (1 / duty - 1)). Planning slows the audio path even from another process (with
 #: planning frozen the audio thread's mean block time drops by a third on the 2-core bench machine: shared
@@ -93,65 +66,15 @@ PLANNER_DUTY = 0.1
 
 
 def _realtime_planner():
-    """The planner process (:mod:`fxmix.host_bridge.planner_process`), or a planner thread where no process can
+    """The planner process (:mod:`fxmix.dsp.streaming.planner_process`), or a planner thread where no process can
     be started (a warning says why)."""
-    from fxmix.host_bridge.planner_process import PlannerDied, ProcessPlanner
+    from fxmix.dsp.streaming.planner_process import PlannerDied, ProcessPlanner
 
     try:
         return ProcessPlanner(PLANNER_DUTY)
     except PlannerDied as exc:
         log.warning("%s; planning on a thread instead (block times will be less even)", exc)
         return ThreadPoolExecutor(1, "fxmix-plan")
-
-
-class _OrtStep:
-    """The causal network's streaming step for one block size as an ONNX Runtime session (one thread).
-
-    The graph is :func:`fxmix.model.causal.export_streaming`'s ONNX export (state as explicit inputs and
-    outputs). On one core, fed at the block rate, it runs in about 70 % of the time of the traced TorchScript
-    step (1.3 vs 1.85 ms per 512-sample block for the default model, and 2.0 vs 2.8 ms at p99), which is what
-    keeps the 16-track session inside half a block (``fxmix bench stream``). Equal to the eager step within
-    1e-4 (tests/host_bridge/test_engine.py).
-
-    ``__call__(buses (1, 4, 2, n) float32, *state) -> (mix (1, 2, n), *new_state)``, all numpy.
-    """
-
-    def __init__(self, net, block_samples: int):
-        import tempfile
-        import warnings
-
-        import onnxruntime as ort
-        from fxmix.model.causal import export_streaming
-
-        with tempfile.TemporaryDirectory(prefix="fxmix-step-") as tmp, warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore"
-            )  # tracer warnings: the graph is specialised to the block on purpose
-            path = export_streaming(net, tmp, int(block_samples))["onnx"]
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            opts.log_severity_level = 3
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
-        state = [np.asarray(s) for s in net.init_state(1)]
-        zeros = np.zeros((1, net.n_stems, net.n_channels, int(block_samples)), np.float32)
-        for _ in range(3):  # first runs allocate the arena: not on the audio path
-            self(zeros, *state)
-
-    def __call__(self, blocks: np.ndarray, *state) -> list[np.ndarray]:
-        feeds = {n: np.asarray(v) for n, v in zip(self.names, (blocks, *state))}
-        return self.session.run(None, feeds)
-
-
-def _realtime_step(net, block_samples: int):
-    """The fastest exact streaming step for realtime sessions: ONNX Runtime, or None for networks without
-    a streaming export (the eager ``step`` is used then)."""
-    from fxmix.model.causal import CausalMixer
-
-    if not isinstance(net, CausalMixer):
-        return None
-    return _OrtStep(net, block_samples)
 
 
 def _run_into(fut: Future, fn, args: tuple) -> None:
@@ -278,7 +201,7 @@ class Session:
             self.profile.targets_for(c)
         self.track_class = [self.classes[-1]] * self.n_tracks
         self.track_name = [f"track {i + 1}" for i in range(self.n_tracks)]
-        self.net, self.model_label = _resolve_model(model)
+        self.net, self.model_label = resolve_streaming_model(model)
         if self.net is not None and getattr(self.net, "n_stems", len(self.classes)) != len(self.classes):
             raise ModelLoadError(
                 f"{self.model_label}: network takes {self.net.n_stems} stems, session has {len(self.classes)}"
@@ -304,7 +227,7 @@ class Session:
         ]
         self.realtime = bool(realtime)
         self._step_fn = (
-            _realtime_step(self.net, self.block_samples) if self.net is not None and realtime else None
+            realtime_step(self.net, self.block_samples) if self.net is not None and realtime else None
         )
         self.model_latency = int(getattr(self.net, "latency_samples", 0)) if self.net is not None else 0
         self.pipeline_samples = self.block_samples if self.pipeline else 0
@@ -324,7 +247,7 @@ class Session:
             self.track_name[index] = str(name)
         if class_name is None and name is not None:
             try:
-                from fxmix.host_bridge.track_classes import classify_track_name
+                from fxmix.dsp.track_classes import classify_track_name
             except ImportError:  # pragma: no cover - module written by another part of fxmix
                 classify_track_name = None
             if classify_track_name is not None:

@@ -10,7 +10,7 @@ song) is measured by :func:`chunking_error`. No length cap, no pre-roll.
 
 A "model" here is anything callable on a float32 tensor with the attributes ``sample_rate``,
 ``length_multiple`` and ``receptive_field_samples`` (an ``nn.Module`` from :mod:`fxmix.model.nets` or a
-runtime from :mod:`fxmix.model.export`).
+runtime from :mod:`fxmix.model.runtime`).
 """
 
 from __future__ import annotations

@@ -34,132 +34,28 @@ its output is the mix delayed by ``latency_samples``.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import io
 import json
 import math
 import os
+import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..dsp.audio import atomic_path, write_text_atomic
-from ..dsp.constants import CLASSES, SAMPLE_RATE
+from ..dsp.constants import CLASSES
 from ..dsp.errors import AudioInputError, ConfigError
-from .registry import register
-
-#: Largest accepted look-ahead (samples at 44.1 kHz) = 10 ms; the encoder kernel sets the look-ahead.
-MAX_LOOKAHEAD_SAMPLES = 441
+from .config import CausalConfig
+from .params import count_trainable_parameters
 
 #: Blocks up to this length use the GEMM + skew decoder, longer ones ``conv1d`` (see ``CausalMixer._decode``).
 _SKEW_DECODER_MAX_SAMPLES = 8192
-
-
-@dataclass(frozen=True)
-class CausalConfig:
-    """Hyper-parameters of :class:`CausalMixer` (TOML keys have the same names).
-
-    Attributes:
-        arch: Must be ``"causal"`` (lets the training command pick this network).
-        sample_rate: Audio rate the network runs at (Hz).
-        n_stems: Number of stem classes in the input (``CLASSES`` order).
-        n_channels: Audio channels per stem (2 = stereo).
-        n_latent: Front-end channels N (paper: 128).
-        encoder_kernel: Taps of the tied encoder/decoder; latency = ``encoder_kernel - 1`` samples
-            (paper: 64, non-causal).
-        envelope_kernel: Taps of the depthwise envelope conv on ``|p|`` (paper: 128).
-        hop_samples: Frame hop of the latent (max-pool) rate (paper: 64 → 689 Hz).
-        bottleneck: TCN bottleneck channels B (paper: 256).
-        hidden: TCN block hidden channels H (paper: 128).
-        skip: TCN skip channels (paper: 64).
-        tcn_kernel: Kernel of the dilated depthwise convs (paper: 3).
-        n_blocks: Blocks per repeat X, dilations 1, 2, ..., 2**(X-1) (paper: 6).
-        n_repeats: Repeats R (paper: 4); past context 1 + R·(k-1)·(2**X - 1) frames.
-        lstm_layers: Unidirectional LSTM layers (hidden size = ``n_latent``; paper: 3-layer BLSTM).
-        lstm_dropout: Dropout between LSTM layers (training only).
-        se_expansion: Hidden size of the SE MLP as a multiple of ``n_latent`` (paper: 16).
-        chrono_max_frames: Chrono initialisation of the LSTM forget bias, log U(1, this) (paper: 31).
-    """
-
-    arch: str = "causal"
-    sample_rate: int = SAMPLE_RATE
-    n_stems: int = len(CLASSES)
-    n_channels: int = 2
-    n_latent: int = 64
-    encoder_kernel: int = 32
-    envelope_kernel: int = 32
-    hop_samples: int = 64
-    bottleneck: int = 128
-    hidden: int = 128
-    skip: int = 64
-    tcn_kernel: int = 3
-    n_blocks: int = 6
-    n_repeats: int = 2
-    lstm_layers: int = 2
-    lstm_dropout: float = 0.0
-    se_expansion: int = 4
-    chrono_max_frames: float = 31.0
-
-    def __post_init__(self) -> None:
-        if self.arch != "causal":
-            raise ConfigError(f"CausalConfig.arch must be 'causal', got {self.arch!r}")
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.type == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ConfigError(f"CausalConfig.{f.name} must be a positive integer, got {v!r}")
-        if not 0.0 <= float(self.lstm_dropout) < 1.0:
-            raise ConfigError(f"CausalConfig.lstm_dropout must be in [0, 1), got {self.lstm_dropout!r}")
-        if not float(self.chrono_max_frames) > 1.0:
-            raise ConfigError(f"CausalConfig.chrono_max_frames must be > 1, got {self.chrono_max_frames!r}")
-        if self.encoder_kernel - 1 > MAX_LOOKAHEAD_SAMPLES:
-            raise ConfigError(
-                f"CausalConfig.encoder_kernel = {self.encoder_kernel} gives a look-ahead of "
-                f"{self.encoder_kernel - 1} samples; at most {MAX_LOOKAHEAD_SAMPLES} (10 ms) is allowed, "
-                f"use encoder_kernel <= {MAX_LOOKAHEAD_SAMPLES + 1}"
-            )
-        if self.tcn_kernel < 2:
-            raise ConfigError(f"CausalConfig.tcn_kernel must be >= 2, got {self.tcn_kernel}")
-
-    def to_dict(self) -> dict:
-        """Plain dict (JSON/TOML-serialisable) of all fields."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, where: str = "config") -> CausalConfig:
-        """Build from a dict; unknown keys raise :class:`ConfigError` naming ``where`` and the key."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {unknown} for the causal network; known: {sorted(names)}"
-            )
-        return cls(**data)
-
-    @classmethod
-    def from_toml(cls, path: str | os.PathLike) -> CausalConfig:
-        """Load from a TOML file: the ``[net]`` table (fxmix's network TOML layout, ``arch = "causal"`` at the
-        top; a ``[model]`` table is accepted too), or flat top-level keys."""
-        import tomllib
-
-        path = Path(path)
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: config file not found") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
-        for table in ("net", "model"):  # fxmix network TOML: arch = "causal" + a [net] table
-            if isinstance(data.get(table), dict):
-                arch = data.get("arch", "causal")
-                if arch != "causal":
-                    raise ConfigError(f"{path}: arch = {arch!r}, expected 'causal' for CausalConfig")
-                data = data[table]
-                break
-        return cls.from_dict(data, where=str(path))
 
 
 def _take_window(x: Tensor, start: Tensor, length: int, dim: int) -> Tensor:
@@ -213,7 +109,6 @@ class CausalTCNBlock(nn.Module):
         return res, self.skip_out(h), new_cache
 
 
-@register("causal")
 class CausalMixer(nn.Module):
     """Streaming mixing network (see the module docstring for how it differs from the paper network).
 
@@ -344,9 +239,12 @@ class CausalMixer(nn.Module):
     def _run(
         self, stems: Tensor, state: tuple[Tensor, ...] | list[Tensor]
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """One block of any length through the causal core. No input checks (used by traced exports)."""
+        """One block of any length through the causal core. No input checks (used by traced exports).
+
+        Front-end (sample rate) -> running max-pool onto the frame grid -> frame-rate network (TCN, LSTM,
+        SE) -> per-sample gains -> tied decoder; each part returns its slice of the new state.
+        """
         cfg = self.config
-        hop = cfg.hop_samples
         n_blk = len(self.blocks)
         enc_cache, env_cache, pool_max, pos, se_sum, se_count, last_gain, dec_cache = state[:8]
         tcn_caches = state[8 : 8 + n_blk]
@@ -354,72 +252,16 @@ class CausalMixer(nn.Module):
 
         batch, n_samples = stems.shape[0], stems.shape[-1]
         x = stems.reshape(batch, cfg.n_stems * cfg.n_channels, n_samples)
-        dev = x.device
-
-        # adaptive front-end: causal encoder and envelope convs with cached left context
-        xc = torch.cat([enc_cache, x], dim=-1)
-        p = self.encoder(xc)  # (batch, N, n)
-        ap = torch.cat([env_cache, p.abs()], dim=-1)
-        env = F.softplus(self.envelope(ap))  # > 0
-        new_enc_cache = xc[..., n_samples:]
-        new_env_cache = ap[..., n_samples:]
-
-        # running max-pool onto the frame grid: frame 0 started `pos` samples before this block
-        n_min = n_samples // hop  # completed frames when pos == 0
-        n_max = (n_samples + hop - 1) // hop  # completed frames when pos == hop - 1
-        n_frames = n_max + 1  # + the frame left incomplete at the block end (possibly empty)
-        src = torch.arange(n_frames * hop, device=dev) - pos
-        inside = (src >= 0) & (src < n_samples)
-        aligned = torch.where(
-            inside, env.index_select(-1, src.clamp(0, n_samples - 1)), torch.zeros((), device=dev)
+        p, env, new_enc_cache, new_env_cache = self._front_end(x, enc_cache, env_cache)
+        fm, n_valid, new_pool_max, new_pos = self._pool_frames(env, pos, pool_max)
+        u, new_tcn = self._tcn(fm, tcn_caches, n_valid)
+        gains, new_se_sum, new_se_count, h_new, c_new = self._frame_gains(
+            u, fm, n_samples, n_valid, (h0, c0), se_sum, se_count, last_gain
         )
-        pooled = aligned.reshape(batch, cfg.n_latent, n_frames, hop).amax(-1)
-        pooled = torch.cat([torch.maximum(pooled[..., :1], pool_max.unsqueeze(-1)), pooled[..., 1:]], dim=-1)
-        n_valid = (pos + n_samples) // hop  # frames completed in this block, n_min or n_max
-        new_pool_max = pooled.index_select(-1, n_valid).squeeze(-1)
-        new_pos = (pos + n_samples) % hop
-        fm = pooled[..., :n_max]  # (batch, N, n_max); frames >= n_valid are incomplete (never used)
-
-        # frame-rate network: per-frame LN, causal TCN, LSTM
-        h = self.bottleneck(self.in_norm(fm.transpose(1, 2)))  # (batch, n_max, B)
-        skip_sum = torch.zeros((), device=dev)
-        new_tcn = []
-        for i, blk in enumerate(self.blocks):
-            res, skip, nc = blk(h, tcn_caches[i], n_valid)
-            new_tcn.append(nc)
-            skip_sum = skip_sum + skip
-            if res is not None:
-                h = res
-        u = self.tcn_out(skip_sum)  # (batch, n_max, N)
-        outs = []
-        h1, c1 = h0, c0
-        if n_min > 0:
-            o, (h1, c1) = self.lstm(u[:, :n_min], (h0, c0))
-            outs.append(o)
-        h_new, c_new = h1, c1
-        if n_max > n_min:
-            o, (h2, c2) = self.lstm(u[:, n_min:n_max], (h1, c1))
-            outs.append(o)
-            take = n_valid > n_min
-            h_new, c_new = torch.where(take, h2, h1), torch.where(take, c2, c1)
-        if outs:
-            mask = F.softplus(torch.cat(outs, dim=1)).transpose(1, 2)  # (batch, N, n_max)
-            # squeeze-excitation on the cumulative mean of mask * envelope over all completed frames
-            valid = (torch.arange(n_max, device=dev) < n_valid).to(x.dtype)
-            act = mask * fm * valid
-            csum = se_sum.unsqueeze(-1) + torch.cumsum(act, dim=-1)
-            count = (se_count + torch.cumsum(valid, dim=0)).clamp_min(1.0)
-            scale = self.se((csum / count).transpose(1, 2)).transpose(1, 2)
-            gains = torch.cat([last_gain.unsqueeze(-1), mask * scale], dim=-1)  # (batch, N, n_max + 1)
-            new_se_sum = se_sum + act.sum(-1)
-            new_se_count = se_count + n_valid.to(x.dtype)
-        else:
-            gains = last_gain.unsqueeze(-1)
-            new_se_sum, new_se_count = se_sum, se_count
         new_last_gain = gains.index_select(-1, n_valid).squeeze(-1)
 
         # sample t uses the gain of the last completed frame (index 0 = previous block's last gain)
-        frame_of_sample = (torch.arange(n_samples, device=dev) + pos) // hop
+        frame_of_sample = (torch.arange(n_samples, device=x.device) + pos) // cfg.hop_samples
         z = p * gains.index_select(-1, frame_of_sample)
 
         # tied decoder: causal transposed conv with the encoder weights, cached tail
@@ -441,6 +283,97 @@ class CausalMixer(nn.Module):
             c_new,
         )
         return mix, new_state
+
+    def _front_end(self, x: Tensor, enc_cache: Tensor, env_cache: Tensor) -> tuple[Tensor, ...]:
+        """Adaptive front-end: causal encoder and envelope convs with cached left context.
+
+        Returns (latent p (batch, N, n), envelope (batch, N, n) > 0, new encoder cache, new envelope cache).
+        """
+        n_samples = x.shape[-1]
+        xc = torch.cat([enc_cache, x], dim=-1)
+        p = self.encoder(xc)  # (batch, N, n)
+        ap = torch.cat([env_cache, p.abs()], dim=-1)
+        env = F.softplus(self.envelope(ap))  # > 0
+        return p, env, xc[..., n_samples:], ap[..., n_samples:]
+
+    def _pool_frames(self, env: Tensor, pos: Tensor, pool_max: Tensor) -> tuple[Tensor, ...]:
+        """Running max-pool of the envelope onto the frame grid; frame 0 started ``pos`` samples before the block.
+
+        Returns (frames (batch, N, n_max), frames completed in this block (shape (1,)), new partial-frame max,
+        new position in the frame). Frames at index >= the completed count are incomplete and never used.
+        """
+        cfg = self.config
+        hop = cfg.hop_samples
+        batch, n_samples, dev = env.shape[0], env.shape[-1], env.device
+        n_max = (n_samples + hop - 1) // hop  # completed frames when pos == hop - 1
+        n_frames = n_max + 1  # + the frame left incomplete at the block end (possibly empty)
+        src = torch.arange(n_frames * hop, device=dev) - pos
+        inside = (src >= 0) & (src < n_samples)
+        aligned = torch.where(
+            inside, env.index_select(-1, src.clamp(0, n_samples - 1)), torch.zeros((), device=dev)
+        )
+        pooled = aligned.reshape(batch, cfg.n_latent, n_frames, hop).amax(-1)
+        pooled = torch.cat([torch.maximum(pooled[..., :1], pool_max.unsqueeze(-1)), pooled[..., 1:]], dim=-1)
+        n_valid = (pos + n_samples) // hop  # frames completed in this block, n_min or n_max
+        new_pool_max = pooled.index_select(-1, n_valid).squeeze(-1)
+        new_pos = (pos + n_samples) % hop
+        return pooled[..., :n_max], n_valid, new_pool_max, new_pos
+
+    def _tcn(self, fm: Tensor, tcn_caches, n_valid: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Per-frame layer norm, bottleneck and the causal TCN: (batch, N, n_max) -> (batch, n_max, N) + caches."""
+        h = self.bottleneck(self.in_norm(fm.transpose(1, 2)))  # (batch, n_max, B)
+        skip_sum = torch.zeros((), device=fm.device)
+        new_tcn = []
+        for i, blk in enumerate(self.blocks):
+            res, skip, nc = blk(h, tcn_caches[i], n_valid)
+            new_tcn.append(nc)
+            skip_sum = skip_sum + skip
+            if res is not None:
+                h = res
+        return self.tcn_out(skip_sum), new_tcn
+
+    def _frame_gains(
+        self,
+        u: Tensor,
+        fm: Tensor,
+        n_samples: int,
+        n_valid: Tensor,
+        lstm_state: tuple[Tensor, Tensor],
+        se_sum: Tensor,
+        se_count: Tensor,
+        last_gain: Tensor,
+    ) -> tuple[Tensor, ...]:
+        """LSTM masks and the squeeze-excitation on their cumulative mean, as per-frame gains.
+
+        Returns (gains (batch, N, n_max + 1), index 0 = the previous block's last gain; new SE sum; new SE
+        count; new LSTM h; new LSTM c). The LSTM state advances over the completed frames only.
+        """
+        hop = self.config.hop_samples
+        n_min = n_samples // hop  # completed frames when pos == 0
+        n_max = (n_samples + hop - 1) // hop  # completed frames when pos == hop - 1
+        h0, c0 = lstm_state
+        outs = []
+        h1, c1 = h0, c0
+        if n_min > 0:
+            o, (h1, c1) = self.lstm(u[:, :n_min], (h0, c0))
+            outs.append(o)
+        h_new, c_new = h1, c1
+        if n_max > n_min:
+            o, (h2, c2) = self.lstm(u[:, n_min:n_max], (h1, c1))
+            outs.append(o)
+            take = n_valid > n_min
+            h_new, c_new = torch.where(take, h2, h1), torch.where(take, c2, c1)
+        if not outs:
+            return last_gain.unsqueeze(-1), se_sum, se_count, h_new, c_new
+        mask = F.softplus(torch.cat(outs, dim=1)).transpose(1, 2)  # (batch, N, n_max)
+        # squeeze-excitation on the cumulative mean of mask * envelope over all completed frames
+        valid = (torch.arange(n_max, device=u.device) < n_valid).to(fm.dtype)
+        act = mask * fm * valid
+        csum = se_sum.unsqueeze(-1) + torch.cumsum(act, dim=-1)
+        count = (se_count + torch.cumsum(valid, dim=0)).clamp_min(1.0)
+        scale = self.se((csum / count).transpose(1, 2)).transpose(1, 2)
+        gains = torch.cat([last_gain.unsqueeze(-1), mask * scale], dim=-1)  # (batch, N, n_max + 1)
+        return gains, se_sum + act.sum(-1), se_count + n_valid.to(fm.dtype), h_new, c_new
 
     def _decode(self, zc: Tensor) -> Tensor:
         """Tied causal transposed conv, summed over stems: (batch, N, n + K - 1) → (batch, 2, n).
@@ -516,6 +449,68 @@ class CausalStep(nn.Module):
         return (mix, *new_state)
 
 
+def _check_block(block_samples) -> None:
+    if not isinstance(block_samples, int) or block_samples < 1:
+        raise ConfigError(
+            f"export_streaming: block_samples must be a positive integer, got {block_samples!r}"
+        )
+
+
+def _trace_inputs(model: CausalMixer, block_samples: int, batch: int) -> tuple[Tensor, ...]:
+    """Example ``(blocks, *state)`` for tracing the step: seeded audio, a mid-frame position so no branch is
+    specialised to ``pos == 0``."""
+    state = model.init_state(batch)
+    gen = torch.Generator().manual_seed(0)
+    example = (0.1 * torch.randn(batch, model.n_stems, model.n_channels, block_samples, generator=gen),)
+    state = tuple(s + 0.0 if s.dtype.is_floating_point else s for s in state)
+    state = (*state[:3], torch.full((1,), model.hop_samples // 2, dtype=torch.int64), *state[4:])
+    return example + tuple(state)
+
+
+@contextlib.contextmanager
+def _export_mode(model: CausalMixer):
+    """Eval mode, no grad and no tracer/exporter warnings for the duration; the training flag is restored.
+
+    Tracing specialises the graph to the block size on purpose; the legacy ONNX exporter is used because the
+    torch.export-based one needs onnxscript (not a dependency).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield CausalStep(model).eval()
+    finally:
+        model.train(was_training)
+
+
+def _onnx_export(wrapper: CausalStep, args: tuple[Tensor, ...], target) -> None:
+    names = wrapper.model.state_names()
+    torch.onnx.export(
+        wrapper,
+        args,
+        target,
+        dynamo=False,
+        input_names=["blocks", *names],
+        output_names=["mix", *[f"{n}_out" for n in names]],
+        opset_version=17,
+    )
+
+
+def streaming_onnx_bytes(model: CausalMixer, block_samples: int, batch: int = 1) -> bytes:
+    """The ONNX graph of :func:`export_streaming`, serialised in memory (no files).
+
+    ``onnxruntime.InferenceSession(streaming_onnx_bytes(...))`` runs it; inputs and outputs as there.
+    """
+    _check_block(block_samples)
+    buffer = io.BytesIO()
+    with _export_mode(model) as wrapper:
+        _onnx_export(wrapper, _trace_inputs(model, block_samples, batch), buffer)
+    return buffer.getvalue()
+
+
 def export_streaming(
     model: CausalMixer, out_dir: str | os.PathLike, block_samples: int, batch: int = 1
 ) -> dict[str, Path]:
@@ -535,48 +530,26 @@ def export_streaming(
     Returns:
         ``{"torchscript": path, "onnx": path, "card": path}``.
     """
-    if not isinstance(block_samples, int) or block_samples < 1:
-        raise ConfigError(
-            f"export_streaming: block_samples must be a positive integer, got {block_samples!r}"
-        )
+    _check_block(block_samples)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"causal_step_b{block_samples}"
     paths = {"torchscript": out / f"{stem}.pt", "onnx": out / f"{stem}.onnx", "card": out / f"{stem}.json"}
-    was_training = model.training
-    model.eval()
-    try:
-        wrapper = CausalStep(model).eval()
-        state = model.init_state(batch)
-        gen = torch.Generator().manual_seed(0)
-        example = (0.1 * torch.randn(batch, model.n_stems, model.n_channels, block_samples, generator=gen),)
-        # trace with a mid-frame position so no branch is specialised to pos == 0
-        state = tuple(s + 0.0 if s.dtype.is_floating_point else s for s in state)
-        state = (*state[:3], torch.full((1,), model.hop_samples // 2, dtype=torch.int64), *state[4:])
-        args = example + tuple(state)
-        with torch.no_grad(), warnings.catch_warnings():
-            # tracing specialises the graph to `block_samples` on purpose; the legacy ONNX exporter is used
-            # because the torch.export-based one needs onnxscript (not a dependency)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            traced = torch.jit.trace(wrapper, args, check_trace=False)
-            with atomic_path(paths["torchscript"]) as tmp:
-                traced.save(tmp)
-            names = model.state_names()
-            with atomic_path(paths["onnx"]) as tmp:
-                torch.onnx.export(
-                    wrapper,
-                    args,
-                    tmp,
-                    dynamo=False,
-                    input_names=["blocks", *names],
-                    output_names=["mix", *[f"{n}_out" for n in names]],
-                    opset_version=17,
-                )
-    finally:
-        model.train(was_training)
-    card = {
+    args = _trace_inputs(model, block_samples, batch)
+    with _export_mode(model) as wrapper:
+        traced = torch.jit.trace(wrapper, args, check_trace=False)
+        with atomic_path(paths["torchscript"]) as tmp:
+            traced.save(tmp)
+        with atomic_path(paths["onnx"]) as tmp:
+            _onnx_export(wrapper, args, tmp)
+    write_text_atomic(
+        paths["card"], json.dumps(_streaming_card(model, block_samples, batch), indent=2) + "\n"
+    )
+    return paths
+
+
+def _streaming_card(model: CausalMixer, block_samples: int, batch: int) -> dict:
+    return {
         "arch": "causal",
         "config": model.config.to_dict(),
         "sample_rate": model.sample_rate,
@@ -592,8 +565,6 @@ def export_streaming(
         ],
         "note": "outputs are mix + <state>_out; feed them back as the next state; mix is delayed by latency_samples",
     }
-    write_text_atomic(paths["card"], json.dumps(card, indent=2) + "\n")
-    return paths
 
 
 def bench_step(
@@ -620,10 +591,6 @@ def bench_step(
     Returns:
         ``{"mean_ms", "p99_ms", "cpu_mean_ms", "cpu_p99_ms", "block_ms_44k1", "block_ms_48k", "params", "latency_samples"}``.
     """
-    import time
-
-    import numpy as np
-
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     model.eval()
@@ -660,23 +627,17 @@ def bench_step(
         "cpu_p99_ms": float(np.percentile(cpu_ms, 99)),
         "block_ms_44k1": 1e3 * block_samples / 44100.0,
         "block_ms_48k": 1e3 * block_samples / 48000.0,
-        "params": float(count_parameters(model)),
+        "params": float(count_trainable_parameters(model)),
         "latency_samples": float(model.latency_samples),
     }
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 __all__ = [
-    "MAX_LOOKAHEAD_SAMPLES",
     "CausalConfig",
     "CausalMixer",
     "CausalStep",
     "CausalTCNBlock",
     "bench_step",
-    "count_parameters",
     "export_streaming",
+    "streaming_onnx_bytes",
 ]

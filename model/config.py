@@ -1,5 +1,9 @@
 """Network configurations: frozen dataclasses loaded from TOML (never executed), validated on creation.
 
+Every network's ``*Config`` lives here: :class:`NetConfig` (shared fields), :class:`PaperNetConfig`,
+:class:`WaveUNetConfig` and :class:`CausalConfig`. Reading a network TOML by architecture name
+(``load_net_config``, ``build_model``) is in :mod:`fxmix.model.registry`, which knows the architectures.
+
 A network TOML file names its architecture and lists the constructor fields under ``[net]``::
 
     arch = "paper"          # a name in fxmix.model.registry
@@ -14,15 +18,19 @@ found by :func:`named_config_path` (``"paper"``, ``"wave_unet"``, ``"fxmix-tiny"
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomllib
-from fxmix.dsp.constants import SAMPLE_RATE
+from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+
+#: Largest accepted look-ahead of the causal network (samples at 44.1 kHz) = 10 ms; its encoder kernel sets it.
+MAX_LOOKAHEAD_SAMPLES = 441
 
 #: name -> file under model/configs; "fxmix-tiny" is the tiny smoke-test model (STYLE.md rule 18).
 NAMED_CONFIGS: dict[str, str] = {
@@ -239,54 +247,103 @@ def named_config_path(name: str) -> Path:
     )
 
 
-def net_config_from_dict(arch: str, data: dict[str, Any], where: str = "config") -> NetConfig:
-    """Config object for a registered ``arch`` from a plain dict (e.g. a JSON sidecar or a TOML table)."""
-    from .registry import get_arch
+@dataclass(frozen=True)
+class CausalConfig:
+    """Hyper-parameters of :class:`fxmix.model.causal.CausalMixer` (TOML keys have the same names).
 
-    cls = get_arch(arch)
-    config_cls = getattr(cls, "config_class", None)
-    if config_cls is None:  # fall back to the constructor's annotated config type
-        import inspect
-        import typing
-
-        params = list(inspect.signature(cls.__init__).parameters)
-        hints = typing.get_type_hints(cls.__init__) if len(params) > 1 else {}
-        hint = hints.get(params[1]) if len(params) > 1 else None
-        for candidate in typing.get_args(hint) or (hint,):
-            if isinstance(candidate, type) and hasattr(candidate, "from_dict"):
-                config_cls = candidate
-                break
-    if config_cls is None:
-        raise ConfigError(f"{where}: architecture {arch!r} has no config_class")
-    return config_cls.from_dict(dict(data), where=where)
-
-
-def load_net_config(name_or_path: str | Path) -> tuple[str, NetConfig]:
-    """Read a network TOML (``arch = ...`` + ``[net]`` table). Returns ``(arch, config)``.
-
-    Raises:
-        ConfigError: unreadable TOML, missing ``arch``, unknown keys, bad values (the message names the file).
+    Attributes:
+        arch: Must be ``"causal"`` (lets the training command pick this network).
+        sample_rate: Audio rate the network runs at (Hz).
+        n_stems: Number of stem classes in the input (``CLASSES`` order).
+        n_channels: Audio channels per stem (2 = stereo).
+        n_latent: Front-end channels N (paper: 128).
+        encoder_kernel: Taps of the tied encoder/decoder; latency = ``encoder_kernel - 1`` samples
+            (paper: 64, non-causal).
+        envelope_kernel: Taps of the depthwise envelope conv on ``|p|`` (paper: 128).
+        hop_samples: Frame hop of the latent (max-pool) rate (paper: 64 → 689 Hz).
+        bottleneck: TCN bottleneck channels B (paper: 256).
+        hidden: TCN block hidden channels H (paper: 128).
+        skip: TCN skip channels (paper: 64).
+        tcn_kernel: Kernel of the dilated depthwise convs (paper: 3).
+        n_blocks: Blocks per repeat X, dilations 1, 2, ..., 2**(X-1) (paper: 6).
+        n_repeats: Repeats R (paper: 4); past context 1 + R·(k-1)·(2**X - 1) frames.
+        lstm_layers: Unidirectional LSTM layers (hidden size = ``n_latent``; paper: 3-layer BLSTM).
+        lstm_dropout: Dropout between LSTM layers (training only).
+        se_expansion: Hidden size of the SE MLP as a multiple of ``n_latent`` (paper: 16).
+        chrono_max_frames: Chrono initialisation of the LSTM forget bias, log U(1, this) (paper: 31).
     """
-    path = named_config_path(str(name_or_path))
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read network config: {exc}") from None
-    extra = sorted(set(data) - {"arch", "net", "name", "description"})
-    if extra:
-        raise ConfigError(f"{path}: unknown top-level key(s) {extra}; expected arch, net, name, description")
-    arch = data.get("arch")
-    if not isinstance(arch, str):
-        raise ConfigError(f'{path}: missing arch = "..." (e.g. arch = "paper")')
-    net = data.get("net", {})
-    if not isinstance(net, dict):
-        raise ConfigError(f"{path}: [net] must be a table")
-    return arch, net_config_from_dict(arch, net, where=str(path))
 
+    arch: str = "causal"
+    sample_rate: int = SAMPLE_RATE
+    n_stems: int = len(CLASSES)
+    n_channels: int = 2
+    n_latent: int = 64
+    encoder_kernel: int = 32
+    envelope_kernel: int = 32
+    hop_samples: int = 64
+    bottleneck: int = 128
+    hidden: int = 128
+    skip: int = 64
+    tcn_kernel: int = 3
+    n_blocks: int = 6
+    n_repeats: int = 2
+    lstm_layers: int = 2
+    lstm_dropout: float = 0.0
+    se_expansion: int = 4
+    chrono_max_frames: float = 31.0
 
-def build_model(name_or_path: str | Path):
-    """Instantiate a freshly initialised network from a named config or TOML file."""
-    from .registry import get_arch
+    def __post_init__(self) -> None:
+        if self.arch != "causal":
+            raise ConfigError(f"CausalConfig.arch must be 'causal', got {self.arch!r}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"CausalConfig.{f.name} must be a positive integer, got {v!r}")
+        if not 0.0 <= float(self.lstm_dropout) < 1.0:
+            raise ConfigError(f"CausalConfig.lstm_dropout must be in [0, 1), got {self.lstm_dropout!r}")
+        if not float(self.chrono_max_frames) > 1.0:
+            raise ConfigError(f"CausalConfig.chrono_max_frames must be > 1, got {self.chrono_max_frames!r}")
+        if self.encoder_kernel - 1 > MAX_LOOKAHEAD_SAMPLES:
+            raise ConfigError(
+                f"CausalConfig.encoder_kernel = {self.encoder_kernel} gives a look-ahead of "
+                f"{self.encoder_kernel - 1} samples; at most {MAX_LOOKAHEAD_SAMPLES} (10 ms) is allowed, "
+                f"use encoder_kernel <= {MAX_LOOKAHEAD_SAMPLES + 1}"
+            )
+        if self.tcn_kernel < 2:
+            raise ConfigError(f"CausalConfig.tcn_kernel must be >= 2, got {self.tcn_kernel}")
 
-    arch, config = load_net_config(name_or_path)
-    return get_arch(arch)(config)
+    def to_dict(self) -> dict:
+        """Plain dict (JSON/TOML-serialisable) of all fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "config") -> CausalConfig:
+        """Build from a dict; unknown keys raise :class:`ConfigError` naming ``where`` and the key."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {unknown} for the causal network; known: {sorted(names)}"
+            )
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> CausalConfig:
+        """Load from a TOML file: the ``[net]`` table (fxmix's network TOML layout, ``arch = "causal"`` at the
+        top; a ``[model]`` table is accepted too), or flat top-level keys."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: config file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+        for table in ("net", "model"):  # fxmix network TOML: arch = "causal" + a [net] table
+            if isinstance(data.get(table), dict):
+                arch = data.get("arch", "causal")
+                if arch != "causal":
+                    raise ConfigError(f"{path}: arch = {arch!r}, expected 'causal' for CausalConfig")
+                data = data[table]
+                break
+        return cls.from_dict(data, where=str(path))

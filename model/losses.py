@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from fxmix.dsp.constants import SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError
+from fxmix.dsp.features import k_weighting_sos
 from torch import nn
 
 #: Analog A-weighting (IEC 61672) pole frequencies (Hz) and the gain that makes 0 dB at 1 kHz.
@@ -340,8 +341,6 @@ def band_ls_gains(mix_spec: torch.Tensor, stem_specs: torch.Tensor, bands: torch
 
 def k_weighting_power(n_fft: int = CONTRIB_N_FFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(n_fft // 2 + 1,) power response of the BS.1770 K-weighting filter (the loudness meter's) on rfft bins."""
-    from fxmix.dsp.features import k_weighting_sos
-
     _, h = scipy.signal.sosfreqz(
         k_weighting_sos(sample_rate).astype(np.float64), worN=n_fft // 2 + 1, whole=False
     )

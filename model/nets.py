@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import PaperNetConfig, WaveUNetConfig
-from .registry import register
 
 
 @contextlib.contextmanager
@@ -106,7 +105,6 @@ class _TemporalBlock(nn.Module):
         return x, skip
 
 
-@register("paper")
 class PaperNet(_NetBase):
     """Mixing network of Martínez-Ramírez et al., ISMIR 2022 ("Ours", reference ``CAFX_TDCN_MIX``).
 
@@ -299,7 +297,6 @@ def _centre_crop(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return x.narrow(-1, (x.shape[-1] - target.shape[-1]) // 2, target.shape[-1])
 
 
-@register("wave_unet")
 class WaveUNet(_NetBase):
     """Wave-U-Net baseline (Stoller et al. 2018, as configured in Martínez-Ramírez et al. 2021/2022).
 
@@ -390,8 +387,3 @@ class WaveUNet(_NetBase):
         if not self.training:
             out = out.clamp(-1.0, 1.0)
         return out
-
-
-def count_parameters(model: nn.Module) -> int:
-    """All parameters, frozen ones included (the reference's published counts include them)."""
-    return sum(p.numel() for p in model.parameters())

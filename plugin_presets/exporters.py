@@ -55,7 +55,7 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ from ..dsp.audio import check_audio, peak_db, write_audio, write_text_atomic
 from ..dsp.errors import ConfigError
 from ..dsp.features import integrated_loudness, linked_envelope, stft_power
 from ..dsp.fir import fir_power_response
-from ..dsp.params import CompressorParams, EqParams, LoudnessParams, PanParams
+from ..dsp.params import PARAM_TYPES, CompressorParams, EqParams, LoudnessParams, PanParams
 from ..dsp.stages import eq as eq_stage
 from ..dsp.stages import panning as pan_stage
 from ..dsp.stages.compression import linked_gain
@@ -506,8 +506,6 @@ def build_chain(
     needed for the parametric approximation: weight the EQ fit, re-measure the compressor's input gain after
     the fitted EQ, turn the pan curves into channel levels and re-plan the loudness gain on its output.
     """
-    from ..dsp.params import PARAM_TYPES
-
     x = check_audio(audio, name)
     p = {
         k: (PARAM_TYPES[k].from_dict(v) if isinstance(v, dict) else v)
@@ -567,8 +565,6 @@ def biquads_of(chain: Mapping) -> list[Biquad]:
 def scale_params(params: Mapping, amounts: Mapping[str, float]) -> dict:
     """Apply preset stage ``amount`` s (0..1): EQ/pan curves and loudness gain scaled, compressor threshold
     depth scaled (0 = bypass). Params are objects; stages missing from ``amounts`` keep amount 1."""
-    from dataclasses import replace
-
     out = dict(params)
     for stage, a in amounts.items():
         q = out.get(stage)

@@ -27,7 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
+from ..dsp.bands import band_centers_hz
+from ..dsp.constants import BANDS_PER_OCTAVE
 from ..dsp.errors import ConfigError
+from ..dsp.features import stft_power
 
 FILTER_KINDS = ("highpass", "low_shelf", "high_shelf", "peak")
 #: pedalboard class name for each filter kind.
@@ -171,8 +174,6 @@ def _bounds(n_peaks: int, fmin_hz: float, fmax_hz: float, sample_rate: int):
 
 def grid_power(audio: np.ndarray, sample_rate: int, grid_hz: np.ndarray) -> np.ndarray:
     """Long-term power of a (channels, n) stem collected at the fit grid (each STFT bin to its nearest point)."""
-    from ..dsp.features import stft_power
-
     power = stft_power(audio)
     psd = power.reshape(-1, power.shape[-1]).mean(axis=0).astype(np.float64)
     freqs = np.fft.rfftfreq(2 * (psd.size - 1), 1.0 / sample_rate)
@@ -185,9 +186,6 @@ def grid_power(audio: np.ndarray, sample_rate: int, grid_hz: np.ndarray) -> np.n
 
 def _band_matrix(grid_hz: np.ndarray, power: np.ndarray, fmin_hz: float, fmax_hz: float) -> np.ndarray:
     """(bands, grid) power-weighted triangular band weights (the band grid's, in log frequency)."""
-    from ..dsp.bands import band_centers_hz
-    from ..dsp.constants import BANDS_PER_OCTAVE
-
     centers = band_centers_hz()
     centers = centers[(centers >= fmin_hz) & (centers <= fmax_hz)]
     tri = np.maximum(
@@ -215,6 +213,29 @@ def _solve(x0, lo, hi, grid, target, sw, n_peaks, highpass, sample_rate, max_nfe
 
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
     return least_squares(resid, x0, bounds=(lo, hi), method="trf", max_nfev=max_nfev, x_scale="jac").x
+
+
+def _fit_inputs(freqs_hz, gain_db, grid, weights, stem_power, fmin_hz: float, fmax_hz: float):
+    """Checked fit inputs on the fit grid -> (target dB, sqrt weights, band matrix or None)."""
+    freqs = np.asarray(freqs_hz, float)
+    gains = np.asarray(gain_db, float)
+    if freqs.shape != gains.shape or freqs.ndim != 1 or freqs.size < 2 or not np.all(np.isfinite(gains)):
+        raise ConfigError("fit_parametric_eq: freqs_hz and gain_db must be equal-length finite 1-D curves")
+    target = curve_on_grid(freqs, gains, grid)
+    if weights is None:
+        sw = np.ones_like(grid)
+    else:
+        wts = np.asarray(weights, float)
+        if wts.shape != freqs.shape or np.any(wts < 0) or not np.any(wts > 0):
+            raise ConfigError("fit_parametric_eq: weights must be non-negative, one per curve point")
+        sw = np.sqrt(np.maximum(curve_on_grid(freqs, wts / wts.max(), grid), 1e-3))
+    bands = None
+    if stem_power is not None:
+        sp = np.asarray(stem_power, float)
+        if sp.shape != grid.shape or np.any(sp < 0):
+            raise ConfigError("fit_parametric_eq: stem_power must be non-negative, one per fit-grid point")
+        bands = _band_matrix(grid, sp / max(sp.max(), 1e-30), fmin_hz, fmax_hz)
+    return target, sw, bands
 
 
 def fit_parametric_eq(
@@ -249,25 +270,8 @@ def fit_parametric_eq(
     """
     if not 0 <= n_peaks <= MAX_PEAKS:
         raise ConfigError(f"n_peaks = {n_peaks} must be in [0, {MAX_PEAKS}]")
-    freqs = np.asarray(freqs_hz, float)
-    gains = np.asarray(gain_db, float)
-    if freqs.shape != gains.shape or freqs.ndim != 1 or freqs.size < 2 or not np.all(np.isfinite(gains)):
-        raise ConfigError("fit_parametric_eq: freqs_hz and gain_db must be equal-length finite 1-D curves")
     grid = fit_grid_hz(fmin_hz, fmax_hz)
-    target = curve_on_grid(freqs, gains, grid)
-    if weights is None:
-        sw = np.ones_like(grid)
-    else:
-        wts = np.asarray(weights, float)
-        if wts.shape != freqs.shape or np.any(wts < 0) or not np.any(wts > 0):
-            raise ConfigError("fit_parametric_eq: weights must be non-negative, one per curve point")
-        sw = np.sqrt(np.maximum(curve_on_grid(freqs, wts / wts.max(), grid), 1e-3))
-    bands = None
-    if stem_power is not None:
-        sp = np.asarray(stem_power, float)
-        if sp.shape != grid.shape or np.any(sp < 0):
-            raise ConfigError("fit_parametric_eq: stem_power must be non-negative, one per fit-grid point")
-        bands = _band_matrix(grid, sp / max(sp.max(), 1e-30), fmin_hz, fmax_hz)
+    target, sw, bands = _fit_inputs(freqs_hz, gain_db, grid, weights, stem_power, fmin_hz, fmax_hz)
     lo, hi = _bounds(n_peaks, fmin_hz, fmax_hz, sample_rate)
     lg = np.log2(grid)
     # greedy initialisation: level from the median, shelves from the ends, no high-pass effect yet

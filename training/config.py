@@ -32,7 +32,8 @@ import tomllib
 
 from ..dsp.chain import DEFAULT_STAGES, check_stages
 from ..dsp.errors import ConfigError
-from ..model.config import coerce_value
+from ..model.config import coerce_value, named_config_path
+from ..model.registry import get_arch, load_net_config, net_config_from_dict
 
 LOSS_NAMES = ("La", "Lb", "mrstft")
 DEVICES = ("auto", "cpu", "cuda")
@@ -285,9 +286,6 @@ def build_network(cfg: TrainConfig):
     Raises:
         ConfigError: unknown config/arch or bad override (names the key).
     """
-    from ..model.config import load_net_config, named_config_path, net_config_from_dict
-    from ..model.registry import get_arch
-
     if cfg.model_config:
         arch, base = load_net_config(named_config_path(cfg.model_config))
         data = base.to_dict()
@@ -296,10 +294,5 @@ def build_network(cfg: TrainConfig):
     if cfg.model_arch and cfg.model_arch != arch:
         raise ConfigError(f"model.arch = {cfg.model_arch!r} but {cfg.model_config} is arch {arch!r}")
     data.update(cfg.model_overrides)
-    cls = get_arch(arch)
-    if getattr(cls, "config_class", None) is None and hasattr(cls(), "config"):
-        # a network without a registered config_class: rebuild its config from the default's dataclass
-        config = type(cls().config).from_dict(data, where="model.overrides")
-    else:
-        config = net_config_from_dict(arch, data, where="model.overrides")
-    return cls(config), arch, config
+    config = net_config_from_dict(arch, data, where="model.overrides")
+    return get_arch(arch)(config), arch, config

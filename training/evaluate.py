@@ -30,15 +30,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 import torch
+from tqdm import tqdm
 
 from ..dsp.audio import db_to_gain, read_audio, write_text_atomic
+from ..dsp.bands import band_centers_hz
 from ..dsp.chain import DEFAULT_STAGES, normalize_stems
 from ..dsp.constants import CLASSES, SAMPLE_RATE
 from ..dsp.errors import ConfigError
 from ..dsp.features import integrated_loudness, measure_phi, measure_spectrum
 from ..dsp.profile import load_profile
-from ..model.losses import CONTRIB_N_FFT, band_ls_gains, contribution_bands
+from ..model.losses import CONTRIB_N_FFT, MultiResolutionSumDiffLoss, band_ls_gains, contribution_bands
+from ..model.runtime import load_runtime, resolve_model_path
 from .data import MultitrackDataset, crest_factor_db
 
 log = logging.getLogger(__name__)
@@ -90,8 +94,6 @@ def estimate_contributions(mix: np.ndarray, stems: dict[str, np.ndarray]) -> dic
     Returns:
         class -> (2, n) float32 estimated contribution, for the non-silent classes.
     """
-    import scipy.signal
-
     names = [c for c, x in stems.items() if np.any(x)]
     if not names:
         return {}
@@ -164,19 +166,6 @@ def _dry_stems(song_path: Path, n: int) -> dict[str, np.ndarray] | None:
     return out
 
 
-def resolve_model_spec(spec: str) -> Path:
-    """``default``/``offline``/``causal`` -> the packaged model folder; anything else is a path."""
-    from ..model import default_model_path
-
-    kind = {"default": "offline", "offline": "offline", "causal": "causal"}.get(spec)
-    if kind is None:
-        return Path(spec)
-    path = default_model_path(kind)
-    if path is None:
-        raise ConfigError(f"--models {spec}: no packaged {kind} model in this fxmix; pass a model folder")
-    return path
-
-
 def evaluate(
     root: str | os.PathLike,
     split: str = "test",
@@ -205,18 +194,13 @@ def evaluate(
     Raises:
         ConfigError: no songs in the split, unknown input_source, a model that cannot be loaded.
     """
-    from tqdm import tqdm
-
-    from ..model.export import load_runtime
-    from ..model.losses import MultiResolutionSumDiffLoss
-
     if input_source not in ("auto", "dry", "wet"):
         raise ConfigError(f"input_source {input_source!r}: use auto, dry or wet")
     ds = MultitrackDataset(root, split)
     if len(ds) == 0:
         raise ConfigError(f"{root}: no songs in split {split!r}")
     prof = load_profile(profile)
-    runtimes = {m: load_runtime(resolve_model_spec(m)) for m in models}
+    runtimes = {m: load_runtime(resolve_model_path(m, where="--models")) for m in models}
     loss = MultiResolutionSumDiffLoss()
     n_songs = len(ds) if max_songs is None else min(len(ds), max_songs)
     songs_out = []
@@ -228,22 +212,7 @@ def evaluate(
             raise ConfigError(f"{song.path}: input_source 'dry' but the song has no dry/ folder")
         inputs = dry if dry is not None else song.stems
         target_balance = class_balance_lu({c: x for c, x in song.stems.items() if np.any(x)})
-        normalized = {
-            c: r.audio for c, r in normalize_stems(inputs, SAMPLE_RATE, prof, stages=stages, seed=0).items()
-        }
-        equal = {c: _gain_to(x, EQUAL_LOUDNESS_LUFS) for c, x in inputs.items() if np.any(x)}
-        mixes: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {
-            "sum": (np.sum(list(inputs.values()), axis=0), {c: x for c, x in inputs.items() if np.any(x)}),
-            "equal_loudness_sum": (np.sum(list(equal.values()), axis=0), equal),
-            "normalized_sum": (
-                np.sum(list(normalized.values()), axis=0),
-                {c: x for c, x in normalized.items() if np.any(x)},
-            ),
-        }
-        stack = np.stack([normalized[c] for c in CLASSES])
-        for name, rt in runtimes.items():
-            y = rt.mix(stack)
-            mixes[name] = (y, estimate_contributions(y, {c: normalized[c] for c in CLASSES}))
+        mixes = _song_mixes(inputs, runtimes, prof, stages)
         row = {
             "song": song.name,
             "inputs": "dry" if dry is not None else "wet",
@@ -256,6 +225,34 @@ def evaluate(
         songs_out.append(row)
         if plot_dir is not None:
             plot_song(Path(plot_dir) / f"{song.name}.png", song.mixture, target_balance, mixes)
+    return _results(root, split, profile, songs_out)
+
+
+def _song_mixes(
+    inputs: dict[str, np.ndarray], runtimes: dict, prof, stages: Sequence[str]
+) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Each method's (2, n) mix of one song's input stems, with the per-class contributions it is made of."""
+    normalized = {
+        c: r.audio for c, r in normalize_stems(inputs, SAMPLE_RATE, prof, stages=stages, seed=0).items()
+    }
+    equal = {c: _gain_to(x, EQUAL_LOUDNESS_LUFS) for c, x in inputs.items() if np.any(x)}
+    mixes: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {
+        "sum": (np.sum(list(inputs.values()), axis=0), {c: x for c, x in inputs.items() if np.any(x)}),
+        "equal_loudness_sum": (np.sum(list(equal.values()), axis=0), equal),
+        "normalized_sum": (
+            np.sum(list(normalized.values()), axis=0),
+            {c: x for c, x in normalized.items() if np.any(x)},
+        ),
+    }
+    stack = np.stack([normalized[c] for c in CLASSES])
+    for name, rt in runtimes.items():
+        y = rt.mix(stack)
+        mixes[name] = (y, estimate_contributions(y, {c: normalized[c] for c in CLASSES}))
+    return mixes
+
+
+def _results(root: str | os.PathLike, split: str, profile: str, songs_out: list[dict]) -> dict:
+    """The JSON-ready results: per-song rows and the mean of each metric per method."""
     methods = list(songs_out[0]["methods"])
     mean = {
         m: {k: float(np.nanmean([s["methods"][m][k] for s in songs_out])) for k in METRICS} for m in methods
@@ -291,12 +288,10 @@ def write_json(path: str | os.PathLike, results: dict) -> Path:
 
 def plot_song(path: Path, target: np.ndarray, target_balance: dict[str, float], mixes: dict) -> None:
     """Long-term spectra (loudness-referenced) and class level bars of each method vs the target."""
-    import matplotlib
+    import matplotlib  # optional dependency (the "plot" extra), needed only here
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..dsp.bands import band_centers_hz
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))

@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..dsp.audio import atomic_path, read_audio, write_text_atomic
 from ..dsp.chain import DEFAULT_STAGES, check_stages, normalize_stems
 from ..dsp.constants import CLASSES, SAMPLE_RATE
 from ..dsp.errors import AudioInputError, ConfigError
 from ..dsp.profile import Profile, load_profile
+from ..dsp.profile_fit import fit_profile
 from .data import MultitrackDataset, load_song
 
 log = logging.getLogger(__name__)
@@ -113,10 +115,6 @@ def resolve_profile(
     if cached.is_file():
         log.info("preprocess: reusing the fitted train profile %s", cached)
         return load_profile(cached)
-    from tqdm import tqdm
-
-    from ..dsp.profile_fit import fit_profile
-
     log.info("preprocess: fitting the profile on %s/train (all splits use it)", data_root)
     prof = fit_profile(
         data_root,
@@ -219,21 +217,7 @@ def preprocess(
     cache.mkdir(parents=True, exist_ok=True)
     prof = resolve_profile(profile, data_root, cache, jobs=jobs)
     spec = CacheSpec(profile_sha256(prof), stages, input_source, dtype, int(seed))
-    manifest_path = cache / MANIFEST_NAME
-    if manifest_path.is_file():
-        manifest = read_manifest(cache)
-        if manifest.get("spec") != spec.to_dict():
-            raise ConfigError(
-                f"{manifest_path}: this cache was built with {manifest.get('spec')}, not {spec.to_dict()}; "
-                "use another cache_dir (or delete this one)"
-            )
-    else:
-        manifest = {
-            "format": CACHE_FORMAT,
-            "spec": spec.to_dict(),
-            "data_root": str(Path(data_root)),
-            "songs": {},
-        }
+    manifest = _open_manifest(cache, spec, data_root)
     if not (cache / PROFILE_NAME).is_file():
         prof.save(cache / PROFILE_NAME)
     tasks = []
@@ -250,8 +234,38 @@ def preprocess(
     if not tasks:
         log.info("preprocess: cache %s is complete (%d songs)", cache, len(manifest["songs"]))
         return manifest
-    from tqdm import tqdm
+    _run_song_jobs(tasks, manifest, cache / MANIFEST_NAME, jobs=jobs, progress=progress)
+    return manifest
 
+
+def _open_manifest(cache: Path, spec: CacheSpec, data_root: str | os.PathLike) -> dict:
+    """The cache's manifest, or a new empty one.
+
+    Raises:
+        ConfigError: the cache was built with another spec.
+    """
+    manifest_path = cache / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return {
+            "format": CACHE_FORMAT,
+            "spec": spec.to_dict(),
+            "data_root": str(Path(data_root)),
+            "songs": {},
+        }
+    manifest = read_manifest(cache)
+    if manifest.get("spec") != spec.to_dict():
+        raise ConfigError(
+            f"{manifest_path}: this cache was built with {manifest.get('spec')}, not {spec.to_dict()}; "
+            "use another cache_dir (or delete this one)"
+        )
+    return manifest
+
+
+def _run_song_jobs(
+    tasks: list[tuple], manifest: dict, manifest_path: Path, *, jobs: int, progress: bool
+) -> None:
+    """Normalize and cache the songs of ``tasks``; each finished song is recorded in the manifest at once,
+    so an interrupted run keeps what it did."""
     bar = tqdm(total=len(tasks), desc="preprocess", unit="song", disable=not progress)
 
     def record(key: str, entry: dict | None, err: str | None) -> None:
@@ -272,7 +286,6 @@ def preprocess(
                 record(*_song_job(task))
     finally:
         bar.close()
-    return manifest
 
 
 class CachedSplit:

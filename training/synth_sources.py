@@ -405,18 +405,54 @@ def _render_drums(notes: list[Note], n: int, sample_rate: int, kit: dict) -> np.
     return out
 
 
-def _voices(
-    family: str, sample_rate: int, rng: np.random.Generator
-) -> dict[str, tuple[Callable, float, dict]]:
-    """Per class: (note renderer, release tail in s, timbre parameters for params.json)."""
-    sr = sample_rate
+@dataclass(frozen=True)
+class _Timbre:
+    """One song's random timbre choices (drawn in a fixed order by :func:`_draw_timbre`, so a seed gives the
+    same song)."""
+
+    vib_hz: float
+    vib_cents: float
+    pulse_width: float
+    cutoff_hz: float
+    detune_cents: float
+    ks_decay: float
+    fm_ratio: float
+    fm_index: float
+    sub_mix: float
+    bass_cutoff_hz: float
+
+
+def _draw_timbre(rng: np.random.Generator) -> _Timbre:
     vib_hz, vib_cents = float(rng.uniform(4.5, 6.0)), float(rng.uniform(15, 40))
+    pulse_width = float(rng.uniform(0.2, 0.4))
+    cutoff_hz = float(rng.uniform(1500, 4000))
+    detune_cents = float(rng.uniform(4, 12))
+    ks_decay = float(rng.uniform(0.990, 0.997))
+    fm_ratio, fm_index = float(rng.choice([1.0, 2.0, 3.0])), float(rng.uniform(1.5, 4.0))
+    sub_mix = float(rng.uniform(0.3, 0.7))
+    bass_cutoff_hz = float(rng.uniform(400, 1200))
+    return _Timbre(
+        vib_hz,
+        vib_cents,
+        pulse_width,
+        cutoff_hz,
+        detune_cents,
+        ks_decay,
+        fm_ratio,
+        fm_index,
+        sub_mix,
+        bass_cutoff_hz,
+    )
+
+
+def _lead_voices(tb: _Timbre, sr: int) -> dict[str, Callable]:
+    """The lead (vocals) note renderers: ``pop`` (saw + formants), ``folk`` (additive "ooh"), ``fm`` (pulse)."""
     vowels = list(VOWELS)
 
     def vib_freq(pitch: int, m: int) -> np.ndarray:
         tt = np.arange(m) / sr
-        depth = np.clip(tt / 0.25, 0, 1) * vib_cents  # vibrato fades in
-        return midi_hz(pitch) * 2.0 ** (depth * np.sin(2 * np.pi * vib_hz * tt) / 1200.0)
+        depth = np.clip(tt / 0.25, 0, 1) * tb.vib_cents  # vibrato fades in
+        return midi_hz(pitch) * 2.0 ** (depth * np.sin(2 * np.pi * tb.vib_hz * tt) / 1200.0)
 
     def lead_pop(note: Note, m: int) -> np.ndarray:
         x = _saw(_phase(vib_freq(note.pitch, m), m, sr))
@@ -438,15 +474,18 @@ def _voices(
             y += w * np.sin(k * ph)
         return (0.35 * y).astype(np.float32) * _env(m, sr, 0.06, 0.4, 0.85, 0.12)
 
-    pw = float(rng.uniform(0.2, 0.4))
-
     def lead_fm(note: Note, m: int) -> np.ndarray:
-        x = _pulse(_phase(vib_freq(note.pitch, m), m, sr), pw)
+        x = _pulse(_phase(vib_freq(note.pitch, m), m, sr), tb.pulse_width)
         return _formants(x, "a", sr, direct=0.03) * _env(m, sr, 0.02, 0.2, 0.75, 0.06)
 
-    cutoff = float(rng.uniform(1500, 4000))
-    b_lp, a_lp = signal.butter(2, cutoff, fs=sr)
-    detune = float(rng.uniform(4, 12))
+    return {"pop": lead_pop, "folk": lead_folk, "fm": lead_fm}
+
+
+def _comp_voices(tb: _Timbre, sr: int, rng: np.random.Generator) -> dict[str, Callable]:
+    """The accompaniment (other) note renderers: ``pad``, ``pluck``, ``guitar`` (Karplus-Strong, draws from
+    ``rng`` per note), ``epiano`` (FM)."""
+    b_lp, a_lp = signal.butter(2, tb.cutoff_hz, fs=sr)
+    detune = tb.detune_cents
 
     def pad(note: Note, m: int) -> np.ndarray:
         f = midi_hz(note.pitch)
@@ -460,26 +499,26 @@ def _voices(
         x = _saw(_phase(f, m, sr)) * (0.3 + 0.7 * bright) + (1 - bright) * np.sin(_phase(f, m, sr))
         return signal.lfilter(b_lp, a_lp, x).astype(np.float32) * _env(m, sr, 0.003, 0.35, 0.25, 0.1)
 
-    ks_decay = float(rng.uniform(0.990, 0.997))
-
     def guitar(note: Note, m: int) -> np.ndarray:
-        return _karplus(midi_hz(note.pitch), m, sr, ks_decay, rng) * _env(m, sr, 0.001, 5.0, 1.0, 0.05)
-
-    fm_ratio, fm_index = float(rng.choice([1.0, 2.0, 3.0])), float(rng.uniform(1.5, 4.0))
+        return _karplus(midi_hz(note.pitch), m, sr, tb.ks_decay, rng) * _env(m, sr, 0.001, 5.0, 1.0, 0.05)
 
     def epiano(note: Note, m: int) -> np.ndarray:
         f = midi_hz(note.pitch)
         tt = np.arange(m) / sr
-        index = fm_index * np.exp(-tt / 0.25)
-        y = np.sin(_phase(f, m, sr) + index * np.sin(_phase(f * fm_ratio, m, sr)))
+        index = tb.fm_index * np.exp(-tt / 0.25)
+        y = np.sin(_phase(f, m, sr) + index * np.sin(_phase(f * tb.fm_ratio, m, sr)))
         return (0.6 * y).astype(np.float32) * _env(m, sr, 0.002, 0.6, 0.35, 0.15)
 
-    sub_mix = float(rng.uniform(0.3, 0.7))
-    b_bass, a_bass = signal.butter(2, float(rng.uniform(400, 1200)), fs=sr)
+    return {"pad": pad, "pluck": pluck, "guitar": guitar, "epiano": epiano}
+
+
+def _bass_voices(tb: _Timbre, sr: int) -> dict[str, Callable]:
+    """The bass note renderers: ``saw`` (saw + sub, low-passed), ``upright``, ``fm``."""
+    b_bass, a_bass = signal.butter(2, tb.bass_cutoff_hz, fs=sr)
 
     def bass_saw(note: Note, m: int) -> np.ndarray:
         f = midi_hz(note.pitch)
-        x = (1 - sub_mix) * _saw(_phase(f, m, sr)) + sub_mix * np.sin(_phase(f, m, sr))
+        x = (1 - tb.sub_mix) * _saw(_phase(f, m, sr)) + tb.sub_mix * np.sin(_phase(f, m, sr))
         return signal.lfilter(b_bass, a_bass, x).astype(np.float32) * _env(m, sr, 0.005, 0.3, 0.7, 0.04)
 
     def bass_upright(note: Note, m: int) -> np.ndarray:
@@ -499,23 +538,47 @@ def _voices(
         y = np.sin(_phase(f, m, sr) + 2.5 * np.exp(-tt / 0.08) * np.sin(_phase(f, m, sr)))
         return y.astype(np.float32) * _env(m, sr, 0.002, 0.25, 0.6, 0.03)
 
+    return {"saw": bass_saw, "upright": bass_upright, "fm": bass_fm}
+
+
+def _voices(
+    family: str, sample_rate: int, rng: np.random.Generator
+) -> dict[str, tuple[Callable, float, dict]]:
+    """Per class: (note renderer, release tail in s, timbre parameters for params.json)."""
+    tb = _draw_timbre(rng)
+    lead = _lead_voices(tb, sample_rate)
+    comp = _comp_voices(tb, sample_rate, rng)
+    bass = _bass_voices(tb, sample_rate)
+    vib = {"vib_hz": tb.vib_hz, "vib_cents": tb.vib_cents}
     if family == "pop":
-        comp = pad if rng.random() < 0.5 else pluck
+        c = comp["pad"] if rng.random() < 0.5 else comp["pluck"]
         return {
-            "vocals": (lead_pop, 0.1, {"lead": "saw+formants", "vib_hz": vib_hz, "vib_cents": vib_cents}),
-            "other": (comp, 0.3, {"comp": comp.__name__, "cutoff_hz": cutoff, "detune_cents": detune}),
-            "bass": (bass_saw, 0.05, {"bass": "saw+sub", "sub_mix": sub_mix}),
+            "vocals": (lead["pop"], 0.1, {"lead": "saw+formants", **vib}),
+            "other": (
+                c,
+                0.3,
+                {"comp": c.__name__, "cutoff_hz": tb.cutoff_hz, "detune_cents": tb.detune_cents},
+            ),
+            "bass": (bass["saw"], 0.05, {"bass": "saw+sub", "sub_mix": tb.sub_mix}),
         }
     if family == "folk":
         return {
-            "vocals": (lead_folk, 0.15, {"lead": "additive-ooh", "vib_hz": vib_hz, "vib_cents": vib_cents}),
-            "other": (guitar, 0.05, {"comp": "karplus-strong", "decay": ks_decay}),
-            "bass": (bass_upright, 0.08, {"bass": "upright"}),
+            "vocals": (lead["folk"], 0.15, {"lead": "additive-ooh", **vib}),
+            "other": (comp["guitar"], 0.05, {"comp": "karplus-strong", "decay": tb.ks_decay}),
+            "bass": (bass["upright"], 0.08, {"bass": "upright"}),
         }
     return {
-        "vocals": (lead_fm, 0.08, {"lead": "pulse+formants", "pulse_width": pw, "vib_hz": vib_hz}),
-        "other": (epiano, 0.2, {"comp": "fm-epiano", "fm_ratio": fm_ratio, "fm_index": fm_index}),
-        "bass": (bass_fm, 0.04, {"bass": "fm"}),
+        "vocals": (
+            lead["fm"],
+            0.08,
+            {"lead": "pulse+formants", "pulse_width": tb.pulse_width, "vib_hz": tb.vib_hz},
+        ),
+        "other": (
+            comp["epiano"],
+            0.2,
+            {"comp": "fm-epiano", "fm_ratio": tb.fm_ratio, "fm_index": tb.fm_index},
+        ),
+        "bass": (bass["fm"], 0.04, {"bass": "fm"}),
     }
 
 

@@ -9,7 +9,7 @@
 * Optimizer: Adam with AMSGrad, L2 weight decay, gradient-norm clipping, linear warm-up then cosine decay.
   Steps with a non-finite loss or gradient are skipped and counted (``skipped`` column).
 * Checkpoints every ``checkpoint_every`` steps in ``OUT/checkpoints/step-NNNNNNN/``: ``model.safetensors`` +
-  ``model.json`` (:func:`fxmix.model.export.save_model`), ``optimizer.safetensors``, ``state.json``; written into a
+  ``model.json`` (:func:`fxmix.model.states.save_model`), ``optimizer.safetensors``, ``state.json``; written into a
   ``.part`` folder and renamed, then ``latest.json`` is replaced atomically, so a kill at any moment leaves the
   previous checkpoint intact and ``--resume`` loses at most ``checkpoint_every`` steps.
 * Validation every ``steps_per_epoch`` steps on fixed crops of the valid split, next to the normalized-sum
@@ -31,17 +31,23 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from ..dsp.audio import write_text_atomic
 from ..dsp.errors import ConfigError, ModelLoadError
+from ..model.losses import ClassBalanceLoss, get_loss
+from ..model.states import resolve_weights, save_model
 from .config import TrainConfig, build_network
 from .preprocess import PROFILE_NAME, CachedSplit, preprocess, read_manifest
+from .tfevents import EventWriter
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +181,6 @@ def _optimizer_from_safetensors(tensors: dict[str, torch.Tensor], meta: dict) ->
 
 def save_checkpoint(out_dir: Path, step: int, model, opt, state: dict, keep: int) -> Path:
     """Write ``checkpoints/step-NNNNNNN/`` atomically and point ``checkpoints/latest.json`` at it."""
-    from safetensors.torch import save_file
-
-    from ..model.export import save_model
-
     ckpt_root = out_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step:07d}"
@@ -218,8 +220,6 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 def load_checkpoint(path: Path, model, opt) -> dict:
     """Restore model weights, optimizer state and the torch RNG from a checkpoint folder; returns its state."""
-    from safetensors.torch import load_file
-
     weights = load_file(str(path / "model.safetensors"))
     missing = set(model.state_dict()) ^ set(weights)
     if missing:
@@ -279,8 +279,6 @@ class Objective(torch.nn.Module):
 
     def __init__(self, mix_loss: torch.nn.Module, balance_weight: float = 0.0):
         super().__init__()
-        from ..model.losses import ClassBalanceLoss
-
         self.mix_loss, self.balance_weight = mix_loss, float(balance_weight)
         self.balance = ClassBalanceLoss() if self.balance_weight > 0 else None
 
@@ -313,13 +311,8 @@ def warm_start(model: torch.nn.Module, path: str | os.PathLike) -> list[str]:
     Raises:
         ConfigError: the file cannot be read, it holds tensors ``model`` does not have, or shapes differ.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ..model.export import _resolve_weights
-
     try:
-        weights, _ = _resolve_weights(path)
+        weights, _ = resolve_weights(path)
         state = load_file(str(weights))
     except (SafetensorError, OSError, ModelLoadError) as exc:
         raise ConfigError(f"train.init_from = {str(path)!r}: cannot load its weights ({exc})") from None
@@ -351,6 +344,37 @@ def _baseline_valid(loss_fn, crops, batch_size: int) -> float:
     return total / max(1, x_all.shape[0])
 
 
+@dataclass
+class _Run:
+    """What one training run holds between steps (built by :func:`train`'s setup helpers)."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    device: str
+    dev_kind: str
+    amp: bool
+    out: Path
+    model: torch.nn.Module  # DistributedDataParallel-wrapped when world > 1
+    core: torch.nn.Module  # the network itself
+    loss_fn: Objective
+    opt: torch.optim.Optimizer
+    sampler: CropSampler
+    crops: tuple[torch.Tensor, torch.Tensor] | None
+    best: float = math.inf
+    skipped: int = 0
+    baseline: float = math.nan
+    training_info: dict = field(default_factory=dict)
+    writer: EventWriter | None = None
+
+    @property
+    def train_csv(self) -> Path:
+        return self.out / "train_log.csv"
+
+    @property
+    def valid_csv(self) -> Path:
+        return self.out / "valid_log.csv"
+
+
 def train(
     cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop_after: int | None = None
 ) -> dict:
@@ -365,6 +389,65 @@ def train(
     Raises:
         ConfigError: ``OUT`` already holds checkpoints and ``resume`` is False (never overwritten), bad config.
     """
+    info, device, dev_kind, amp = _setup_device(cfg)
+    out = Path(cfg.out_dir)
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None and not resume:
+        raise ConfigError(f"{out} already holds checkpoints ({ckpt.name}); pass --resume or another out_dir")
+    _prepare_cache(cfg, info, out, progress)
+    run, n_train_songs = _setup_run(cfg, info, device, dev_kind, amp, out, warm=ckpt is None)
+    start = 0
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, run.core, run.opt)
+        start, run.best = int(state["step"]), float(state.get("best_valid", math.inf))
+        run.skipped = int(state.get("skipped", 0))
+        log.info("train: resumed from %s at step %d", ckpt, start)
+    _open_logs(run, start, n_train_songs)
+
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    bar = tqdm(total=end - start, desc="train", unit="step", disable=not (progress and info.main))
+    window = _Window(time.perf_counter())
+    t0 = window.t
+    step = start
+    while step < end:
+        lr = lr_at(cfg, step)
+        loss, grad_norm = _train_step(run, step, lr)
+        if loss is not None:
+            window.add(loss)
+        else:
+            run.skipped += 1
+        step += 1
+        bar.update(1)
+        if info.main and (step % cfg.log_every == 0 or step == end):
+            mean_loss = _log_train(run, step, lr, grad_norm, window, t0)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+        if info.main and run.crops is not None and (step % cfg.steps_per_epoch == 0 or step == cfg.steps):
+            _validate(run, step)
+        if info.main and (step % cfg.checkpoint_every == 0 or step == end):
+            state = {"format": STATE_FORMAT, "best_valid": run.best, "skipped": run.skipped}
+            save_checkpoint(out, step, run.core, run.opt, state, cfg.keep_checkpoints)
+        if step % cfg.checkpoint_every == 0:
+            _barrier(info)
+    bar.close()
+    if info.main:
+        if step >= cfg.steps:
+            _save_release(out / "final", run.core, run.training_info, step, None, run.baseline)
+        run.writer.close()
+    _barrier(info)
+    return {
+        "model": run.core,
+        "step": step,
+        "best_valid": run.best,
+        "baseline_valid": run.baseline,
+        "out_dir": out,
+        "skipped": run.skipped,
+        "rank": info.rank,
+        "world": info.world,
+    }
+
+
+def _setup_device(cfg: TrainConfig) -> tuple[DistInfo, str, str, bool]:
+    """(distributed info, torch device, device kind "cuda" | "cpu", bf16 autocast on) for this process."""
     device = _pick_device(cfg)
     info = _init_distributed(device)
     if device == "cuda":
@@ -374,11 +457,11 @@ def train(
     amp = bool(cfg.amp and dev_kind == "cuda")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
-    ckpt = latest_checkpoint(out)
-    if ckpt is not None and not resume:
-        raise ConfigError(f"{out} already holds checkpoints ({ckpt.name}); pass --resume or another out_dir")
+    return info, device, dev_kind, amp
 
+
+def _prepare_cache(cfg: TrainConfig, info: DistInfo, out: Path, progress: bool) -> None:
+    """Rank 0 builds (or completes) the normalized-stem cache and records the config; the others wait."""
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
         preprocess(
@@ -396,9 +479,12 @@ def train(
         write_text_atomic(out / "train_config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
     _barrier(info)
 
+
+def _build_model(cfg: TrainConfig, warm: bool) -> tuple[torch.nn.Module, str]:
+    """The seeded network (warm-started from ``init_from`` on a fresh run), with ``train_only`` applied."""
     torch.manual_seed(cfg.seed)
-    model, arch, net_config = build_network(cfg)
-    if cfg.init_from and ckpt is None:
+    model, arch, _ = build_network(cfg)
+    if cfg.init_from and warm:
         warm_start(model, cfg.init_from)
     if cfg.train_only:
         trained = [n for n, p in model.named_parameters() if n.startswith(tuple(cfg.train_only))]
@@ -409,14 +495,26 @@ def train(
         for n, p in model.named_parameters():
             p.requires_grad_(n in trained)
         log.info("train: training only %s", trained)
-    model.to(device).train()
-    core = model
+    return model, arch
+
+
+def _crop_samples(core: torch.nn.Module, seconds: float) -> int:
+    multiple = int(getattr(core, "length_multiple", 1))
+    return max(multiple, int(round(seconds * core.sample_rate)) // multiple * multiple)
+
+
+def _setup_run(
+    cfg: TrainConfig, info: DistInfo, device: str, dev_kind: str, amp: bool, out: Path, *, warm: bool
+) -> tuple[_Run, int]:
+    """Network, objective, optimizer, training sampler and (rank 0) validation crops. Returns the run and
+    the number of training songs."""
+    core, arch = _build_model(cfg, warm)
+    core.to(device).train()
+    model = core
     if info.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if dev_kind == "cuda" else None
+            core, device_ids=[info.local_rank] if dev_kind == "cuda" else None
         )
-    from ..model.losses import get_loss
-
     loss_fn = Objective(get_loss(cfg.loss, pre_emphasis=tuple(cfg.loss_pre_emphasis)), cfg.balance_weight)
     loss_fn = loss_fn.to(device)
     opt = torch.optim.Adam(
@@ -425,152 +523,131 @@ def train(
         weight_decay=cfg.weight_decay,
         amsgrad=True,
     )
-
-    multiple = int(getattr(core, "length_multiple", 1))
-    crop = max(multiple, int(round(cfg.crop_s * core.sample_rate)) // multiple * multiple)
     train_split = CachedSplit(cfg.cache_dir, "train")
-    sampler = CropSampler(train_split, crop, cfg.seed, cfg.swap_prob, cfg.gain_db)
+    sampler = CropSampler(train_split, _crop_samples(core, cfg.crop_s), cfg.seed, cfg.swap_prob, cfg.gain_db)
     crops = None
     if info.main:
         try:
             valid_split = CachedSplit(cfg.cache_dir, "valid")
-            vcrop = max(multiple, int(round(cfg.valid_crop_s * core.sample_rate)) // multiple * multiple)
-            crops = valid_crops(valid_split, vcrop, cfg.valid_crops_per_song)
+            crops = valid_crops(valid_split, _crop_samples(core, cfg.valid_crop_s), cfg.valid_crops_per_song)
         except ConfigError as exc:
             log.warning("train: no validation (%s)", exc)
+    run = _Run(cfg, info, device, dev_kind, amp, out, model, core, loss_fn, opt, sampler, crops)
+    run.training_info = {"config": cfg.to_dict(), "arch": arch}
+    return run, len(train_split)
 
-    start, best, state = 0, math.inf, {}
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, core, opt)
-        start, best = int(state["step"]), float(state.get("best_valid", math.inf))
-        log.info("train: resumed from %s at step %d", ckpt, start)
-    train_csv, valid_csv = out / "train_log.csv", out / "valid_log.csv"
-    writer = None
-    if info.main:
-        _truncate_csv(train_csv, TRAIN_COLUMNS, start)
-        _truncate_csv(valid_csv, VALID_COLUMNS, start)
-        from .tfevents import EventWriter
 
-        writer = EventWriter(out / "tb")
-    baseline = _baseline_valid(loss_fn, crops, cfg.batch_size) if crops is not None else math.nan
+def _open_logs(run: _Run, start: int, n_train_songs: int) -> None:
+    """Rank 0: CSV logs cut back to ``start`` and the event writer; all ranks: the validation baseline and
+    the training record saved with every release."""
+    cfg = run.cfg
+    if run.info.main:
+        _truncate_csv(run.train_csv, TRAIN_COLUMNS, start)
+        _truncate_csv(run.valid_csv, VALID_COLUMNS, start)
+        run.writer = EventWriter(run.out / "tb")
+    if run.crops is not None:
+        run.baseline = _baseline_valid(run.loss_fn, run.crops, cfg.batch_size)
     manifest = read_manifest(cfg.cache_dir)
-    training_info = {
-        "config": cfg.to_dict(),
-        "arch": arch,
-        "data_root": str(cfg.data_root),
-        "input_source": cfg.input_source,
-        "profile": cfg.profile,
-        "profile_sha256": manifest["spec"]["profile_sha256"],
-        "train_songs": len(train_split),
-        "world_size": info.world,
-    }
+    run.training_info.update(
+        {
+            "data_root": str(cfg.data_root),
+            "input_source": cfg.input_source,
+            "profile": cfg.profile,
+            "profile_sha256": manifest["spec"]["profile_sha256"],
+            "train_songs": n_train_songs,
+            "world_size": run.info.world,
+        }
+    )
 
-    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    from tqdm import tqdm
 
-    bar = tqdm(total=end - start, desc="train", unit="step", disable=not (progress and info.main))
-    t0 = time.perf_counter()
-    skipped = int(state.get("skipped", 0))
-    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
-    step = start
-    while step < end:
-        lr = lr_at(cfg, step)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x, y = sampler.batch(step, info.rank, info.world, cfg.batch_size)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device_type=dev_kind, dtype=torch.bfloat16, enabled=amp):
-            pred = model(x)
-        loss = loss_fn(pred.float(), y, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-        ok = math.isfinite(float(loss.detach())) and math.isfinite(grad_norm)
-        if info.world > 1:  # every rank must agree to skip, or DDP replicas diverge
-            flag = torch.tensor([1.0 if ok else 0.0], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            ok = bool(flag.item() > 0)
-        if ok:
-            opt.step()
-            window_loss += float(loss.detach())
-            window_n += 1
-        else:
-            skipped += 1
-        step += 1
-        bar.update(1)
-        if info.main and (step % cfg.log_every == 0 or step == end):
-            now = time.perf_counter()
-            mean_loss = window_loss / max(1, window_n)
-            row = {
-                "step": step,
-                "epoch": step / cfg.steps_per_epoch,
-                "lr": lr,
-                "loss": mean_loss,
-                "grad_norm": grad_norm,
-                "skipped": skipped,
-                "examples_per_s": window_n * cfg.batch_size * info.world / max(1e-9, now - window_t),
-                "wall_s": now - t0,
-            }
-            _append_csv(train_csv, TRAIN_COLUMNS, row)
-            writer.add_scalar("train/loss", mean_loss, step)
-            writer.add_scalar("train/lr", lr, step)
-            writer.add_scalar("train/grad_norm", grad_norm, step)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            window_loss, window_n, window_t = 0.0, 0, now
-        if info.main and crops is not None and (step % cfg.steps_per_epoch == 0 or step == cfg.steps):
-            v = _evaluate_valid(core, loss_fn, crops, cfg.batch_size, device, amp)
-            is_best = v < best
-            if is_best:
-                best = v
-                _save_release(out / "best", core, training_info, step, v, baseline)
-            _append_csv(
-                valid_csv,
-                VALID_COLUMNS,
-                {
-                    "step": step,
-                    "epoch": step / cfg.steps_per_epoch,
-                    "valid_loss": v,
-                    "valid_loss_normalized_sum": baseline,
-                    "best": int(is_best),
-                },
-            )
-            writer.add_scalar("valid/loss", v, step)
-            writer.add_scalar("valid/loss_normalized_sum", baseline, step)
-        if info.main and (step % cfg.checkpoint_every == 0 or step == end):
-            save_checkpoint(
-                out,
-                step,
-                core,
-                opt,
-                {"format": STATE_FORMAT, "best_valid": best, "skipped": skipped},
-                cfg.keep_checkpoints,
-            )
-        if step % cfg.checkpoint_every == 0:
-            _barrier(info)
-    bar.close()
-    if info.main:
-        if step >= cfg.steps:
-            _save_release(out / "final", core, training_info, step, None, baseline)
-        writer.close()
-    _barrier(info)
-    return {
-        "model": core,
+@dataclass
+class _Window:
+    """Training loss accumulated since the last log line."""
+
+    t: float
+    loss: float = 0.0
+    n: int = 0
+
+    def add(self, loss: float) -> None:
+        self.loss += loss
+        self.n += 1
+
+
+def _train_step(run: _Run, step: int, lr: float) -> tuple[float | None, float]:
+    """One optimizer step on this rank's batch of ``step``. Returns (loss, or None when the step was skipped
+    for a non-finite loss or gradient on any rank; gradient norm)."""
+    cfg, info = run.cfg, run.info
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    x, y = run.sampler.batch(step, info.rank, info.world, cfg.batch_size)
+    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    with torch.autocast(device_type=run.dev_kind, dtype=torch.bfloat16, enabled=run.amp):
+        pred = run.model(x)
+    loss = run.loss_fn(pred.float(), y, x)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip))
+    ok = math.isfinite(float(loss.detach())) and math.isfinite(grad_norm)
+    if info.world > 1:  # every rank must agree to skip, or DDP replicas diverge
+        flag = torch.tensor([1.0 if ok else 0.0], device=run.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        ok = bool(flag.item() > 0)
+    if not ok:
+        return None, grad_norm
+    run.opt.step()
+    return float(loss.detach()), grad_norm
+
+
+def _log_train(run: _Run, step: int, lr: float, grad_norm: float, window: _Window, t0: float) -> float:
+    """Write the training log row of ``step`` (mean loss over the window) and start a new window."""
+    cfg = run.cfg
+    now = time.perf_counter()
+    mean_loss = window.loss / max(1, window.n)
+    row = {
         "step": step,
-        "best_valid": best,
-        "baseline_valid": baseline,
-        "out_dir": out,
-        "skipped": skipped,
-        "rank": info.rank,
-        "world": info.world,
+        "epoch": step / cfg.steps_per_epoch,
+        "lr": lr,
+        "loss": mean_loss,
+        "grad_norm": grad_norm,
+        "skipped": run.skipped,
+        "examples_per_s": window.n * cfg.batch_size * run.info.world / max(1e-9, now - window.t),
+        "wall_s": now - t0,
     }
+    _append_csv(run.train_csv, TRAIN_COLUMNS, row)
+    run.writer.add_scalar("train/loss", mean_loss, step)
+    run.writer.add_scalar("train/lr", lr, step)
+    run.writer.add_scalar("train/grad_norm", grad_norm, step)
+    window.loss, window.n, window.t = 0.0, 0, now
+    return mean_loss
+
+
+def _validate(run: _Run, step: int) -> None:
+    """Validation loss at ``step``; a new best is saved to ``OUT/best/``."""
+    cfg = run.cfg
+    v = _evaluate_valid(run.core, run.loss_fn, run.crops, cfg.batch_size, run.device, run.amp)
+    is_best = v < run.best
+    if is_best:
+        run.best = v
+        _save_release(run.out / "best", run.core, run.training_info, step, v, run.baseline)
+    _append_csv(
+        run.valid_csv,
+        VALID_COLUMNS,
+        {
+            "step": step,
+            "epoch": step / cfg.steps_per_epoch,
+            "valid_loss": v,
+            "valid_loss_normalized_sum": run.baseline,
+            "best": int(is_best),
+        },
+    )
+    run.writer.add_scalar("valid/loss", v, step)
+    run.writer.add_scalar("valid/loss_normalized_sum", run.baseline, step)
 
 
 def _save_release(
     folder: Path, model, training_info: dict, step: int, valid: float | None, baseline: float
 ) -> None:
-    from ..model.export import save_model
-
     extra = {
         "training": dict(training_info, step=step),
         "metrics": {"valid_loss": valid, "valid_loss_normalized_sum": baseline},

@@ -14,7 +14,7 @@ streaming-safe: plan no; apply yes (pedalboard Compressor with reset=False).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pedalboard
@@ -24,8 +24,10 @@ from ..features import (
     db_to_gain32,
     envelope_peak_stats,
     linked_envelope,
+    measure_dynamics,
     onset_boundaries_from,
     peak_gain_db,
+    peak_normalize,
     peak_normalized_onsets,
 )
 from ..params import CompressorParams
@@ -159,97 +161,156 @@ def _compressed_dynamics(audio, gain_db: float, env: np.ndarray, g: np.ndarray |
     return envelope_peak_stats(y_env, bounds)[0]
 
 
-def plan(
-    audio: np.ndarray, sample_rate: int, target_mean_db: float, target_std_db: float, class_name: str
-) -> CompressionReport:
-    settings = class_settings(class_name)
-    # the peak-normalized stem's onsets and linked detector (also max_ch |y| of the output, since gain >= 0)
-    bounds, env, gain_db = peak_normalized_onsets(audio, sample_rate)
-    lo_t, hi_t = target_mean_db - target_std_db, target_mean_db + target_std_db
+def target_band(target_mean_db: float, target_std_db: float) -> tuple[float, float]:
+    """(low, high) dB of the class's onset-peak band: the target mean ± one standard deviation."""
+    return target_mean_db - target_std_db, target_mean_db + target_std_db
 
-    def measure(threshold_db: float) -> float:
+
+def feature_in_band(mean_db: float, target_mean_db: float, target_std_db: float) -> bool:
+    """Whether an onset-peak mean (dB) lies in the class band (edges included).
+
+    The one in-band rule: the threshold search, the offline chain's re-check after EQ refinement and the
+    streaming planner's keep-or-re-plan check all decide with it.
+    """
+    lo, hi = target_band(target_mean_db, target_std_db)
+    return lo <= mean_db <= hi
+
+
+def in_band(audio: np.ndarray, sample_rate: int, target_mean_db: float, target_std_db: float) -> bool:
+    """Whether ``audio``'s onset-peak feature (measured peak-normalized to -10 dBFS) is in the class band."""
+    mean_db, _ = measure_dynamics(audio, sample_rate)
+    return feature_in_band(mean_db, target_mean_db, target_std_db)
+
+
+def setting_in_band(
+    audio: np.ndarray, sample_rate: int, params: CompressorParams, target_mean_db: float, target_std_db: float
+) -> bool:
+    """Whether ``params`` put ``audio``'s onset feature in the band, with the threshold taken at the -10 dBFS
+    peak level the search uses (``audio`` is peak-normalized first, the params' input gain ignored)."""
+    x, _ = peak_normalize(audio)
+    y = apply(x, sample_rate, replace(params, input_gain_db=0.0))
+    return in_band(y, sample_rate, target_mean_db, target_std_db)
+
+
+def leave_uncompressed(report: CompressionReport, target_std_db: float) -> bool:
+    """Whether a stem the search could not bring into the band is better left uncompressed: even the
+    threshold limit moved its onset feature by less than half the band's standard deviation, so compressing
+    would only change the sound.
+
+    The streaming planner applies it when it re-plans a window of running audio. The offline chain does not
+    call it: offline, a stem the search cannot bring into the band keeps the threshold limit the search
+    reached (reported in the notes), and applying this rule there would change offline mixes and presets
+    (the bundled demo's "other" stem is such a stem: its mix would change by up to 0.5 in sample value).
+    """
+    return not report.in_band and report.before_db - report.after_db < 0.5 * target_std_db
+
+
+def uncompressed(params: CompressorParams) -> CompressorParams:
+    """``params`` with the compressor off (threshold 0 dB, ratio 1); the input gain is kept."""
+    return replace(params, threshold_db=0.0, ratio=1.0)
+
+
+class _Search:
+    """The onset feature of the peak-normalized stem compressed at a given threshold, as the search needs it:
+    :meth:`fast` reuses the input's onsets and envelope, :meth:`full` re-detects onsets on the output."""
+
+    def __init__(self, audio: np.ndarray, sample_rate: int, class_name: str):
+        self.audio, self.sample_rate = audio, sample_rate
+        self.settings = class_settings(class_name)
+        # the peak-normalized stem's onsets and linked detector (also max_ch |y| of the output: gain >= 0)
+        self.bounds, self.env, self.gain_db = peak_normalized_onsets(audio, sample_rate)
+
+    def _compressor(self, threshold_db: float) -> pedalboard.Compressor:
+        s = self.settings
+        return pedalboard.Compressor(
+            threshold_db=threshold_db, ratio=s["ratio"], attack_ms=s["attack_ms"], release_ms=s["release_ms"]
+        )
+
+    def fast(self, threshold_db: float) -> float:
         if threshold_db >= 0.0:
-            return envelope_peak_stats(env, bounds)[0]
-        comp = pedalboard.Compressor(
-            threshold_db=threshold_db,
-            ratio=settings["ratio"],
-            attack_ms=settings["attack_ms"],
-            release_ms=settings["release_ms"],
-        )
-        y_env = linked_gain(env, sample_rate, comp)
-        y_env *= env
+            return envelope_peak_stats(self.env, self.bounds)[0]
+        y_env = linked_gain(self.env, self.sample_rate, self._compressor(threshold_db))
+        y_env *= self.env
         y_env *= np.float32(10 ** (C.DYNAMICS_PEAK_NORM_DB / 20) / max(float(y_env.max()), 1e-12))
-        return envelope_peak_stats(y_env, bounds)[0]
+        return envelope_peak_stats(y_env, self.bounds)[0]
 
-    def measure_full(threshold_db: float) -> float:
-        comp = pedalboard.Compressor(
-            threshold_db=threshold_db,
-            ratio=settings["ratio"],
-            attack_ms=settings["attack_ms"],
-            release_ms=settings["release_ms"],
-        )
-        g = linked_gain(env, sample_rate, comp) if threshold_db < 0.0 else None
-        return _compressed_dynamics(audio, gain_db, env, g, sample_rate)
+    def full(self, threshold_db: float) -> float:
+        comp = self._compressor(threshold_db)
+        g = linked_gain(self.env, self.sample_rate, comp) if threshold_db < 0.0 else None
+        return _compressed_dynamics(self.audio, self.gain_db, self.env, g, self.sample_rate)
 
-    def params(threshold_db: float) -> CompressorParams:
-        ratio = settings["ratio"] if threshold_db < 0 else 1.0
-        return CompressorParams(
-            min(threshold_db, 0.0), ratio, settings["attack_ms"], settings["release_ms"], gain_db
-        )
+    def params(self, threshold_db: float) -> CompressorParams:
+        s = self.settings
+        ratio = s["ratio"] if threshold_db < 0 else 1.0
+        return CompressorParams(min(threshold_db, 0.0), ratio, s["attack_ms"], s["release_ms"], self.gain_db)
 
-    before = measure(0.0)
-    if lo_t <= before <= hi_t:
-        return CompressionReport(params(0.0), before, before, lo_t, hi_t, True, "already in band")
-    if before < lo_t:
-        # compression only lowers the feature (peaks evened out under the -10 dBFS peak normalization)
-        return CompressionReport(
-            params(0.0),
-            before,
-            before,
-            lo_t,
-            hi_t,
-            False,
-            f"onset peaks {before:.2f} dB already below the band; downward compression cannot raise them",
-        )
+
+def _bisect(measure, target_mean_db: float, target_std_db: float) -> float:
+    """Threshold found by bisection towards the band centre (``measure`` decreases as the threshold drops);
+    the threshold limit when no step lands in the band."""
     t_lo, t_hi = C.COMPRESSOR_MIN_THRESHOLD_DB, 0.0
-    at_min = measure(t_lo)
-    if at_min > hi_t:
-        return CompressionReport(
-            params(t_lo),
-            before,
-            at_min,
-            lo_t,
-            hi_t,
-            False,
-            f"band not reached at the {t_lo:.0f} dB threshold limit (limit of search: {at_min:.2f} dB)",
-        )
-    best_t, best_f = t_lo, at_min
-    for _ in range(MAX_STEPS):  # bisection towards the band centre; f decreases as the threshold drops
+    best_t = t_lo
+    for _ in range(MAX_STEPS):
         mid = 0.5 * (t_lo + t_hi)
         f_mid = measure(mid)
-        if lo_t <= f_mid <= hi_t:
-            best_t, best_f = mid, f_mid
+        if feature_in_band(f_mid, target_mean_db, target_std_db):
+            best_t = mid
             if abs(f_mid - target_mean_db) < 0.25 * target_std_db:
                 break
         if f_mid > target_mean_db:
             t_hi = mid
         else:
             t_lo = mid
-    # the search reused the input's onsets; verify with the full feature (onsets re-detected on the output)
-    # and take up to VERIFY_STEPS more bisection steps on it
+    return best_t
+
+
+def _verify(measure_full, best_t: float, target_mean_db: float, target_std_db: float) -> tuple[float, float]:
+    """(threshold, full feature): the search reused the input's onsets; check ``best_t`` with the full
+    feature (onsets re-detected on the output) and take up to VERIFY_STEPS more bisection steps on it."""
     t_lo, t_hi = C.COMPRESSOR_MIN_THRESHOLD_DB, 0.0
+    best_f = float("nan")
     for _ in range(VERIFY_STEPS):
         best_f = measure_full(best_t)
-        if lo_t <= best_f <= hi_t:
+        if feature_in_band(best_f, target_mean_db, target_std_db):
             break
         if best_f > target_mean_db:
             t_hi = best_t
         else:
             t_lo = best_t
         best_t = 0.5 * (t_lo + t_hi) if t_hi - t_lo > 0.2 else best_t
-    in_band = lo_t <= best_f <= hi_t
-    note = "" if in_band else f"bisection ended outside the band at {best_f:.2f} dB"
-    return CompressionReport(params(best_t), before, best_f, lo_t, hi_t, in_band, note)
+    return best_t, best_f
+
+
+def plan(
+    audio: np.ndarray, sample_rate: int, target_mean_db: float, target_std_db: float, class_name: str
+) -> CompressionReport:
+    """Search the threshold that brings the onset feature into the class band (see the module docstring)."""
+    search = _Search(audio, sample_rate, class_name)
+    lo_t, hi_t = target_band(target_mean_db, target_std_db)
+    before = search.fast(0.0)
+
+    def report(threshold_db: float, after_db: float, note: str) -> CompressionReport:
+        hit = feature_in_band(after_db, target_mean_db, target_std_db)
+        return CompressionReport(search.params(threshold_db), before, after_db, lo_t, hi_t, hit, note)
+
+    if feature_in_band(before, target_mean_db, target_std_db):
+        return report(0.0, before, "already in band")
+    if before < lo_t:
+        # compression only lowers the feature (peaks evened out under the -10 dBFS peak normalization)
+        return report(
+            0.0,
+            before,
+            f"onset peaks {before:.2f} dB already below the band; downward compression cannot raise them",
+        )
+    t_min = C.COMPRESSOR_MIN_THRESHOLD_DB
+    at_min = search.fast(t_min)
+    if at_min > hi_t:
+        note = f"band not reached at the {t_min:.0f} dB threshold limit (limit of search: {at_min:.2f} dB)"
+        return report(t_min, at_min, note)
+    best_t = _bisect(search.fast, target_mean_db, target_std_db)
+    best_t, best_f = _verify(search.full, best_t, target_mean_db, target_std_db)
+    hit = feature_in_band(best_f, target_mean_db, target_std_db)
+    return report(best_t, best_f, "" if hit else f"bisection ended outside the band at {best_f:.2f} dB")
 
 
 def apply(

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import constants as C
 from ..bands import band_centers_hz, band_weights
-from ..features import stft_power_sums
+from ..features import spectrum_from_mean_power, stft_power_sums
 from ..fir import apply_fir, design_fir, fir_power_response
 from ..params import EqParams
 
@@ -49,6 +49,23 @@ def plan(
         curve = curve + residual - np.median(residual)
         curve = np.clip(curve - 0.5 * (curve.max() + curve.min()), -max_gain_db, max_gain_db)
     return EqParams(tuple(float(f) for f in centers), tuple(float(g) for g in curve))
+
+
+def shape_spectrum_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Band spectrum (dB) of ``audio`` with no loudness reference: its shape, what the EQ matches."""
+    return spectrum_from_mean_power(stft_power_sums(audio).mean_power, sample_rate, C.ANALYSIS_FFT, 0.0)
+
+
+def residual_db(target_db: np.ndarray, measured_db: np.ndarray) -> np.ndarray:
+    """Shape residual ``target - measured`` (dB per band) with its median over all bands removed: the EQ
+    matches shapes, the loudness stage sets the level.
+
+    The one residual rule of both closed loops: the offline chain's EQ refinement (target vs finished stem)
+    and the streaming planner's colouring of the later stages (stem output vs EQ output).
+    """
+    residual = np.asarray(target_db, dtype=np.float64) - measured_db
+    residual -= np.median(residual)
+    return residual
 
 
 def taps(params: EqParams, sample_rate: int) -> np.ndarray:

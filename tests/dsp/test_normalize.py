@@ -1,7 +1,8 @@
-"""Issue 3 acceptance: measured properties of the offline effect normalization on seeded procedural stems."""
+"""Measured properties of the offline effect normalization on seeded procedural stems."""
 
 import numpy as np
 import pytest
+from fxmix.dsp import constants as C
 from fxmix.dsp import features as F
 from fxmix.dsp.audio import check_audio
 from fxmix.dsp.bands import band_centers_hz
@@ -18,7 +19,7 @@ MID = (band_centers_hz() >= 100) & (band_centers_hz() <= 10000)
 
 @pytest.fixture(scope="module")
 def profile() -> Profile:
-    return load_profile("musdb18-reference")
+    return load_profile(C.REFERENCE_PROFILE)
 
 
 @pytest.fixture(scope="module")
@@ -186,9 +187,9 @@ def test_chunked_whole_stem_passes_match_their_direct_definitions():
 
 @pytest.mark.parametrize("cls", ["drums", "vocals"])
 def test_normalize_stem_working_memory_is_bounded(profile, cls):
-    """Issue 3: the chain's numpy working set (on top of the input) stays under 3.5 stem copies; it was
-    7-8 (materialised STFT power, float64 and padded convolution copies, the finished stem kept through
-    the EQ refinement replay). Measured 2.7 (drums: compressor search) and 1.7 (vocals) on 60-s stems;
+    """The chain's numpy working set (on top of the input) stays under 3.5 stem copies (a chain that
+    materialises the STFT power, makes float64 or padded convolution copies, or keeps the finished stem
+    through the EQ refinement replay needs 7-8). Measured 2.7 (drums: compressor search) and 1.7 (vocals) on 60-s stems;
     one more full stereo copy anywhere in the chain fails this."""
     import tracemalloc
 

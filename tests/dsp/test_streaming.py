@@ -1,9 +1,10 @@
-"""Running statistics and the streaming normalizer against the offline features/normalizer (issue 6)."""
+"""Running statistics and the streaming normalizer against the offline features/normalizer."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from fxmix.dsp import constants as C
 from fxmix.dsp import features as F
 from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.chain import normalize_stem
@@ -101,7 +102,7 @@ def _settled_vs_offline(cls: str, prof, seconds: float = 40.0, block: int = 4096
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("cls", ["vocals", "drums", "bass", "other"])
 def test_streaming_normalizer_settles_to_offline(cls):
-    prof = load_profile("musdb18-reference")
+    prof = load_profile(C.REFERENCE_PROFILE)
     d_lu, d_spec_db, lufs = _settled_vs_offline(cls, prof)
     assert abs(d_lu) <= 1.0, f"{cls}: loudness {d_lu:+.2f} LU from the offline normalizer"
     assert d_spec_db <= 2.0, f"{cls}: spectrum up to {d_spec_db:.2f} dB from the offline normalizer"

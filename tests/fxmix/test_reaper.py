@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fxmix.dsp.errors import ConfigError
-from fxmix.host_bridge.cli_reaper import bench_reaper_main, reaper_main
-from fxmix.host_bridge.reaper import FXMIX_TRACK_NAME, read_project
-from fxmix.host_bridge.track_classes import (
+from fxmix.dsp.track_classes import (
     ClassRules,
     assign_classes,
     classify_track_name,
     load_rules,
     parse_map_overrides,
 )
+from fxmix.host_bridge.reaper import FXMIX_TRACK_NAME, read_project
 
+from fxmix.bench.reaper import main as bench_reaper_main
 from fxmix.cli import main as fxmix_main
+from fxmix.verbs.reaper import main as reaper_main
 
 SR = 44100
 

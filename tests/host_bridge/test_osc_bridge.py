@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fxmix.dsp.errors import FxmixError
-from fxmix.host_bridge.cli_serve import bench_bridge_main, client_main
-from fxmix.host_bridge.osc import parse_messages
-from fxmix.host_bridge.osc_client import BridgeClient, stream_mix
+from fxmix.host_bridge.osc.client import BridgeClient, stream_mix
+from fxmix.host_bridge.osc.codec import parse_messages
 from support import osc as S
+
+from fxmix.bench.bridge import main as bench_bridge_main
+from fxmix.verbs.client import main as client_main
 
 
 def _rms_db(x: np.ndarray) -> float:

@@ -9,8 +9,8 @@ import struct
 import time
 
 import numpy as np
-from fxmix.host_bridge.osc import build_message, encode_block
-from fxmix.host_bridge.osc_client import stream_mix
+from fxmix.host_bridge.osc.client import stream_mix
+from fxmix.host_bridge.osc.codec import build_message, encode_block
 from support import osc as S
 
 GOOD_BLOCK = build_message("/fxmix/block", [0, 0, 0, encode_block(np.zeros((2, S.BLOCK)))], "iiib")

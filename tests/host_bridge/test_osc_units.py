@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import time
+import typing
 
 import numpy as np
 import pytest
-from fxmix.host_bridge import addresses as A
-from fxmix.host_bridge.cli_serve import make_session_factory
-from fxmix.host_bridge.osc import (
-    BlockAssembler,
-    BridgeCore,
-    ErrorLog,
-    build_message,
-    check_types,
-    encode_block,
-    parse_messages,
-)
+from fxmix.host_bridge.osc import addresses as A
+from fxmix.host_bridge.osc.assembler import BlockAssembler
+from fxmix.host_bridge.osc.codec import build_message, check_types, encode_block, parse_messages, to_json
+from fxmix.host_bridge.osc.core import BridgeCore
+from fxmix.host_bridge.osc.log import ErrorLog
+from fxmix.host_bridge.osc.requests import MixRequest, OpenRequest, Request
+from fxmix.host_bridge.sessions import make_session_factory
 from support import osc as S
 
 # A /fxmix/ping 5 message as literal bytes (address, type tags, int32), the OSC 1.0 layout.
@@ -142,7 +140,7 @@ def test_handlers_without_a_socket_validate_and_queue():
     # Track blocks are assembled on the receive thread: only complete blocks are queued (track 0 of
     # block 0 waits for track 1).
     core.handle_datagram(build_message("/fxmix/block", [0, 0, 0, block], "iiib"), me)
-    assert core._queue.qsize() == 1
+    assert core.inbox.qsize() == 1
     for seq in range(10):  # the worker is not running: the queue (8) fills and the rest is counted
         for track in (1, 0) if seq == 0 else (0, 1):
             if (seq, track) != (0, 0):
@@ -151,9 +149,10 @@ def test_handlers_without_a_socket_validate_and_queue():
     core.handle_datagram(build_message("/fxmix/open", [1, S.SR, 7, 2], "iiii"), me)  # block too small
     counts = core.errors.snapshot()
     assert counts == {"queue_full": 3, "bad_value": 2}
-    assert core._queue.qsize() == 8
-    kinds = [core._queue.get_nowait() for _ in range(8)]
-    assert [k[0] for k in kinds] == ["open"] + ["mix"] * 7 and [k[4] for k in kinds[1:]] == list(range(7))
+    assert core.inbox.qsize() == 8
+    queued = [core.inbox.get(0) for _ in range(8)]
+    assert [type(r) for r in queued] == [OpenRequest] + [MixRequest] * 7
+    assert [r.seq for r in queued[1:]] == list(range(7))
     assert sent[-1][0] == build_message(
         "/fxmix/error",
         [1, f"/fxmix/open: block_samples 7 not in [{A.MIN_BLOCK_SAMPLES}, {A.MAX_BLOCK_SAMPLES}]"],
@@ -168,12 +167,12 @@ def test_worker_sheds_load_when_behind_real_time():
     )
     me = ("127.0.0.1", 5000)
     core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 1], "iiii"), me)
-    core.process_item(open_item := core._queue.get_nowait())
-    slot = open_item[3]
+    core.process_item(opening := core.inbox.get(0))
+    slot = opening.slot
     blocks = np.zeros((1, 2, S.BLOCK), np.float32)
     now = time.monotonic()
-    core.process_item(("mix", me, 0, slot, 0, blocks, now - 2.0))  # waited 2 s in the queue: skipped
-    core.process_item(("mix", me, 0, slot, 1, blocks, now))  # caught up: mixed
+    core.process_item(MixRequest(0, slot, 0, blocks, now - 2.0))  # waited 2 s in the queue: skipped
+    core.process_item(MixRequest(0, slot, 1, blocks, now))  # caught up: mixed
     mixes = [parse_messages(d)[0] for d, _ in sent if parse_messages(d)[0].address == "/fxmix/mix"]
     assert [m.params[1] for m in mixes] == [1]
     assert core.errors.snapshot() == {"overload": 1}
@@ -194,7 +193,11 @@ def test_blocks_reach_the_engine_once_each_in_order_while_the_timeout_races_the_
             sent.append(data)
 
     core = BridgeCore(
-        send, make_session_factory(S.MODEL), reorder_timeout_s=0.001, max_backlog_s=None, params_interval_s=None
+        send,
+        make_session_factory(S.MODEL),
+        reorder_timeout_s=0.001,
+        max_backlog_s=None,
+        params_interval_s=None,
     )
     core.start()
     me = ("127.0.0.1", 5000)
@@ -204,7 +207,8 @@ def test_blocks_reach_the_engine_once_each_in_order_while_the_timeout_races_the_
         n = 300
         for seq in range(n):
             core.handle_datagram(build_message("/fxmix/block", [0, 0, seq, block], "iiib"), me)
-            if seq % 3:  # every third block never gets its second track: the timeout or the window releases it
+            # every third block never gets its second track: the timeout or the window releases it
+            if seq % 3:
                 core.handle_datagram(build_message("/fxmix/block", [0, 1, seq, block], "iiib"), me)
         core.handle_datagram(build_message("/fxmix/flush", [0], "i"), me)
         deadline = time.monotonic() + 20.0
@@ -232,8 +236,14 @@ def test_queued_audio_is_bounded_in_bytes():
     block = encode_block(np.zeros((2, S.BLOCK), np.float32))
     for seq in range(5):  # the worker is not running: 3 blocks fit, 2 are dropped
         core.handle_datagram(build_message("/fxmix/block", [0, 0, seq, block], "iiib"), me)
-    assert core._queue.qsize() == 1 + 3
+    assert core.inbox.qsize() == 1 + 3
     assert core.errors.snapshot() == {"queue_full": 2}
+    # A block the worker takes out frees its bytes: one more fits, the next is dropped again.
+    assert type(core.inbox.get(0)) is OpenRequest and type(core.inbox.get(0)) is MixRequest
+    for seq in (5, 6):
+        core.handle_datagram(build_message("/fxmix/block", [0, 0, seq, block], "iiib"), me)
+    assert core.inbox.qsize() == 3 and core.inbox.queued_bytes == 3 * 2 * S.BLOCK * 4
+    assert core.errors.snapshot() == {"queue_full": 3}
 
 
 def test_open_close_and_reset_are_all_or_nothing_when_the_queue_is_full():
@@ -244,14 +254,59 @@ def test_open_close_and_reset_are_all_or_nothing_when_the_queue_is_full():
     me = ("127.0.0.1", 5000)
     core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 1], "iiii"), me)  # fills the queue
     core.handle_datagram(build_message("/fxmix/open", [1, S.SR, S.BLOCK, 1], "iiii"), me)
-    assert 1 not in core._slots and 0 in core._slots
+    assert 1 not in core.inbox.slots and 0 in core.inbox.slots
     errors = [parse_messages(d)[0] for d, _ in sent if parse_messages(d)[0].address == "/fxmix/error"]
     assert errors and errors[-1].params[0] == 1 and "server busy" in errors[-1].params[1]
     core.handle_datagram(build_message("/fxmix/close", [0], "i"), me)
-    assert 0 in core._slots  # the close was refused, so the slot (and later the engine) stays consistent
-    core.process_item(core._queue.get_nowait())  # the worker opens session 0
+    assert 0 in core.inbox.slots  # the close was refused, so the slot (and later the engine) stays consistent
+    core.process_item(core.inbox.get(0))  # the worker opens session 0
     core.handle_datagram(build_message("/fxmix/close", [0], "i"), me)
-    assert 0 not in core._slots
-    core.process_item(core._queue.get_nowait())
+    assert 0 not in core.inbox.slots
+    core.process_item(core.inbox.get(0))
     assert core.stats(0).get("session") is None
     core.stop()
+
+
+def test_every_request_type_has_one_handler():
+    core = BridgeCore(lambda data, to: None, make_session_factory(S.MODEL))
+    assert set(core.worker.handlers) == set(typing.get_args(Request))
+
+
+def _reject_constant(name: str):
+    raise AssertionError(f"JSON text holds {name}")
+
+
+def test_to_json_nulls_non_finite_numbers_and_keeps_strings_that_look_like_them():
+    obj = {
+        "tracks": ["Infinity pad", "NaN", "-Infinity lead"],
+        "NaN": float("nan"),
+        "gain_db": [float("inf"), -float("inf"), 1.5],
+        "np": {"f32": np.float32("nan"), "i64": np.int64(3), "arr": np.array([1.0, np.nan])},
+    }
+    text = to_json(obj)
+    back = json.loads(text, parse_constant=_reject_constant)
+    assert back == {
+        "tracks": ["Infinity pad", "NaN", "-Infinity lead"],
+        "NaN": None,
+        "gain_db": [None, None, 1.5],
+        "np": {"f32": None, "i64": 3, "arr": [1.0, None]},
+    }
+
+
+def test_state_reply_keeps_a_track_named_infinity_pad():
+    """End to end without a socket: the name goes in with /fxmix/track and comes back in /fxmix/state."""
+    sent: list[bytes] = []
+    core = BridgeCore(lambda data, to: sent.append(data), make_session_factory(S.MODEL))
+    me = ("127.0.0.1", 5000)
+    core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 2], "iiii"), me)
+    core.handle_datagram(build_message("/fxmix/track", [0, 1, "other", "Infinity pad"], "iiss"), me)
+    core.handle_datagram(build_message("/fxmix/query/state", [0], "i"), me)
+    try:
+        while core.inbox.qsize():
+            core.process_item(core.inbox.get(0))
+    finally:
+        core.stop()
+    states = [m for m in map(parse_messages, sent) if m[0].address == "/fxmix/state"]
+    assert len(states) == 1
+    state = json.loads(states[0][0].params[1], parse_constant=_reject_constant)
+    assert state["tracks"]["1"] == {"class_name": "other", "name": "Infinity pad"}

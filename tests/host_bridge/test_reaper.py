@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fxmix.dsp.errors import AudioInputError, ConfigError
+from fxmix.dsp.track_classes import assign_classes
 from fxmix.host_bridge.reaper import (
     FXMIX_TRACK_NAME,
     audible_tracks,
@@ -21,7 +22,6 @@ from fxmix.host_bridge.reaper import (
     tokenize,
     write_project_copy,
 )
-from fxmix.host_bridge.track_classes import assign_classes
 
 SR = 44100
 

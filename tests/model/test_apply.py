@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from fxmix.dsp.errors import AudioInputError, ConfigError
 from fxmix.model.apply import chunking_error, mix_stems, plan_chunks, run_whole
-from fxmix.model.config import build_model
+from fxmix.model.registry import build_model
 
 
 class LocalConvNet(torch.nn.Module):

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from fxmix.dsp.errors import AudioInputError, ConfigError
-from fxmix.model.causal import (
-    MAX_LOOKAHEAD_SAMPLES,
-    CausalConfig,
-    CausalMixer,
-    count_parameters,
-    export_streaming,
-)
+from fxmix.model.causal import CausalMixer, export_streaming
+from fxmix.model.config import CONFIG_DIR, MAX_LOOKAHEAD_SAMPLES, CausalConfig
+from fxmix.model.params import count_trainable_parameters
 from fxmix.model.registry import ARCHS
 
-CONFIGS = Path(__file__).resolve().parents[1] / "model" / "configs"
+CONFIGS = CONFIG_DIR
 SR = 44100
 
 
@@ -86,7 +81,7 @@ def test_attributes_and_registry(model):
     assert model.latency_samples == model.config.encoder_kernel - 1 == 31
     assert 0 <= model.latency_samples <= MAX_LOOKAHEAD_SAMPLES
     assert model.receptive_field_samples > 10 * model.config.hop_samples
-    assert 200_000 < count_parameters(model) < 2_000_000
+    assert 200_000 < count_trainable_parameters(model) < 2_000_000
     assert len(model.init_state(3)) == len(model.state_names())
 
 
@@ -187,7 +182,7 @@ def test_export_matches_eager(model, tmp_path):
 def test_tiny_config_trains():
     torch.manual_seed(0)
     net = CausalMixer(CausalConfig.from_toml(CONFIGS / "causal_tiny.toml"))
-    assert count_parameters(net) < 50_000
+    assert count_trainable_parameters(net) < 50_000
     x = procedural_stems(4096, seed=11, batch=2)
     gains = torch.tensor([1.0, 0.5, 0.8, 0.3]).view(1, 4, 1, 1)
     target = torch.tanh((x * gains).sum(1))

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 from fxmix.dsp.errors import ModelLoadError
-from fxmix.model.cli import bench_model_main, export_main
-from fxmix.model.config import build_model
-from fxmix.model.export import PARITY_TOL, load_model, load_runtime, save_model
+from fxmix.model.export import PARITY_TOL
+from fxmix.model.registry import build_model
+from fxmix.model.runtime import load_runtime
+from fxmix.model.states import load_model, save_model
 from safetensors import safe_open
+
+from fxmix.bench.model import main as bench_model_main
+from fxmix.verbs.export import main as export_main
 
 
 def _stems(n: int, seed: int = 0) -> np.ndarray:

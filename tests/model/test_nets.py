@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from fxmix.dsp.errors import ConfigError
-from fxmix.model.config import PaperNetConfig, WaveUNetConfig, build_model, load_net_config
-from fxmix.model.nets import PaperNet, WaveUNet, count_parameters
-from fxmix.model.registry import get_arch
+from fxmix.model.config import PaperNetConfig, WaveUNetConfig
+from fxmix.model.nets import PaperNet, WaveUNet
+from fxmix.model.params import count_parameters
+from fxmix.model.registry import build_model, get_arch, load_net_config
 
 
 def _stems(n: int, seed: int = 0, batch: int = 1) -> torch.Tensor:

@@ -16,7 +16,6 @@ from fxmix.dsp.params import CompressorParams
 from fxmix.dsp.profile import load_profile
 from fxmix.dsp.stages.loudness import plan as plan_loudness
 from fxmix.dsp.stages.loudness import true_peak_db
-from fxmix.plugin_presets.cli import preset_main
 from fxmix.plugin_presets.exporters import (
     JSFX,
     JSFX_DIR,
@@ -30,6 +29,8 @@ from fxmix.plugin_presets.peq import Biquad, biquad_coefficients, fit_parametric
 from fxmix.plugin_presets.schema import load_preset
 from scipy.signal import lfilter
 from support import signals
+
+from fxmix.verbs.preset import main as preset_main
 
 SR = 44100
 
@@ -112,7 +113,7 @@ def _reaper_emulation(chain, x):
 
 
 def test_pedalboard_round_trip_matches_fxmix(decided, tmp_path):
-    """Issue #9: export -> load -> apply matches fxmix's normalization within 1 LU and every band
+    """Export -> load -> apply matches fxmix's normalization within 1 LU and every band
     (1/6 octave, 100 Hz-10 kHz) within 2 dB, for every class."""
     for c, (x, res, chain) in decided.items():
         written = chain.write_pedalboard(tmp_path / f"{c}.pedalboard.json")

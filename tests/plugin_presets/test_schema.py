@@ -7,8 +7,9 @@ import json
 
 import pytest
 from fxmix.dsp.errors import ConfigError
-from fxmix.plugin_presets.cli import preset_main
 from fxmix.plugin_presets.schema import factory_presets, load_preset, preset_from_dict, save_preset
+
+from fxmix.verbs.preset import main as preset_main
 
 
 def test_factory_presets_load_with_their_profiles():

@@ -9,7 +9,7 @@ def tiny_corpus(base: Path) -> Path:
     """5 songs x 3 s (train 3, valid 1, test 1, with dry stems), made by the real `fxmix data synth`."""
     root = base / "fx_tiny_corpus"
     if not (root / "test").is_dir():
-        from fxmix.training.cli_data import data_main
+        from fxmix.verbs.data import main as data_main
 
         argv = ["synth", "-o", str(root), "--songs", "5", "--seconds", "3", "--split-ratios", "0.6,0.2,0.2"]
         data_main([*argv, "--jobs", "1", "--no-progress", "--sources", "procedural", "--seed", "7"])

@@ -7,9 +7,10 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-from fxmix.host_bridge.cli_serve import make_session_factory
-from fxmix.host_bridge.osc import BridgeServer, encode_block
-from fxmix.host_bridge.osc_client import BridgeClient
+from fxmix.host_bridge.osc.client import BridgeClient
+from fxmix.host_bridge.osc.codec import encode_block
+from fxmix.host_bridge.osc.server import BridgeServer
+from fxmix.host_bridge.sessions import make_session_factory
 
 from support import signals
 

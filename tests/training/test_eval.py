@@ -48,7 +48,7 @@ def test_banded_contributions_follow_per_class_eq():
 
 
 def test_eval_cli_prints_baselines_and_json(tmp_path_factory, tmp_path, capsys):
-    from fxmix.training.cli_eval import eval_main
+    from fxmix.verbs.eval import main as eval_main
 
     root = tiny_corpus(tmp_path_factory.getbasetemp())
     out = tmp_path / "eval.json"

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from fxmix.dsp.errors import ConfigError
-from fxmix.training.cli_data import bench_synth_main, data_main
 from fxmix.training.data import MultitrackDataset, crest_factor_db, list_songs, spectral_centroid_hz
 from fxmix.training.synth import (
     plan_corpus,
@@ -20,6 +19,9 @@ from fxmix.training.synth import (
 from fxmix.training.synth_chains import MIX_PEAK_CEILING_DB, replay_bus
 from fxmix.training.synth_soundfont import soundfont_available
 from fxmix.training.synth_sources import TEST_FAMILIES, TRAIN_FAMILIES
+
+from fxmix.bench.synth import main as bench_synth_main
+from fxmix.verbs.data import main as data_main
 
 SR = 44100
 CLASSES = ("vocals", "drums", "bass", "other")

@@ -74,7 +74,7 @@ def test_tiny_training_loss_falls_reproducible_and_formats(tmp_path, corpus):
         / json.loads((tmp_path / "a/checkpoints/latest.json").read_text())["path"]
     )
     assert set(load_file(str(ckpt / "optimizer.safetensors"))) >= {"rng.torch_cpu"}
-    from fxmix.model.export import load_model
+    from fxmix.model.states import load_model
 
     model, sidecar = load_model(tmp_path / "a" / "final")
     assert sidecar["training"]["input_source"] == "dry" and sidecar["training"]["step"] == 24
@@ -99,7 +99,7 @@ def test_kill_and_resume_loses_at_most_checkpoint_every(tmp_path, corpus):
     path, cfg = _cfg(tmp_path, corpus, "k", steps=30, checkpoint_every=5, log_every=1, steps_per_epoch=100)
     train(cfg, progress=False, stop_after=0)  # preprocess once outside the timed subprocess
     (tmp_path / "k").rename(tmp_path / "k0")
-    cmd = [sys.executable, "-m", "fxmix.training.cli_train", "--config", str(path), "--no-progress"]
+    cmd = [sys.executable, "-m", "fxmix.verbs.train", "--config", str(path), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = tmp_path / "k" / "checkpoints" / "latest.json"
     deadline = time.time() + 90
@@ -151,7 +151,7 @@ def test_ddp_gloo_two_ranks_hold_identical_weights(tmp_path, corpus):
 
 
 def test_warm_start_adds_faders_and_rejects_other_shapes(tmp_path, corpus):
-    from fxmix.model.export import load_model
+    from fxmix.model.states import load_model
     from fxmix.training.config import build_network
     from fxmix.training.train import warm_start
 

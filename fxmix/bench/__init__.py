@@ -1,0 +1,1 @@
+"""`fxmix bench ...`: benchmarks that print their figures and the command that reproduces them."""

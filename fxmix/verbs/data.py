@@ -1,0 +1,145 @@
+"""`fxmix data synth|stats`: the synthetic wet corpus (:mod:`fxmix.training.synth`) and dataset statistics
+(:mod:`fxmix.training.stats`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from fxmix.dsp.audio import write_text_atomic
+from fxmix.dsp.errors import ConfigError
+from fxmix.training.data import SPLITS, MultitrackDataset
+from fxmix.training.stats import corpus_sources, split_stats
+from fxmix.training.synth import DEFAULT_SPLIT_RATIOS, synthesize_corpus
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: give three numbers, e.g. 0.8,0.1,0.1") from exc
+    if len(vals) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: give three numbers train,valid,test, e.g. 0.8,0.1,0.1")
+    return vals
+
+
+def add_synth_args(ap: argparse.ArgumentParser, *, songs: int, out_required: bool) -> None:
+    """The corpus options shared by ``fxmix data synth`` and ``fxmix bench synth``."""
+    ap.add_argument("-o", "--out", required=out_required, help="output dataset folder")
+    ap.add_argument("--songs", type=int, default=songs, help=f"number of songs (default {songs})")
+    ap.add_argument("--seconds", type=float, default=20.0, help="song length in seconds (default 20)")
+    ap.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    ap.add_argument(
+        "--split-ratios",
+        type=_ratios,
+        default=DEFAULT_SPLIT_RATIOS,
+        help="train,valid,test proportions (default 0.8,0.1,0.1); test songs use a held-out source family",
+    )
+    ap.add_argument("--format", choices=("flac", "wav"), default="flac", help="flac = PCM_24, wav = float32")
+    ap.add_argument(
+        "--sources",
+        default="auto",
+        help="auto (procedural, plus soundfont when pretty_midi+tinysoundfont are installed) or a comma list "
+        "of procedural,soundfont",
+    )
+    ap.add_argument("--overwrite", action="store_true", help="replace songs that already exist in --out")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="fxmix data", description="synthetic wet multitrack corpus and statistics"
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser(
+        "synth", help="write a synthetic wet multitrack dataset (MUSDB layout + dry/ + params)"
+    )
+    add_synth_args(s, songs=100, out_required=True)
+    st = sub.add_parser("stats", help="per split/class loudness, spectral centroid, crest factor")
+    st.add_argument("root", help="dataset folder (<root>/<split>/<song>/...)")
+    st.add_argument("--splits", default=",".join(SPLITS), help="comma-separated splits (default all)")
+    st.add_argument("--max-songs", type=int, default=0, help="measure at most this many songs per split")
+    st.add_argument("--json", default=None, help="also write the statistics to this JSON file")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`fxmix data synth ...` / `fxmix data stats DIR`."""
+    args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.cmd == "synth":
+        return _synth(args, argv)
+    return _stats(args)
+
+
+def _command(argv: list[str] | None, prefix: str) -> str:
+    parts = sys.argv[1:] if argv is None else argv
+    return prefix + " " + " ".join(shlex.quote(a) for a in parts)
+
+
+def _synth(args: argparse.Namespace, argv: list[str] | None) -> int:
+    summary = synthesize_corpus(
+        args.out,
+        args.songs,
+        args.seconds,
+        args.seed,
+        jobs=args.jobs,
+        split_ratios=args.split_ratios,
+        audio_format=args.format,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        command=_command(argv, "fxmix data"),
+        sources=args.sources,
+    )
+    print(f"wrote {summary.n_songs} songs of {summary.seconds:g} s to {summary.root}")
+    print("  splits: " + ", ".join(f"{k}={v}" for k, v in summary.split_counts.items()))
+    print("  sources used: " + ", ".join(summary.sources_used))
+    print("  families: " + "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in summary.families.items()))
+    print(
+        f"  {summary.wall_s:.1f} s wall, {summary.songs_per_minute:.1f} songs/minute with {summary.jobs} job(s)"
+    )
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder; give a dataset root with train/valid/test subfolders")
+    splits = [s for s in args.splits.split(",") if s]
+    print(f"dataset: {root}")
+    print(f"sources used: {corpus_sources(root)}")
+    result: dict = {"root": str(root), "sources": corpus_sources(root), "splits": {}}
+    for split in splits:
+        ds = MultitrackDataset(root, split)
+        if len(ds) == 0:
+            print(f"\n[{split}] no songs")
+            continue
+        out_split = split_stats(
+            ds, args.max_songs, on_skip=lambda path, exc: print(f"  skipping {path}: {exc}")
+        )
+        _print_split(split, out_split, len(ds.skipped))
+        result["splits"][split] = out_split
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def _print_split(split: str, out_split: dict, n_skipped: int) -> None:
+    print(f"\n[{split}] {out_split['n_songs']} songs" + (f" ({n_skipped} skipped)" if n_skipped else ""))
+    fams = out_split["sources"]
+    if fams:
+        print("  source/family: " + ", ".join(f"{k} x{v}" for k, v in sorted(fams.items())))
+    print(
+        f"  {'class':<8} {'LUFS mean [min, max]':>26} {'centroid Hz mean [min, max]':>32} {'crest dB mean':>14}"
+    )
+    for k, summ in out_split["classes"].items():
+        lu, ce, cr = summ["lufs"], summ["centroid_hz"], summ["crest_db"]
+        print(
+            f"  {k:<8} {lu['mean']:>8.1f} [{lu['min']:>6.1f}, {lu['max']:>6.1f}]"
+            f" {ce['mean']:>14.0f} [{ce['min']:>6.0f}, {ce['max']:>6.0f}]"
+            f" {cr['mean']:>14.1f}"
+        )

@@ -1,0 +1,73 @@
+"""`fxmix preset list | show | export`: factory presets and export of mix decisions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fxmix.dsp import constants as C
+from fxmix.dsp.constants import REFERENCE_PROFILE
+from fxmix.dsp.errors import ConfigError
+from fxmix.dsp.stems import find_stem_files, load_buses
+from fxmix.dsp.track_classes import assign_classes, load_rules
+from fxmix.host_bridge.reaper import read_project, render_buses
+from fxmix.plugin_presets.export import FORMATS, export_decisions
+from fxmix.plugin_presets.schema import factory_presets, load_preset, preset_from_dict
+
+
+def _tracks_from_stems(stems_dir: str) -> dict[str, tuple[str, object]]:
+    loaded = load_buses(find_stem_files(stems_dir))
+    files = find_stem_files(stems_dir)
+    return {c: (c, loaded.buses[c]) for c in C.CLASSES if files.get(c)}
+
+
+def _tracks_from_rpp(rpp: str) -> dict[str, tuple[str, object]]:
+    project = read_project(rpp)
+    classes = assign_classes(
+        [t.name for t in project.tracks], [t.parent for t in project.tracks], load_rules()
+    )
+    buses = render_buses(project, classes, progress=True)
+    return {c: (c, bus) for c, bus in buses.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="fxmix preset", description="Factory presets and export of mix decisions."
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list factory presets")
+    s = sub.add_parser("show", help="print a preset (factory name or path)")
+    s.add_argument("preset")
+    e = sub.add_parser("export", help="decide per class and write presets / pedalboard chains / .RfxChain")
+    e.add_argument("source", help="folder of stems (vocals.*, drums.*, ...) or a Reaper PROJECT.RPP")
+    e.add_argument("-o", "--out", required=True, help="output folder")
+    e.add_argument("--format", action="append", choices=FORMATS, help="repeatable; default: all three")
+    e.add_argument("--preset", default=REFERENCE_PROFILE, help="factory preset name or preset JSON path")
+    e.add_argument(
+        "--profile", default=None, help="factory profile name or JSON path (overrides the preset's)"
+    )
+    args = p.parse_args(argv)
+    if args.cmd == "list":
+        for name in factory_presets():
+            pr = load_preset(name)
+            prof = pr.profile if isinstance(pr.profile, str) else "(inline)"
+            print(f"{name:<20} profile {prof:<20} stages {','.join(pr.enabled_stages())}  model {pr.model}")
+        return 0
+    if args.cmd == "show":
+        print(json.dumps(load_preset(args.preset).to_dict(), indent=1))
+        return 0
+    preset = load_preset(args.preset)
+    if args.profile:
+        d = preset.to_dict()
+        d["profile"] = args.profile
+        preset = preset_from_dict(d, f"--profile {args.profile}")
+        preset.load_profile()
+    if Path(args.out).resolve() == Path(args.source).resolve():
+        raise ConfigError("--out must differ from the source folder (inputs are never overwritten)")
+    source = args.source
+    tracks = _tracks_from_rpp(source) if source.lower().endswith(".rpp") else _tracks_from_stems(source)
+    written = export_decisions(tracks, args.out, tuple(args.format or FORMATS), preset)
+    for w in written:
+        print(w)
+    return 0

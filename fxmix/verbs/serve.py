@@ -1,0 +1,158 @@
+"""`fxmix serve`: the real-time OSC server (:class:`fxmix.host_bridge.osc.BridgeServer`) in front of engine
+sessions (:class:`fxmix.host_bridge.engine.Session`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from fxmix.dsp.constants import REFERENCE_PROFILE
+from fxmix.dsp.errors import ConfigError
+from fxmix.host_bridge.osc import BridgeServer
+from fxmix.host_bridge.osc import addresses as A
+from fxmix.host_bridge.sessions import make_session_factory
+
+log = logging.getLogger("fxmix")
+
+
+
+
+def _address(host: str | None, port: int | None, flag: str) -> tuple[str, int] | None:
+    if host is None and port is None:
+        return None
+    if port is None:
+        raise ConfigError(f"{flag}-host given without {flag}-port; pass both")
+    return (host or "127.0.0.1", int(port))
+
+
+def get_serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fxmix serve",
+        description="Real-time OSC server: DAW track blocks in, mixed blocks and fxmix's parameters out. "
+        "Address table: README (or `fxmix serve --addresses`).",
+    )
+    p.add_argument("--addresses", action="store_true", help="print the OSC address table (markdown) and exit")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=A.DEFAULT_PORT, help="UDP port (default %(default)s)")
+    p.add_argument("--model", default="default", help="network: default | none | PATH to an export")
+    p.add_argument(
+        "--profile", default=REFERENCE_PROFILE, help="profile name or JSON path (default %(default)s)"
+    )
+    p.add_argument(
+        "--allow", nargs="+", default=[], metavar="IP", help="accept only these senders (IP or CIDR)"
+    )
+    p.add_argument("--reply-host", default=None, help="send mixed blocks here instead of to the sender")
+    p.add_argument("--reply-port", type=int, default=None)
+    p.add_argument(
+        "--reaper-feedback",
+        action="store_true",
+        help="also send /track/N/volume/db and /track/N/pan (Reaper's default OSC pattern)",
+    )
+    p.add_argument(
+        "--reaper-host", default="127.0.0.1", help="Reaper's OSC listen address (default %(default)s)"
+    )
+    p.add_argument(
+        "--reaper-port", type=int, default=A.REAPER_DEFAULT_PORT, help="Reaper's OSC port (%(default)s)"
+    )
+    p.add_argument(
+        "--reaper-track-offset", type=int, default=1, help="Reaper track of fxmix track 0 (%(default)s)"
+    )
+    p.add_argument(
+        "--window-blocks", type=int, default=8, help="reorder window (blocks, default %(default)s)"
+    )
+    p.add_argument(
+        "--reorder-timeout-ms",
+        type=float,
+        default=50.0,
+        help="mix an incomplete block (missing tracks zero-filled) after this wait; 0 = wait for the window",
+    )
+    p.add_argument(
+        "--params-interval", type=float, default=0.5, help="seconds between parameter pushes; 0 = off"
+    )
+    p.add_argument(
+        "--max-backlog-ms",
+        type=float,
+        default=200.0,
+        help="when blocks wait longer than this the server is behind real time and skips the engine until it "
+        "has caught up (counted as overload); 0 = never skip (default %(default)s)",
+    )
+    add_torch_threads_flag(p)
+    add_pipeline_flag(p)
+    return p
+
+
+def add_pipeline_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the network one block behind on its own thread (default): shorter block times, one block "
+        "more latency; --no-pipeline: network in the mixing thread, latency 512 + the network's look-ahead",
+    )
+
+
+def add_torch_threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="intra-op threads of the network (default 1: steady block times; OpenMP threads spin on busy CPUs)",
+    )
+
+
+#: GIL switch interval of the server process (s): the receive thread waits at most this long for the
+#: worker to yield the GIL (Python's default, 5 ms, would be a 5 ms round-trip jitter on its own).
+SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_process(n: int, model: Any) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if isinstance(model, str) and model.lower() == "none":
+        return  # no network: do not import torch
+    import torch
+
+    torch.set_num_threads(max(1, int(n)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``fxmix serve``: run the OSC server until Ctrl-C."""
+    args = get_serve_parser().parse_args(argv)
+    if args.addresses:
+        print(A.markdown_table())
+        return 0
+    tune_process(args.torch_threads, args.model)
+    factory = make_session_factory(args.model, args.profile, realtime=True, pipeline=args.pipeline)
+    # Build one session up front so a bad --model/--profile fails now, not at the DAW's first open.
+    factory(48000, 512, 1, None)
+    server = BridgeServer(
+        factory,
+        args.host,
+        args.port,
+        allow=args.allow,
+        reply_to=_address(args.reply_host, args.reply_port, "--reply"),
+        reaper_feedback=(args.reaper_host, args.reaper_port) if args.reaper_feedback else None,
+        reaper_track_offset=args.reaper_track_offset,
+        window_blocks=args.window_blocks,
+        reorder_timeout_s=args.reorder_timeout_ms / 1000.0 if args.reorder_timeout_ms > 0 else None,
+        max_backlog_s=args.max_backlog_ms / 1000.0 if args.max_backlog_ms > 0 else None,
+        params_interval_s=args.params_interval if args.params_interval > 0 else None,
+        default_profile=args.profile,
+    )
+    host, port = server.address
+    log.info(
+        "serving OSC on udp://%s:%d (model %s, profile %s); Ctrl-C stops",
+        host,
+        port,
+        args.model,
+        args.profile,
+    )
+    if host not in ("127.0.0.1", "::1", "localhost") and not args.allow:
+        log.warning("listening on %s without --allow: any host that can reach this port can use it", host)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("stopped; counters: %s", json.dumps(server.core.stats()))
+    return 0

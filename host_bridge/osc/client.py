@@ -1,0 +1,303 @@
+"""OSC client of the fxmix bridge: streams multitrack blocks to ``fxmix serve`` and collects the mix.
+
+Usable from tests, scripts and Python-capable DAWs (:class:`BridgeClient`, :func:`stream_mix`), by
+``fxmix client`` (WAV stems in, mix WAV out) and by the bench load generator (:mod:`fxmix.bench.bridge_client`).
+
+One UDP datagram per track block (``/fxmix/block``); see :mod:`fxmix.host_bridge.osc.addresses`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...dsp.errors import FxmixError
+from . import addresses as A
+from .codec import PARSE_ERRORS, build_message, encode_block, parse_messages
+
+
+@dataclass
+class StreamReport:
+    """What happened while streaming: counts (multitrack blocks) and round-trip times (ms)."""
+
+    blocks_sent: int = 0
+    blocks_received: int = 0
+    blocks_lost: int = 0
+    latency_samples: int = 0
+    rtt_ms: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.rtt_ms, q)) if self.rtt_ms else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "blocks_sent": self.blocks_sent,
+            "blocks_received": self.blocks_received,
+            "blocks_lost": self.blocks_lost,
+            "latency_samples": self.latency_samples,
+            "rtt_p50_ms": self.percentile_ms(50),
+            "rtt_p99_ms": self.percentile_ms(99),
+            "rtt_max_ms": max(self.rtt_ms) if self.rtt_ms else float("nan"),
+            "wall_s": self.wall_s,
+        }
+
+
+class BridgeClient:
+    """A UDP OSC client for one fxmix session; replies are collected on a background thread.
+
+    Args:
+        host, port: the server.
+        session: session number used in every message.
+        bind_host: local interface for the reply socket (an ephemeral port).
+        rcvbuf_bytes: SO_RCVBUF request for the reply socket.
+
+    Use as a context manager, or call :meth:`close_socket` when done.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = A.DEFAULT_PORT,
+        *,
+        session: int = 0,
+        bind_host: str = "127.0.0.1",
+        rcvbuf_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self.server = (host, int(port))
+        self.session = int(session)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf_bytes)
+        self.sock.bind((bind_host, 0))
+        self.sock.settimeout(0.05)
+        self.block_samples = 0
+        self.n_tracks = 0
+        self.latency_samples = 0
+        self.mixes: dict[int, tuple[np.ndarray, float]] = {}
+        self.replies: deque[tuple[str, list[Any]]] = deque(maxlen=10000)
+        self.bad_replies = 0
+        self._cond = threading.Condition()
+        self._running = True
+        self._thread = threading.Thread(target=self._recv_loop, name="fxmix-client-recv", daemon=True)
+        self._thread.start()
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self.sock.getsockname()[:2]
+
+    # ------------------------------------------------------------ receiving
+
+    def _recv_loop(self) -> None:
+        while self._running:
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:  # closed by close_socket(), or an ICMP error reported on the socket
+                if not self._running:
+                    return
+                continue
+            t = time.perf_counter()
+            try:
+                messages = parse_messages(data)
+            except PARSE_ERRORS:
+                self.bad_replies += 1
+                continue
+            with self._cond:
+                for m in messages:
+                    params = list(m.params)
+                    if m.address == "/fxmix/mix" and len(params) == 3 and isinstance(params[2], bytes):
+                        audio = np.frombuffer(params[2], A.BLOB_DTYPE).astype(np.float32)
+                        if audio.size % 2 == 0:
+                            self.mixes[int(params[1])] = (audio.reshape(2, -1), t)
+                    else:
+                        self.replies.append((m.address, params))
+                self._cond.notify_all()
+
+    def wait_reply(self, address: str, timeout_s: float = 5.0) -> list[Any] | None:
+        """Pop and return the args of the first reply with ``address`` (or ``/fxmix/error``: raises)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for i, (addr, params) in enumerate(self.replies):
+                    if addr == address:
+                        del self.replies[i]
+                        return params
+                    if addr == "/fxmix/error" and params and params[0] == self.session:
+                        del self.replies[i]
+                        raise FxmixError(f"fxmix server {self.server[0]}:{self.server[1]}: {params[1]}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
+    def wait_mix(self, seq: int, timeout_s: float) -> bool:
+        """Wait until mixed block ``seq`` has arrived; True if it did."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while seq not in self.mixes:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, address: str, *args: Any) -> None:
+        route = A.INBOUND.get(address)
+        self.sock.sendto(build_message(address, args, route.types if route else None), self.server)
+
+    def open(self, sample_rate: int, block_samples: int, n_tracks: int, timeout_s: float = 30.0) -> int:
+        """Open the session; return its latency (samples). Raises FxmixError if the server refuses or
+        does not answer."""
+        self.send("/fxmix/open", self.session, sample_rate, block_samples, n_tracks)
+        reply = self.wait_reply("/fxmix/opened", timeout_s)
+        if reply is None:
+            raise FxmixError(
+                f"no answer from an fxmix server at {self.server[0]}:{self.server[1]} within {timeout_s:.0f} s; "
+                "start it with `fxmix serve --port PORT`"
+            )
+        self.block_samples, self.n_tracks = int(block_samples), int(n_tracks)
+        self.latency_samples = int(reply[1])
+        with self._cond:
+            self.mixes.clear()
+        return self.latency_samples
+
+    def set_track(self, track: int, class_name: str = "", name: str = "") -> None:
+        self.send("/fxmix/track", self.session, track, class_name, name)
+
+    def send_block(self, seq: int, blocks: np.ndarray) -> float:
+        """Send one multitrack block (n_tracks, 2, block_samples) as one datagram per track; return the
+        time (perf_counter) the last track left."""
+        for track in range(blocks.shape[0]):
+            self.send("/fxmix/block", self.session, track, seq, encode_block(blocks[track]))
+        return time.perf_counter()
+
+    def control(self, name: str, value: float) -> None:
+        self.send("/fxmix/control", self.session, name, float(value))
+
+    def flush(self) -> None:
+        self.send("/fxmix/flush", self.session)
+
+    def reset(self) -> None:
+        self.send("/fxmix/reset", self.session)
+        with self._cond:
+            self.mixes.clear()
+
+    def close(self) -> None:
+        self.send("/fxmix/close", self.session)
+
+    def _query_json(self, what: str, timeout_s: float) -> dict[str, Any] | None:
+        self.send(f"/fxmix/query/{what}", self.session)
+        reply = self.wait_reply(f"/fxmix/{what}", timeout_s)
+        return None if reply is None else json.loads(reply[1])
+
+    def query_stats(self, timeout_s: float = 5.0) -> dict[str, Any] | None:
+        return self._query_json("stats", timeout_s)
+
+    def query_state(self, timeout_s: float = 5.0) -> dict[str, Any] | None:
+        return self._query_json("state", timeout_s)
+
+    def query_latency(self, timeout_s: float = 5.0) -> int | None:
+        self.send("/fxmix/query/latency", self.session)
+        reply = self.wait_reply("/fxmix/latency", timeout_s)
+        return None if reply is None else int(reply[1])
+
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        token = int(time.monotonic_ns() % 2**31)
+        self.send("/fxmix/ping", token)
+        reply = self.wait_reply("/fxmix/pong", timeout_s)
+        return reply is not None and reply[0] == token
+
+    def close_socket(self) -> None:
+        self._running = False
+        self._thread.join(1.0)
+        self.sock.close()
+
+    def __enter__(self) -> BridgeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_socket()
+
+
+def stream_mix(
+    client: BridgeClient,
+    stems: np.ndarray,
+    sample_rate: int,
+    *,
+    realtime: bool = False,
+    max_in_flight: int = 8,
+    timeout_s: float = 2.0,
+    compensate_latency: bool = True,
+    progress: bool = False,
+) -> tuple[np.ndarray, StreamReport]:
+    """Stream ``stems`` through an opened session and return the mix.
+
+    Args:
+        client: a client whose session is open (:meth:`BridgeClient.open`), with tracks assigned.
+        stems: (n_tracks, 2, n) float32.
+        sample_rate: the session's rate (Hz), for real-time pacing.
+        realtime: send one block per block period; otherwise as fast as the server answers, with at
+            most ``max_in_flight`` blocks unanswered (UDP has no flow control of its own).
+        timeout_s: how long to wait for a missing mixed block before counting it lost.
+        compensate_latency: send ``latency_samples`` of extra silence and drop the first
+            ``latency_samples`` of the result, so the mix lines up with the stems.
+
+    Returns:
+        (mix (2, n) float32, report). Lost blocks are silent in the mix.
+    """
+    n_tracks, _, n = stems.shape
+    block = client.block_samples
+    extra = client.latency_samples if compensate_latency else 0
+    n_blocks = math.ceil((n + extra) / block)
+    padded = np.zeros((n_tracks, 2, n_blocks * block), np.float32)
+    padded[..., :n] = stems
+    report = StreamReport(latency_samples=client.latency_samples)
+    sent_t: dict[int, float] = {}
+    period_s = block / sample_rate
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_blocks, unit="block", desc="streaming")
+    t0 = time.perf_counter()
+    for seq in range(n_blocks):
+        if realtime:
+            delay = t0 + seq * period_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        elif seq >= max_in_flight:
+            client.wait_mix(seq - max_in_flight, timeout_s)
+        sent_t[seq] = client.send_block(seq, padded[..., seq * block : (seq + 1) * block])
+        report.blocks_sent += 1
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    client.flush()  # releases a last block whose tracks were lost
+    client.wait_mix(n_blocks - 1, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while len([s for s in sent_t if s in client.mixes]) < n_blocks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report.wall_s = time.perf_counter() - t0
+    out = np.zeros((2, n_blocks * block), np.float32)
+    for seq in range(n_blocks):
+        got = client.mixes.get(seq)
+        if got is None or got[0].shape != (2, block):
+            report.blocks_lost += 1
+            continue
+        out[:, seq * block : (seq + 1) * block] = got[0]
+        report.blocks_received += 1
+        report.rtt_ms.append(1000.0 * (got[1] - sent_t[seq]))
+    return out[:, extra : extra + n], report

@@ -1,0 +1,351 @@
+"""Transport-independent OSC protocol of the bridge: routes, validation, block assembly on the receive thread,
+and the hand-over of typed requests to the worker (:mod:`.worker`).
+
+Handlers are plain callables ``handler(sender, address, *args)``, listed in one ``ROUTES`` table built from
+:mod:`.addresses`; they validate, assemble blocks and queue requests, and can be called without a socket
+(:meth:`BridgeCore.handle_datagram` takes raw bytes). A session's assembler is used by the receive thread and
+(for the reorder timeout) the worker, under the inbox's one lock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import addresses as A
+from .assembler import BlockAssembler
+from .codec import PARSE_ERRORS, build_message, check_types, decode_block, is_osc, parse_messages, type_name
+from .inbox import Inbox
+from .log import ErrorLog, install_python_osc_filter
+from .requests import (
+    Address,
+    CloseRequest,
+    ControlRequest,
+    LatencyQuery,
+    OpenRequest,
+    ParamsQuery,
+    ProfileRequest,
+    ReplyToRequest,
+    Request,
+    ResetRequest,
+    SlotConfig,
+    StateQuery,
+    StatsQuery,
+    TrackRequest,
+)
+from .worker import SessionFactory, Worker, WorkerOptions
+
+Handler = Callable[..., None]
+
+#: Why an open, close or reset the worker could not be given is refused (all or nothing; the sender retries).
+BUSY = "server busy (queue full); send it again"
+
+#: Most ``/fxmix/error`` replies per second (token bucket), so bad requests cannot be amplified.
+ERROR_REPLIES_PER_S = 20.0
+
+
+class BridgeCore:
+    """Transport-independent OSC protocol: routes, validation, queue, worker, sessions.
+
+    Args:
+        send: ``send(datagram, (host, port))``; the UDP server passes its socket's ``sendto``.
+        session_factory: builds an engine session, ``factory(sample_rate, block_samples, n_tracks, profile)``.
+        default_profile: profile of new sessions (None: the factory's default).
+        reply_to: fixed reply address for every session (None: the sender of ``/fxmix/open``).
+        reaper_feedback: send ``/track/@/volume/db`` and ``/track/@/pan`` here (None: off).
+        reaper_track_offset: Reaper track number of fxmix track 0 (Reaper counts from 1).
+        window_blocks: reorder window of the block assembler (blocks).
+        reorder_timeout_s: release an incomplete block (zero-filled) when its first track arrived this long
+            ago; None waits for the window or ``/fxmix/flush`` only (deterministic, for tests).
+        params_interval_s: push ``/fxmix/params`` (and Reaper feedback) this often per session; None: only
+            on query.
+        queue_size: most messages (complete blocks, controls, queries) waiting for the worker; beyond that
+            they are dropped and counted.
+        max_queued_bytes: most audio waiting for the worker (bytes of complete blocks); beyond that blocks
+            are dropped and counted, so memory stays bounded whatever the session's size.
+        max_backlog_s: when a block waited longer than this in the queue the server is behind real time: it
+            skips the engine (no mix for those blocks, counted as ``overload``) until blocks are again
+            fresher than :data:`~.worker.CATCH_UP_S`, so latency stays bounded; None never skips
+            (deterministic, for tests).
+        log_interval_s: per-kind rate limit of problem log lines.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[bytes, Address], None],
+        session_factory: SessionFactory,
+        *,
+        default_profile: str | None = None,
+        reply_to: Address | None = None,
+        reaper_feedback: Address | None = None,
+        reaper_track_offset: int = 1,
+        window_blocks: int = 8,
+        reorder_timeout_s: float | None = 0.05,
+        params_interval_s: float | None = 0.5,
+        queue_size: int = 8192,
+        max_queued_bytes: int = 64 << 20,
+        max_backlog_s: float | None = 0.2,
+        log_interval_s: float = 5.0,
+    ) -> None:
+        self._send_raw = send
+        self.window_blocks = int(window_blocks)
+        self.errors = ErrorLog(log_interval_s)
+        self.counters: Counter[str] = Counter()
+        self.inbox = Inbox(self.errors, queue_size, max_queued_bytes)
+        options = WorkerOptions(
+            default_profile, reply_to, reaper_feedback, int(reaper_track_offset), reorder_timeout_s,
+            params_interval_s, max_backlog_s,
+        )  # fmt: skip
+        self.worker = Worker(
+            self.inbox, self.errors, self.counters, self.send, self._send_error, session_factory, options
+        )
+        self._error_lock = threading.Lock()
+        self._error_tokens, self._error_t = float(ERROR_REPLIES_PER_S), time.monotonic()
+        install_python_osc_filter()
+        #: ROUTES: OSC address -> plain handler ``handler(sender, address, *args)`` (STYLE rule 12).
+        self.ROUTES: dict[str, Handler] = {addr: getattr(self, r.handler) for addr, r in A.INBOUND.items()}
+
+    # ------------------------------------------------------------ lifecycle (the worker thread)
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        self.worker.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker thread (pending messages are dropped) and close every session."""
+        self.worker.stop(timeout_s)
+
+    def process_item(self, request: Request) -> None:
+        """Run one queued request now, on the calling thread (tests; the worker thread does this itself)."""
+        self.worker.process(request)
+
+    def stats(self, session: int = -1) -> dict[str, Any]:
+        """Server counters, and the session's block and engine statistics when ``session`` >= 0."""
+        return self.worker.stats(session)
+
+    # ------------------------------------------------------------ receive path (socket thread)
+
+    def handle_datagram(self, data: bytes, sender: Address) -> None:
+        """Parse, validate and route one datagram. Never raises on bad input; never blocks."""
+        self.counters["datagrams"] += 1
+        if not is_osc(data):
+            self.errors.report("not_osc", f"{len(data)} bytes from {sender[0]}:{sender[1]}")
+            return
+        try:
+            messages = parse_messages(data)
+        except PARSE_ERRORS as exc:
+            self.errors.report("parse", f"{len(data)} bytes from {sender[0]}:{sender[1]}: {exc}")
+            return
+        for msg in messages:
+            self.handle_message(msg.address, list(msg.params), sender)
+
+    def handle_message(self, address: str, args: Sequence[Any], sender: Address) -> None:
+        """Route one decoded message (type-checked against :data:`addresses.INBOUND`)."""
+        self.counters["messages"] += 1
+        handler = self.ROUTES.get(address)
+        if handler is None:
+            self.errors.report("unknown_address", f"{address!r} from {sender[0]}:{sender[1]}")
+            return
+        route = A.INBOUND[address]
+        checked = check_types(route.types, args)
+        if checked is None:
+            got = ",".join(type_name(a) for a in args) or "none"
+            want = ",".join(f"{n}:{t}" for n, t in zip(route.args, route.types))
+            self.errors.report(
+                "bad_types", f"{address} wants ({want}), got ({got}) from {sender[0]}:{sender[1]}"
+            )
+            return
+        handler(sender, address, *checked)
+
+    def _slot(self, session: int, address: str, sender: Address) -> SlotConfig | None:
+        slot = self.inbox.slots.get(session)
+        if slot is None:
+            self.errors.report(
+                "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
+            )
+        return slot
+
+    # ------------------------------------------------------------ handlers: sessions (all or nothing)
+
+    def on_open(
+        self, sender: Address, address: str, session: int, sample_rate: int, block_samples: int, n_tracks: int
+    ) -> None:
+        problems = []
+        if not A.MIN_SAMPLE_RATE <= sample_rate <= A.MAX_SAMPLE_RATE:
+            problems.append(f"sample_rate {sample_rate} not in [{A.MIN_SAMPLE_RATE}, {A.MAX_SAMPLE_RATE}]")
+        if not A.MIN_BLOCK_SAMPLES <= block_samples <= A.MAX_BLOCK_SAMPLES:
+            problems.append(
+                f"block_samples {block_samples} not in [{A.MIN_BLOCK_SAMPLES}, {A.MAX_BLOCK_SAMPLES}]"
+            )
+        if not 1 <= n_tracks <= A.MAX_TRACKS:
+            problems.append(f"n_tracks {n_tracks} not in [1, {A.MAX_TRACKS}]")
+        inbox = self.inbox
+        with inbox.lock:
+            if session not in inbox.slots and len(inbox.slots) >= A.MAX_SESSIONS:
+                problems.append(f"{A.MAX_SESSIONS} sessions already open; close one first")
+            if not problems and 2 * n_tracks * block_samples * 4 > inbox.max_queued_bytes:
+                problems.append(
+                    f"a block of {n_tracks} tracks x {block_samples} samples exceeds the server's queue"
+                )
+            if not problems:
+                # all or nothing: the slot exists only if the worker will open the engine for it
+                asm = BlockAssembler(n_tracks, block_samples, self.window_blocks)
+                slot = SlotConfig(sample_rate, block_samples, n_tracks, asm)
+                if inbox.put(OpenRequest(sender, session, slot)):
+                    inbox.slots[session] = slot
+                else:
+                    problems.append(BUSY)
+        if problems:
+            self._reject(sender, session, f"{address}: " + "; ".join(problems))
+
+    def on_close(self, sender: Address, address: str, session: int) -> None:
+        inbox = self.inbox
+        with inbox.lock:
+            found = inbox.slots.get(session)
+            queued = found is not None and inbox.put(CloseRequest(session))
+            if queued:  # all or nothing: a close the worker will not see leaves the session open
+                del inbox.slots[session]
+        if found is None:
+            self.errors.report(
+                "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
+            )
+        elif not queued:
+            self._reject(sender, session, f"{address}: {BUSY}")
+
+    def on_reset(self, sender: Address, address: str, session: int) -> None:
+        slot = self._slot(session, address, sender)
+        if slot is None:
+            return
+        with self.inbox.lock:  # blocks assembled before the reset are queued ahead of it, later ones after
+            queued = self.inbox.put(ResetRequest(session))
+            if queued:  # all or nothing: engine and assembler reset together
+                slot.assembler.reset()
+        if not queued:
+            self._reject(sender, session, f"{address}: {BUSY}")
+
+    # ------------------------------------------------------------ handlers: audio
+
+    def on_block(
+        self, sender: Address, address: str, session: int, track: int, seq: int, audio: bytes
+    ) -> None:
+        slot = self.inbox.slots.get(session)
+        if slot is None:
+            self.errors.report(
+                "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
+            )
+            return
+        if not 0 <= track < slot.n_tracks or seq < 0:
+            self.errors.report(
+                "bad_value", f"{address}: track {track}, seq {seq} (session has {slot.n_tracks} tracks)"
+            )
+            return
+        want = 2 * slot.block_samples * 4
+        if len(audio) != want:
+            self.errors.report(
+                "blob_size",
+                f"session {session} track {track} seq {seq}: {len(audio)} bytes, expected {want} "
+                f"(2 x {slot.block_samples} float32)",
+            )
+            return
+        block = decode_block(audio, slot.block_samples)
+        if not np.isfinite(block).all():
+            self.errors.report("non_finite", f"session {session} track {track} seq {seq}")
+            block = np.zeros_like(block)
+        now = time.monotonic()
+        self.inbox.release(session, slot, lambda asm: asm.push(seq, track, block, now), now)
+
+    def on_flush(self, sender: Address, address: str, session: int) -> None:
+        slot = self._slot(session, address, sender)
+        if slot is not None:
+            self.inbox.release(session, slot, BlockAssembler.flush, time.monotonic())
+
+    # ------------------------------------------------------------ handlers: tracks, controls, queries
+
+    def on_track(
+        self, sender: Address, address: str, session: int, track: int, class_name: str, name: str
+    ) -> None:
+        slot = self._slot(session, address, sender)
+        if slot is None:
+            return
+        if not 0 <= track < slot.n_tracks:
+            self._reject(sender, session, f"{address}: track {track} not in [0, {slot.n_tracks - 1}]")
+            return
+        self.inbox.submit(TrackRequest(sender, session, track, class_name or None, name or None))
+
+    def on_control(self, sender: Address, address: str, session: int, name: str, value: float) -> None:
+        if self._slot(session, address, sender) is None:
+            return
+        if not math.isfinite(value):
+            self._reject(sender, session, f"{address}: {name} = {value} is not finite")
+            return
+        self.inbox.submit(ControlRequest(sender, session, name, value))
+
+    def on_profile(self, sender: Address, address: str, session: int, profile: str) -> None:
+        if self._slot(session, address, sender) is not None:
+            self.inbox.submit(ProfileRequest(sender, session, profile))
+
+    def on_reply(self, sender: Address, address: str, session: int, host: str, port: int) -> None:
+        if self._slot(session, address, sender) is None:
+            return
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            self._reject(sender, session, f"{address}: host {host!r} is not an IP address")
+            return
+        if not 1 <= port <= 65535:
+            self._reject(sender, session, f"{address}: port {port} not in [1, 65535]")
+            return
+        self.inbox.submit(ReplyToRequest(session, (host, port)))
+
+    def on_query_latency(self, sender: Address, address: str, session: int) -> None:
+        if self._slot(session, address, sender) is not None:
+            self.inbox.submit(LatencyQuery(sender, session))
+
+    def on_query_state(self, sender: Address, address: str, session: int) -> None:
+        if self._slot(session, address, sender) is not None:
+            self.inbox.submit(StateQuery(sender, session))
+
+    def on_query_stats(self, sender: Address, address: str, session: int) -> None:
+        if session == -1 or self._slot(session, address, sender) is not None:
+            self.inbox.submit(StatsQuery(sender, session))
+
+    def on_query_params(self, sender: Address, address: str, session: int) -> None:
+        if self._slot(session, address, sender) is not None:
+            self.inbox.submit(ParamsQuery(sender, session))
+
+    def on_ping(self, sender: Address, address: str, token: int) -> None:
+        self.send("/fxmix/pong", [token], sender)  # no session state: answered on the receive thread
+
+    # ------------------------------------------------------------ sending
+
+    def _reject(self, sender: Address, session: int, message: str) -> None:
+        self.errors.report("bad_value", message)
+        self._send_error(sender, session, message)
+
+    def _send_error(self, sender: Address, session: int, message: str) -> None:
+        """Reply ``/fxmix/error``; at most ``ERROR_REPLIES_PER_S`` per second (no amplification under floods)."""
+        now = time.monotonic()
+        with self._error_lock:
+            self._error_tokens = min(
+                ERROR_REPLIES_PER_S, self._error_tokens + (now - self._error_t) * ERROR_REPLIES_PER_S
+            )
+            self._error_t = now
+            if self._error_tokens < 1.0:
+                return
+            self._error_tokens -= 1.0
+        self.send("/fxmix/error", [session, message[:1000]], sender)
+
+    def send(self, address: str, args: Sequence[Any], to: Address) -> None:
+        """Encode ``address`` with the address table's types and send it; a failed send is counted."""
+        route = A.OUTBOUND.get(address)
+        try:
+            self._send_raw(build_message(address, args, route.types if route else None), to)
+        except OSError as exc:
+            self.errors.report("send", f"{address} to {to[0]}:{to[1]}: {exc}")

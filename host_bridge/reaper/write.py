@@ -1,0 +1,187 @@
+"""Write-back: a copy of the project with an added track that plays the automix, media paths re-pointed."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PureWindowsPath
+
+import numpy as np
+from fxmix.dsp.audio import write_text_atomic
+from fxmix.dsp.errors import AudioInputError
+
+from .project import Project, Track, resolve_media
+from .rpp import Chunk, parse_rpp_text, quote, tokenize
+
+#: Name of the track :func:`write_project_copy` adds.
+FXMIX_TRACK_NAME = "fxmix mix"
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _source_file_lines(chunk: Chunk) -> list[tuple[int, str]]:
+    """(line number, path) of every FILE line inside a SOURCE chunk (all takes, nested sections too)."""
+    found = []
+    for child in chunk.children:
+        if isinstance(child, Chunk):
+            if child.tag == "SOURCE":
+                found += [(ln.lineno, ln.tokens[1]) for ln in child.lines("FILE") if len(ln.tokens) > 1]
+            found += _source_file_lines(child)
+    return found
+
+
+def _rel_or_abs(path: Path, folder: Path) -> str:
+    try:
+        return os.path.relpath(path.resolve(), folder.resolve())
+    except ValueError:  # another drive on Windows
+        return str(path.resolve())
+
+
+def _guid(*parts: str) -> str:
+    return "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, "fxmix:" + "|".join(parts))).upper() + "}"
+
+
+def fxmix_track_lines(
+    mix_file: str,
+    *,
+    position_s: float,
+    length_s: float,
+    notes: Sequence[str] = (),
+    solo: bool = True,
+    indent: str = "  ",
+) -> list[str]:
+    """RPP lines of the added track: one item playing ``mix_file`` at ``position_s``, notes on the item."""
+    key = f"{mix_file}|{position_s}|{length_s}"
+    i1, i2 = indent, indent * 2
+    lines = [
+        f"<TRACK {_guid('track', key)}",
+        f"{i1}NAME {quote(FXMIX_TRACK_NAME)}",
+        f"{i1}VOLPAN 1 0 -1 -1 1",
+        f"{i1}MUTESOLO 0 {1 if solo else 0} 0",
+        f"{i1}IPHASE 0",
+        f"{i1}ISBUS 0 0",
+        f"{i1}MAINSEND 1 0",
+        f"{i1}<ITEM",
+        f"{i2}POSITION {position_s:.14f}",
+        f"{i2}SNAPOFFS 0",
+        f"{i2}LENGTH {length_s:.14f}",
+        f"{i2}LOOP 0",
+        f"{i2}ALLTAKES 0",
+        f"{i2}FADEIN 0 0 0",
+        f"{i2}FADEOUT 0 0 0",
+        f"{i2}MUTE 0 0",
+        f"{i2}SEL 0",
+        f"{i2}IGUID {_guid('item', key)}",
+    ]
+    if notes:
+        lines.append(f"{i2}<NOTES")
+        lines += [f"{i2}{indent}|{n}" for n in notes]
+        lines.append(f"{i2}>")
+    lines += [
+        f"{i2}NAME {quote(FXMIX_TRACK_NAME)}",
+        f"{i2}VOLPAN 1 0 1 -1",
+        f"{i2}SOFFS 0",
+        f"{i2}PLAYRATE 1 1 0 -1 0 0.0025",
+        f"{i2}CHANMODE 0",
+        f"{i2}GUID {_guid('take', key)}",
+        f"{i2}<SOURCE {'FLAC' if mix_file.lower().endswith('.flac') else 'WAVE'}",
+        f"{i2}{indent}FILE {quote(mix_file)}",
+        f"{i2}>",
+        f"{i1}>",
+        ">",
+    ]
+    return lines
+
+
+def write_project_copy(
+    project: Project,
+    out_path: str | os.PathLike,
+    mix_path: str | os.PathLike,
+    *,
+    position_s: float,
+    length_s: float,
+    notes: Sequence[str] = (),
+    solo: bool = True,
+) -> Path:
+    """Write a copy of the project with an added "fxmix mix" track (atomic; never over the input).
+
+    The original text is kept line for line (its line endings too); the new track goes after the last track
+    (before the first one when the last track leaves a folder open). Relative media paths are re-pointed
+    when the copy lives in another folder, so the copy plays the same files.
+
+    Args:
+        project: the parsed project (its ``text`` is the original file).
+        out_path: where to write the copy (.RPP).
+        mix_path: the rendered mix the new item plays (written relative to the copy when possible).
+        position_s, length_s: where the mix item sits on the timeline (seconds).
+        notes: item note lines (per-track choices, class parameters); newlines are not allowed in a line.
+        solo: solo the fxmix track so the project opens playing the automix (unsolo to hear the original).
+
+    Raises:
+        AudioInputError: ``out_path`` is the input project, or the project has no text.
+    """
+    out_path = Path(out_path)
+    if out_path.resolve() == project.path.resolve():
+        raise AudioInputError(
+            f"{out_path}: refusing to overwrite the input project; choose another --write-rpp path"
+        )
+    if not project.text:
+        raise AudioInputError(f"{project.path}: no project text to copy; read it with read_project")
+    newline = "\r\n" if "\r\n" in project.text else "\n"
+    lines = project.text.lstrip("\ufeff").splitlines()
+    root = parse_rpp_text(project.text, str(project.path))
+    out_dir = out_path.parent
+    if out_dir.resolve() != project.folder.resolve():
+        for lineno, file in _source_file_lines(root):
+            if Path(file).is_absolute() or PureWindowsPath(file).anchor or not file:
+                continue
+            old = lines[lineno]
+            tokens = tokenize(old.strip())
+            indent = old[: len(old) - len(old.lstrip())]
+            new_file = _rel_or_abs(resolve_media(file, project.folder), out_dir)
+            lines[lineno] = indent + " ".join([tokens[0], quote(new_file)] + tokens[2:])
+    for note in notes:
+        if "\n" in note or "\r" in note:
+            raise AudioInputError(
+                "write_project_copy: a note line contains a newline; pass one line per entry"
+            )
+    track_chunks = root.chunks("TRACK")
+    depth = sum(t.folder_delta for t in project.tracks)
+    if track_chunks and depth <= 0:
+        insert_at = track_chunks[-1].end_lineno + 1
+        base_indent = lines[track_chunks[-1].lineno][
+            : len(lines[track_chunks[-1].lineno]) - len(lines[track_chunks[-1].lineno].lstrip())
+        ]
+    elif track_chunks:
+        insert_at = track_chunks[0].lineno
+        base_indent = lines[insert_at][: len(lines[insert_at]) - len(lines[insert_at].lstrip())]
+    else:
+        insert_at, base_indent = root.end_lineno, "  "
+    new = fxmix_track_lines(
+        _rel_or_abs(Path(mix_path), out_dir), position_s=position_s, length_s=length_s, notes=notes, solo=solo
+    )
+    new = [base_indent + s for s in new]
+    text = newline.join(lines[:insert_at] + new + lines[insert_at:]) + newline
+    # The copy must parse again.
+    parse_rpp_text(text, str(out_path))
+    return write_text_atomic(out_path, text)
+
+
+def suggest_track_settings(
+    project: Project,
+    classes: Sequence[str],
+    class_gain_db: Mapping[str, float],
+    class_pan_shift: Mapping[str, float] | None = None,
+) -> list[tuple[Track, str, float, float]]:
+    """Per-track suggested (volume, pan): the track's own values moved by its class's change.
+
+    Returns:
+        (track, class, suggested linear volume, suggested pan) for every track.
+    """
+    shifts = class_pan_shift or {}
+    out = []
+    for t in project.tracks:
+        c = classes[t.index]
+        vol = t.volume * 10.0 ** (class_gain_db.get(c, 0.0) / 20.0)
+        out.append((t, c, vol, float(np.clip(t.pan + shifts.get(c, 0.0), -1.0, 1.0))))
+    return out

@@ -1,0 +1,234 @@
+"""Loading a mixing model for inference, and choosing one by name.
+
+* :func:`load_runtime`: one object with ``.mix(stems) -> mix`` over any backend (ONNX Runtime, TorchScript,
+  eager), chunked by :func:`fxmix.model.apply.mix_stems`.
+* One resolver of model names: ``none``, ``default`` (a packaged model), ``offline`` / ``causal`` (the packaged
+  model of that kind) or a path. :func:`resolve_model` gives an offline :class:`Runtime`,
+  :func:`resolve_streaming_model` the eager streaming network a real-time session steps, and
+  :func:`resolve_model_path` the folder alone; they share :func:`packaged_kind`.
+* :func:`model_profile`: the profile a network was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fxmix.dsp.constants import REFERENCE_PROFILE
+from fxmix.dsp.errors import ConfigError, ModelLoadError
+
+from . import default_model_path
+from .apply import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, mix_stems
+from .states import CARD_NAME, ONNX_NAME, TS_NAME, load_model, sha256_file
+
+log = logging.getLogger(__name__)
+
+#: The profile for inputs of a model whose sidecar does not name its training profile.
+DEFAULT_PROFILE = REFERENCE_PROFILE
+
+#: Kinds of packaged model (``model/weights/<kind>/``), each also a model name.
+PACKAGED_KINDS = ("offline", "causal")
+
+
+def load_backend(path: Path, backend: str):
+    """A function tensor -> tensor running an exported file."""
+    if backend == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+
+        def run_ts(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return module(x)
+
+        return run_ts
+    if backend == "onnx":
+        import onnxruntime as ort  # imported on use: it costs start-up time and only ONNX runtimes need it
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def run_onnx(x: torch.Tensor) -> torch.Tensor:
+            (y,) = session.run(["mix"], {"stems": x.detach().cpu().numpy().astype(np.float32)})
+            return torch.from_numpy(y)
+
+        return run_onnx
+    raise ConfigError(f"unknown backend {backend!r}")
+
+
+class Runtime:
+    """A loaded mixing model behind one interface, whatever the backend.
+
+    Attributes:
+        sample_rate: Hz. latency_samples: output delay to compensate (0 for offline nets).
+        receptive_field_samples, length_multiple, n_stems: as the network.
+        backend: "onnx" | "torchscript" | "eager".
+
+    streaming-safe: no (offline; :meth:`mix` chunks internally with guards).
+    """
+
+    def __init__(self, fn, info: dict[str, Any], backend: str):
+        self._fn = fn
+        self.backend = backend
+        self.info = info
+        self.sample_rate = int(info["sample_rate"])
+        self.latency_samples = int(info.get("latency_samples", 0))
+        self.receptive_field_samples = int(info["receptive_field_samples"])
+        self.length_multiple = int(info.get("length_multiple", 1))
+        self.n_stems = int(info.get("n_stems", 4))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fn(x)
+
+    def mix(
+        self,
+        stems: np.ndarray,
+        *,
+        chunk_s: float = DEFAULT_CHUNK_S,
+        overlap_s: float = DEFAULT_OVERLAP_S,
+        batch_size: int = 1,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Mix ``(n_stems, 2, n)`` normalized stems (any length) into a ``(2, n)`` float32 array."""
+        y = mix_stems(
+            self, stems, chunk_s=chunk_s, overlap_s=overlap_s, batch_size=batch_size, progress=progress
+        )
+        return y.numpy().astype(np.float32)
+
+
+def load_runtime(path: str | os.PathLike, backend: str = "auto") -> Runtime:
+    """Load an export folder (``model_card.json``) or a checkpoint (folder / .safetensors) for inference.
+
+    Args:
+        path: export folder, checkpoint folder or weights file.
+        backend: "auto" (ONNX if exported, else TorchScript, else eager), "onnx", "torchscript", "eager".
+
+    Raises:
+        ModelLoadError: the requested backend's file is missing, or the weights fail to load.
+    """
+    if backend not in ("auto", "onnx", "torchscript", "eager"):
+        raise ConfigError(f"backend {backend!r}: use auto, onnx, torchscript or eager")
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    card_path = folder / CARD_NAME
+    card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else None
+    if backend == "auto":
+        if card is not None and (folder / ONNX_NAME).is_file():
+            backend = "onnx"
+        elif card is not None and (folder / TS_NAME).is_file():
+            backend = "torchscript"
+        else:
+            backend = "eager"
+    if backend == "eager":
+        model, sidecar = load_model(path)
+        info = dict(sidecar, length_multiple=getattr(model, "length_multiple", 1))
+        return Runtime(model, info, "eager")
+    name = ONNX_NAME if backend == "onnx" else TS_NAME
+    if card is None or not (folder / name).is_file():
+        raise ModelLoadError(
+            f"{folder}: no {name} with {CARD_NAME}; export it with `fxmix export CKPT -o {folder} --{backend}`"
+        )
+    expected = card.get("files", {}).get(name)
+    if expected is not None and sha256_file(folder / name) != expected:
+        raise ModelLoadError(f"{folder / name}: sha256 does not match {CARD_NAME}; re-export the model")
+    return Runtime(load_backend(folder / name, backend), card, backend)
+
+
+# ---------------------------------------------------------------- choosing a model by name
+
+
+def packaged_kind(spec: Any, *, streaming: bool = False) -> str | None:
+    """The packaged model kind a model name means, or None for anything else (a path, a loaded network).
+
+    ``default`` is the offline model, or the causal one for a streaming session; ``offline`` and ``causal``
+    name their kind. Names are case-insensitive.
+    """
+    if not isinstance(spec, str):
+        return None
+    name = spec.lower()
+    if name == "default":
+        return "causal" if streaming else "offline"
+    return name if name in PACKAGED_KINDS else None
+
+
+def resolve_model_path(spec: str, where: str = "model") -> Path:
+    """A packaged model name -> its folder; anything else is a path.
+
+    Raises:
+        ConfigError: the named packaged model is not shipped (the message starts with ``where spec``).
+    """
+    kind = packaged_kind(spec)
+    if kind is None:
+        return Path(spec)
+    path = default_model_path(kind)
+    if path is None:
+        raise ConfigError(f"{where} {spec}: no packaged {kind} model in this fxmix; pass a model folder")
+    return path
+
+
+def resolve_model(spec: str | None):
+    """``none`` -> None (normalized-sum baseline); ``default`` -> the packaged model; else a path.
+
+    Returns a :class:`Runtime` whose ``name`` says which model it is.
+    """
+    if spec is None or str(spec).lower() == "none":
+        return None
+    kind = packaged_kind(str(spec))
+    if kind is None:
+        runtime = load_runtime(spec)
+        runtime.name = f"{runtime.info.get('arch')} model ({spec})"
+        return runtime
+    name = str(spec).lower()
+    path = default_model_path(kind)
+    if path is None:
+        raise ConfigError(f"no {name} model is packaged with this fxmix; use --model none or --model PATH")
+    runtime = load_runtime(path)
+    what = "default offline" if name == "default" else f"packaged {kind}"
+    runtime.name = f"{what} model ({runtime.info.get('arch')}, {path.name})"
+    return runtime
+
+
+def resolve_streaming_model(spec) -> tuple[Any, str]:
+    """None | ``none`` | ``default`` | a path | a loaded network -> (eager streaming network or None, label).
+
+    ``default`` is the packaged causal model; when none is shipped this warns and returns None (the session
+    then sums the normalized buses). A loaded network may be wrapped in a :class:`Runtime`.
+
+    Raises:
+        ModelLoadError: the network has no ``step``/``init_state`` (not the ``causal`` architecture).
+    """
+    if spec is None or (isinstance(spec, str) and spec.lower() == "none"):
+        return None, "none"
+    kind = packaged_kind(spec, streaming=True)
+    if kind is not None:
+        path = default_model_path(kind)
+        if path is None:
+            log.warning("no packaged %s model; the session mixes by summing the normalized buses", kind)
+            return None, f"none (no packaged {kind} model)"
+        spec = path
+    if isinstance(spec, (str, Path)):
+        net, _ = load_model(spec)
+        label = str(spec)
+    else:
+        net = getattr(spec, "_fn", spec)  # a Runtime wrapping an eager network
+        label = type(net).__name__
+    if not (hasattr(net, "step") and hasattr(net, "init_state")):
+        raise ModelLoadError(
+            f"{label}: not a streaming network (needs step/init_state: the 'causal' architecture); "
+            "pass model=None for the normalized sum"
+        )
+    net.eval()
+    return net, label
+
+
+def model_profile(runtime) -> str:
+    """The profile a network was trained with (normalize its inputs the same way), else DEFAULT_PROFILE."""
+    info = getattr(runtime, "info", None) or {}
+    return str((info.get("training") or {}).get("profile") or DEFAULT_PROFILE)

@@ -1,0 +1,51 @@
+"""Export of mix decisions: decide per track, write presets / pedalboard chains / Reaper ``.RfxChain``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..dsp import constants as C
+from ..dsp.audio import write_text_atomic
+from ..dsp.chain import normalize_stem
+from .exporters import build_chain, scale_params
+from .schema import Preset, preset_from_dict, save_preset
+
+FORMATS = ("json", "pedalboard", "rfxchain")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "track"
+
+
+def export_decisions(
+    tracks: Mapping[str, tuple[str, np.ndarray]], out_dir: str | Path, formats, preset: Preset
+) -> list[Path]:
+    """Decide per track (name -> (class, (2, n) audio at 44.1 kHz)), write ``formats`` into ``out_dir``."""
+    profile = preset.load_profile()
+    stages = [s for s in preset.enabled_stages() if s != "reverb"]
+    amounts = {s: preset.stages[s].amount for s in stages}
+    out = Path(out_dir)
+    written: list[Path] = []
+    for name, (cls, audio) in tqdm(tracks.items(), desc="export", unit="track"):
+        res = normalize_stem(audio, C.SAMPLE_RATE, cls, profile, stages=stages, where=name)
+        if res.silent:
+            continue
+        params = scale_params(res.params, amounts)
+        base = out / _safe(name)
+        if "json" in formats:
+            d = preset.to_dict()
+            d["name"] = f"{preset.name}: {name}"
+            d["decisions"] = {name: {"class": cls, "params": {k: v.to_dict() for k, v in params.items()}}}
+            written.append(save_preset(preset_from_dict(d, str(base)), out / f"{base.name}.preset.json"))
+        if "pedalboard" in formats or "rfxchain" in formats:
+            chain = build_chain(audio, C.SAMPLE_RATE, params, name=name, class_name=cls)
+            if "pedalboard" in formats:
+                written += chain.write_pedalboard(out / f"{base.name}.pedalboard.json")
+            if "rfxchain" in formats:
+                written.append(write_text_atomic(out / f"{base.name}.RfxChain", chain.rfxchain_text()))
+    return written
