@@ -10,6 +10,9 @@ import importlib
 import logging
 import sys
 
+from fxmix import __version__
+from fxmix.dsp.errors import FxmixError
+
 # verb -> (module:function, one-line help). Each function takes argv (list[str]) and returns an exit code.
 VERBS: dict[str, tuple[str, str]] = {
     "demo": ("fxmix.verbs.offline:demo_main", "mix the bundled demo multitrack (README's main job)"),
@@ -61,15 +64,11 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``fxmix <verb> ...``. Typed fxmix errors print one clear line and exit 1."""
-    from fxmix.dsp.errors import FxmixError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
-        from fxmix import __version__
-
         print(f"fxmix {__version__}")
         return 0
     verb, rest = argv[0], argv[1:]

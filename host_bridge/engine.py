@@ -39,6 +39,8 @@ from fxmix.dsp.constants import CLASSES, REFERENCE_PROFILE, STAGES
 from fxmix.dsp.errors import AudioInputError, ConfigError, ModelLoadError
 from fxmix.dsp.profile import Profile, load_profile
 from fxmix.dsp.streaming import HOP_SAMPLES, UPDATE_HOPS, StreamingNormalizer
+from fxmix.dsp.streaming.planner_process import PlannerDied, ProcessPlanner
+from fxmix.dsp.track_classes import classify_track_name
 from fxmix.model.runtime import resolve_streaming_model
 from fxmix.model.streaming_runtime import realtime_step
 
@@ -68,8 +70,6 @@ PLANNER_DUTY = 0.1
 def _realtime_planner():
     """The planner process (:mod:`fxmix.dsp.streaming.planner_process`), or a planner thread where no process can
     be started (a warning says why)."""
-    from fxmix.dsp.streaming.planner_process import PlannerDied, ProcessPlanner
-
     try:
         return ProcessPlanner(PLANNER_DUTY)
     except PlannerDied as exc:
@@ -246,12 +246,7 @@ class Session:
         if name is not None:
             self.track_name[index] = str(name)
         if class_name is None and name is not None:
-            try:
-                from fxmix.dsp.track_classes import classify_track_name
-            except ImportError:  # pragma: no cover - module written by another part of fxmix
-                classify_track_name = None
-            if classify_track_name is not None:
-                class_name = classify_track_name(name)
+            class_name = classify_track_name(name)
         if class_name is not None:
             if class_name not in self.classes:
                 raise ConfigError(
