@@ -7,7 +7,11 @@ processing rate; outputs can be resampled back with :func:`resample`.
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -160,20 +164,89 @@ def write_audio(
     return path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import (reading it means setting it, which is not thread-safe later).
+_UMASK = _read_umask()
+
+
+def _remove_stale(folder: Path, pattern: str) -> None:
+    """Remove what an earlier run killed mid-write left behind (hidden temporary names of this output)."""
+    for stale in folder.glob(pattern):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".part") -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` (``os.replace``), on any
-    error it is removed, so a crash never leaves a half-written file. The one place for atomic writes."""
+    error it is removed, so a crash never leaves a half-written file. The one place for atomic writes.
+
+    The file gets the permissions of a normal new file (0666 minus the user's umask), so another user's DAW can
+    read it; temporary files of an earlier killed run for the same ``path`` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path.parent, f".{glob.escape(path.name)}.*{suffix}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder next to ``path``; on success it takes ``path``'s place whole, on any error it is
+    removed and ``path`` is left as it was. So a killed run leaves the previous complete folder or the new one.
+
+    An existing ``path`` is swapped out in one atomic step where the OS can (Linux), else moved aside first; a
+    kill between those two renames leaves the previous folder under a hidden name, which the next run puts back.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.parent / f".{path.name}.previous"
+    if aside.is_dir() and not path.exists():
+        os.replace(aside, path)  # an earlier run was killed between the two renames: put the old folder back
+    _remove_stale(path.parent, f".{glob.escape(path.name)}.*.tmpdir")
+    _remove_stale(path.parent, f".{glob.escape(path.name)}.previous")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmpdir", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        if not path.exists():
+            os.replace(tmp, path)
+        elif _exchange(tmp, path):
+            shutil.rmtree(tmp)
+        else:
+            os.replace(path, aside)
+            os.replace(tmp, path)
+            shutil.rmtree(aside)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -270,17 +270,19 @@ def normalize_stems(
     seed: int | None = 0,
     reverb_options: Mapping | None = None,
     workers: int = 2,
+    on_stem_done: Callable[[str], None] | None = None,
 ) -> dict[str, StemResult]:
     """Normalize a dict class -> (2, n) stem; stems run in parallel threads (the DSP releases the GIL).
 
     Each stem gets its own child generator of ``seed`` so results do not depend on ``workers``.
+    ``on_stem_done`` is called with each stem's name as it finishes (from its worker thread).
     """
     names = list(stems)
     seeds = np.random.SeedSequence(seed).spawn(len(names)) if seed is not None else [None] * len(names)
 
     def one(i: int) -> StemResult:
         rng = np.random.default_rng(seeds[i]) if seeds[i] is not None else None
-        return normalize_stem(
+        result = normalize_stem(
             stems[names[i]],
             sample_rate,
             names[i],
@@ -289,6 +291,9 @@ def normalize_stems(
             rng=rng,
             reverb_options=reverb_options,
         )
+        if on_stem_done is not None:
+            on_stem_done(names[i])
+        return result
 
     if workers <= 1 or len(names) <= 1:
         results = [one(i) for i in range(len(names))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 from . import constants as C
 from .audio import AUDIO_EXTENSIONS, align_lengths, read_audio
 from .errors import AudioInputError, ConfigError
-from .track_classes import classify_track_name
+from .track_classes import ClassRules, classify_track_name, load_rules, match_track_name, parse_map_overrides
 
 log = logging.getLogger("fxmix")
 
@@ -33,34 +33,127 @@ def parse_track_spec(spec: str, classes: Sequence[str] = C.CLASSES) -> tuple[Pat
     return Path(path), cls
 
 
-def find_stem_files(
-    stems_dir: str | Path | None, tracks: Sequence[str] = (), classes: Sequence[str] = C.CLASSES
-) -> dict[str, list[Path]]:
-    """Class -> files. Files in ``stems_dir`` named ``<class>.*`` or ``<class>_*``; ``tracks`` adds
-    ``PATH=CLASS`` assignments for any file."""
-    found: dict[str, list[Path]] = {c: [] for c in classes}
+@dataclass
+class StemFile:
+    """One input file and the class it was given, with the reason (shown to the user and kept in reports)."""
+
+    path: Path
+    cls: str
+    why: str  # "--track", "--map", "name", "rule", "no rule matched"
+
+
+@dataclass
+class StemMap:
+    """Files -> classes for a mix, and the classes that have no file."""
+
+    files: list[StemFile]
+    classes: tuple[str, ...]
+
+    def by_class(self) -> dict[str, list[Path]]:
+        out: dict[str, list[Path]] = {c: [] for c in self.classes}
+        for f in self.files:
+            out[f.cls].append(f.path)
+        return out
+
+    @property
+    def missing(self) -> list[str]:
+        used = {f.cls for f in self.files}
+        return [c for c in self.classes if c not in used]
+
+    @property
+    def warnings(self) -> list[str]:
+        out = [f"{f.path.name}: no class rule matched the name; mixed as {f.cls!r} (use --map or --track)"
+               for f in self.files if f.why == "no rule matched"]
+        out += [f"{c}: no file for this class; the mix has no {c}" for c in self.missing]
+        return out
+
+    def table(self) -> str:
+        """The file -> class table printed before work starts."""
+        width = max([len(f.path.name) for f in self.files] + [4])
+        lines = [f"  {f.path.name:<{width}}  -> {f.cls:<7} ({f.why})" for f in self.files]
+        lines += [f"  {'(none)':<{width}}  -> {c:<7} (no file)" for c in self.missing]
+        return "\n".join(lines)
+
+    def to_list(self) -> list[dict]:
+        return [{"file": str(f.path), "class": f.cls, "why": f.why} for f in self.files]
+
+
+def _class_by_name(stem: str, classes: Sequence[str]) -> str | None:
+    """``<class>``, ``<class>_*`` or ``<class> *`` file names, case-insensitively."""
+    low = stem.casefold()
+    for c in classes:
+        if low == c or low.startswith(c + "_") or low.startswith(c + " "):
+            return c
+    return None
+
+
+def resolve_stems(
+    stems_dir: str | Path | None,
+    tracks: Sequence[str] = (),
+    maps: Sequence[str] = (),
+    classes: Sequence[str] = C.CLASSES,
+    rules: ClassRules | None = None,
+) -> StemMap:
+    """Every audio file of ``stems_dir`` (not hidden) and every ``--track PATH=CLASS`` -> a class.
+
+    Order per file: ``--track`` (explicit), ``--map NAME=CLASS`` (file name or stem, case-insensitive), a file
+    named after a class (``Vocals.wav``, ``drums_2.flac``), the track-name rules of
+    :mod:`fxmix.dsp.track_classes` (the same as for Reaper projects and the OSC bridge: ``Lead Vox`` is vocals),
+    else the rules' default class with a warning. No file is ever left out.
+    """
+    rules = load_rules() if rules is None else rules
+    overrides = {k.casefold(): v for k, v in parse_map_overrides(maps, rules).items()}
+    files: list[StemFile] = []
     if stems_dir is not None:
         d = Path(stems_dir)
         if not d.is_dir():
-            raise AudioInputError(
-                f"{d}: not a folder of stems; pass the folder that holds vocals.wav, drums.wav, ..."
-            )
-        for f in sorted(d.iterdir()):
-            if f.suffix.lower() not in AUDIO_EXTENSIONS or f.name.startswith("."):
+            raise AudioInputError(f"{d}: not a folder of stems; pass the folder that holds the track files")
+        for f in sorted(d.iterdir(), key=lambda p: p.name.casefold()):
+            if f.suffix.lower() not in AUDIO_EXTENSIONS or f.name.startswith(".") or not f.is_file():
                 continue
-            for c in classes:
-                if f.stem == c or f.stem.startswith(c + "_"):
-                    found[c].append(f)
+            files.append(_classify_file(f, overrides, classes, rules))
     for spec in tracks:
         path, cls = parse_track_spec(spec, classes)
         if cls is None:
             raise ConfigError(f"--track {spec!r}: use PATH=CLASS, e.g. --track lead.wav=vocals")
-        found[cls].append(path)
-    if not any(found.values()):
+        files = [f for f in files if f.path.resolve() != path.resolve()]
+        files.append(StemFile(path, cls, "--track"))
+    if not files:
         raise AudioInputError(
-            f"{stems_dir}: no stems found; name files vocals.*, drums.*, bass.*, other.* or use --track PATH=CLASS"
+            f"{stems_dir}: no audio files found ({', '.join(sorted(AUDIO_EXTENSIONS))}); "
+            "pass a folder of tracks or --track PATH=CLASS"
         )
-    return found
+    unknown = sorted({f.cls for f in files} - set(classes))
+    if unknown:
+        names = ", ".join(f.path.name for f in files if f.cls in unknown)
+        raise ConfigError(
+            f"{names}: class {unknown} is not one of the profile's classes {list(classes)}; "
+            "use --map NAME=CLASS or a profile with that class"
+        )
+    used = {k for k in overrides if not any(k in (f.path.name.casefold(), f.path.stem.casefold()) for f in files)}
+    if used:
+        raise ConfigError(f"--map {sorted(used)}: no file has that name; files are {[f.path.name for f in files]}")
+    return StemMap(files, tuple(classes))
+
+
+def _classify_file(f: Path, overrides: dict, classes: Sequence[str], rules: ClassRules) -> StemFile:
+    forced = overrides.get(f.name.casefold(), overrides.get(f.stem.casefold()))
+    if forced is not None:
+        return StemFile(f, forced, "--map")
+    by_name = _class_by_name(f.stem, classes)
+    if by_name is not None:
+        return StemFile(f, by_name, "name")
+    matched = match_track_name(f.stem, rules)
+    if matched is not None:
+        return StemFile(f, matched, "rule")
+    return StemFile(f, rules.default_class, "no rule matched")
+
+
+def find_stem_files(
+    stems_dir: str | Path | None, tracks: Sequence[str] = (), classes: Sequence[str] = C.CLASSES
+) -> dict[str, list[Path]]:
+    """Class -> files (see :func:`resolve_stems`)."""
+    return resolve_stems(stems_dir, tracks, classes=classes).by_class()
 
 
 @dataclass
@@ -71,8 +164,14 @@ class LoadedBuses:
     notes: list[str] = field(default_factory=list)
 
 
-def load_buses(files: Mapping[str, Sequence[Path]], classes: Sequence[str] = C.CLASSES) -> LoadedBuses:
-    """Read every file (any rate -> 44.1 kHz), sum the tracks of each class, zero-pad to one length."""
+def load_buses(
+    files: Mapping[str, Sequence[Path]],
+    classes: Sequence[str] = C.CLASSES,
+    on_file_done: Callable[[Path], None] | None = None,
+) -> LoadedBuses:
+    """Read every file (any rate -> 44.1 kHz), sum the tracks of each class, zero-pad to one length.
+
+    ``on_file_done`` is called after each file is read (a progress bar)."""
     notes: list[str] = []
     rates: Counter = Counter()
     per_class: dict[str, list[np.ndarray]] = {}
@@ -87,6 +186,8 @@ def load_buses(files: Mapping[str, Sequence[Path]], classes: Sequence[str] = C.C
             if a.source_channels == 1:
                 notes.append(f"{p}: mono, duplicated to stereo")
             per_class.setdefault(c, []).append(a.audio)
+            if on_file_done is not None:
+                on_file_done(p)
     n = max(x.shape[-1] for xs in per_class.values() for x in xs)
     buses = {}
     for c in classes:

@@ -62,9 +62,44 @@ def bench_main(argv: list[str] | None = None) -> int:
     return int(_load(BENCHES[argv[0]])(argv[1:]) or 0)
 
 
+#: Global flags, accepted anywhere on the command line (no verb defines them).
+QUIET, VERBOSE = ("-q", "--quiet"), ("-v", "--verbose")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message (tests and hosts replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_logging(level: int) -> None:
+    """fxmix's messages on its own logger only (``fxmix: ...`` on stderr); other libraries' logging is left
+    alone, so their chatter never reads as an fxmix line."""
+    logger = logging.getLogger("fxmix")
+    logger.setLevel(level)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("fxmix: %(message)s"))
+        logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch ``fxmix <verb> ...``. Typed fxmix errors print one clear line and exit 1."""
+    """Dispatch ``fxmix [-q|-v] <verb> ...``. Typed fxmix errors print one clear line and exit 1.
+
+    ``-q`` shows warnings and errors only (no progress bars), ``-v`` adds debug messages."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    level = logging.INFO
+    if any(a in QUIET for a in argv):
+        level = logging.WARNING
+    if any(a in VERBOSE for a in argv):
+        level = logging.DEBUG
+    argv = [a for a in argv if a not in QUIET + VERBOSE]
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
@@ -75,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"fxmix: unknown verb {verb!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="fxmix: %(message)s")
+    configure_logging(level)
     try:
         return int(_load(VERBS[verb][0])(rest) or 0)
     except FxmixError as exc:

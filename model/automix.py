@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ def automix(
     stages: Sequence[str] = DEFAULT_STAGES,
     seed: int = 0,
     progress: bool = False,
+    on_stem_done: Callable[[str], None] | None = None,
 ) -> MixResult:
     """Effect-normalize class buses and mix them (network, or the normalized sum with ``model=None/'none'``).
 
@@ -45,6 +46,8 @@ def automix(
         model: "default", "none"/None, a path, or an already loaded runtime (has ``.mix``).
         profile: factory name, path or :class:`Profile`; ``None`` takes the profile the model was trained
             with (its sidecar's ``training.profile``), else ``DEFAULT_PROFILE``.
+        progress: a progress bar over the network's chunks.
+        on_stem_done: called with each class name as its normalization finishes (a progress bar).
     """
     if sample_rate != C.SAMPLE_RATE:
         raise ConfigError(
@@ -58,7 +61,7 @@ def automix(
     buses = {c: np.asarray(stems.get(c, np.zeros((2, n), np.float32)), np.float32) for c in prof.classes}
     buses, _ = align_lengths(buses)
     t0 = time.perf_counter()
-    results = normalize_stems(buses, sample_rate, prof, stages=stages, seed=seed)
+    results = normalize_stems(buses, sample_rate, prof, stages=stages, seed=seed, on_stem_done=on_stem_done)
     t1 = time.perf_counter()
     normalized = {c: r.audio for c, r in results.items()}
     notes = [m for r in results.values() for m in r.notes]
@@ -68,7 +71,7 @@ def automix(
     else:
         order = list(C.CLASSES)
         x = np.stack([normalized.get(c, np.zeros((2, n), np.float32)) for c in order])
-        mix = np.asarray(runtime.mix(x), dtype=np.float32)
+        mix = np.asarray(runtime.mix(x, progress=progress), dtype=np.float32)
         name = str(getattr(runtime, "name", getattr(runtime, "path", "model")))
     t2 = time.perf_counter()
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0

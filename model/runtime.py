@@ -25,7 +25,7 @@ from fxmix.dsp.errors import ConfigError, ModelLoadError
 
 from . import default_model_path
 from .apply import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, mix_stems
-from .states import CARD_NAME, ONNX_NAME, TS_NAME, load_model, sha256_file
+from .states import CARD_NAME, ONNX_NAME, TS_NAME, load_model, read_sidecar, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +232,18 @@ def model_profile(runtime) -> str:
     """The profile a network was trained with (normalize its inputs the same way), else DEFAULT_PROFILE."""
     info = getattr(runtime, "info", None) or {}
     return str((info.get("training") or {}).get("profile") or DEFAULT_PROFILE)
+
+
+def training_profile(spec, *, streaming: bool = False) -> str:
+    """The profile the model ``spec`` names was trained with, read from its sidecar alone (no weights loaded):
+    the profile every verb normalizes with unless told otherwise. ``none`` (and a model whose sidecar names no
+    profile) -> :data:`DEFAULT_PROFILE`."""
+    if spec is None or (isinstance(spec, str) and spec.lower() == "none"):
+        return DEFAULT_PROFILE
+    if not isinstance(spec, (str, Path)):
+        return model_profile(spec)
+    kind = packaged_kind(spec, streaming=streaming)
+    path = Path(spec) if kind is None else default_model_path(kind)
+    if path is None:
+        return DEFAULT_PROFILE
+    return str((read_sidecar(path).get("training") or {}).get("profile") or DEFAULT_PROFILE)

@@ -1,42 +1,62 @@
 """`fxmix normalize | mix | demo`: the offline main path, thin over the library.
 
-stems on disk -> dsp.stems (class buses) -> model.automix (dsp.chain params per stage, optional network)
--> mix -> atomic writes + params.json.
+tracks on disk -> dsp.stems (every file gets a class; the table is printed before work starts) -> model.automix
+(dsp.chain params per stage, optional network) -> mix -> outputs written as one unit (fxmix.outputs) + params.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import logging
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
+from tqdm import tqdm
 
 from fxmix import __version__
 from fxmix.dsp import constants as C
-from fxmix.dsp.audio import resample, write_audio, write_text_atomic
 from fxmix.dsp.chain import ALL_STAGES, DEFAULT_STAGES
+from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.features import integrated_loudness
 from fxmix.dsp.profile import Profile, load_profile
-from fxmix.dsp.stems import LoadedBuses, find_stem_files, load_buses
-from fxmix.model import default_model_path
+from fxmix.dsp.stems import LoadedBuses, StemMap, load_buses, resolve_stems
 from fxmix.model.automix import MixResult, automix
-from fxmix.model.runtime import DEFAULT_PROFILE
-from fxmix.report import demo_report, plot_spectra
+from fxmix.model.runtime import DEFAULT_PROFILE, model_profile, resolve_model, training_profile
+from fxmix.outputs import (
+    FORMATS,
+    atomic_folder,
+    check_destination,
+    subtype_for,
+    write_json,
+    write_mix,
+    write_stems,
+)
+from fxmix.report import demo_report, eq_limit_notes, plot_mix, plot_spectra
 
 log = logging.getLogger("fxmix")
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+# ---------------------------------------------------------------- flags
 
 
 def add_profile_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         default=None,
-        help="factory profile name or profile JSON path (default: the model's training profile, else "
-        f"{DEFAULT_PROFILE})",
+        help=f"factory profile name or profile JSON path (default: the model's training profile, else {DEFAULT_PROFILE})",
+    )
+
+
+def add_model_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--model",
+        default="default",
+        help=f"{what}: default | offline | causal | none (normalized sum) | PATH to a model folder",
     )
 
 
@@ -49,60 +69,104 @@ def add_stage_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the stochastic stages")
 
 
+def add_track_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--track", action="append", default=[], metavar="PATH=CLASS", help="give any file a class")
+    p.add_argument(
+        "--map", action="append", default=[], metavar="NAME=CLASS",
+        help="force the class of a file in the folder by its name (repeatable)",
+    )
+
+
+def add_format_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    for name in FORMATS:
+        g.add_argument(f"--{name}", dest="format", action="store_const", const=name,
+                       help=f"write {name} samples (default: float32 WAV, 24-bit FLAC)")
+    p.add_argument("--plot", action="store_true", help="also write spectra PNGs (needs matplotlib)")
+
+
 def stages_from_args(args) -> tuple[str, ...]:
-    skip = {
-        "eq": args.no_eq,
-        "compression": args.no_comp,
-        "panning": args.no_pan,
-        "loudness": args.no_loudness,
-    }
+    skip = {"eq": args.no_eq, "compression": args.no_comp, "panning": args.no_pan, "loudness": args.no_loudness}
     stages = [s for s in DEFAULT_STAGES if not skip[s]]
     if args.reverb:
         stages.insert(0, "reverb")
     return tuple(s for s in ALL_STAGES if s in stages)
 
 
-def _write_outputs(
-    out_mix: Path | None, norm_dir: Path | None, loaded: LoadedBuses, res: MixResult, extra: dict
-) -> dict:
-    protect = loaded.inputs
-    rate = loaded.input_rate
-    written = {}
-    if norm_dir is not None:
-        for c, x in res.normalized.items():
-            written[c] = str(
-                write_audio(norm_dir / f"{c}.wav", resample(x, C.SAMPLE_RATE, rate), rate, protect=protect)
-            )
-    if out_mix is not None:
-        written["mix"] = str(
-            write_audio(out_mix, resample(res.mix, C.SAMPLE_RATE, rate), rate, protect=protect)
-        )
-    return written
+def check_plot_ready(args) -> None:
+    """``--plot`` needs matplotlib: say so before any work."""
+    if getattr(args, "plot", False) and importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("--plot needs matplotlib: pip install 'fxmix[plot]' (or leave out --plot)")
 
 
-def _params_doc(loaded: LoadedBuses, res: MixResult, profile: str, stages, written: dict) -> dict:
+# ---------------------------------------------------------------- one song
+
+
+@dataclass
+class Song:
+    """One song of a run: its tracks, and where its outputs go."""
+
+    name: str
+    tracks: StemMap
+    mix_path: Path | None  # a mix file; None for normalize
+    folder: Path | None  # the output folder written as one unit; None for a lone mix file
+
+    @property
+    def inputs(self) -> list[Path]:
+        return [f.path for f in self.tracks.files]
+
+
+def announce(song: Song) -> None:
+    """Print the file -> class table before work starts, and log what deserves a warning."""
+    print(f"{song.name}: {len(song.tracks.files)} file(s)\n{song.tracks.table()}", flush=True)
+    for w in song.tracks.warnings:
+        log.warning("%s", w)
+
+
+def run_song(song: Song, model, profile: Profile, stages, seed: int) -> tuple[LoadedBuses, MixResult]:
+    """Read, normalize and mix one song under one progress bar (hidden with ``fxmix -q``)."""
+    quiet = not log.isEnabledFor(logging.INFO)
+    n_steps = len(song.tracks.files) + len(profile.classes) + (0 if model is None else 1)
+    with tqdm(total=n_steps, desc=song.name, unit="step", disable=quiet, leave=False) as bar:
+        bar.set_postfix_str("reading")
+        loaded = load_buses(song.tracks.by_class(), profile.classes, on_file_done=lambda _p: bar.update())
+        bar.set_postfix_str("normalizing")
+
+        def stem_done(_name: str) -> None:
+            bar.update()
+            if bar.n == len(song.tracks.files) + len(profile.classes) and model is not None:
+                bar.set_postfix_str("mixing")
+
+        res = automix(loaded.buses, model=model, profile=profile, stages=stages, seed=seed, on_stem_done=stem_done)
+        bar.update(bar.total - bar.n)
+    return loaded, res
+
+
+def params_doc(song: Song, loaded: LoadedBuses, res: MixResult, stages, written: dict, notes: list[str]) -> dict:
+    mix_lufs = integrated_loudness(res.mix, C.SAMPLE_RATE)
     return {
         "fxmix": __version__,
-        "profile": str(profile),
+        "profile": res.profile,
         "stages": list(stages),
         "model": res.model,
         "sample_rate_in": loaded.input_rate,
+        "tracks": song.tracks.to_list(),
+        "missing_classes": song.tracks.missing,
         "inputs": [str(p) for p in loaded.inputs],
         "outputs": written,
-        "notes": loaded.notes + res.notes,
+        "warnings": song.tracks.warnings,
+        "notes": loaded.notes + res.notes + notes,
         "timings_s": {k: round(v, 3) for k, v in res.timings_s.items()},
-        "mix_lufs": _lufs(res.mix),
+        "mix_lufs": round(mix_lufs, 2) if mix_lufs == mix_lufs and abs(mix_lufs) != float("inf") else None,
         "params": res.params,
     }
 
 
-def _lufs(x: np.ndarray) -> float | None:
-    v = integrated_loudness(x, C.SAMPLE_RATE)
-    return round(v, 2) if np.isfinite(v) else None
-
-
-def _plot(out_dir: Path, res: MixResult, profile: Profile) -> list[str]:
-    return [str(plot_spectra(out_dir / "spectra.png", res.normalized, profile))]
+def resolve_run(args) -> tuple[object, Profile]:
+    """The model (loaded, or None) and the profile: ``--profile``, else the model's training profile."""
+    model = resolve_model(getattr(args, "model", "default"))
+    profile = load_profile(args.profile or model_profile(model))
+    return model, profile
 
 
 # ---------------------------------------------------------------- verbs
@@ -110,60 +174,155 @@ def _plot(out_dir: Path, res: MixResult, profile: Profile) -> list[str]:
 
 def normalize_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fxmix normalize", description="Effect-normalize stems to a profile.")
-    p.add_argument("stems_dir", nargs="?", help="folder with vocals.*, drums.*, bass.*, other.*")
+    p.add_argument("stems_dir", nargs="?", help="folder of tracks (names give classes: 'Lead Vox.wav' is vocals)")
     p.add_argument("-o", "--out", required=True, help="output folder for normalized stems and params.json")
-    p.add_argument(
-        "--track", action="append", default=[], metavar="PATH=CLASS", help="assign any file to a class"
-    )
+    add_track_flags(p)
     add_profile_flags(p)
+    add_model_flag(p, "the model whose training profile sets the default --profile")
     add_stage_flags(p)
-    p.add_argument("--plot", action="store_true", help="write spectra.png (normalized vs target)")
+    add_format_flags(p)
     args = p.parse_args(argv)
-    loaded = load_buses(find_stem_files(args.stems_dir, args.track))
-    stages = stages_from_args(args)
-    res = automix(loaded.buses, model=None, profile=args.profile, stages=stages, seed=args.seed)
-    args.profile = res.profile
+    check_plot_ready(args)
     out = Path(args.out)
-    written = _write_outputs(None, out, loaded, res, {})
-    doc = _params_doc(loaded, res, args.profile, stages, written)
-    if args.plot:
-        doc["plots"] = _plot(out, res, load_profile(args.profile))
-    write_text_atomic(out / "params.json", json.dumps(doc, indent=1) + "\n")
-    for m in doc["notes"]:
-        log.info(m)
+    tracks = resolve_stems(args.stems_dir, args.track, args.map)
+    song = Song(Path(args.stems_dir or out).name, tracks, None, out)
+    check_destination(out, song.inputs)
+    check_output_folder(out)
+    profile = load_profile(args.profile or training_profile(args.model))
+    announce(song)
+    stages = stages_from_args(args)
+    loaded, res = run_song(song, None, profile, stages, args.seed)
+    with atomic_folder(out) as tmp:
+        written = write_stems(tmp, res.normalized, loaded.input_rate, args.format, song.inputs)
+        written = {k: str(out / Path(v).name) for k, v in written.items()}
+        doc = params_doc(song, loaded, res, stages, written, [])
+        if args.plot:
+            doc["plots"] = [str(out / plot_spectra(tmp / "spectra.png", loaded.buses, res, profile).name)]
+        write_json(tmp / "params.json", doc)
+    report_notes(doc)
     print(f"normalized {len(res.normalized)} stems -> {out} (params.json)")
     return 0
 
 
+def check_output_folder(out: Path) -> None:
+    """An output folder is replaced whole: refuse one that holds files fxmix did not write."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is a file; -o names a folder here")
+    if out.is_dir() and any(out.iterdir()) and not (out / "params.json").is_file():
+        raise ConfigError(
+            f"{out}: folder exists and holds files that are not an fxmix output (no params.json); "
+            "choose a new or empty folder (fxmix replaces its output folder whole)"
+        )
+
+
+def report_notes(doc: dict) -> None:
+    for m in doc["notes"]:
+        log.info("%s", m)
+    for m in eq_limit_notes(doc["params"]):
+        log.info("%s", m)
+
+
+def mix_songs(args, songs: list[Song]) -> int:
+    """Mix every song with one loaded model; each song's outputs are written as one unit."""
+    model, profile = resolve_run(args)
+    stages = stages_from_args(args)
+    for song in songs:
+        announce(song)
+        loaded, res = run_song(song, model, profile, stages, args.seed)
+        if song.folder is not None:
+            doc = write_song_folder(song, loaded, res, stages, args, profile)
+        else:
+            doc = write_lone_mix(song, loaded, res, stages, args, profile)
+        report_notes(doc)
+        print(f"{song.name}: mix ({res.model}) -> {doc['outputs']['mix']}  [{doc['mix_lufs']} LUFS]")
+    return 0
+
+
+def write_song_folder(song: Song, loaded, res, stages, args, profile) -> dict:
+    out = song.folder
+    with atomic_folder(out) as tmp:
+        path, notes = write_mix(tmp / "mix.wav", res.mix, loaded.input_rate, args.format, song.inputs)
+        written = {"mix": str(out / "mix.wav")}
+        if args.save_normalized is not None:
+            stems = write_stems(tmp / "normalized", res.normalized, loaded.input_rate, args.format, song.inputs)
+            written |= {k: str(out / "normalized" / Path(v).name) for k, v in stems.items()}
+        doc = params_doc(song, loaded, res, stages, written, notes)
+        if args.plot:
+            doc["plots"] = [str(out / p.name) for p in (
+                plot_mix(tmp / "mix.spectra.png", loaded.buses, res),
+                plot_spectra(tmp / "spectra.png", loaded.buses, res, profile),
+            )]
+        write_json(tmp / "params.json", doc)
+    return doc
+
+
+def write_lone_mix(song: Song, loaded, res, stages, args, profile) -> dict:
+    """``-o mix.wav``: the params file first, the mix last (a params file never describes a missing mix)."""
+    out = song.mix_path
+    written = {"mix": str(out)}
+    notes: list[str] = []
+    doc = params_doc(song, loaded, res, stages, written, notes)
+    if args.plot:
+        doc["plots"] = [str(plot_mix(out.with_suffix(".spectra.png"), loaded.buses, res))]
+    if args.save_normalized:
+        folder = Path(args.save_normalized)
+        with atomic_folder(folder) as tmp:
+            stems = write_stems(tmp, res.normalized, loaded.input_rate, args.format, song.inputs)
+        doc["outputs"] |= {k: str(folder / Path(v).name) for k, v in stems.items()}
+    write_json(out.with_suffix(".params.json"), doc)
+    _, notes = write_mix(out, res.mix, loaded.input_rate, args.format, song.inputs)
+    if notes:
+        doc["notes"] += notes
+        write_json(out.with_suffix(".params.json"), doc)
+    return doc
+
+
 def mix_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fxmix mix", description="Automix a folder of stems.")
-    p.add_argument("stems_dir", nargs="?", help="folder with vocals.*, drums.*, bass.*, other.*")
-    p.add_argument("-o", "--out", required=True, help="output mix (.wav/.flac)")
-    p.add_argument("--track", action="append", default=[], metavar="PATH=CLASS")
-    p.add_argument("--model", default="default", help="default | none (normalized sum) | path to a model")
-    p.add_argument("--save-normalized", metavar="DIR", help="also write the normalized stems here")
+    p = argparse.ArgumentParser(
+        prog="fxmix mix",
+        description="Automix folders of tracks. One folder and -o NAME.wav: that mix file (+ NAME.params.json); "
+        "otherwise OUT/<song>/mix.wav + params.json per folder.",
+    )
+    p.add_argument("songs", nargs="*", help="song folders of tracks (names give classes: 'Lead Vox.wav' is vocals)")
+    p.add_argument("-o", "--out", required=True, help="output mix file (one song) or output folder")
+    add_track_flags(p)
+    add_model_flag(p, "mixing model")
+    p.add_argument(
+        "--save-normalized", nargs="?", const="", default=None, metavar="DIR",
+        help="also write the normalized stems: into DIR with a mix file output, into OUT/<song>/normalized otherwise",
+    )
     add_profile_flags(p)
     add_stage_flags(p)
-    p.add_argument("--plot", action="store_true", help="write <mix>.spectra.png")
+    add_format_flags(p)
     args = p.parse_args(argv)
-    loaded = load_buses(find_stem_files(args.stems_dir, args.track))
-    stages = stages_from_args(args)
-    res = automix(loaded.buses, model=args.model, profile=args.profile, stages=stages, seed=args.seed)
-    args.profile = res.profile
+    check_plot_ready(args)
     out = Path(args.out)
-    written = _write_outputs(
-        out, Path(args.save_normalized) if args.save_normalized else None, loaded, res, {}
-    )
-    doc = _params_doc(loaded, res, args.profile, stages, written)
-    if args.plot:
-        doc["plots"] = [
-            str(plot_spectra(out.with_suffix(".spectra.png"), res.normalized, load_profile(args.profile)))
-        ]
-    write_text_atomic(out.with_suffix(".params.json"), json.dumps(doc, indent=1) + "\n")
-    for m in doc["notes"]:
-        log.info(m)
-    print(f"mix ({res.model}) -> {out}  [{doc['mix_lufs']} LUFS]")
-    return 0
+    lone = out.suffix.lower() in AUDIO_SUFFIXES
+    if lone and len(args.songs) > 1:
+        raise ConfigError(f"-o {out}: several song folders need an output folder, not a file")
+    if lone and args.save_normalized == "":
+        raise ConfigError("--save-normalized needs a folder (DIR) when -o is a mix file")
+    if args.save_normalized:
+        check_destination(Path(args.save_normalized), [])
+        check_output_folder(Path(args.save_normalized))
+    if args.track and len(args.songs) > 1:
+        raise ConfigError("--track PATH=CLASS adds files to one song; give one song folder with it")
+    folders = args.songs or [None]
+    songs = []
+    for folder in folders:
+        tracks = resolve_stems(folder, args.track, args.map)
+        name = Path(folder).resolve().name if folder else tracks.files[0].path.parent.name
+        songs.append(Song(name, tracks, out if lone else None, None if lone else out / name))
+    names = [s.name for s in songs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"song folders with the same name {names}: their outputs would collide in {out}")
+    for song in songs:
+        check_destination(song.mix_path or song.folder, song.inputs)
+        if song.folder is not None:
+            check_output_folder(song.folder)
+        else:
+            subtype_for(song.mix_path, args.format)
+    return mix_songs(args, songs)
 
 
 def demo_dir() -> Path:
@@ -173,24 +332,31 @@ def demo_dir() -> Path:
 def demo_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fxmix demo", description="Mix the bundled demo multitrack.")
     p.add_argument("-o", "--out", default="fxmix-demo", help="output folder (default ./fxmix-demo)")
-    p.add_argument("--model", default="default", help="default | none | path")
-    p.add_argument("--plot", action="store_true")
+    add_model_flag(p, "mixing model")
+    p.add_argument("--plot", action="store_true", help="also write spectra PNGs (needs matplotlib)")
     args = p.parse_args(argv)
+    check_plot_ready(args)
+    args.profile, args.format, args.save_normalized, args.seed = None, None, True, 0
     t0 = time.perf_counter()
-    src = demo_dir()
-    loaded = load_buses(find_stem_files(src))
-    model = args.model
-    if model == "default":
-        if default_model_path() is None:
-            loaded.notes.append("no default model is packaged yet: using the normalized-sum baseline")
-            model = "none"
-    res = automix(loaded.buses, model=model)
     out = Path(args.out)
-    written = _write_outputs(out / "mix.wav", out / "normalized", loaded, res, {})
-    doc = _params_doc(loaded, res, res.profile, DEFAULT_STAGES, written)
-    if args.plot:
-        doc["plots"] = _plot(out, res, load_profile(res.profile))
-    write_text_atomic(out / "params.json", json.dumps(doc, indent=1) + "\n")
-    write_text_atomic(out / "report.md", demo_report(loaded, res, doc, time.perf_counter() - t0))
-    print((out / "report.md").read_text(encoding="utf-8"))
+    song = Song("demo", resolve_stems(demo_dir()), None, out)
+    check_destination(out, song.inputs)
+    check_output_folder(out)
+    model, profile = resolve_run(args)
+    announce(song)
+    loaded, res = run_song(song, model, profile, DEFAULT_STAGES, 0)
+    with atomic_folder(out) as tmp:
+        write_mix(tmp / "mix.wav", res.mix, loaded.input_rate, None, song.inputs)
+        stems = write_stems(tmp / "normalized", res.normalized, loaded.input_rate, None, song.inputs)
+        written = {"mix": str(out / "mix.wav")} | {k: str(out / "normalized" / Path(v).name) for k, v in stems.items()}
+        doc = params_doc(song, loaded, res, DEFAULT_STAGES, written, [])
+        if args.plot:
+            doc["plots"] = [str(out / p.name) for p in (
+                plot_mix(tmp / "mix.spectra.png", loaded.buses, res),
+                plot_spectra(tmp / "spectra.png", loaded.buses, res, profile),
+            )]
+        write_json(tmp / "params.json", doc)
+        report = demo_report(loaded, res, doc, time.perf_counter() - t0)
+        (tmp / "report.md").write_text(report, encoding="utf-8")
+    print(report)
     return 0

@@ -12,6 +12,7 @@ from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.stems import find_stem_files, load_buses
 from fxmix.dsp.track_classes import assign_classes, load_rules
 from fxmix.host_bridge.reaper import read_project, render_buses
+from fxmix.model.runtime import training_profile
 from fxmix.plugin_presets.export import FORMATS, export_decisions
 from fxmix.plugin_presets.schema import factory_presets, load_preset, preset_from_dict
 
@@ -31,6 +32,12 @@ def _tracks_from_rpp(rpp: str) -> dict[str, tuple[str, object]]:
     return {c: (c, bus) for c, bus in buses.items()}
 
 
+def default_preset_name() -> str:
+    """The factory preset whose profile is the default model's training profile (else the reference's)."""
+    name = training_profile("default")
+    return name if name in factory_presets() else REFERENCE_PROFILE
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="fxmix preset", description="Factory presets and export of mix decisions."
@@ -43,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("source", help="folder of stems (vocals.*, drums.*, ...) or a Reaper PROJECT.RPP")
     e.add_argument("-o", "--out", required=True, help="output folder")
     e.add_argument("--format", action="append", choices=FORMATS, help="repeatable; default: all three")
-    e.add_argument("--preset", default=REFERENCE_PROFILE, help="factory preset name or preset JSON path")
+    e.add_argument(
+        "--preset", default=None,
+        help="factory preset name or preset JSON path (default: the factory preset of the default model's profile)",
+    )
     e.add_argument(
         "--profile", default=None, help="factory profile name or JSON path (overrides the preset's)"
     )
@@ -57,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "show":
         print(json.dumps(load_preset(args.preset).to_dict(), indent=1))
         return 0
-    preset = load_preset(args.preset)
+    preset = load_preset(args.preset or default_preset_name())
     if args.profile:
         d = preset.to_dict()
         d["profile"] = args.profile

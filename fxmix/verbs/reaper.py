@@ -8,9 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from fxmix.dsp.audio import write_audio
-from fxmix.dsp.constants import REFERENCE_PROFILE, SAMPLE_RATE
+import numpy as np
+
+from fxmix import __version__
+from fxmix.dsp.constants import SAMPLE_RATE
 from fxmix.dsp.errors import AudioInputError, ConfigError
+from fxmix.dsp.features import integrated_loudness
 from fxmix.host_bridge.reaper import (
     check_media,
     read_project,
@@ -19,6 +22,7 @@ from fxmix.host_bridge.reaper import (
 )
 from fxmix.host_bridge.reaper.report import build_notes, classes_for, format_inspect
 from fxmix.model.automix import automix
+from fxmix.outputs import check_destination, write_json, write_mix
 
 log = logging.getLogger("fxmix.reaper")
 
@@ -48,7 +52,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("project", help="the .RPP project (never modified)")
     p.add_argument("-o", "--output", required=True, help="mix file to write (.wav, .flac)")
     p.add_argument("--model", default="default", help="'default', 'none' (normalized sum) or a model PATH")
-    p.add_argument("--profile", default=REFERENCE_PROFILE, help="normalization profile NAME or PATH")
+    p.add_argument(
+        "--profile", default=None, help="normalization profile NAME or PATH (default: the model's training profile)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the automix (default 0)")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="render from S seconds (default 0)")
     p.add_argument(
@@ -92,6 +98,7 @@ def _render(args: argparse.Namespace) -> int:
         )
     if args.write_rpp and Path(args.write_rpp).resolve() == out.resolve():
         raise ConfigError(f"--write-rpp {args.write_rpp}: same path as the mix (-o); choose another path")
+    check_destination(out, protect)
     t0 = time.perf_counter()
     buses = render_buses(project, classes, start_s=args.start, end_s=args.end, progress=True)
     if not buses:
@@ -102,16 +109,34 @@ def _render(args: argparse.Namespace) -> int:
     result = automix(
         buses, SAMPLE_RATE, model=args.model, profile=args.profile, seed=args.seed, progress=True
     )
-    write_audio(out, result.mix, SAMPLE_RATE, protect=protect)
     n = result.mix.shape[-1]
+    lufs = integrated_loudness(result.mix, SAMPLE_RATE)
+    doc = {
+        "fxmix": __version__,
+        "project": str(project.path),
+        "profile": result.profile,
+        "model": result.model,
+        "window_s": [args.start, args.start + n / SAMPLE_RATE],
+        "tracks": [{"name": t.name, "class": c} for t, c in zip(project.tracks, classes)],
+        "outputs": {"mix": str(out)},
+        "notes": list(result.notes),
+        "mix_lufs": round(lufs, 2) if np.isfinite(lufs) else None,
+        "params": result.params,
+    }
+    write_json(out.with_suffix(".params.json"), doc)
+    _, clip_notes = write_mix(out, result.mix, SAMPLE_RATE, None, protect)
+    if clip_notes:
+        doc["notes"] += clip_notes
+        write_json(out.with_suffix(".params.json"), doc)
     print(
-        f"wrote {out} ({n / SAMPLE_RATE:.3f} s; buses: {', '.join(sorted(buses))}; render {t_render:.1f} s)"
+        f"wrote {out} ({n / SAMPLE_RATE:.3f} s; buses: {', '.join(sorted(buses))}; render {t_render:.1f} s) "
+        f"[{doc['mix_lufs']} LUFS] + {out.with_suffix('.params.json').name}"
     )
-    for note in getattr(result, "notes", None) or []:
+    for note in doc["notes"]:
         print(f"  note: {note}")
     if args.write_rpp:
         header = [
-            f"fxmix automix of {project.path.name}: model={args.model}, profile={args.profile}, seed={args.seed}",
+            f"fxmix automix of {project.path.name}: model={args.model}, profile={result.profile}, seed={args.seed}",
             f"window {args.start:.3f} s + {n / SAMPLE_RATE:.3f} s, mix file {out.name}",
         ]
         notes = build_notes(project, classes, buses, result, header=header)

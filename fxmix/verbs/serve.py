@@ -9,11 +9,11 @@ import logging
 import sys
 from typing import Any
 
-from fxmix.dsp.constants import REFERENCE_PROFILE
 from fxmix.dsp.errors import ConfigError
 from fxmix.host_bridge.osc import BridgeServer
 from fxmix.host_bridge.osc import addresses as A
 from fxmix.host_bridge.sessions import make_session_factory
+from fxmix.model.runtime import training_profile
 
 log = logging.getLogger("fxmix")
 
@@ -39,7 +39,7 @@ def get_serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=A.DEFAULT_PORT, help="UDP port (default %(default)s)")
     p.add_argument("--model", default="default", help="network: default | none | PATH to an export")
     p.add_argument(
-        "--profile", default=REFERENCE_PROFILE, help="profile name or JSON path (default %(default)s)"
+        "--profile", default=None, help="profile name or JSON path (default: the model's training profile)"
     )
     p.add_argument(
         "--allow", nargs="+", default=[], metavar="IP", help="accept only these senders (IP or CIDR)"
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(A.markdown_table())
         return 0
     tune_process(args.torch_threads, args.model)
+    args.profile = args.profile or training_profile(args.model, streaming=True)
     factory = make_session_factory(args.model, args.profile, realtime=True, pipeline=args.pipeline)
     # Build one session up front so a bad --model/--profile fails now, not at the DAW's first open.
     factory(48000, 512, 1, None)

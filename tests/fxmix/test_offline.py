@@ -41,7 +41,7 @@ def test_normalize_writes_stems_and_params(stems_dir, tmp_path):
     params = json.loads((out / "params.json").read_text())
     assert set(params["params"]) == {"vocals", "drums", "bass", "other"}
     assert any("mono" in n for n in params["notes"]) and any("resampled" in n for n in params["notes"])
-    prof = load_profile("musdb18-reference")
+    prof = load_profile(params["profile"])
     for c in ("vocals", "bass"):
         a = read_audio(out / f"{c}.wav")
         lufs = integrated_loudness(a.audio, SR)
