@@ -93,8 +93,10 @@ def resolve_stems(
     maps: Sequence[str] = (),
     classes: Sequence[str] = C.CLASSES,
     rules: ClassRules | None = None,
+    files: Sequence[str | Path] = (),
 ) -> StemMap:
-    """Every audio file of ``stems_dir`` (not hidden) and every ``--track PATH=CLASS`` -> a class.
+    """Every audio file of ``stems_dir`` (not hidden), every file of ``files`` and every ``--track PATH=CLASS``
+    -> a class.
 
     Order per file: ``--track`` (explicit), ``--map NAME=CLASS`` (file name or stem, case-insensitive), a file
     named after a class (``Vocals.wav``, ``drums_2.flac``), the track-name rules of
@@ -103,7 +105,7 @@ def resolve_stems(
     """
     rules = load_rules() if rules is None else rules
     overrides = {k.casefold(): v for k, v in parse_map_overrides(maps, rules).items()}
-    files: list[StemFile] = []
+    found: list[StemFile] = []
     if stems_dir is not None:
         d = Path(stems_dir)
         if not d.is_dir():
@@ -111,7 +113,9 @@ def resolve_stems(
         for f in sorted(d.iterdir(), key=lambda p: p.name.casefold()):
             if f.suffix.lower() not in AUDIO_EXTENSIONS or f.name.startswith(".") or not f.is_file():
                 continue
-            files.append(_classify_file(f, overrides, classes, rules))
+            found.append(_classify_file(f, overrides, classes, rules))
+    found += [_classify_file(Path(f), overrides, classes, rules) for f in files]
+    files = found
     for spec in tracks:
         path, cls = parse_track_spec(spec, classes)
         if cls is None:

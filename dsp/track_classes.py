@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser as a package
-    import tomli as tomllib  # type: ignore[no-redef]
 
 #: The rules shipped with fxmix.
 DEFAULT_RULES_PATH = Path(__file__).with_name("track_classes.toml")

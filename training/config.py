@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ..dsp.chain import DEFAULT_STAGES, check_stages
 from ..dsp.errors import ConfigError
@@ -45,6 +44,8 @@ class TrainConfig:
 
     Attributes:
         data_root: dataset root folder (``<root>/{train,valid}/<song>/``).
+        synth_songs, synth_seconds: when > 0 and ``data_root`` does not exist yet, a procedural corpus of that
+            many songs is made there first (``fxmix data synth``), so a smoke config runs from the package alone.
         cache_dir: normalized-stem cache folder (built on first use, resumable).
         profile: normalization profile: factory name, JSON path, or "fit" (train split).
         input_source: "wet" (normalized wet stems, the paper) or "dry" (a synthetic corpus' dry stems).
@@ -88,6 +89,8 @@ class TrainConfig:
     """
 
     data_root: str = "corpus"
+    synth_songs: int = 0
+    synth_seconds: float = 3.0
     cache_dir: str = "cache"
     profile: str = "fit"
     input_source: str = "wet"
@@ -172,6 +175,8 @@ class TrainConfig:
 # (section, key in the TOML, dataclass attribute)
 _KEYS: tuple[tuple[str, str, str], ...] = (
     ("data", "root", "data_root"),
+    ("data", "synth_songs", "synth_songs"),
+    ("data", "synth_seconds", "synth_seconds"),
     ("data", "cache_dir", "cache_dir"),
     ("data", "profile", "profile"),
     ("data", "input_source", "input_source"),
@@ -188,6 +193,8 @@ _KEYS: tuple[tuple[str, str, str], ...] = (
         if f.name
         not in {
             "data_root",
+            "synth_songs",
+            "synth_seconds",
             "cache_dir",
             "profile",
             "input_source",
@@ -258,13 +265,30 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+#: Shipped training configs: ``training/configs/<name>.toml`` and the recorded runs ``training/runs/<name>/``.
+CONFIGS_DIR = Path(__file__).with_name("configs")
+RUNS_DIR = Path(__file__).with_name("runs")
+
+
+def named_train_config(name: str | os.PathLike) -> Path:
+    """A training TOML path, or the name of a shipped one (``tiny-cpu``, ``default-offline``, ...)."""
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    for candidate in (CONFIGS_DIR / f"{name}.toml", RUNS_DIR / str(name) / "train.toml"):
+        if candidate.is_file():
+            return candidate
+    shipped = sorted([p.stem for p in CONFIGS_DIR.glob("*.toml")] + [p.parent.name for p in RUNS_DIR.glob("*/train.toml")])
+    raise ConfigError(f"--config {name}: no such file and no shipped config of that name; shipped: {shipped}")
+
+
 def load_train_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a training TOML and apply ``section.key=value`` overrides.
+    """Read a training TOML (a path or a shipped config's name) and apply ``section.key=value`` overrides.
 
     Raises:
         ConfigError: unreadable file, unknown keys, bad values (the message names the file and the key).
     """
-    path = Path(path)
+    path = named_train_config(path)
     try:
         tables = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:

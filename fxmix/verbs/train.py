@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from fxmix.training.config import load_train_config
+from fxmix.training.synth import synthesize_corpus
 from fxmix.training.train import train
 
 
@@ -15,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a mixing network (normalized stems -> wet mixture) from a TOML config. "
         "Multi-GPU / multi-node: torchrun --nproc-per-node N -m fxmix train --config CFG.toml",
     )
-    p.add_argument("--config", required=True, help="training TOML (see training/configs/)")
+    p.add_argument(
+        "--config", required=True, help="training TOML, or a shipped config's name (tiny-cpu, default-offline, ...)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest.json")
     p.add_argument(
         "--set",
@@ -38,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         overrides.append(f"train.out_dir={args.out!r}")
     cfg = load_train_config(args.config, overrides)
+    if cfg.synth_songs > 0 and not Path(cfg.data_root).exists() and os.environ.get("RANK", "0") == "0":
+        print(f"fxmix train: no corpus at {cfg.data_root}; making {cfg.synth_songs} procedural songs there first")
+        synthesize_corpus(
+            cfg.data_root, cfg.synth_songs, cfg.synth_seconds, cfg.seed, progress=not args.no_progress,
+            command=f"fxmix train --config {args.config}",
+        )
     res = train(cfg, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after)
     if res["rank"] == 0:
         print(
