@@ -8,6 +8,7 @@ processing rate; outputs can be resampled back with :func:`resample`.
 from __future__ import annotations
 
 import ctypes
+import errno
 import glob
 import os
 import shutil
@@ -15,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import soundfile as sf
 import soxr
 
 from .constants import SAMPLE_RATE
-from .errors import AudioInputError
+from .errors import AudioInputError, OutputError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
 
@@ -38,6 +39,7 @@ class LoadedAudio:
     source_channels: int
     subtype: str
     path: Path
+    notes: list[str] = field(default_factory=list)  # what a reader should know (e.g. a truncated file)
 
 
 def check_audio(x: np.ndarray, where: str = "audio", *, allow_mono: bool = True) -> np.ndarray:
@@ -109,6 +111,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE) -
     path = Path(path)
     if not path.exists():
         raise AudioInputError(f"{path}: file not found; check the path")
+    if not path.is_file():  # a FIFO or device would block the reader forever
+        raise AudioInputError(f"{path}: not a regular file (a pipe, device or folder); pass an audio file")
     try:
         info = sf.info(str(path))
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -117,9 +121,43 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE) -
             f"{path}: cannot read audio ({exc}); convert it to WAV or FLAC (e.g. with ffmpeg or sox)"
         ) from exc
     audio = check_audio(data.T, str(path))
+    notes = []
+    declared = wav_declared_frames(path)
+    if declared is not None and declared > audio.shape[-1]:
+        notes.append(
+            f"{path}: truncated: its header declares {declared} frames but the file holds {audio.shape[-1]} "
+            f"({(declared - audio.shape[-1]) / rate:.3f} s missing at the end); re-export or copy it again"
+        )
     target = int(sample_rate) if sample_rate else int(rate)
     audio = resample(audio, int(rate), target)
-    return LoadedAudio(audio, target, int(rate), int(info.channels), str(info.subtype), path)
+    return LoadedAudio(audio, target, int(rate), int(info.channels), str(info.subtype), path, notes)
+
+
+def wav_declared_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE file's ``data`` chunk header declares (None: not a WAV, or a streaming-size header)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = None
+            while True:
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if cid == b"fmt ":
+                    fmt = fh.read(size)
+                    block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+                    fh.seek(size & 1, 1)
+                elif cid == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    fh.seek(size + (size & 1), 1)
+    except OSError:
+        return None
 
 
 def _protected_paths(protect: Iterable[str | os.PathLike]) -> set[Path]:
@@ -156,12 +194,22 @@ def write_audio(
         raise AudioInputError(f"{path}: unsupported output format {ext!r}; use .wav, .flac or .ogg")
     if subtype is None:
         subtype = {"WAV": "FLOAT", "FLAC": "PCM_24", "OGG": "VORBIS"}[fmt]
-    with atomic_path(path, suffix=ext + ".part") as tmp:
-        data = audio.T
-        if subtype.startswith("PCM") or fmt == "OGG":
-            data = np.clip(data, -1.0, 1.0)
+    data = audio.T
+    if subtype.startswith("PCM") or fmt == "OGG":
+        data = np.clip(data, -1.0, 1.0)
+    with writing(path), atomic_path(path, suffix=ext + ".part") as tmp:
         sf.write(tmp, data, int(sample_rate), subtype=subtype, format=fmt)
     return path
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OS or libsndfile write failure into one clear :class:`OutputError` naming ``path``."""
+    try:
+        yield
+    except (OSError, RuntimeError, sf.LibsndfileError) as exc:
+        reason = "the disk is full" if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc) else str(exc)
+        raise OutputError(f"{path}: cannot write it ({reason}); free some space or choose another output path") from exc
 
 
 def _read_umask() -> int:
@@ -251,7 +299,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write a text file atomically (same contract as :func:`write_audio`)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+    with writing(Path(path)), atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     return Path(path)
 

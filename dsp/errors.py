@@ -13,5 +13,9 @@ class ConfigError(FxmixError):
     """A configuration, profile or preset is invalid; the message names the key."""
 
 
+class OutputError(FxmixError):
+    """An output cannot be written (disk full, read-only folder, ...); nothing half-written is left behind."""
+
+
 class ModelLoadError(FxmixError):
     """A model file cannot be loaded (missing, wrong format, hash mismatch)."""

@@ -189,6 +189,7 @@ def load_buses(
                 notes.append(f"{p}: resampled {a.source_rate} -> {C.SAMPLE_RATE} Hz")
             if a.source_channels == 1:
                 notes.append(f"{p}: mono, duplicated to stereo")
+            notes += a.notes
             per_class.setdefault(c, []).append(a.audio)
             if on_file_done is not None:
                 on_file_done(p)

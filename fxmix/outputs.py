@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fxmix.dsp import constants as C
-from fxmix.dsp.audio import atomic_folder, resample, write_audio, write_text_atomic
+from fxmix.dsp.audio import atomic_folder, atomic_path, resample, write_audio, write_text_atomic, writing
 from fxmix.dsp.errors import ConfigError
 
 #: Output sample formats: name -> soundfile subtype for WAV (FLAC cannot hold float; it takes PCM_24).
@@ -68,6 +68,22 @@ def write_mix(path: Path, mix: np.ndarray, rate: int, fmt: str | None, protect: 
     audio = resample(mix, C.SAMPLE_RATE, rate)
     notes = clipping_notes(audio, path, subtype)
     return str(write_audio(path, audio, rate, subtype=subtype, protect=protect)), notes
+
+
+def write_mix_with_params(
+    path: Path, mix: np.ndarray, rate: int, fmt: str | None, protect: Iterable[Path], doc: dict
+) -> dict:
+    """A lone mix file and its ``.params.json`` (``doc`` + the mix's notes), both fully written under temporary
+    names before either replaces its destination: a kill leaves the previous pair, or the new mix with at worst
+    the previous params for the microseconds between the two renames."""
+    subtype = subtype_for(path, fmt)
+    audio = resample(mix, C.SAMPLE_RATE, rate)
+    doc = dict(doc, notes=doc.get("notes", []) + clipping_notes(audio, path, subtype))
+    params = path.with_suffix(".params.json")
+    with writing(params), atomic_path(params) as tmp:
+        Path(tmp).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        write_audio(path, audio, rate, subtype=subtype, protect=protect)
+    return doc
 
 
 def write_stems(folder: Path, stems: dict[str, np.ndarray], rate: int, fmt: str | None, protect) -> dict[str, str]:

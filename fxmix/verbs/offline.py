@@ -24,7 +24,7 @@ from fxmix.dsp.features import integrated_loudness
 from fxmix.dsp.profile import Profile, load_profile
 from fxmix.dsp.stems import LoadedBuses, StemMap, load_buses, resolve_stems
 from fxmix.model.automix import MixResult, automix
-from fxmix.model.runtime import DEFAULT_PROFILE, model_profile, resolve_model, training_profile
+from fxmix.model.runtime import DEFAULT_PROFILE, resolve_model, training_profile
 from fxmix.outputs import (
     FORMATS,
     atomic_folder,
@@ -32,6 +32,7 @@ from fxmix.outputs import (
     subtype_for,
     write_json,
     write_mix,
+    write_mix_with_params,
     write_stems,
 )
 from fxmix.report import demo_report, eq_limit_notes, plot_mix, plot_spectra
@@ -162,11 +163,9 @@ def params_doc(song: Song, loaded: LoadedBuses, res: MixResult, stages, written:
     }
 
 
-def resolve_run(args) -> tuple[object, Profile]:
-    """The model (loaded, or None) and the profile: ``--profile``, else the model's training profile."""
-    model = resolve_model(getattr(args, "model", "default"))
-    profile = load_profile(args.profile or model_profile(model))
-    return model, profile
+def run_profile(args) -> Profile:
+    """``--profile``, else the training profile of ``--model`` (read from its sidecar, before any loading)."""
+    return load_profile(args.profile or training_profile(args.model))
 
 
 # ---------------------------------------------------------------- verbs
@@ -184,11 +183,11 @@ def normalize_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     check_plot_ready(args)
     out = Path(args.out)
-    tracks = resolve_stems(args.stems_dir, args.track, args.map)
+    profile = load_profile(args.profile or training_profile(args.model))
+    tracks = resolve_stems(args.stems_dir, args.track, args.map, classes=profile.classes)
     song = Song(Path(args.stems_dir or out).name, tracks, None, out)
     check_destination(out, song.inputs)
     check_output_folder(out)
-    profile = load_profile(args.profile or training_profile(args.model))
     announce(song)
     stages = stages_from_args(args)
     loaded, res = run_song(song, None, profile, stages, args.seed)
@@ -224,7 +223,7 @@ def report_notes(doc: dict) -> None:
 
 def mix_songs(args, songs: list[Song]) -> int:
     """Mix every song with one loaded model; each song's outputs are written as one unit."""
-    model, profile = resolve_run(args)
+    model, profile = resolve_model(args.model), run_profile(args)
     stages = stages_from_args(args)
     for song in songs:
         announce(song)
@@ -257,7 +256,7 @@ def write_song_folder(song: Song, loaded, res, stages, args, profile) -> dict:
 
 
 def write_lone_mix(song: Song, loaded, res, stages, args, profile) -> dict:
-    """``-o mix.wav``: the params file first, the mix last (a params file never describes a missing mix)."""
+    """``-o mix.wav``: the mix and ``mix.params.json`` (see :func:`fxmix.outputs.write_mix_with_params`)."""
     out = song.mix_path
     written = {"mix": str(out)}
     notes: list[str] = []
@@ -269,12 +268,7 @@ def write_lone_mix(song: Song, loaded, res, stages, args, profile) -> dict:
         with atomic_folder(folder) as tmp:
             stems = write_stems(tmp, res.normalized, loaded.input_rate, args.format, song.inputs)
         doc["outputs"] |= {k: str(folder / Path(v).name) for k, v in stems.items()}
-    write_json(out.with_suffix(".params.json"), doc)
-    _, notes = write_mix(out, res.mix, loaded.input_rate, args.format, song.inputs)
-    if notes:
-        doc["notes"] += notes
-        write_json(out.with_suffix(".params.json"), doc)
-    return doc
+    return write_mix_with_params(out, res.mix, loaded.input_rate, args.format, song.inputs, doc)
 
 
 def mix_main(argv: list[str] | None = None) -> int:
@@ -308,9 +302,10 @@ def mix_main(argv: list[str] | None = None) -> int:
     if args.track and len(args.songs) > 1:
         raise ConfigError("--track PATH=CLASS adds files to one song; give one song folder with it")
     folders = args.songs or [None]
+    classes = run_profile(args).classes
     songs = []
     for folder in folders:
-        tracks = resolve_stems(folder, args.track, args.map)
+        tracks = resolve_stems(folder, args.track, args.map, classes=classes)
         name = Path(folder).resolve().name if folder else tracks.files[0].path.parent.name
         songs.append(Song(name, tracks, out if lone else None, None if lone else out / name))
     names = [s.name for s in songs]
@@ -339,10 +334,11 @@ def demo_main(argv: list[str] | None = None) -> int:
     args.profile, args.format, args.save_normalized, args.seed = None, None, True, 0
     t0 = time.perf_counter()
     out = Path(args.out)
-    song = Song("demo", resolve_stems(demo_dir()), None, out)
+    profile = run_profile(args)
+    song = Song("demo", resolve_stems(demo_dir(), classes=profile.classes), None, out)
     check_destination(out, song.inputs)
     check_output_folder(out)
-    model, profile = resolve_run(args)
+    model = resolve_model(args.model)
     announce(song)
     loaded, res = run_song(song, model, profile, DEFAULT_STAGES, 0)
     with atomic_folder(out) as tmp:

@@ -22,7 +22,7 @@ from fxmix.host_bridge.reaper import (
 )
 from fxmix.host_bridge.reaper.report import build_notes, classes_for, format_inspect
 from fxmix.model.automix import automix
-from fxmix.outputs import check_destination, write_json, write_mix
+from fxmix.outputs import check_destination, write_mix_with_params
 
 log = logging.getLogger("fxmix.reaper")
 
@@ -123,11 +123,7 @@ def _render(args: argparse.Namespace) -> int:
         "mix_lufs": round(lufs, 2) if np.isfinite(lufs) else None,
         "params": result.params,
     }
-    write_json(out.with_suffix(".params.json"), doc)
-    _, clip_notes = write_mix(out, result.mix, SAMPLE_RATE, None, protect)
-    if clip_notes:
-        doc["notes"] += clip_notes
-        write_json(out.with_suffix(".params.json"), doc)
+    doc = write_mix_with_params(out, result.mix, SAMPLE_RATE, None, protect, doc)
     print(
         f"wrote {out} ({n / SAMPLE_RATE:.3f} s; buses: {', '.join(sorted(buses))}; render {t_render:.1f} s) "
         f"[{doc['mix_lufs']} LUFS] + {out.with_suffix('.params.json').name}"

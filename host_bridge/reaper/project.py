@@ -148,7 +148,13 @@ class Project:
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def _float(tokens: Sequence[str] | None, i: int, default: float, where: str) -> float:
+#: Bounds of values read from a project: anything beyond is a damaged file, not a session (a day of timeline,
+#: +60 dB of gain), and would otherwise make the renderer try to allocate petabytes.
+MAX_TIME_S = 86400.0
+MAX_GAIN = 1000.0
+
+
+def _float(tokens: Sequence[str] | None, i: int, default: float, where: str, limit: float | None = None) -> float:
     if tokens is None or len(tokens) <= i:
         return default
     try:
@@ -159,6 +165,10 @@ def _float(tokens: Sequence[str] | None, i: int, default: float, where: str) -> 
         ) from exc
     if not math.isfinite(value):
         raise AudioInputError(f"{where}: value {tokens[i]!r} is not finite; the project is damaged")
+    if limit is not None and abs(value) > limit:
+        raise AudioInputError(
+            f"{where}: value {tokens[i]!r} is outside +/-{limit:g}; the project is damaged (fix it in Reaper)"
+        )
     return value
 
 
@@ -257,17 +267,17 @@ def _read_item(chunk: Chunk, project_dir: Path, where: str, warnings: list[str])
     name = name_tokens[0] if name_tokens else ""
     where = f"{where}, item {name!r}" if name else where
     volpan = item.first("VOLPAN")
-    item_trim = _float(volpan, 0, 1.0, f"{where}: VOLPAN")
+    item_trim = _float(volpan, 0, 1.0, f"{where}: VOLPAN", MAX_GAIN)
     if active == 0:
         take_pan = _float(volpan, 1, 0.0, f"{where}: VOLPAN")
-        take_vol = _float(volpan, 2, 1.0, f"{where}: VOLPAN")
+        take_vol = _float(volpan, 2, 1.0, f"{where}: VOLPAN", MAX_GAIN)
     else:
         tvp = take.first("TAKEVOLPAN")
         take_pan = _float(tvp, 0, 0.0, f"{where}: TAKEVOLPAN")
-        take_vol = _float(tvp, 1, 1.0, f"{where}: TAKEVOLPAN")
+        take_vol = _float(tvp, 1, 1.0, f"{where}: TAKEVOLPAN", MAX_GAIN)
     fade_in = item.first("FADEIN")
     fade_out = item.first("FADEOUT")
-    fade_in_s = max(_float(fade_in, 1, 0.0, f"{where}: FADEIN"), _float(fade_in, 2, 0.0, f"{where}: FADEIN"))
+    fade_in_s = max(_float(fade_in, 1, 0.0, f"{where}: FADEIN", MAX_TIME_S), _float(fade_in, 2, 0.0, f"{where}: FADEIN"))
     fade_out_s = max(
         _float(fade_out, 1, 0.0, f"{where}: FADEOUT"), _float(fade_out, 2, 0.0, f"{where}: FADEOUT")
     )
@@ -285,9 +295,9 @@ def _read_item(chunk: Chunk, project_dir: Path, where: str, warnings: list[str])
         chanmode = 0
     return Item(
         name=name,
-        position_s=_float(item.first("POSITION"), 0, 0.0, f"{where}: POSITION"),
-        length_s=max(0.0, _float(item.first("LENGTH"), 0, 0.0, f"{where}: LENGTH")),
-        soffs_s=_float(take.first("SOFFS"), 0, 0.0, f"{where}: SOFFS"),
+        position_s=_float(item.first("POSITION"), 0, 0.0, f"{where}: POSITION", MAX_TIME_S),
+        length_s=max(0.0, _float(item.first("LENGTH"), 0, 0.0, f"{where}: LENGTH", MAX_TIME_S)),
+        soffs_s=_float(take.first("SOFFS"), 0, 0.0, f"{where}: SOFFS", MAX_TIME_S),
         volume=item_trim * take_vol,
         pan=float(np.clip(take_pan, -1.0, 1.0)),
         fade_in_s=fade_in_s,
@@ -356,7 +366,7 @@ def parse_project(text: str, path: str | os.PathLike) -> Project:
             Track(
                 index=i,
                 name=name,
-                volume=_float(volpan, 0, 1.0, f"{where}: VOLPAN"),
+                volume=_float(volpan, 0, 1.0, f"{where}: VOLPAN", MAX_GAIN),
                 pan=float(np.clip(_float(volpan, 1, 0.0, f"{where}: VOLPAN"), -1.0, 1.0)),
                 muted=bool(_int(mutesolo, 0, 0, f"{where}: MUTESOLO")),
                 solo=_int(mutesolo, 1, 0, f"{where}: MUTESOLO"),
@@ -400,6 +410,13 @@ def check_media(project: Project) -> None:
         AudioInputError: one or more media files are missing; the message lists each with its track.
     """
     missing = project.missing_media()
+    not_files = sorted({str(it.path) for t in project.tracks for it in t.items
+                        if it.renderable and it.path is not None and it.path.exists() and not it.path.is_file()})
+    if not_files:  # a FIFO or device would block the renderer forever
+        raise AudioInputError(
+            f"{project.path}: media that are not regular files (pipes, devices, folders): {', '.join(not_files)}; "
+            "point the items at audio files"
+        )
     if not missing:
         return
     lines = [f"  track {name!r}: {it.file!r} -> {it.path}" for name, it in missing]
@@ -430,6 +447,8 @@ def audible_tracks(project: Project) -> list[bool]:
 
 def media_info(path: Path) -> str:
     """Short description of a media file (rate, channels, duration) for ``inspect``."""
+    if not path.is_file():  # never open a pipe or device: it would block
+        return "not a regular file"
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types on unreadable files

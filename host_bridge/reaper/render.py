@@ -161,6 +161,10 @@ def _track_paths(track: Track) -> list[Path]:
     return list(dict.fromkeys(it.path for it in track.items if it.renderable and it.path is not None))
 
 
+#: The longest render window: the class buses are held in memory (4 buses x 1 h is about 2.5 GB).
+MAX_RENDER_S = 3600.0
+
+
 def window_samples(
     project: Project, start_s: float = 0.0, end_s: float | None = None, sample_rate: int = SAMPLE_RATE
 ) -> tuple[int, int]:
@@ -177,6 +181,11 @@ def window_samples(
         raise ConfigError(
             f"render window {start_s:g}..{end:g} s is empty (project ends at {project.length_s:.3f} s); "
             "give --end after --start"
+        )
+    if end - start_s > MAX_RENDER_S:
+        raise ConfigError(
+            f"render window {start_s:g}..{end:g} s is longer than {MAX_RENDER_S / 3600:g} h (the project's last item "
+            f"ends at {project.length_s:.0f} s); render a part with --start/--end"
         )
     return start_n, end_n - start_n
 
