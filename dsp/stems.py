@@ -111,8 +111,10 @@ def resolve_stems(
         if not d.is_dir():
             raise AudioInputError(f"{d}: not a folder of stems; pass the folder that holds the track files")
         for f in sorted(d.iterdir(), key=lambda p: p.name.casefold()):
-            if f.suffix.lower() not in AUDIO_EXTENSIONS or f.name.startswith(".") or not f.is_file():
+            if f.suffix.lower() not in AUDIO_EXTENSIONS or f.name.startswith("."):
                 continue
+            if not f.is_file():  # a pipe or device would block the reader; a folder is not a track
+                raise AudioInputError(f"{f}: not a regular file (a pipe, device or folder); remove it or rename it")
             found.append(_classify_file(f, overrides, classes, rules))
     found += [_classify_file(Path(f), overrides, classes, rules) for f in files]
     files = found
