@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 from fxmix.dsp.constants import REFERENCE_PROFILE
 from fxmix.host_bridge.osc import SessionFactory
+from fxmix.model.runtime import resolve_streaming_model
+from fxmix.model.streaming_runtime import step_graph
 
 from .engine import Session
+
+log = logging.getLogger("fxmix")
+
+#: Block sizes whose network step ``fxmix serve`` builds at start, so that opening a session with one of them
+#: later costs no ONNX export (which holds the interpreter lock for a few hundred ms and would stall live sessions).
+COMMON_BLOCK_SIZES = (64, 128, 256, 512, 1024, 2048)
 
 
 def make_session_factory(
@@ -27,8 +38,13 @@ def make_session_factory(
             default, what tests compare against the in-process API).
         pipeline: run the network one block behind (``Session(pipeline=...)``; None: = realtime).
 
+
+    The network is loaded once here and shared (each session keeps its own streaming state), so opening a
+    session reads no weights.
     """
     model_arg: Any = None if isinstance(model, str) and model.lower() == "none" else model
+    if isinstance(model_arg, str) or model_arg is None:
+        model_arg = resolve_streaming_model(model_arg)[0]
 
     def factory(sample_rate: int, block_samples: int, n_tracks: int, prof: str | None) -> Any:
         return Session(
@@ -42,3 +58,22 @@ def make_session_factory(
         )
 
     return factory
+
+
+def prebuild_steps(factory_model: Any, block_sizes: Iterable[int] = COMMON_BLOCK_SIZES) -> threading.Thread | None:
+    """Build the network's streaming step for each block size on a background thread (idle at server start),
+    so a later open of that size finds it cached. Returns the thread, or None without a network."""
+    net = resolve_streaming_model(factory_model)[0]
+    if net is None or not hasattr(net, "step"):
+        return None
+
+    def build() -> None:
+        for n in block_sizes:
+            try:
+                step_graph(net, int(n))
+            except Exception as exc:  # a size this network cannot step is opened (and refused) later, not here
+                log.debug("no prebuilt step for %d-sample blocks: %s", n, exc)
+
+    thread = threading.Thread(target=build, name="fxmix-prebuild", daemon=True)
+    thread.start()
+    return thread

@@ -12,12 +12,11 @@ from typing import Any
 from fxmix.dsp.errors import ConfigError
 from fxmix.host_bridge.osc import BridgeServer
 from fxmix.host_bridge.osc import addresses as A
-from fxmix.host_bridge.sessions import make_session_factory
+from fxmix.host_bridge.osc.worker import IDLE_TIMEOUT_S
+from fxmix.host_bridge.sessions import make_session_factory, prebuild_steps
 from fxmix.model.runtime import training_profile
 
 log = logging.getLogger("fxmix")
-
-
 
 
 def _address(host: str | None, port: int | None, flag: str) -> tuple[str, int] | None:
@@ -35,7 +34,9 @@ def get_serve_parser() -> argparse.ArgumentParser:
         "Address table: README (or `fxmix serve --addresses`).",
     )
     p.add_argument("--addresses", action="store_true", help="print the OSC address table (markdown) and exit")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default: loopback only; any other needs --allow)"
+    )
     p.add_argument("--port", type=int, default=A.DEFAULT_PORT, help="UDP port (default %(default)s)")
     p.add_argument("--model", default="default", help="network: default | none | PATH to an export")
     p.add_argument(
@@ -78,6 +79,17 @@ def get_serve_parser() -> argparse.ArgumentParser:
         default=200.0,
         help="when blocks wait longer than this the server is behind real time and skips the engine until it "
         "has caught up (counted as overload); 0 = never skip (default %(default)s)",
+    )
+    p.add_argument(
+        "--shared-control",
+        action="store_true",
+        help="any sender may use any session (default: a session belongs to the address that opened it)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=IDLE_TIMEOUT_S,
+        help="close a session with no request for this many seconds; 0 = never (default %(default)s)",
     )
     add_torch_threads_flag(p)
     add_pipeline_flag(p)
@@ -123,11 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.addresses:
         print(A.markdown_table())
         return 0
+    if not args.allow and args.host not in ("127.0.0.1", "::1", "localhost"):
+        # checked before the model loads (BridgeServer refuses it too)
+        raise ConfigError(
+            f"--host {args.host} without --allow would serve every host that can reach port {args.port}; "
+            "add --allow IP|CIDR ... (e.g. --allow 192.168.1.0/24) or leave --host at 127.0.0.1"
+        )
     tune_process(args.torch_threads, args.model)
     args.profile = args.profile or training_profile(args.model, streaming=True)
     factory = make_session_factory(args.model, args.profile, realtime=True, pipeline=args.pipeline)
     # Build one session up front so a bad --model/--profile fails now, not at the DAW's first open.
     factory(48000, 512, 1, None)
+    prebuild_steps(args.model)  # the common block sizes' network steps, built while nothing is live yet
     server = BridgeServer(
         factory,
         args.host,
@@ -141,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         max_backlog_s=args.max_backlog_ms / 1000.0 if args.max_backlog_ms > 0 else None,
         params_interval_s=args.params_interval if args.params_interval > 0 else None,
         default_profile=args.profile,
+        shared_control=args.shared_control,
+        idle_timeout_s=args.idle_timeout if args.idle_timeout > 0 else None,
     )
     host, port = server.address
     log.info(
@@ -150,8 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         args.model,
         args.profile,
     )
-    if host not in ("127.0.0.1", "::1", "localhost") and not args.allow:
-        log.warning("listening on %s without --allow: any host that can reach this port can use it", host)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

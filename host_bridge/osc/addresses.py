@@ -143,6 +143,13 @@ INBOUND: dict[str, Route] = _table(
         "on_query_params",
     ),
     Route("/fxmix/ping", "i", ("token",), "reply `/fxmix/pong` with the same token (liveness)", "on_ping"),
+    Route(
+        "/fxmix/health",
+        "i",
+        ("token",),
+        "reply `/fxmix/health` (answered on the receive thread, also while the worker is stuck)",
+        "on_health",
+    ),
 )
 
 #: Server -> client (the session's reply address, or the sender for queries).
@@ -171,8 +178,21 @@ OUTBOUND: dict[str, Route] = _table(
         "the track's current parameters (gain dB, pan, EQ summary, compressor); pushed every "
         "`--params-interval` s and on query",
     ),
-    Route("/fxmix/error", "is", ("session", "message"), "a request of this sender failed (rate-limited)"),
+    Route(
+        "/fxmix/error",
+        "is",
+        ("session", "message"),
+        "a request of this sender failed or was refused: wrong argument types (names the expected ones), "
+        "another sender's session, out-of-range values, idle expiry (rate-limited; session -1: none)",
+    ),
     Route("/fxmix/pong", "i", ("token",), "answer to `/fxmix/ping`"),
+    Route(
+        "/fxmix/health",
+        "iiiii",
+        ("token", "worker_lag_ms", "queue_depth", "skipped_blocks", "sessions"),
+        "how long the worker has been on its current request (0: idle), requests waiting for it, blocks "
+        "skipped since start (overload), open sessions",
+    ),
 )
 
 #: Server -> Reaper (``--reaper-feedback``), in Reaper's Default.ReaperOSC pattern; ``@`` is the

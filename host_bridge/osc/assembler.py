@@ -36,7 +36,8 @@ class BlockAssembler:
     ``window_blocks``: once a block ``window_blocks`` ahead of the oldest incomplete one arrives (or the
     oldest pending data is older than a timeout, see :meth:`flush_stale`), the oldest is released with
     its missing tracks zero-filled. Blocks older than the next one to release are dropped (late), as are
-    repeated (seq, track) pairs (duplicates). A jump of more than ``max_gap_blocks`` resynchronises.
+    repeated (seq, track) pairs (duplicates). A jump ahead by more than ``max_gap_blocks``, or back by more
+    than ``window_blocks`` (a host whose sequence numbers restarted, e.g. at 0), resynchronises there.
 
     Args:
         n_tracks: tracks per block.
@@ -95,18 +96,16 @@ class BlockAssembler:
         """Add one track block; return the complete blocks now ready, as ``[(seq, (n_tracks, 2, B))]``."""
         now = time.monotonic() if now is None else now
         self.stats.received += 1
-        if seq < self.next_seq:
+        if seq < self.next_seq - self.window_blocks:
+            self._restart(seq, f"block {seq} while expecting {self.next_seq}; the stream restarted there")
+        elif seq < self.next_seq:
             self.stats.late += 1
             self.events.append(
                 ("late", f"block {seq} track {track} arrived after block {self.next_seq - 1} was mixed")
             )
             return []
         if seq - self.next_seq > self.max_gap_blocks:
-            self.stats.seq_jumps += 1
-            self.events.append(("seq_jump", f"block {seq} while expecting {self.next_seq}; restarting there"))
-            self._pending.clear()
-            self.next_seq = seq
-            self.max_seen = seq - 1
+            self._restart(seq, f"block {seq} while expecting {self.next_seq}; restarting there")
         p = self._pending.get(seq)
         if p is None:
             p = _Pending(
@@ -125,6 +124,13 @@ class BlockAssembler:
             self.stats.reordered += 1
         self.max_seen = max(self.max_seen, seq)
         return self._drain()
+
+    def _restart(self, seq: int, detail: str) -> None:
+        self.stats.seq_jumps += 1
+        self.events.append(("seq_jump", detail))
+        self._pending.clear()
+        self.next_seq = seq
+        self.max_seen = seq - 1
 
     def flush_stale(self, now: float, timeout_s: float) -> list[tuple[int, np.ndarray]]:
         """Release the oldest block (zero-filled) while some pending data is older than ``timeout_s``."""

@@ -59,16 +59,23 @@ def parse_messages(data: bytes) -> list[osc_message.OscMessage]:
     return [tm.message for tm in osc_packet.OscPacket(data).messages]
 
 
+#: Range of an OSC ``i`` argument (int32). An int64 (``h``) argument is accepted where it fits.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
 def check_types(types: str, args: Sequence[Any]) -> list[Any] | None:
     """Return ``args`` converted to the route's types, or None when they do not match.
 
-    ``i`` needs an int (not a bool), ``f`` an int or float (converted to float), ``s`` a str, ``b`` bytes.
+    ``i`` needs an int (not a bool) within int32 (an int64 ``h`` value that fits is fine), ``f`` an int or
+    float (converted to float), ``s`` a str, ``b`` bytes.
     """
     if len(args) != len(types):
         return None
     out: list[Any] = []
     for tag, value in zip(types, args):
         if tag == "i" and isinstance(value, int) and not isinstance(value, bool):
+            if not INT32_MIN <= value <= INT32_MAX:
+                return None
             out.append(int(value))
         elif tag == "f" and isinstance(value, (int, float)) and not isinstance(value, bool):
             out.append(float(value))
@@ -82,10 +89,21 @@ def check_types(types: str, args: Sequence[Any]) -> list[Any] | None:
 
 
 def type_name(value: Any) -> str:
-    """OSC-ish name of an argument's type, for the ``bad_types`` log line."""
+    """OSC-ish name of an argument's type, for the ``bad_types`` line and reply."""
+    if type(value) is int and not INT32_MIN <= value <= INT32_MAX:
+        return "int64 (out of int32 range)"
     return {bool: "bool", int: "int", float: "float", str: "string", bytes: "blob"}.get(
         type(value), type(value).__name__
     )
+
+
+#: OSC type tag -> the name used in error replies.
+TAG_NAMES = {"i": "int32", "f": "float32", "s": "string", "b": "blob"}
+
+
+def expected_types(route: A.Route) -> str:
+    """``session:int32, name:string, ...``: what a route wants, for the ``/fxmix/error`` reply."""
+    return ", ".join(f"{n}:{TAG_NAMES.get(t, t)}" for n, t in zip(route.args, route.types))
 
 
 def _plain(value: Any) -> Any:

@@ -9,8 +9,10 @@ Handlers are plain callables ``handler(sender, address, *args)``, listed in one 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
+import struct
 import threading
 import time
 from collections import Counter
@@ -18,10 +20,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from pythonosc.osc_message_builder import BuildError
 
 from . import addresses as A
 from .assembler import BlockAssembler
-from .codec import PARSE_ERRORS, build_message, check_types, decode_block, is_osc, parse_messages, type_name
+from .codec import (
+    INT32_MAX,
+    INT32_MIN,
+    PARSE_ERRORS,
+    build_message,
+    check_types,
+    decode_block,
+    expected_types,
+    is_osc,
+    parse_messages,
+    type_name,
+)
 from .inbox import Inbox
 from .log import ErrorLog, install_python_osc_filter
 from .requests import (
@@ -40,7 +54,7 @@ from .requests import (
     StatsQuery,
     TrackRequest,
 )
-from .worker import SessionFactory, Worker, WorkerOptions
+from .worker import IDLE_TIMEOUT_S, SessionFactory, Worker, WorkerOptions
 
 Handler = Callable[..., None]
 
@@ -49,6 +63,21 @@ BUSY = "server busy (queue full); send it again"
 
 #: Most ``/fxmix/error`` replies per second (token bucket), so bad requests cannot be amplified.
 ERROR_REPLIES_PER_S = 20.0
+#: A finite sample beyond this magnitude (+60 dBFS) is clipped to it (counted as ``clipped``): the engine's
+#: sums and filters would overflow float32 on values such as 3e38.
+MAX_SAMPLE = 1000.0
+#: What encoding a reply may raise on values it cannot hold (counted as ``send``, never raised).
+_ENCODE_ERRORS = (OSError, struct.error, OverflowError, ValueError, BuildError)
+
+
+@functools.lru_cache(maxsize=1024)
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8 and ::1 (a spoofed loopback source cannot arrive from another host: the kernel
+    drops it as a martian)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class BridgeCore:
@@ -75,6 +104,10 @@ class BridgeCore:
             fresher than :data:`~.worker.CATCH_UP_S`, so latency stays bounded; None never skips
             (deterministic, for tests).
         log_interval_s: per-kind rate limit of problem log lines.
+        shared_control: any sender may use any session; otherwise a session belongs to the address that opened
+            it and other senders' requests for it are refused with ``/fxmix/error``.
+        idle_timeout_s: close a session that had no request (block, control, query) for this long; None: never.
+        trust_loopback: loopback senders count as verified (see :meth:`reply_limit`).
     """
 
     def __init__(
@@ -93,18 +126,25 @@ class BridgeCore:
         max_queued_bytes: int = 64 << 20,
         max_backlog_s: float | None = 0.2,
         log_interval_s: float = 5.0,
+        shared_control: bool = False,
+        idle_timeout_s: float | None = IDLE_TIMEOUT_S,
+        trust_loopback: bool = True,
     ) -> None:
         self._send_raw = send
+        self.shared_control = bool(shared_control)
+        self.trust_loopback = bool(trust_loopback)
+        #: size of the datagram being handled (receive thread), the reply cap of an unverified sender
+        self._request_size = 0
         self.window_blocks = int(window_blocks)
         self.errors = ErrorLog(log_interval_s)
         self.counters: Counter[str] = Counter()
         self.inbox = Inbox(self.errors, queue_size, max_queued_bytes)
         options = WorkerOptions(
             default_profile, reply_to, reaper_feedback, int(reaper_track_offset), reorder_timeout_s,
-            params_interval_s, max_backlog_s,
+            params_interval_s, max_backlog_s, idle_timeout_s,
         )  # fmt: skip
         self.worker = Worker(
-            self.inbox, self.errors, self.counters, self.send, self._send_error, session_factory, options
+            self.inbox, self.errors, self.counters, self.send, self._worker_error, session_factory, options
         )
         self._error_lock = threading.Lock()
         self._error_tokens, self._error_t = float(ERROR_REPLIES_PER_S), time.monotonic()
@@ -135,6 +175,7 @@ class BridgeCore:
     def handle_datagram(self, data: bytes, sender: Address) -> None:
         """Parse, validate and route one datagram. Never raises on bad input; never blocks."""
         self.counters["datagrams"] += 1
+        self._request_size = len(data)
         if not is_osc(data):
             self.errors.report("not_osc", f"{len(data)} bytes from {sender[0]}:{sender[1]}")
             return
@@ -156,21 +197,51 @@ class BridgeCore:
         route = A.INBOUND[address]
         checked = check_types(route.types, args)
         if checked is None:
-            got = ",".join(type_name(a) for a in args) or "none"
-            want = ",".join(f"{n}:{t}" for n, t in zip(route.args, route.types))
-            self.errors.report(
-                "bad_types", f"{address} wants ({want}), got ({got}) from {sender[0]}:{sender[1]}"
-            )
+            self._bad_types(address, route, args, sender)
             return
         handler(sender, address, *checked)
 
+    def _bad_types(self, address: str, route: A.Route, args: Sequence[Any], sender: Address) -> None:
+        """Count, log (rate-limited) and answer ``/fxmix/error`` naming the address and the expected types."""
+        got = ", ".join(type_name(a) for a in args) or "none"
+        message = f"{address}: wrong argument types ({got}); expected ({expected_types(route)})"
+        self.errors.report("bad_types", f"{message} from {sender[0]}:{sender[1]}")
+        first = args[0] if args else None
+        session = first if type(first) is int and INT32_MIN <= first <= INT32_MAX else -1
+        self._send_error(sender, session, message, self._request_size)
+
     def _slot(self, session: int, address: str, sender: Address) -> SlotConfig | None:
+        """The session's slot if it is open and ``sender`` may use it (else counted and, for another
+        sender's session, refused with ``/fxmix/error``)."""
         slot = self.inbox.slots.get(session)
         if slot is None:
             self.errors.report(
                 "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
             )
-        return slot
+            return None
+        return slot if self._may_use(slot, session, address, sender) else None
+
+    def _may_use(self, slot: SlotConfig, session: int, address: str, sender: Address) -> bool:
+        if self.shared_control or slot.owner is None or slot.owner == sender:
+            return True
+        message = (
+            f"{address}: session {session} belongs to the sender that opened it; open your own session "
+            "(or start the server with --shared-control)"
+        )
+        self.errors.report("not_owner", f"{message} ({sender[0]}:{sender[1]})")
+        self._send_error(sender, session, message, self._request_size)
+        return False
+
+    def verified(self, sender: Address) -> bool:
+        """A sender that owns an open session (or, with ``trust_loopback``, sends from loopback)."""
+        if self.trust_loopback and is_loopback(sender[0]):
+            return True
+        return any(slot.owner == sender for slot in list(self.inbox.slots.values()))
+
+    def reply_limit(self, sender: Address) -> int | None:
+        """Most bytes a reply to the datagram being handled may have: none for a verified sender, else the
+        request's own size, so a spoofed source address gets no amplification."""
+        return None if self.verified(sender) else self._request_size
 
     # ------------------------------------------------------------ handlers: sessions (all or nothing)
 
@@ -187,6 +258,9 @@ class BridgeCore:
         if not 1 <= n_tracks <= A.MAX_TRACKS:
             problems.append(f"n_tracks {n_tracks} not in [1, {A.MAX_TRACKS}]")
         inbox = self.inbox
+        current = inbox.slots.get(session)
+        if current is not None and not self._may_use(current, session, address, sender):
+            return
         with inbox.lock:
             if session not in inbox.slots and len(inbox.slots) >= A.MAX_SESSIONS:
                 problems.append(f"{A.MAX_SESSIONS} sessions already open; close one first")
@@ -197,7 +271,7 @@ class BridgeCore:
             if not problems:
                 # all or nothing: the slot exists only if the worker will open the engine for it
                 asm = BlockAssembler(n_tracks, block_samples, self.window_blocks)
-                slot = SlotConfig(sample_rate, block_samples, n_tracks, asm)
+                slot = SlotConfig(sample_rate, block_samples, n_tracks, asm, sender)
                 if inbox.put(OpenRequest(sender, session, slot)):
                     inbox.slots[session] = slot
                 else:
@@ -207,6 +281,9 @@ class BridgeCore:
 
     def on_close(self, sender: Address, address: str, session: int) -> None:
         inbox = self.inbox
+        current = inbox.slots.get(session)
+        if current is not None and not self._may_use(current, session, address, sender):
+            return
         with inbox.lock:
             found = inbox.slots.get(session)
             queued = found is not None and inbox.put(CloseRequest(session))
@@ -241,6 +318,8 @@ class BridgeCore:
                 "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
             )
             return
+        if slot.owner != sender and not self.shared_control and not self._may_use(slot, session, address, sender):
+            return
         if not 0 <= track < slot.n_tracks or seq < 0:
             self.errors.report(
                 "bad_value", f"{address}: track {track}, seq {seq} (session has {slot.n_tracks} tracks)"
@@ -255,11 +334,19 @@ class BridgeCore:
             )
             return
         block = decode_block(audio, slot.block_samples)
-        if not np.isfinite(block).all():
-            self.errors.report("non_finite", f"session {session} track {track} seq {seq}")
-            block = np.zeros_like(block)
+        if not (block.max() <= MAX_SAMPLE and block.min() >= -MAX_SAMPLE):  # one test for NaN, inf and huge
+            block = self._sanitise(block, session, track, seq)
         now = time.monotonic()
         self.inbox.release(session, slot, lambda asm: asm.push(seq, track, block, now), now)
+
+    def _sanitise(self, block: np.ndarray, session: int, track: int, seq: int) -> np.ndarray:
+        """NaN/inf: the block is zeroed; a finite sample beyond ``MAX_SAMPLE``: clipped to it (both counted)."""
+        where = f"session {session} track {track} seq {seq}"
+        if not np.isfinite(block).all():
+            self.errors.report("non_finite", where)
+            return np.zeros_like(block)
+        self.errors.report("clipped", f"{where}: peak {float(np.abs(block).max()):.3g}, clipped to {MAX_SAMPLE:g}")
+        return np.clip(block, -MAX_SAMPLE, MAX_SAMPLE)
 
     def on_flush(self, sender: Address, address: str, session: int) -> None:
         slot = self._slot(session, address, sender)
@@ -306,31 +393,52 @@ class BridgeCore:
 
     def on_query_latency(self, sender: Address, address: str, session: int) -> None:
         if self._slot(session, address, sender) is not None:
-            self.inbox.submit(LatencyQuery(sender, session))
+            self.inbox.submit(LatencyQuery(sender, session, self.reply_limit(sender)))
 
     def on_query_state(self, sender: Address, address: str, session: int) -> None:
         if self._slot(session, address, sender) is not None:
-            self.inbox.submit(StateQuery(sender, session))
+            self.inbox.submit(StateQuery(sender, session, self.reply_limit(sender)))
 
     def on_query_stats(self, sender: Address, address: str, session: int) -> None:
         if session == -1 or self._slot(session, address, sender) is not None:
-            self.inbox.submit(StatsQuery(sender, session))
+            self.inbox.submit(StatsQuery(sender, session, self.reply_limit(sender)))
 
     def on_query_params(self, sender: Address, address: str, session: int) -> None:
         if self._slot(session, address, sender) is not None:
-            self.inbox.submit(ParamsQuery(sender, session))
+            self.inbox.submit(ParamsQuery(sender, session, self.reply_limit(sender)))
 
     def on_ping(self, sender: Address, address: str, token: int) -> None:
-        self.send("/fxmix/pong", [token], sender)  # no session state: answered on the receive thread
+        # no session state: answered on the receive thread
+        self.send("/fxmix/pong", [token], sender, self.reply_limit(sender))
+
+    def on_health(self, sender: Address, address: str, token: int) -> None:
+        """Answered on the receive thread, so it reports a stuck worker instead of waiting behind it."""
+        worker = self.worker
+        busy_since = worker.busy_since
+        lag_ms = 1000.0 * (time.monotonic() - busy_since) if busy_since else 0.0
+        args = [token, min(INT32_MAX, int(lag_ms)), self.inbox.qsize(), worker.skipped_total, len(self.inbox.slots)]
+        self.send("/fxmix/health", args, sender, self.reply_limit(sender))
 
     # ------------------------------------------------------------ sending
 
     def _reject(self, sender: Address, session: int, message: str) -> None:
         self.errors.report("bad_value", message)
-        self._send_error(sender, session, message)
+        self._send_error(sender, session, message, self._request_size)
 
-    def _send_error(self, sender: Address, session: int, message: str) -> None:
-        """Reply ``/fxmix/error``; at most ``ERROR_REPLIES_PER_S`` per second (no amplification under floods)."""
+    def _worker_error(self, sender: Address, session: int, message: str) -> None:
+        """``/fxmix/error`` from the worker: only to verified senders (their request's size is gone by now)."""
+        self._send_error(sender, session, message, 0)
+
+    def _send_error(self, sender: Address, session: int, message: str, request_size: int) -> None:
+        """Reply ``/fxmix/error``; at most ``ERROR_REPLIES_PER_S`` per second (no amplification under floods),
+        and to an unverified sender cut to the size of its request (dropped when even that does not fit)."""
+        limit = None if self.verified(sender) else request_size
+        if limit is not None:
+            room = limit - len(build_message("/fxmix/error", [session, ""], "is")) - 3
+            if room < 8:
+                self.errors.report("reply_capped", f"/fxmix/error to {sender[0]}:{sender[1]}")
+                return
+            message = message[:room]
         now = time.monotonic()
         with self._error_lock:
             self._error_tokens = min(
@@ -340,12 +448,17 @@ class BridgeCore:
             if self._error_tokens < 1.0:
                 return
             self._error_tokens -= 1.0
-        self.send("/fxmix/error", [session, message[:1000]], sender)
+        self.send("/fxmix/error", [session, message[:1000]], sender, limit)
 
-    def send(self, address: str, args: Sequence[Any], to: Address) -> None:
-        """Encode ``address`` with the address table's types and send it; a failed send is counted."""
+    def send(self, address: str, args: Sequence[Any], to: Address, limit: int | None = None) -> None:
+        """Encode ``address`` with the address table's types and send it; a failed send is counted, and a reply
+        longer than ``limit`` bytes is not sent (counted as ``reply_capped``)."""
         route = A.OUTBOUND.get(address)
         try:
-            self._send_raw(build_message(address, args, route.types if route else None), to)
-        except OSError as exc:
-            self.errors.report("send", f"{address} to {to[0]}:{to[1]}: {exc}")
+            data = build_message(address, args, route.types if route else None)
+            if limit is not None and len(data) > limit:
+                self.errors.report("reply_capped", f"{address}: {len(data)} > {limit} bytes to {to[0]}:{to[1]}")
+                return
+            self._send_raw(data, to)
+        except _ENCODE_ERRORS as exc:
+            self.errors.report("send", f"{address} to {to[0]}:{to[1]}: {type(exc).__name__}: {exc}")

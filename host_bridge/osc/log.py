@@ -16,16 +16,22 @@ ERROR_KINDS: dict[str, str] = {
     "parse": "malformed or truncated OSC packet",
     "unknown_address": "unknown OSC address",
     "bad_types": "wrong OSC argument types",
+    "bad_element": "bundle element that is neither a message nor a bundle (ignored)",
     "bad_value": "argument out of range",
     "unknown_session": "message for a session that is not open",
     "blob_size": "wrong audio blob size",
     "non_finite": "NaN/inf samples in a block (block zeroed)",
+    "clipped": "samples beyond +-1000 (+60 dBFS) in a block (clipped)",
     "late": "late block, its sequence number was already released for mixing (dropped)",
     "duplicate": "duplicate block (dropped)",
     "missing": "missing track block (zero-filled)",
-    "seq_jump": "sequence number jumped too far ahead (stream resynchronised)",
+    "seq_jump": "sequence number jumped too far ahead, or back by more than the reorder window (stream "
+    "resynchronised there)",
     "queue_full": "processing queue full, message dropped (server overloaded or flooded)",
     "denied": "sender not in the allowlist (--allow)",
+    "not_owner": "request for a session another sender opened (refused; --shared-control allows it)",
+    "opening": "block for a session that is still opening, beyond what is held for it (dropped)",
+    "reply_capped": "reply larger than the request of an unverified sender (not sent)",
     "engine": "engine rejected a request",
     "send": "could not send a reply",
     "recv": "could not read from the socket",
@@ -33,14 +39,24 @@ ERROR_KINDS: dict[str, str] = {
 }
 
 
+#: python-osc modules that log bad input on the root logger, unthrottled and in full (a 60-KB bundle element
+#: becomes a 240-KB line).
+_PYTHON_OSC_MODULES = frozenset({"osc_message", "osc_bundle", "osc_packet", "osc_types"})
+
+
 class _PythonOscParseNoise(logging.Filter):
-    """Drops python-osc's unthrottled root-logger line for unknown type tags (``Unhandled parameter type``):
-    such a message then fails our type check and is counted and logged rate-limited as ``bad_types``."""
+    """Takes python-osc's own root-logger lines about bad input off the root logger and counts them on the
+    rate-limited path instead: an unknown type tag (``Unhandled parameter type``; the message then fails our
+    type check as ``bad_types``) and a bundle element that is neither a message nor a bundle
+    (``bad_element``, counted in :data:`PYTHON_OSC_ERRORS`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            record.module == "osc_message" and record.getMessage().startswith("Unhandled parameter type")
-        )
+        if record.module not in _PYTHON_OSC_MODULES or "pythonosc" not in record.pathname:
+            return True
+        text = record.msg if isinstance(record.msg, str) else str(record.msg)
+        if not text.startswith("Unhandled parameter type"):
+            PYTHON_OSC_ERRORS.report("bad_element", text[:120])
+        return False
 
 
 def install_python_osc_filter() -> None:
@@ -90,3 +106,8 @@ class ErrorLog:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.counts)
+
+
+#: What python-osc itself complained about (its lines are taken off the root logger by the filter above);
+#: reported with the server's own counts in ``/fxmix/query/stats``.
+PYTHON_OSC_ERRORS = ErrorLog()

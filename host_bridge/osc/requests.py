@@ -4,7 +4,7 @@ receive side's view) of an open session. The worker runs each request type with 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,6 +22,8 @@ class SlotConfig:
     n_tracks: int
     #: the session's block assembler (receive side; one per opening, shared with the worker's session state)
     assembler: BlockAssembler = field(compare=False, repr=False)
+    #: the address that opened the session: only it may use the session (unless the server shares control)
+    owner: Address | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -107,6 +109,8 @@ class LatencyQuery:
     kind: ClassVar[str] = "query_latency"
     sender: Address
     session: int
+    #: most bytes a reply to this sender may have (None: no cap; see ``BridgeCore.reply_limit``)
+    limit: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,6 +118,8 @@ class StateQuery:
     kind: ClassVar[str] = "query_state"
     sender: Address
     session: int
+    #: most bytes a reply to this sender may have (None: no cap; see ``BridgeCore.reply_limit``)
+    limit: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,6 +129,7 @@ class StatsQuery:
     kind: ClassVar[str] = "query_stats"
     sender: Address
     session: int
+    limit: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -130,6 +137,31 @@ class ParamsQuery:
     kind: ClassVar[str] = "query_params"
     sender: Address
     session: int
+    #: most bytes a reply to this sender may have (None: no cap; see ``BridgeCore.reply_limit``)
+    limit: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class BuiltRequest:
+    """An engine session built off the worker (the opener thread), for an opening or a profile switch."""
+
+    kind: ClassVar[str] = "built"
+    session: int
+    slot: SlotConfig
+    #: the opening or profile switch this answers (a newer one makes it stale: the engine is closed)
+    token: object
+    sender: Address
+    profile: str | None
+    engine: Any = None
+    #: why the build failed (None: ``engine`` is ready)
+    error: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class WakeRequest:
+    """Wakes the worker so it picks up a built session at once."""
+
+    kind: ClassVar[str] = "wake"
 
 
 Request = (
@@ -145,4 +177,6 @@ Request = (
     | StateQuery
     | StatsQuery
     | ParamsQuery
+    | BuiltRequest
+    | WakeRequest
 )

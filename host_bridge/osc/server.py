@@ -33,6 +33,15 @@ def parse_allowlist(items: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddr
     return nets
 
 
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class _OSCServer(osc_server.OSCUDPServer):
     """python-osc's UDP server, used for its socket set-up and the allowlist (``verify_request``).
 
@@ -78,9 +87,10 @@ class BridgeServer:
 
     Args:
         session_factory: see :class:`BridgeCore`.
-        host: interface to bind (default loopback only).
+        host: interface to bind (default loopback only). Any other interface needs ``allow``: a server open to
+            everyone on the network is refused (ConfigError).
         port: UDP port (0: an ephemeral one, see :attr:`address`).
-        allow: sender IPs/networks accepted (empty: everyone who can reach the socket).
+        allow: sender IPs/networks accepted (empty: loopback binds only).
         rcvbuf_bytes: SO_RCVBUF request (the kernel may cap it; see ``net.core.rmem_max``).
         **core_kwargs: passed to :class:`BridgeCore`.
     """
@@ -95,9 +105,15 @@ class BridgeServer:
         rcvbuf_bytes: int = 4 * 1024 * 1024,
         **core_kwargs: Any,
     ) -> None:
+        networks = parse_allowlist(allow)
+        if not networks and not _is_loopback_host(host):
+            raise ConfigError(
+                f"--host {host} without --allow would serve every host that can reach port {port}; "
+                "add --allow IP|CIDR ... (e.g. --allow 192.168.1.0/24) or bind 127.0.0.1"
+            )
         self.core = BridgeCore(self._sendto, session_factory, **core_kwargs)
         try:
-            self._server = _OSCServer((host, int(port)), self.core, parse_allowlist(allow), rcvbuf_bytes)
+            self._server = _OSCServer((host, int(port)), self.core, networks, rcvbuf_bytes)
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen on {host}:{port} ({exc}); pick another --port or --host"

@@ -72,7 +72,7 @@ def test_out_of_order_missing_and_duplicate_blocks():
                 S.send_track_block(client, seq, track, blocks[seq])  # a duplicate
         client.flush()
         mix = S.collect(client, n)
-        S.send_track_block(client, 0, 0, blocks[0])  # long after block 0 was mixed: late
+        S.send_track_block(client, n - 2, 0, blocks[n - 2])  # after it was mixed, within the window: late
         stats = client.query_stats()["session"]
     np.testing.assert_allclose(mix, ref, atol=1e-4, rtol=0)
     assert stats["zero_filled"] == len(dropped)

@@ -80,19 +80,19 @@ def test_bad_input_is_counted_logged_once_per_kind_and_the_session_keeps_serving
     junk = [(kind, d) for kind, items in bad.items() for d in items if kind != "non_finite"]
     with caplog.at_level(logging.WARNING, logger="fxmix.bridge"):
         with S.running_server() as server, S.open_client(server) as client:
-            raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                for seq, block in enumerate(blocks):
-                    for track in range(len(S.TRACKS)):
-                        S.send_track_block(client, seq, track, block)
-                        _kind, dgram = junk[(seq * len(S.TRACKS) + track) % len(junk)]
-                        raw.sendto(dgram, server.address)
-                    time.sleep(0.001)
-                for _kind, dgram in junk:  # every bad datagram at least once
+            raw = client.sock  # the session's owner sends the junk too (another sender would be refused)
+            for seq, block in enumerate(blocks):
+                for track in range(len(S.TRACKS)):
+                    S.send_track_block(client, seq, track, block)
+                    _kind, dgram = junk[(seq * len(S.TRACKS) + track) % len(junk)]
                     raw.sendto(dgram, server.address)
-            finally:
-                raw.close()
+                time.sleep(0.001)
+            for _kind, dgram in junk:  # every bad datagram at least once
+                raw.sendto(dgram, server.address)
             mix = S.collect(client, len(blocks))
+            # the bad requests were answered /fxmix/error (read before the later blocks were mixed)
+            refusals = [p for a, p in client.replies if a == "/fxmix/error"]
+            client.replies.clear()
             assert client.ping()
             stats = client.query_stats()
             errors_before_nan = dict(stats["errors"])
@@ -113,6 +113,10 @@ def test_bad_input_is_counted_logged_once_per_kind_and_the_session_keeps_serving
     assert len(lines) == len(final_errors)
     assert any("malformed or truncated OSC packet" in ln for ln in lines)
     assert any("wrong audio blob size" in ln and f"expected {2 * S.BLOCK * 4}" in ln for ln in lines)
+    # wrong types are answered (rate-limited) naming the address and the expected types
+    assert any(
+        "/fxmix/block: wrong argument types" in m and "seq:int32, audio:blob" in m for _s, m in refusals
+    )
 
 
 def test_flood_does_not_stop_the_valid_session():

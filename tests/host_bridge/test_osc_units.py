@@ -203,6 +203,9 @@ def test_blocks_reach_the_engine_once_each_in_order_while_the_timeout_races_the_
     me = ("127.0.0.1", 5000)
     try:
         core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 2], "iiii"), me)
+        deadline = time.monotonic() + 20.0  # a client waits for /fxmix/opened (the session is built off the worker)
+        while time.monotonic() < deadline and not any(parse_messages(d)[0].address == "/fxmix/opened" for d in sent):
+            time.sleep(0.01)
         block = encode_block(np.full((2, S.BLOCK), 0.01, np.float32))
         n = 300
         for seq in range(n):
