@@ -26,7 +26,11 @@ def corpus_sources(root: Path) -> str:
     if meta.exists():
         try:
             d = json.loads(meta.read_text(encoding="utf-8"))
-            fams = "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in d.get("families", {}).items())
+            fams = d.get("families", {})
+            if isinstance(fams, list):  # session corpus (fxmix data build): family names and counts
+                counts = d.get("family_counts", {})
+                return "session corpus (families " + ", ".join(f"{f} x{counts.get(f, '?')}" for f in fams) + ")"
+            fams = "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in fams.items())
             return f"{', '.join(d.get('sources_used', []))} (families {fams})"
         except (json.JSONDecodeError, OSError):
             pass

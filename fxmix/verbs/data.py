@@ -1,5 +1,5 @@
-"""`fxmix data synth|stats`: the synthetic wet corpus (:mod:`fxmix.training.synth`) and dataset statistics
-(:mod:`fxmix.training.stats`)."""
+"""`fxmix data synth|build|human-table|stats`: the synthetic wet corpus (:mod:`fxmix.training.synth`), the
+session corpus (:mod:`fxmix.training.corpus`) and dataset statistics (:mod:`fxmix.training.stats`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,16 @@ import shlex
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from fxmix.dsp.audio import write_text_atomic
 from fxmix.dsp.errors import ConfigError
+from fxmix.dsp.profile import load_profile
+from fxmix.dsp.profile_fit import fit_profile
+from fxmix.training.corpus.build import build_corpus
+from fxmix.training.corpus.families import FAMILIES
 from fxmix.training.data import SPLITS, MultitrackDataset
+from fxmix.training.engineer.calibration import compare_profiles, format_compare
 from fxmix.training.stats import corpus_sources, split_stats
 from fxmix.training.synth import DEFAULT_SPLIT_RATIOS, synthesize_corpus
 
@@ -60,11 +67,41 @@ def get_parser() -> argparse.ArgumentParser:
         "synth", help="write a synthetic wet multitrack dataset (MUSDB layout + dry/ + params)"
     )
     add_synth_args(s, songs=100, out_required=True)
-    st = sub.add_parser("stats", help="per split/class loudness, spectral centroid, crest factor")
+    b = sub.add_parser("build", help="write the session corpus (tracks dry+wet, class stems, mixture, song.json)")
+    b.add_argument("--out", required=True, help="output corpus folder")
+    b.add_argument("--songs", type=int, default=200, help="songs in the whole build (default 200)")
+    b.add_argument("--seconds", type=float, default=20.0, help="song length in seconds (default 20)")
+    b.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
+    b.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    b.add_argument("--shard", default=None, help="K/N: build only songs i with i %% N == K-1 (default all)")
+    b.add_argument("--families", default=",".join(FAMILIES), help=f"comma list of {','.join(FAMILIES)}")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ht = sub.add_parser("human-table", help="draft the human-family instrument table from installed packages")
+    ht.add_argument("--write", default=None, help="write the draft here (review it before shipping)")
+    st = sub.add_parser(
+        "stats", help="per split/class loudness, spectral centroid, crest factor; --compare a profile"
+    )
     st.add_argument("root", help="dataset folder (<root>/<split>/<song>/...)")
     st.add_argument("--splits", default=",".join(SPLITS), help="comma-separated splits (default all)")
     st.add_argument("--max-songs", type=int, default=0, help="measure at most this many songs per split")
     st.add_argument("--json", default=None, help="also write the statistics to this JSON file")
+    st.add_argument(
+        "--compare",
+        default=None,
+        metavar="PROFILE",
+        help="fit a profile on the wet stems (the `fxmix profile` procedure) and compare it per class with "
+        "PROFILE (a factory name such as musdb18-reference, or a .json): spectrum, phi, onset peaks, loudness",
+    )
+    st.add_argument(
+        "--fitted", default=None, help="with --compare: use this fitted profile instead of fitting"
+    )
+    st.add_argument(
+        "--fit-split", default="train", help="with --compare: the split to fit on (default train)"
+    )
+    st.add_argument("--save-profile", default=None, help="with --compare: write the fitted profile here")
+    st.add_argument(
+        "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes for the fit"
+    )
     return ap
 
 
@@ -73,7 +110,35 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.cmd == "synth":
         return _synth(args, argv)
+    if args.cmd == "build":
+        return _build(args, argv)
+    if args.cmd == "human-table":
+        return _human_table(args)
     return _stats(args)
+
+
+def _build(args: argparse.Namespace, argv: list[str] | None) -> int:
+    fams = tuple(f for f in args.families.split(",") if f)
+    m = build_corpus(args.out, args.songs, args.seconds, args.seed, jobs=args.jobs, shard=args.shard,
+                     families=fams, progress=not args.no_progress, command=_command(argv, "fxmix data"))
+    print(f"wrote {len(m['songs'])} songs (shard {m['shard']}) of {m['seconds']:g} s to {args.out}")
+    print("  splits: " + ", ".join(f"{k}={v}" for k, v in m["split_counts"].items()))
+    print("  families: " + ", ".join(f"{k}={v}" for k, v in m["family_counts"].items()))
+    print(f"  {m['wall_s']:.1f} s wall, {m['cpu_s']:.1f} s CPU in workers, {args.jobs} job(s)")
+    return 0
+
+
+def _human_table(args: argparse.Namespace) -> int:
+    from fxmix.training.corpus.human import draft_table  # lazy: renders every module, only for this verb
+
+    table = draft_table()
+    text = json.dumps(table, indent=1) + "\n"
+    if args.write:
+        write_text_atomic(args.write, text)
+        print(f"wrote the draft table to {args.write}: review classes and reasons before shipping it")
+    else:
+        print(text)
+    return 0
 
 
 def _command(argv: list[str] | None, prefix: str) -> str:
@@ -123,9 +188,34 @@ def _stats(args: argparse.Namespace) -> int:
         )
         _print_split(split, out_split, len(ds.skipped))
         result["splits"][split] = out_split
+    if args.compare:
+        result["compare"] = _compare(root, args)
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
     return 0
+
+
+def _compare(root: Path, args: argparse.Namespace) -> dict:
+    reference = load_profile(args.compare)
+    if args.fitted:
+        fitted = load_profile(args.fitted)
+    else:
+        bar = tqdm(desc="fit profile", unit="song", leave=False)
+
+        def progress(it, total):
+            bar.reset(total=total)
+            for x in it:
+                bar.update()
+                yield x
+
+        fitted = fit_profile(root, split=args.fit_split, name=root.name, jobs=args.jobs, progress=progress)
+        bar.close()
+        if args.save_profile:
+            fitted.save(args.save_profile)
+    rows = compare_profiles(fitted, reference)
+    print()
+    print(format_compare(rows, fitted.name, reference.name))
+    return {"fitted": fitted.name, "reference": reference.name, "rows": rows}
 
 
 def _print_split(split: str, out_split: dict, n_skipped: int) -> None:

@@ -1,0 +1,91 @@
+"""Session corpus: layout, reproducibility, shards, module solos, sources and licences, stems and mixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fxmix.dsp.audio import read_audio
+from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
+from fxmix.training.corpus.build import build_corpus, plan_corpus
+from fxmix.training.corpus.human import package_root
+from fxmix.training.corpus.openmpt import TrackerModule
+from fxmix.training.data import MultitrackDataset
+from fxmix.training.engineer.render import master
+
+# seed 1 draws a procedural song and a freedroid-data module excerpt (needs only libopenmpt0 + freedroid-data)
+SEED, SONGS, SECONDS, FAMILIES = 1, 2, 4.0, ("procedural", "human")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    build_corpus(root, SONGS, SECONDS, SEED, families=FAMILIES, progress=False)
+    return root
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.parent.name != "shards" and p.name != "corpus.json"}
+
+
+def test_plan_uses_the_freedroid_module() -> None:
+    plans = plan_corpus(SONGS, SECONDS, SEED, FAMILIES)
+    assert sorted(p.family for p in plans) == ["human", "procedural"]
+    human = next(p for p in plans if p.family == "human")
+    assert human.excerpt is not None and human.excerpt.package == "freedroid-data"
+
+
+def test_layout_and_song_json(corpus: Path) -> None:
+    songs = [p.parent for p in corpus.rglob("song.json")]
+    assert len(songs) == SONGS
+    for song in songs:
+        meta = json.loads((song / "song.json").read_text())
+        for name in (*CLASSES, "mixture"):
+            assert (song / f"{name}.flac").is_file()
+        assert 2 <= len(meta["tracks"]) <= 24
+        for t in meta["tracks"]:
+            assert t["class"] in CLASSES and t["instrument"]
+            assert t["source"] and t["licence"], t["name"]
+            assert (song / t["dry"]).is_file() and (song / t["wet"]).is_file()
+            assert isinstance(t["decisions"], dict) and t["decisions"]
+        if meta["family"] == "human":
+            assert all(t["composer_level_db"] is not None and -1 <= t["composer_pan"] <= 1 for t in meta["tracks"])
+    ds = MultitrackDataset(corpus, meta["split"])
+    assert len(ds) >= 1 and ds[0].mixture.shape == (2, int(SECONDS * SAMPLE_RATE))
+
+
+def test_stems_are_wet_track_sums_and_mixture_is_their_master(corpus: Path) -> None:
+    for song in (p.parent for p in corpus.rglob("song.json")):
+        meta = json.loads((song / "song.json").read_text())
+        stems = {c: read_audio(song / f"{c}.flac").audio for c in CLASSES}
+        for c in CLASSES:
+            wet = [read_audio(song / t["wet"]).audio for t in meta["tracks"] if t["class"] == c]
+            want = np.sum(wet, axis=0) if wet else np.zeros_like(stems[c])
+            # PCM_24 storage: each file is within 2**-24 of its float value
+            assert np.max(np.abs(stems[c] - want)) < 1e-6 * (len(wet) + 1), (song.name, c)
+        replay = master(np.sum(list(stems.values()), axis=0), meta["master"], SAMPLE_RATE)
+        mixture = read_audio(song / "mixture.flac").audio
+        err = np.linalg.norm(replay - mixture) / np.linalg.norm(mixture)
+        # the master's recorded gain is rounded in song.json: replay lands within ~0.2 dB of the mixture
+        assert err < 3e-2, (song.name, err)
+
+
+def test_shards_rebuild_the_same_bytes(corpus: Path, tmp_path: Path) -> None:
+    for k in (1, 2):
+        build_corpus(tmp_path, SONGS, SECONDS, SEED, families=FAMILIES, shard=f"{k}/2", progress=False)
+    assert sorted((tmp_path / "shards").iterdir()) == [tmp_path / "shards" / "1-of-2.json",
+                                                       tmp_path / "shards" / "2-of-2.json"]
+    whole, union = _files(corpus), _files(tmp_path)
+    assert whole.keys() == union.keys()
+    assert all(whole[k] == union[k] for k in whole), [k for k in whole if whole[k] != union[k]]
+
+
+def test_module_solos_sum_to_the_full_render() -> None:
+    mod = TrackerModule(package_root("freedroid-data") / "The_Last_V8.mod")
+    full = mod.render(20.0, 3.0)
+    solos = sum(mod.render(20.0, 3.0, solo=u) for u in range(len(mod.unit_names)))
+    assert np.max(np.abs(full)) > 0.01
+    assert np.linalg.norm(solos - full) / np.linalg.norm(full) < 1e-3

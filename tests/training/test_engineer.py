@@ -1,0 +1,191 @@
+"""Engineer v2: its content rules act in the documented direction, it is deterministic, and the mean engineer
+and the calibration table behave."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from fxmix.dsp.bands import band_centers_hz
+from fxmix.dsp.constants import REFERENCE_PROFILE, SAMPLE_RATE
+from fxmix.dsp.features import integrated_loudness, measure_spectrum
+from fxmix.dsp.profile import load_profile
+from fxmix.training.corpus.session import DrySession, DryTrack
+from fxmix.training.engineer import (
+    engineer_decisions,
+    mean_engineer_decisions,
+    mix_session,
+    render_decisions,
+)
+from fxmix.training.engineer.calibration import REFERENCE_PREPAN_LU, compare_profiles
+from fxmix.training.engineer.render import track_chain
+from fxmix.training.engineer.taste import Taste
+
+SR = SAMPLE_RATE
+SECONDS = 3.0
+
+
+def _tone(f0: float, seed: int, n_harm: int = 6, beat_s: float = 0.5, level: float = 0.2) -> np.ndarray:
+    """A repeated harmonic note at ``f0`` with a decaying envelope, slightly different per channel."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SECONDS * SR)) / SR
+    x = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k for k in range(1, n_harm + 1))
+    env = np.exp(-(t % beat_s) * 4.0)
+    y = (x * env * level).astype(np.float32)
+    return np.stack([y, np.roll(y, 7)])
+
+
+def _band_noise(lo: float, hi: float, seed: int, level: float = 0.1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(SECONDS * SR)
+    spec = np.fft.rfft(rng.standard_normal((2, n)))
+    f = np.fft.rfftfreq(n, 1 / SR)
+    spec[:, (f < lo) | (f > hi)] = 0
+    x = np.fft.irfft(spec, n)
+    return (x / np.abs(x).max() * level).astype(np.float32)
+
+
+def _kick(seed: int) -> np.ndarray:
+    t = np.arange(int(SECONDS * SR)) / SR
+    ph = t % 0.5
+    y = (np.sin(2 * np.pi * 55 * ph) * np.exp(-ph * 12) * 0.5).astype(np.float32)
+    return np.stack([y, y])
+
+
+def _track(name, cls, audio, role="", instrument=None, **kw) -> DryTrack:
+    return DryTrack(name, cls, instrument or name, audio, "test signal", "MIT", role, **kw)
+
+
+def _session(tracks, name="s") -> DrySession:
+    return DrySession(name, "test", "train", 0, 120.0, tracks)
+
+
+def _base_tracks() -> list[DryTrack]:
+    return [
+        _track("lead", "vocals", _tone(440, 1), "lead"),
+        _track("kick", "drums", _kick(2), "drums", "kick"),
+        _track("bass", "bass", _tone(55, 3), "bass"),
+        _track("keys", "other", _tone(220, 4), "chords"),
+    ]
+
+
+def test_lead_sits_higher_over_a_denser_arrangement():
+    sparse = _session(_base_tracks())
+    extra = [
+        _track(f"keys{k}", "other", _tone(220 * (k + 2) / 2, 10 + k), "chords", f"synth{k}") for k in range(3)
+    ]
+    dense = _session(_base_tracks() + extra)
+    gaps, dens = [], []
+    for s in (sparse, dense):
+        mixed = render_decisions(s, *engineer_decisions(s, Taste.mean()))
+        lead, kick = mixed.wet[0], mixed.wet[1]
+        gaps.append(integrated_loudness(lead, SR) - integrated_loudness(kick, SR))
+        dens.append(mixed.decisions[0]["why"]["density"])
+    assert dens[1] > dens[0] + 2.5  # three more parts play under the lead
+    # documented: +density_slope_lu (0.6 LU) per further accompanying part
+    assert gaps[1] - gaps[0] > 1.0
+    assert gaps[1] - gaps[0] == pytest.approx(Taste.mean().density_slope_lu * (dens[1] - dens[0]), abs=0.6)
+
+
+def _cut_near(cuts: list[dict], hz: float) -> float:
+    """Depth (dB, positive) of the cuts within half an octave of ``hz``."""
+    return -sum(c["db"] for c in cuts if abs(np.log2(c["hz"] / hz)) <= 0.5)
+
+
+def test_masked_track_gets_a_deeper_cut_where_it_is_masked():
+    pad = _track("pad", "other", _tone(250, 5, n_harm=12), "pad")
+    masker = _band_noise(800, 1300, 6, level=0.3)
+    elsewhere = _band_noise(5000, 8000, 6, level=0.3)
+    cuts = {}
+    for label, noise in (("masked", masker), ("free", elsewhere)):
+        s = _session(
+            [pad, _track("lead", "vocals", _tone(440, 1), "lead"), _track("noise", "other", noise, "fx")]
+        )
+        decisions, _ = engineer_decisions(s, Taste.mean())
+        cuts[label] = _cut_near(decisions[0]["eq_cuts"], 1000.0)
+    assert cuts["masked"] > cuts["free"] + 1.0
+    assert cuts["free"] == 0.0
+
+
+def test_low_end_that_is_not_the_tracks_own_is_high_passed():
+    rumble = _band_noise(25, 50, 7, level=0.005)  # well under the part
+    keys = _track("keys", "other", _tone(330, 8) + rumble, "chords")
+    s = _session(
+        [keys, _track("bass", "bass", _tone(55, 3), "bass"), _track("lead", "vocals", _tone(440, 1), "lead")]
+    )
+    decisions, _ = engineer_decisions(s, Taste.mean())
+    assert decisions[0]["hpf_hz"] >= 150.0  # the keys' own content starts at 330 Hz
+    assert decisions[1]["hpf_hz"] <= 40.0  # the bass keeps its low end
+    f = band_centers_hz()
+    low, mid = (f >= 25) & (f <= 50), (f >= 300) & (f <= 2000)
+
+    def low_minus_mid(x):
+        spec = measure_spectrum(x, SR)
+        return 10 * np.log10(np.mean(10 ** (spec[low] / 10))) - 10 * np.log10(np.mean(10 ** (spec[mid] / 10)))
+
+    # the track's own chain (HPF, cuts, compressor) before any bus processing
+    assert low_minus_mid(track_chain(keys.audio, decisions[0], SR)) < low_minus_mid(keys.audio) - 20.0
+
+
+def test_decisions_are_deterministic_under_a_seed():
+    s = _session(_base_tracks())
+    a = mix_session(s, np.random.default_rng(3))
+    b = mix_session(s, np.random.default_rng(3))
+    c = mix_session(s, np.random.default_rng(4))
+    assert a.decisions == b.decisions and a.master == b.master
+    np.testing.assert_array_equal(a.mixture, b.mixture)
+    assert a.master["taste"] != c.master["taste"]
+
+
+def test_class_stems_sum_tracks_and_master_hits_its_target():
+    s = _session(_base_tracks() + [_track("keys2", "other", _tone(330, 9), "pad")])
+    m = mix_session(s, np.random.default_rng(0))
+    other = m.wet[3] + m.wet[4]
+    np.testing.assert_allclose(m.stems["other"], other, atol=1e-6)
+    assert integrated_loudness(m.mixture, SR) == pytest.approx(m.master["target_lufs"], abs=0.5)
+    assert np.abs(m.mixture).max() <= 10 ** (-1.0 / 20) + 1e-4
+    # a replay of the recorded decisions gives the same mixture
+    again = render_decisions(s, m.decisions, m.master)
+    np.testing.assert_allclose(again.mixture, m.mixture, atol=1e-5)
+
+
+def test_human_tracks_keep_the_composers_level_and_pan():
+    tone = _tone(300, 11)
+    tracks = [
+        _track("a", "other", tone, "chords", "organ", level_db=0.0, pan=-0.5),
+        _track("b", "other", tone.copy(), "chords", "organ", level_db=-6.0, pan=0.5),
+        _track("lead", "vocals", _tone(440, 1), "lead", level_db=-3.0, pan=0.0),
+    ]
+    s = _session(tracks)
+    m = render_decisions(s, *engineer_decisions(s, Taste.mean()))
+    assert [d["pan"] for d in m.decisions] == [-0.5, 0.5, 0.0]
+    gap = integrated_loudness(m.wet[0], SR) - integrated_loudness(m.wet[1], SR)
+    assert gap == pytest.approx(6.0, abs=0.5)
+
+
+def test_mean_engineer_ignores_the_arrangement():
+    sparse = _session(_base_tracks())
+    dense = _session(_base_tracks() + [_track("keys2", "other", _tone(330, 9), "chords", "synth")])
+    ds, dd = mean_engineer_decisions(sparse), mean_engineer_decisions(dense)
+    assert ds[0]["target_lufs"] == dd[0]["target_lufs"]
+    assert all(d["eq_cuts"] == [] for d in ds + dd)
+    m = render_decisions(dense, dd)
+    assert m.mixture.shape == (2, int(SECONDS * SR)) and np.isfinite(m.mixture).all()
+
+
+def test_compare_table_tolerances():
+    ref = load_profile(REFERENCE_PROFILE)
+    fitted = dataclasses.replace(ref, name="fitted")
+    for c in ref.classes:
+        t = ref.targets_for(c)
+        fitted = fitted.with_targets(
+            c, spectrum_db=t.spectrum_db + 4.0, loudness_lufs=t.loudness_lufs - REFERENCE_PREPAN_LU
+        )
+    rows = compare_profiles(fitted, ref)
+    assert len(rows) == 16 and all(r["pass"] for r in rows)
+    f = ref.bands_hz
+    bumped = ref.targets_for("bass").spectrum_db + np.where(np.abs(np.log2(f / 1000)) < 0.2, 5.0, 0.0)
+    rows = compare_profiles(fitted.with_targets("bass", spectrum_db=bumped, onset_peak_mean_db=-10.0), ref)
+    failed = {(r["class"], r["item"]) for r in rows if not r["pass"]}
+    assert failed == {("bass", "spectrum_db"), ("bass", "onset_peak_mean_db")}

@@ -1,0 +1,163 @@
+"""Rendering engineer decisions with pedalboard: track chains with reverb/delay sends, class buses, master.
+
+- Track: two first-order high-passes (12 dB/oct) -> masking cuts (PeakFilter) -> stereo-linked Compressor
+  -> gain to the decided loudness -> constant-power pan; sends (band-limited, post-fader) into the song's
+  shared reverb and delay. Reverb and delay are linear, so each track's return is rendered with its own copy
+  of the shared effect and the per-track wet signals sum exactly to the shared-bus mix.
+- Class bus: the tonal-balance graphic EQ with loudness make-up (linear, applied to each track of the
+  class) and a glue compressor
+  whose gain is computed from the bus sum and applied to every track of the class (a side-chained group
+  compressor), so a class stem is exactly the sum of its tracks' wet signals.
+- Master: glue compressor -> gain -> look-ahead true-peak limiter (dsp's loudness-stage limiter) at -1 dBTP,
+  the gain iterated to the loudness target. The mixture is the master output (not the stem sum, as in MUSDB18).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pedalboard import Compressor, Delay, HighpassFilter, LowpassFilter, PeakFilter, Pedalboard, Reverb
+
+from ...dsp.audio import db_to_gain
+from ...dsp.constants import TRUE_PEAK_CEILING_DB
+from ...dsp.features import integrated_loudness, linked_envelope, measure_spectrum
+from ...dsp.stages.compression import linked_gain
+from ...dsp.stages.loudness import peak_limit
+from .tonal import tonal_eq
+
+#: Class-bus glue compressor per class: ratio, attack (ms), release (ms).
+BUS_COMP = {
+    "vocals": (2.0, 10.0, 200.0),
+    "drums": (4.0, 20.0, 120.0),
+    "bass": (3.0, 15.0, 200.0),
+    "other": (2.0, 20.0, 300.0),
+}
+MASTER_COMP = (2.0, 25.0, 250.0)
+
+
+def pan_gains(pan: float) -> np.ndarray:
+    """Constant-power balance gains (2, 1) for pan in [-1, 1] (unity at centre)."""
+    th = (pan + 1.0) * math.pi / 4.0
+    return (np.array([math.cos(th), math.sin(th)], np.float32) * np.float32(math.sqrt(2.0)))[:, None]
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def compress_linked(
+    x: np.ndarray,
+    sr: int,
+    threshold_db: float,
+    ratio: float,
+    attack_ms: float,
+    release_ms: float,
+    key: np.ndarray | None = None,
+) -> np.ndarray:
+    """Stereo-linked pedalboard Compressor gain from ``key`` (default ``x``) -> (n,) gain."""
+    comp = Compressor(threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms, release_ms=release_ms)
+    return linked_gain(linked_envelope(_f32(x if key is None else key)), sr, comp)
+
+
+def track_chain(x: np.ndarray, d: dict, sr: int) -> np.ndarray:
+    """HPF, masking cuts and compression of one dry track (before its fader)."""
+    fx = [HighpassFilter(cutoff_frequency_hz=d["hpf_hz"]), HighpassFilter(cutoff_frequency_hz=d["hpf_hz"])]
+    fx += [PeakFilter(cutoff_frequency_hz=c["hz"], gain_db=c["db"], q=c["q"]) for c in d["eq_cuts"]]
+    y = Pedalboard(fx)(_f32(x), sr)
+    c = d["compressor"]
+    g = compress_linked(y, sr, c["threshold_db"], c["ratio"], c["attack_ms"], c["release_ms"])
+    return _f32(y * g[None, :])
+
+
+def _send(x: np.ndarray, send_db: float | None, ret: dict, effect, sr: int) -> np.ndarray | None:
+    if send_db is None or not np.any(x):
+        return None
+    board = Pedalboard([HighpassFilter(ret["send_hpf_hz"]), LowpassFilter(ret["send_lpf_hz"]), effect])
+    return board(_f32(x * np.float32(db_to_gain(send_db))), sr)
+
+
+def render_track(x: np.ndarray, d: dict, returns: dict, sr: int) -> np.ndarray:
+    """One track's wet contribution (fader, pan, plus its share of the shared reverb and delay returns).
+
+    Fills ``d["gain_db"]`` where it is None (the fader that reaches ``d["target_lufs"]``)."""
+    y = track_chain(x, d, sr)
+    if d.get("gain_db") is None:
+        lufs = integrated_loudness(y, sr)
+        ok = math.isfinite(lufs) and math.isfinite(d["target_lufs"])
+        d["gain_db"] = round(float(np.clip(d["target_lufs"] - lufs, -60.0, 40.0)) if ok else 0.0, 4)
+    out = _f32(y * np.float32(db_to_gain(d["gain_db"])) * pan_gains(d["pan"]))
+    rv, dl = returns["reverb"], returns["delay"]
+    reverb = Reverb(
+        room_size=rv["room_size"], damping=rv["damping"], wet_level=1.0, dry_level=0.0, width=rv["width"]
+    )
+    delay = Delay(delay_seconds=dl["delay_s"], feedback=dl["feedback"], mix=1.0)
+    for send_db, effect, ret in ((d["sends"]["reverb_db"], reverb, rv), (d["sends"]["delay_db"], delay, dl)):
+        wet = _send(out, send_db, ret, effect, sr)
+        if wet is not None:
+            out = out + wet[:, : out.shape[1]]
+    return _f32(out)
+
+
+def apply_buses(wet: list[np.ndarray], classes: list[str], buses: dict, sr: int) -> list[np.ndarray]:
+    """Tonal EQ and glue compression per class bus; fills each bus's ``eq`` and ``threshold_db`` if None."""
+    out = list(wet)
+    for cls, bus in buses.items():
+        idx = [i for i, c in enumerate(classes) if c == cls]
+        if not idx:
+            continue
+        total = np.sum([out[i] for i in idx], axis=0)
+        if not np.any(total):
+            continue
+        if bus.get("eq") is None:
+            bus["eq"] = tonal_eq(measure_spectrum(total, sr), cls, bus["tonal_amount"])
+        board = Pedalboard(
+            [PeakFilter(cutoff_frequency_hz=b["hz"], gain_db=b["db"], q=b["q"]) for b in bus["eq"]]
+        )
+        before = integrated_loudness(total, sr)
+        for i in idx:
+            out[i] = board(_f32(out[i]), sr)
+        total = np.sum([out[i] for i in idx], axis=0)
+        if bus.get("eq_makeup_db") is None:  # a tone control, not a fader: the bus keeps its loudness
+            bus["eq_makeup_db"] = round(float(np.clip(before - integrated_loudness(total, sr), -12, 12)), 4)
+        makeup = np.float32(db_to_gain(bus["eq_makeup_db"]))
+        out = [_f32(w * makeup) if i in idx else w for i, w in enumerate(out)]
+        total = total * makeup
+        ratio, attack, release = BUS_COMP[cls]
+        if bus.get("threshold_db") is None:
+            pk = 20 * math.log10(max(float(np.max(np.abs(total))), 1e-9))
+            bus["threshold_db"] = round(pk - bus["gr_db"] * ratio / (ratio - 1.0), 3)
+        g = compress_linked(total, sr, bus["threshold_db"], ratio, attack, release)
+        for i in idx:
+            out[i] = _f32(out[i] * g[None, :])
+    return out
+
+
+def master(prebus: np.ndarray, m: dict, sr: int) -> np.ndarray:
+    """Glue compressor -> gain -> true-peak limiter; fills ``m``'s threshold, gain and measured loudness."""
+    ratio, attack, release = MASTER_COMP
+    if m.get("glue_threshold_db") is None:
+        pk = 20 * math.log10(max(float(np.max(np.abs(prebus))), 1e-9))
+        m["glue_threshold_db"] = round(pk - m["glue_gr_db"] * ratio / (ratio - 1.0), 3)
+    x = _f32(prebus * compress_linked(prebus, sr, m["glue_threshold_db"], ratio, attack, release)[None, :])
+    replay = m.get("gain_db") is not None
+    gain = m["gain_db"] if replay else m["target_lufs"] - integrated_loudness(x, sr)
+    if not math.isfinite(gain):
+        gain = 0.0
+    passes = 1 if replay else 3
+    for k in range(passes):
+        gain = round(float(gain), 4)  # the recorded value, so a replay applies exactly this gain
+        y = peak_limit(_f32(x * np.float32(db_to_gain(gain))), sr, TRUE_PEAK_CEILING_DB)
+        lufs = integrated_loudness(y, sr)
+        if k == passes - 1 or not math.isfinite(lufs) or abs(lufs - m["target_lufs"]) < 0.1:
+            break
+        gain += m["target_lufs"] - lufs
+    m.update(
+        gain_db=round(float(gain), 4),
+        ratio=ratio,
+        attack_ms=attack,
+        release_ms=release,
+        ceiling_dbtp=TRUE_PEAK_CEILING_DB,
+        lufs=round(float(integrated_loudness(y, sr)), 3),
+    )
+    return y
