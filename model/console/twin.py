@@ -1,0 +1,107 @@
+"""The console rendered with pedalboard effects: the same decisions, the same sound as the torch console.
+
+Per track: ``Convolution`` (the EQ FIR, zero phase) -> ``Compressor`` (stereo-linked through
+:func:`fxmix.dsp.stages.compression.linked_gain`) -> ``Gain`` (fader) -> one ``Gain`` per channel (pan) ->
+``Gain`` (reverb send); the sends' sum through ``Convolution`` (the reverb IR); the sum -> ``Gain`` (master).
+This is what a host applies outside torch (the OSC bridge, exported chains); the parity tests hold it to
+the torch renderer within 0.1 dB per band and 0.1 LU.
+
+JUCE's ``Convolution`` (inside pedalboard) normalises every impulse response it loads to
+``0.125 / sqrt(max channel energy)``, the energy summed sample by sample in float32; a ``Gain`` after it
+restores the designed level (:func:`convolution`).
+
+streaming-safe: no (zero-phase EQ, whole-track calls; a stream takes the same effects with reset=False and
+reports the EQ's (taps - 1) / 2 samples of latency).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pedalboard
+from fxmix.dsp.constants import SAMPLE_RATE
+from fxmix.dsp.stages.compression import linked_gain
+
+from .designs import eq_fir, linked_detector, pan_gains, reverb_ir
+from .params import ConsoleParams
+
+
+def convolution(ir: np.ndarray, sample_rate: int) -> pedalboard.Pedalboard:
+    """pedalboard ``Convolution`` of ``ir`` ((m,) for every channel or (2, m) one per channel) at its
+    designed level: JUCE's load-time normalisation undone by a ``Gain``."""
+    ir32 = np.ascontiguousarray(ir, np.float32)
+    rows = ir32.reshape(-1, ir32.shape[-1])
+    energy = max(float(np.cumsum(r * r, dtype=np.float32)[-1]) for r in rows)  # JUCE's float32 running sum
+    scale = np.float32(0.125) / np.sqrt(np.float32(energy))
+    return pedalboard.Pedalboard(
+        [
+            pedalboard.Convolution(ir32, mix=1.0, sample_rate=sample_rate),
+            pedalboard.Gain(gain_db=-20.0 * math.log10(float(scale))),
+        ]
+    )
+
+
+def render_console_pedalboard(
+    tracks: np.ndarray, params: ConsoleParams | dict, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """Mix ``tracks`` (tracks, 2, n) with one console's decisions (a ConsoleParams of batch 1, or the dict
+    of :meth:`ConsoleParams.to_dict`) -> (2, n) float32."""
+    p = ConsoleParams.from_dict(params) if isinstance(params, dict) else params
+    p.check()
+    x = np.asarray(tracks, np.float32)
+    if x.ndim != 3 or x.shape[1] != 2:
+        raise ValueError(f"tracks must be (tracks, 2, samples), got {x.shape}")
+    if p.batch != 1 or p.tracks != x.shape[0]:
+        raise ValueError(f"params are for (batch, tracks) = {(p.batch, p.tracks)}, need (1, {x.shape[0]})")
+    v = p.map(lambda t: t.detach().cpu().double()[0].numpy())
+    dry = np.zeros(x.shape[1:], np.float32)
+    bus = np.zeros(x.shape[1:], np.float32)
+    for i in range(x.shape[0]):
+        y = twin_eq(x[i], v.eq_db[i], sample_rate)
+        y = twin_compressor(
+            y, v.comp_threshold_db[i], v.comp_ratio[i], v.comp_attack_ms[i], v.comp_release_ms[i], sample_rate
+        )
+        y = pedalboard.Gain(gain_db=float(v.gain_db[i])).process(y, sample_rate)
+        y = twin_pan(y, float(v.pan[i]), sample_rate)
+        dry += y
+        bus += pedalboard.Gain(gain_db=float(v.reverb_send_db[i])).process(y, sample_rate)
+    wet = convolution(reverb_ir(sample_rate), sample_rate).process(bus, sample_rate)
+    master = pedalboard.Gain(gain_db=float(v.master_gain_db))
+    return master.process(np.ascontiguousarray(dry + wet), sample_rate)
+
+
+def twin_eq(audio: np.ndarray, eq_db: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Zero-phase EQ of ``audio`` (2, n): the FIR through pedalboard's Convolution, delay trimmed."""
+    taps = eq_fir(eq_db, sample_rate)
+    delay = (len(taps) - 1) // 2
+    padded = np.pad(np.asarray(audio, np.float32), ((0, 0), (0, delay)))
+    return convolution(taps, sample_rate).process(padded, sample_rate)[:, delay:]
+
+
+def twin_compressor(
+    audio: np.ndarray,
+    threshold_db: float,
+    ratio: float,
+    attack_ms: float,
+    release_ms: float,
+    sample_rate: int,
+) -> np.ndarray:
+    """Stereo-linked pedalboard Compressor on ``audio`` (2, n): its gain on max |L|, |R| applied to both."""
+    comp = pedalboard.Compressor(
+        threshold_db=float(threshold_db),
+        ratio=float(ratio),
+        attack_ms=float(attack_ms),
+        release_ms=float(release_ms),
+    )
+    gain = linked_gain(linked_detector(audio), sample_rate, comp)
+    return (audio * gain[None, :]).astype(np.float32)
+
+
+def twin_pan(audio: np.ndarray, pan: float, sample_rate: int) -> np.ndarray:
+    """PAN_LAW with one pedalboard Gain per channel (a gain under -100 dB is silence in JUCE)."""
+    out = np.empty_like(audio)
+    for ch, g in enumerate(pan_gains(pan)):
+        gain_db = 20.0 * math.log10(max(float(g), 1e-12))
+        out[ch] = pedalboard.Gain(gain_db=gain_db).process(audio[ch : ch + 1], sample_rate)[0]
+    return out
