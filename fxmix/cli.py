@@ -25,6 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "train": ("fxmix.verbs.train:main", "train a mixing network from a TOML config"),
     "eval": ("fxmix.verbs.eval:main", "evaluate models and baselines on a dataset split"),
+    "listen": ("fxmix.verbs.listen:main", "listening test: build the web page, serve it, analyze ratings"),
     "export": ("fxmix.verbs.export:main", "export a checkpoint to TorchScript / ONNX + model card"),
     "serve": ("fxmix.verbs.serve:main", "real-time OSC server for DAW sessions"),
     "client": ("fxmix.verbs.client:main", "stream WAV stems to an fxmix server"),

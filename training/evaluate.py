@@ -44,6 +44,7 @@ from ..dsp.profile import load_profile
 from ..model.losses import CONTRIB_N_FFT, MultiResolutionSumDiffLoss, band_ls_gains, contribution_bands
 from ..model.runtime import load_runtime, resolve_model_path
 from .data import MultitrackDataset, crest_factor_db
+from .listening.stimuli import check_save_dir, save_song_audio
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def evaluate(
     stages: Sequence[str] = DEFAULT_STAGES,
     max_songs: int | None = None,
     plot_dir: str | os.PathLike | None = None,
+    save_audio: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
     """Evaluate baselines and ``models`` on ``root``'s ``split``. Returns the JSON-ready results.
@@ -189,6 +191,8 @@ def evaluate(
         stages: normalization stages.
         max_songs: evaluate only the first N songs.
         plot_dir: write a spectra + level-bars PNG per song here.
+        save_audio: keep every method's mix, the target and the stems per song here (the listening-test layout,
+            :mod:`fxmix.training.listening.stimuli`).
         progress: tqdm bar.
 
     Raises:
@@ -199,6 +203,8 @@ def evaluate(
     ds = MultitrackDataset(root, split)
     if len(ds) == 0:
         raise ConfigError(f"{root}: no songs in split {split!r}")
+    if save_audio is not None:
+        check_save_dir(save_audio, root)
     prof = load_profile(profile)
     runtimes = {m: load_runtime(resolve_model_path(m, where="--models")) for m in models}
     loss = MultiResolutionSumDiffLoss()
@@ -223,6 +229,10 @@ def evaluate(
             for name, (y, contrib) in mixes.items()
         }
         songs_out.append(row)
+        if save_audio is not None:
+            mix_audio = {name: y for name, (y, _) in mixes.items()}
+            folder = Path(save_audio) / song.name
+            save_song_audio(folder, song.name, song.mixture, mix_audio, song.stems, SAMPLE_RATE)
         if plot_dir is not None:
             plot_song(Path(plot_dir) / f"{song.name}.png", song.mixture, target_balance, mixes)
     return _results(root, split, profile, songs_out)

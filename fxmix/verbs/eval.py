@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plot-dir", default=None, help="where --plot writes (default: next to --json, or ./eval_plots)"
     )
+    p.add_argument(
+        "--save-audio",
+        default=None,
+        metavar="DIR",
+        help="keep each method's mix, the target and the stems per song in DIR (input of `fxmix listen build`)",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         input_source=args.inputs,
         max_songs=args.max_songs,
         plot_dir=plot_dir,
+        save_audio=args.save_audio,
         progress=not args.no_progress,
     )
     print(format_table(res))
@@ -62,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {write_json(args.json, res)}")
     if plot_dir:
         print(f"plots in {plot_dir}")
+    if args.save_audio:
+        print(f"audio in {args.save_audio} (next: fxmix listen build {args.save_audio} -o TEST_DIR)")
     return 0
 
 
