@@ -18,12 +18,13 @@ found by :func:`named_config_path` (``"paper"``, ``"wave_unet"``, ``"fxmix-tiny"
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import tomllib
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError
 
@@ -41,11 +42,27 @@ NAMED_CONFIGS: dict[str, str] = {
 }
 
 
+#: Sample rates a network may be built for (Hz).
+SAMPLE_RATE_LIMITS = (8_000, 384_000)
+
+
 def _check_positive(cfg: Any, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
         if value <= 0:
             raise ConfigError(f"{type(cfg).__name__}.{name} = {value!r}: must be > 0")
+
+
+def _check_limits(cfg: Any) -> None:
+    """Every field named in the class's ``LIMITS`` lies in its ``[lo, hi]``: the bounds keep a sidecar or TOML
+    from asking for a network that cannot be allocated or takes minutes to build."""
+    for name, (lo, hi) in type(cfg).LIMITS.items():
+        value = getattr(cfg, name)
+        if not lo <= value <= hi:
+            raise ConfigError(
+                f"{type(cfg).__name__}.{name} = {value!r}: must be in [{lo}, {hi}] "
+                "(the documented bounds of this architecture)"
+            )
 
 
 @dataclass(frozen=True)
@@ -56,7 +73,15 @@ class NetConfig:
         sample_rate: audio rate the network was built/trained for (Hz).
         n_stems: stems in the input, in fxmix.dsp.constants.CLASSES order.
         n_channels: audio channels per stem and in the output (2 = stereo).
+
+    ``LIMITS`` (field -> inclusive bounds) is checked on creation; each subclass extends it.
     """
+
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        "sample_rate": SAMPLE_RATE_LIMITS,
+        "n_stems": (1, len(CLASSES)),
+        "n_channels": (1, 2),
+    }
 
     sample_rate: int = SAMPLE_RATE
     n_stems: int = 4
@@ -64,6 +89,7 @@ class NetConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "sample_rate", "n_stems", "n_channels")
+        _check_limits(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-serialisable dict (tuples become lists)."""
@@ -76,20 +102,24 @@ class NetConfig:
         Raises:
             ConfigError: unknown key or a value of the wrong type (names ``where`` and the key).
         """
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: the network config must be an object, got {type(data).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:
             raise ConfigError(
                 f"{where}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(fields)}"
             )
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            default = fields[key].default
-            kwargs[key] = coerce_value(value, default, f"{where}: {key}")
-        try:
-            return cls(**kwargs)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        return _build_checked(cls, data, fields, where)
+
+
+def _build_checked(cls, data: dict[str, Any], fields: dict, where: str):
+    """``cls(**data)`` with every value checked against its field's default type first."""
+    kwargs = {key: coerce_value(value, fields[key].default, f"{where}: {key}") for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def coerce_value(value: Any, default: Any, where: str) -> Any:
@@ -103,8 +133,8 @@ def coerce_value(value: Any, default: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):
@@ -139,7 +169,28 @@ class PaperNetConfig(NetConfig):
         chrono_max_steps: T_max of the chrono LSTM bias init (forget bias = log U(1, T_max - 1)).
         stem_faders: learn one input gain per stem class (:class:`fxmix.model.nets.StemFaders`, starts at 0 dB).
             Not in the reference; off by default so the reference hyper-parameters stay exact.
+
+    Bounds (``LIMITS``): channel counts up to 4-8x the reference's, kernels and pool up to 4096 taps,
+    ``n_blocks`` <= 10 (dilation 512), ``n_repeats`` <= 8, ``lstm_layers`` <= 8, ``se_expansion`` <= 64.
     """
+
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        **NetConfig.LIMITS,
+        "n_filters": (1, 1024),
+        "frontend_kernel": (1, 4096),
+        "adaptive_kernel": (1, 4096),
+        "pool": (1, 4096),
+        "bottleneck": (1, 1024),
+        "hidden": (1, 1024),
+        "skip": (1, 512),
+        "tcn_kernel": (1, 31),
+        "n_blocks": (1, 10),
+        "n_repeats": (1, 8),
+        "lstm_hidden": (1, 1024),
+        "lstm_layers": (1, 8),
+        "se_expansion": (1, 64),
+        "chrono_max_steps": (3, 1_000_000),
+    }
 
     n_filters: int = 128
     frontend_kernel: int = 64
@@ -198,7 +249,22 @@ class WaveUNetConfig(NetConfig):
         depth: convolutions per block side.
         stride: down/up-sampling factor per level (reference: 1, i.e. everything runs at full rate).
         resample_kernel: taps of the fixed windowed-sinc resampling filters (odd).
+
+    Bounds (``LIMITS``): ``n_levels`` <= 12, kernels <= 255 taps, ``depth`` <= 8, and the deepest level's
+    features ``features_root * 2**(n_levels - 1)`` <= :attr:`MAX_FEATURES`.
     """
+
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        **NetConfig.LIMITS,
+        "n_levels": (2, 12),
+        "features_root": (1, 512),
+        "kernel": (1, 255),
+        "group_channels": (1, 512),
+        "depth": (1, 8),
+        "stride": (1, 1),
+        "resample_kernel": (1, 255),
+    }
+    MAX_FEATURES: ClassVar[int] = 4096
 
     n_levels: int = 5
     features_root: int = 24
@@ -232,6 +298,11 @@ class WaveUNetConfig(NetConfig):
         if self.stride != 1:
             raise ConfigError(
                 f"WaveUNetConfig.stride = {self.stride}: only stride 1 (the reference setting) is implemented"
+            )
+        if self.features_root * 2 ** (self.n_levels - 1) > self.MAX_FEATURES:
+            raise ConfigError(
+                f"WaveUNetConfig: features_root * 2**(n_levels - 1) = "
+                f"{self.features_root * 2 ** (self.n_levels - 1)} exceeds {self.MAX_FEATURES}"
             )
 
 
@@ -271,7 +342,29 @@ class CausalConfig:
         lstm_dropout: Dropout between LSTM layers (training only).
         se_expansion: Hidden size of the SE MLP as a multiple of ``n_latent`` (paper: 16).
         chrono_max_frames: Chrono initialisation of the LSTM forget bias, log U(1, this) (paper: 31).
+
+    Bounds (``LIMITS``): as :class:`PaperNetConfig`'s for the shared fields; ``envelope_kernel`` and
+    ``hop_samples`` <= 4096; ``encoder_kernel`` is bounded by the look-ahead limit.
     """
+
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "sample_rate": SAMPLE_RATE_LIMITS,
+        "n_stems": (1, len(CLASSES)),
+        "n_channels": (1, 2),
+        "n_latent": (1, 1024),
+        "encoder_kernel": (1, MAX_LOOKAHEAD_SAMPLES + 1),
+        "envelope_kernel": (1, 4096),
+        "hop_samples": (1, 4096),
+        "bottleneck": (1, 1024),
+        "hidden": (1, 1024),
+        "skip": (1, 512),
+        "tcn_kernel": (2, 31),
+        "n_blocks": (1, 10),
+        "n_repeats": (1, 8),
+        "lstm_layers": (1, 8),
+        "se_expansion": (1, 64),
+        "chrono_max_frames": (1.0, 1_000_000.0),
+    }
 
     arch: str = "causal"
     sample_rate: int = SAMPLE_RATE
@@ -311,6 +404,7 @@ class CausalConfig:
             )
         if self.tcn_kernel < 2:
             raise ConfigError(f"CausalConfig.tcn_kernel must be >= 2, got {self.tcn_kernel}")
+        _check_limits(self)
 
     def to_dict(self) -> dict:
         """Plain dict (JSON/TOML-serialisable) of all fields."""
@@ -318,14 +412,17 @@ class CausalConfig:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> CausalConfig:
-        """Build from a dict; unknown keys raise :class:`ConfigError` naming ``where`` and the key."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        """Build from a dict; unknown keys and values of the wrong type raise :class:`ConfigError` naming
+        ``where`` and the key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: the network config must be an object, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key(s) {unknown} for the causal network; known: {sorted(names)}"
+                f"{where}: unknown key(s) {unknown} for the causal network; known: {sorted(fields)}"
             )
-        return cls(**data)
+        return _build_checked(cls, data, fields, where)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> CausalConfig:

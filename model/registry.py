@@ -7,10 +7,10 @@ carries ``config_class``, the dataclass of :mod:`fxmix.model.config` its constru
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomllib
 from fxmix.dsp.errors import ConfigError, ModelLoadError
 
 from .causal import CausalMixer
@@ -52,7 +52,7 @@ def arch_name(model) -> str:
 
 def net_config_from_dict(arch: str, data: dict[str, Any], where: str = "config") -> NetConfig:
     """Config object for a registered ``arch`` from a plain dict (e.g. a JSON sidecar or a TOML table)."""
-    return get_arch(arch).config_class.from_dict(dict(data), where=where)
+    return get_arch(arch).config_class.from_dict(dict(data) if isinstance(data, dict) else data, where=where)
 
 
 def load_net_config(name_or_path: str | Path) -> tuple[str, NetConfig]:

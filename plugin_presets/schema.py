@@ -34,7 +34,7 @@ from ..dsp.audio import write_text_atomic
 from ..dsp.chain import ALL_STAGES
 from ..dsp.errors import ConfigError
 from ..dsp.params import PARAM_TYPES
-from ..dsp.profile import Profile, factory_names, load_profile, read_named_json
+from ..dsp.profile import Profile, check_json_depth, factory_names, load_profile, read_named_json
 
 PRESET_FORMAT = "fxmix-preset"
 PRESET_VERSION = 1
@@ -129,8 +129,8 @@ def _check_decisions(d, where: str) -> dict:
                 continue
             try:
                 PARAM_TYPES[stage].from_dict(p)
-            except ConfigError as exc:
-                raise ConfigError(f"{_where(where, f'{key}.params.{stage}')}: {exc}") from exc
+            except (ConfigError, TypeError, ValueError) as exc:  # a wrong type inside a params object
+                raise ConfigError(f"{_where(where, f'{key}.params.{stage}')}: {exc}") from None
     return d
 
 
@@ -138,6 +138,7 @@ def preset_from_dict(d, where: str = "preset") -> Preset:
     """Validate a preset dict (see the module docstring); raise ConfigError naming the bad key."""
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: not a JSON object")
+    check_json_depth(d, where)
     for key in REQUIRED_KEYS:
         if key not in d:
             raise ConfigError(f"{where}: missing key {key!r}")

@@ -8,10 +8,9 @@
 * Precision: bf16 autocast on CUDA (``amp = true``), fp32 on CPU; the losses always run in fp32.
 * Optimizer: Adam with AMSGrad, L2 weight decay, gradient-norm clipping, linear warm-up then cosine decay.
   Steps with a non-finite loss or gradient are skipped and counted (``skipped`` column).
-* Checkpoints every ``checkpoint_every`` steps in ``OUT/checkpoints/step-NNNNNNN/``: ``model.safetensors`` +
-  ``model.json`` (:func:`fxmix.model.states.save_model`), ``optimizer.safetensors``, ``state.json``; written into a
-  ``.part`` folder and renamed, then ``latest.json`` is replaced atomically, so a kill at any moment leaves the
-  previous checkpoint intact and ``--resume`` loses at most ``checkpoint_every`` steps.
+* Checkpoints every ``checkpoint_every`` steps (:mod:`fxmix.training.checkpoints`): written whole, with the
+  sha256 of each file; ``--resume`` continues from the newest one that verifies (hashes, finite weights), so a
+  kill at any moment loses at most ``checkpoint_every`` steps. ``best/`` and ``final/`` are replaced whole.
 * Validation every ``steps_per_epoch`` steps on fixed crops of the valid split, next to the normalized-sum
   baseline on the same crops; the best model (lowest validation loss) is kept in ``OUT/best/``, the last in
   ``OUT/final/``.
@@ -29,7 +28,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +36,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
-from ..dsp.audio import write_text_atomic
+from ..dsp.audio import atomic_folder, write_text_atomic
 from ..dsp.errors import ConfigError, ModelLoadError
 from ..model.losses import ClassBalanceLoss, get_loss
 from ..model.states import resolve_weights, save_model
+from .checkpoints import STATE_FORMAT, checkpoint_dirs, has_checkpoints, resume_checkpoint, save_checkpoint
 from .config import TrainConfig, build_network
 from .preprocess import PROFILE_NAME, CachedSplit, preprocess, read_manifest
 from .tfevents import EventWriter
@@ -53,7 +52,6 @@ log = logging.getLogger(__name__)
 
 TRAIN_COLUMNS = ("step", "epoch", "lr", "loss", "grad_norm", "skipped", "examples_per_s", "wall_s")
 VALID_COLUMNS = ("step", "epoch", "valid_loss", "valid_loss_normalized_sum", "best")
-STATE_FORMAT = "fxmix-train-state-1"
 _CROP_STREAM = 1_000_003  # sub-stream id of crop/augmentation draws (song order uses the epoch number)
 
 
@@ -149,101 +147,28 @@ def valid_crops(split: CachedSplit, crop_samples: int, per_song: int) -> tuple[t
     return stack[:, :4].contiguous(), stack[:, 4].contiguous()
 
 
-# ------------------------------------------------------------------------------------------ checkpoints
-def _optimizer_to_safetensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, float] = {}
-    for idx, state in sd["state"].items():
-        for name, value in state.items():
-            key = f"state.{idx}.{name}"
-            if torch.is_tensor(value):
-                tensors[key] = value.detach().cpu().contiguous()
-            else:
-                scalars[key] = float(value)
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
-    return tensors, {"param_groups": groups, "scalars": scalars}
-
-
-def _optimizer_from_safetensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if not key.startswith("state."):
-            continue
-        _, idx, name = key.split(".", 2)
-        state.setdefault(int(idx), {})[name] = value
-    for key, value in meta.get("scalars", {}).items():
-        _, idx, name = key.split(".", 2)
-        state.setdefault(int(idx), {})[name] = value
-    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
-    return {"state": state, "param_groups": groups}
-
-
-def save_checkpoint(out_dir: Path, step: int, model, opt, state: dict, keep: int) -> Path:
-    """Write ``checkpoints/step-NNNNNNN/`` atomically and point ``checkpoints/latest.json`` at it."""
-    ckpt_root = out_dir / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    final = ckpt_root / f"step-{step:07d}"
-    part = ckpt_root / f".step-{step:07d}.part"
-    shutil.rmtree(part, ignore_errors=True)
-    part.mkdir()
-    save_model(part, model, extra={"training_step": step})
-    tensors, meta = _optimizer_to_safetensors(opt)
-    tensors["rng.torch_cpu"] = torch.get_rng_state()
-    save_file(tensors, str(part / "optimizer.safetensors"), metadata={"format": STATE_FORMAT})
-    write_text_atomic(
-        part / "state.json", json.dumps(dict(state, step=step, optimizer=meta), indent=1) + "\n"
-    )
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(part, final)
-    write_text_atomic(ckpt_root / "latest.json", json.dumps({"step": step, "path": final.name}) + "\n")
-    old = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir())[:-keep]
-    for p in old:
-        shutil.rmtree(p, ignore_errors=True)
-    return final
-
-
-def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
-    """The folder ``checkpoints/latest.json`` points to, or None."""
-    latest = Path(out_dir) / "checkpoints" / "latest.json"
-    if not latest.is_file():
-        return None
-    try:
-        name = json.loads(latest.read_text(encoding="utf-8"))["path"]
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
-        raise ModelLoadError(f"{latest}: unreadable ({exc}); delete it to restart from scratch") from None
-    path = latest.parent / name
-    if not path.is_dir():
-        raise ModelLoadError(f"{latest}: points to missing {path}; delete latest.json to restart")
-    return path
-
-
-def load_checkpoint(path: Path, model, opt) -> dict:
-    """Restore model weights, optimizer state and the torch RNG from a checkpoint folder; returns its state."""
-    weights = load_file(str(path / "model.safetensors"))
-    missing = set(model.state_dict()) ^ set(weights)
-    if missing:
-        raise ModelLoadError(
-            f"{path}: checkpoint tensors do not match the configured network: {sorted(missing)[:5]}"
-        )
-    model.load_state_dict(weights, strict=True)
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(path / "optimizer.safetensors"))
-    opt.load_state_dict(_optimizer_from_safetensors(tensors, state["optimizer"]))
-    torch.set_rng_state(tensors["rng.torch_cpu"])
-    return state
-
-
 # ------------------------------------------------------------------------------------------------ logs
 def _truncate_csv(path: Path, columns: tuple[str, ...], max_step: int) -> None:
     """Create ``path`` with a header, or drop rows logged after ``max_step`` (steps a killed run lost)."""
     if not path.is_file():
         write_text_atomic(path, ",".join(columns) + "\n")
         return
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= max_step]
-    lines = [",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in rows]
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        rows = [r for r in csv.reader(fh)][1:]
+    kept = [r for r in rows if _whole_row(r, len(columns)) and int(r[0]) <= max_step]
+    lines = [",".join(columns)] + [",".join(r) for r in kept]
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _whole_row(row: list[str], n: int) -> bool:
+    """A row with ``n`` numeric fields; a row a kill cut short fails this and is dropped (its step is re-done)."""
+    if len(row) != n or not row[0].isdigit():
+        return False
+    try:
+        [float(v) for v in row]
+    except ValueError:
+        return False
+    return True
 
 
 def _append_csv(path: Path, columns: tuple[str, ...], row: dict) -> None:
@@ -391,17 +316,16 @@ def train(
     """
     info, device, dev_kind, amp = _setup_device(cfg)
     out = Path(cfg.out_dir)
-    ckpt = latest_checkpoint(out)
-    if ckpt is not None and not resume:
-        raise ConfigError(f"{out} already holds checkpoints ({ckpt.name}); pass --resume or another out_dir")
+    if has_checkpoints(out) and not resume:
+        raise ConfigError(f"{out} already holds checkpoints; pass --resume or another out_dir")
     _prepare_cache(cfg, info, out, progress)
-    run, n_train_songs = _setup_run(cfg, info, device, dev_kind, amp, out, warm=ckpt is None)
+    run, n_train_songs = _setup_run(cfg, info, device, dev_kind, amp, out, warm=not checkpoint_dirs(out))
     start = 0
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, run.core, run.opt)
+    state = resume_checkpoint(out, run.core, run.opt, writer=info.main) if resume else None
+    if state is not None:
         start, run.best = int(state["step"]), float(state.get("best_valid", math.inf))
         run.skipped = int(state.get("skipped", 0))
-        log.info("train: resumed from %s at step %d", ckpt, start)
+        log.info("train: resumed from %s at step %d", out / "checkpoints", start)
     _open_logs(run, start, n_train_songs)
 
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
@@ -652,7 +576,8 @@ def _save_release(
         "training": dict(training_info, step=step),
         "metrics": {"valid_loss": valid, "valid_loss_normalized_sum": baseline},
     }
-    save_model(folder, model, extra=extra)
+    with atomic_folder(folder) as tmp:
+        save_model(tmp, model, extra=extra)
 
 
 def profile_of_cache(cache_dir: str | os.PathLike) -> Path:

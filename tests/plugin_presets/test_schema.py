@@ -85,3 +85,41 @@ def test_cli_list_and_show(capsys):
     assert "synthetic-v1" in capsys.readouterr().out
     assert preset_main(["show", "musdb18-reference"]) == 0
     assert json.loads(capsys.readouterr().out)["format"] == "fxmix-preset"
+
+
+_EQ = {"freqs_hz": [100.0, 1000.0], "gain_db": [1.0, 2.0]}
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda d: d.update(profile={"format": "fxmix-profile", "version": 1, "name": 3}), "'profile'"),
+        (lambda d: d.update(decisions={"vox": {"params": {"eq": dict(_EQ, gain_db=[1.0, [2.0]])}}}), "vox.params.eq"),
+        (lambda d: d.update(decisions={"vox": {"params": {"eq": dict(_EQ, freqs_hz={"a": 1})}}}), "vox.params.eq"),
+        (lambda d: d.update(decisions={"vox": {"params": {"eq": dict(_EQ, gain_db="loud")}}}), "vox.params.eq"),
+        (lambda d: d["stages"].update(eq={"enabled": True, "amount": [1]}), "stages.eq.amount"),
+    ],
+)
+def test_wrong_types_inside_a_preset_name_the_file_and_key(tmp_path, mutate, key):
+    d = _base()
+    mutate(d)
+    path = tmp_path / "typed.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ConfigError) as err:
+        load_preset(path)
+    assert key in str(err.value) and "typed.json" in str(err.value), str(err.value)
+
+
+def test_deeply_nested_presets_are_refused(tmp_path):
+    d = _base()
+    node = d["decisions"] = {"vox": {"params": {}}}
+    for _ in range(100):
+        node["n"] = {}
+        node = node["n"]
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ConfigError, match=r"deep.json: nested deeper than \d+ levels at decisions\.n\.n"):
+        load_preset(path)
+    path.write_text('{"decisions": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ConfigError, match="deep.json: nested deeper"):
+        load_preset(path)
