@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,29 @@ from ..dsp import constants as C
 from ..dsp.audio import write_text_atomic
 from ..dsp.chain import normalize_stem
 from .exporters import build_chain, scale_params
+from .peq import ParametricEq
+from .rfxchain import copy_jsfx, install_steps
 from .schema import Preset, preset_from_dict, save_preset
 
 FORMATS = ("json", "pedalboard", "rfxchain")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_decisions` wrote.
+
+    ``written``: every file, in order (the JSFX under ``Effects/fxmix/`` last); ``eq_fits``: per track, the
+    parametric EQ of its pedalboard chain / ``.RfxChain`` with its errors; ``install_steps``: how to install
+    the ``.RfxChain`` export in Reaper (None without that format).
+    """
+
+    written: list[Path] = field(default_factory=list)
+    eq_fits: dict[str, ParametricEq] = field(default_factory=dict)
+    install_steps: str | None = None
+
+    def eq_fit_lines(self) -> list[str]:
+        """One line per track: the parametric EQ's filters, output gain and its curve and stem errors."""
+        return [f"{name}: {fit.summary()}" for name, fit in self.eq_fits.items()]
 
 
 def _safe(name: str) -> str:
@@ -24,13 +45,18 @@ def _safe(name: str) -> str:
 
 def export_decisions(
     tracks: Mapping[str, tuple[str, np.ndarray]], out_dir: str | Path, formats, preset: Preset
-) -> list[Path]:
-    """Decide per track (name -> (class, (2, n) audio at 44.1 kHz)), write ``formats`` into ``out_dir``."""
+) -> ExportResult:
+    """Decide per track (name -> (class, (2, n) audio at 44.1 kHz)), write ``formats`` into ``out_dir``.
+
+    With "rfxchain", the JSFX the chains load are copied into ``out_dir/Effects/fxmix/``.
+    """
     profile = preset.load_profile()
     stages = [s for s in preset.enabled_stages() if s != "reverb"]
     amounts = {s: preset.stages[s].amount for s in stages}
     out = Path(out_dir)
     written: list[Path] = []
+    chains: list[Path] = []
+    fits: dict[str, ParametricEq] = {}
     for name, (cls, audio) in tqdm(tracks.items(), desc="export", unit="track"):
         res = normalize_stem(audio, C.SAMPLE_RATE, cls, profile, stages=stages, where=name)
         if res.silent:
@@ -44,8 +70,15 @@ def export_decisions(
             written.append(save_preset(preset_from_dict(d, str(base)), out / f"{base.name}.preset.json"))
         if "pedalboard" in formats or "rfxchain" in formats:
             chain = build_chain(audio, C.SAMPLE_RATE, params, name=name, class_name=cls)
+            if chain.eq is not None:
+                fits[name] = chain.eq
             if "pedalboard" in formats:
                 written += chain.write_pedalboard(out / f"{base.name}.pedalboard.json")
             if "rfxchain" in formats:
-                written.append(write_text_atomic(out / f"{base.name}.RfxChain", chain.rfxchain_text()))
-    return written
+                chains.append(write_text_atomic(out / f"{base.name}.RfxChain", chain.rfxchain_text()))
+                written.append(chains[-1])
+    steps = None
+    if "rfxchain" in formats:
+        written += copy_jsfx(out)
+        steps = install_steps(out, chains)
+    return ExportResult(written, fits, steps)

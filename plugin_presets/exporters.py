@@ -20,16 +20,20 @@ The round trip export -> :func:`apply_pedalboard_chain` matches fxmix's normaliz
 rounding (tests: every 1/6-octave band 100 Hz-10 kHz and the integrated loudness).
 
 **parametric approximation** (for display, editing and the ``.RfxChain``, whose shipped JSFX are biquads):
-the curve fitted by :func:`fxmix.plugin_presets.peq.fit_parametric_eq` (stem-spectrum weighted; high-pass,
-shelves, <= 6 peaks), the compressor's input gain re-measured after the fitted EQ, the pan curves as
-broadband per-channel gains keeping each channel's energy, the loudness gain re-measured (BS.1770) on that
-chain's output, no limiter. Its errors are the fit's (up to ~3 dB in single bands for ±24 dB jagged curves).
+the curve fitted by :func:`fxmix.plugin_presets.peq.fit_parametric_eq` (to what the stem hears; high-pass,
+shelves, <= 6 peaks, within the limits a person would set by hand), the compressor's input gain re-measured
+after the fitted EQ, the pan curves as broadband per-channel gains keeping each channel's energy, the loudness
+gain re-measured (BS.1770) on that chain's output, no limiter. Its errors are the fit's: where the EQ curve
+holds ±24 dB bands or jumps between neighbouring bands where the stem has no energy, the curve error is large
+and the stem error (the one that is heard) small; both are in ``parametric_eq``. The ``.RfxChain`` text and
+its JSFX are :mod:`fxmix.plugin_presets.rfxchain`'s.
 
 pedalboard chain JSON (``format`` "fxmix-pedalboard-chain", ``version`` 2)::
 
     {"format": ..., "version": 2, "name": "vocals", "class": "vocals", "sample_rate": 44100,
      "parametric_eq": {"gain_db": .., "filters": [{"type": "HighpassFilter", ..}, ..],
-                       "rms_error_db": .., "max_error_db": .., "stem_rms_error_db": ..},
+                       "rms_error_db": .., "max_error_db": .., "fit_range_hz": [30, 16000],
+                       "stem_rms_error_db": .., "stem_max_error_db": ..},
      "plugins": [{"type": "Convolution", "impulse_response_filename": "vocals.eq.wav"},
                  {"type": "Gain", "gain_db": ..},
                  {"type": "LinkedCompressor", "threshold_db", "ratio", "attack_ms", "release_ms"},
@@ -45,15 +49,15 @@ an editable approximation). IR paths are relative to the JSON's folder. Two thin
 plain pedalboard does not: (1) pedalboard (JUCE) normalizes every IR (to 0.125 / max-channel L2 norm);
 :func:`load_pedalboard_chain` measures that scale on an impulse and undoes it with a ``Gain``;
 (2) ``Convolution`` is causal, so an IR is taken as linear-phase (odd length, delay (len-1)/2 samples) and
-each ``Convolution`` output is shifted back and trimmed to the input's n samples, exactly as fxmix's
-zero-phase ``apply_fir`` does offline.
+each ``Convolution`` gets the input with its edges continued (``fxmix.dsp.fir.extend_edges``) and its
+output is shifted back and trimmed to the input's n samples, exactly as fxmix's zero-phase ``apply_fir``
+does offline.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,13 +70,14 @@ from ..dsp import constants as C
 from ..dsp.audio import check_audio, peak_db, write_audio, write_text_atomic
 from ..dsp.errors import ConfigError
 from ..dsp.features import integrated_loudness, linked_envelope, stft_power
-from ..dsp.fir import fir_power_response
+from ..dsp.fir import extend_edges, fir_power_response
 from ..dsp.params import PARAM_TYPES, CompressorParams, EqParams, LoudnessParams, PanParams
 from ..dsp.stages import eq as eq_stage
 from ..dsp.stages import panning as pan_stage
 from ..dsp.stages.compression import linked_gain
 from ..dsp.stages.loudness import peak_limit
 from .peq import MAX_PEAKS, PEDALBOARD_TYPES, Biquad, ParametricEq, fit_grid_hz, fit_parametric_eq, grid_power
+from .rfxchain import chain_text
 
 CHAIN_FORMAT = "fxmix-pedalboard-chain"
 CHAIN_VERSION = 2
@@ -90,15 +95,6 @@ PEDALBOARD_PLUGINS = {
 }
 #: side-car IR file suffixes (next to ``<track>.pedalboard.json``)
 IR_SUFFIXES = {"eq": ".eq.wav", "pan": ".pan.wav"}
-#: shipped JSFX: Reaper path (relative to its Effects folder once installed) and slider count
-JSFX_DIR = Path(__file__).with_name("jsfx")
-JSFX = {
-    "peq": ("fxmix/fxmix_peq.jsfx", 26),
-    "comp": ("fxmix/fxmix_comp.jsfx", 5),
-    "utility": ("fxmix/fxmix_utility.jsfx", 6),
-}
-#: Reaper writes 64 slider values per JS block ("-" = slider not used)
-RFX_SLIDERS = 64
 
 
 def eq_taps(p: EqParams, sample_rate: int) -> np.ndarray:
@@ -181,11 +177,8 @@ class ExportedChain:
             d["parametric_eq"] = {
                 "gain_db": round(self.eq.gain_db, 4),
                 "filters": [f.to_dict() for f in self.eq.filters],
-                "rms_error_db": round(self.eq.rms_error_db, 3),
-                "max_error_db": round(self.eq.max_error_db, 3),
+                **self.eq.error_dict(),
             }
-            if self.eq.stem_rms_error_db is not None:
-                d["parametric_eq"]["stem_rms_error_db"] = round(self.eq.stem_rms_error_db, 3)
         d["plugins"] = self.plugins(base_name)
         return d
 
@@ -240,29 +233,8 @@ class ExportedChain:
         return {"peq": peq, "comp": comp, "utility": util}
 
     def rfxchain_text(self) -> str:
-        """Reaper FX chain: BYPASS line, then ``<JS path ""`` + one line of 64 slider values per effect."""
-        lines = []
-        for i, (key, values) in enumerate(self.jsfx_sliders().items()):
-            path, n = JSFX[key]
-            if len(values) != n:
-                raise ConfigError(f"internal: {key} has {len(values)} slider values, its JSFX has {n}")
-            tokens = [_rfx_number(v) for v in values] + ["-"] * (RFX_SLIDERS - n)
-            guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fxmix/{self.name}/{i}/{key}")).upper()
-            lines += [
-                "BYPASS 0 0 0",
-                f'<JS "{path}" ""',
-                " ".join(tokens),
-                ">",
-                "FLOATPOS 0 0 0 0",
-                f"FXID {{{guid}}}",
-                "WAK 0 0",
-            ]
-        return "\n".join(lines) + "\n"
-
-
-def _rfx_number(v: float) -> str:
-    s = format(float(v), ".10g")
-    return "0" if s == "-0" else s
+        """The Reaper FX chain of the parametric approximation (:func:`fxmix.plugin_presets.rfxchain.chain_text`)."""
+        return chain_text(self.name, self.jsfx_sliders())
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -280,7 +252,7 @@ class LinkedCompressor:
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """(2, n) float32 in and out."""
-        g = linked_gain(linked_envelope(audio), sample_rate, self.compressor)
+        g = linked_gain(linked_envelope(audio), sample_rate, self.compressor, prime=True)
         return audio * g[None, :]
 
 
@@ -307,10 +279,10 @@ class _Board:
         self.latency_samples = latency_samples
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        d = self.latency_samples
-        x = np.pad(audio, ((0, 0), (0, d))) if d else audio
+        d, n = self.latency_samples, audio.shape[-1]
+        x = extend_edges(audio, d) if d else audio  # the stem's edges continued, as apply_fir does
         y = self.board(np.ascontiguousarray(x, np.float32), sample_rate)
-        return np.ascontiguousarray(y[:, d:], np.float32)
+        return np.ascontiguousarray(y[:, 2 * d : 2 * d + n], np.float32)
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,43 @@
 """Parametric fit of an fxmix EQ curve: high-pass, low/high shelves and up to 6 peaking bands.
 
 The EQ stage designs an 8193-tap linear-phase FIR from a dB curve on the 1/6-octave band grid; DAWs and
-pedalboard chains want a handful of knobs instead. :func:`fit_parametric_eq` finds them by least squares
-(``scipy.optimize.least_squares``, trust-region reflective with bounds) on a log-frequency grid, after a
-greedy initialisation (shelves from the curve's ends, then one peak at a time where the residual is largest).
+pedalboard chains want a handful of knobs instead. :func:`fit_parametric_eq` finds them by bounded least
+squares (``scipy.optimize.least_squares``, trust-region reflective; the Jacobian per filter, all filters'
+derivatives in one batch) on a log-frequency grid, after a greedy initialisation (shelves from the curve's
+ends, then one peak at a time where the error is largest) and followed by a short local search (freed or
+weakest peaks placed again where the error is largest, kept while that helps).
+
+The result is meant to be read and edited by a person, so it is constrained like a hand-set EQ:
+
+* every shelf and peak within ±:data:`FILTER_GAIN_LIMIT_DB`, peaks at Q :data:`PEAK_Q_RANGE`, shelves at Q
+  :data:`SHELF_Q_RANGE` (at most a slight bump where a shelf turns);
+* the output gain within ±:data:`OUTPUT_GAIN_LIMIT_DB` and penalised (a curve's level is not its shape), and a
+  light penalty on every filter's gain, so that two large filters never cancel each other to draw a small
+  detail;
+* neighbouring peaks that fight (opposite gains, centres nearer than the mean of their half-bandwidths) or
+  duplicate each other (same sign, nearer than :data:`DUPLICATE_FRACTION` of that) are merged into one and
+  the fit refined again;
+  the freed peak is placed again where the error is largest, merged again if it fights.
 
 Filters are exactly pedalboard's (JUCE ``IIR::Coefficients``): ``HighpassFilter`` is the first-order bilinear
 high-pass (6 dB/octave, no Q), ``LowShelfFilter``/``HighShelfFilter``/``PeakFilter`` are the RBJ Audio-EQ
 cookbook biquads with ``A = 10^(gain_db/40)`` and the given ``q`` (frequency floored at 2 Hz, as JUCE does).
 :func:`biquad_coefficients` returns those coefficients, so the fitted response is what pedalboard (and the
-shipped JSFX, which use the same formulas) produce; the tests check that against pedalboard's impulse
-response.
+shipped JSFX, which use the same formulas) produce; the tests check that against pedalboard's impulse response.
 
-Fit range: 30 Hz - 16 kHz by default (the band grid's span: the FIR holds the end values outside it, where
-musical energy is small and a parametric EQ cannot follow a held ±24 dB plateau anyway). Optional per-point
-``weights`` (e.g. the stem's band energy after EQ) let the fit spend its bands where the stem has energy;
-the reported error is always the *unweighted* RMS over the fit range, the honest figure.
+Fit range: 30 Hz - 16 kHz by default (the band grid's span: the FIR holds the end values outside it).
+
+Two errors are reported, both RMS and max in dB:
+
+* the **curve error**: fitted response minus the EQ curve over the fit range, every point alike. An EQ
+  stage curve can hold bands at ±24 dB and jump 30 dB between neighbouring 1/6-octave bands where the stem
+  has no energy; no constrained parametric EQ follows that, and none needs to;
+* the **stem error** (when the stem's power is given, :func:`grid_power`): per 1/6-octave band, the level
+  of the stem filtered by the fit minus the level of the stem filtered by the curve; the RMS weights each
+  band by whether the stem has energy there (:func:`stem_band_weights`: full within :data:`STEM_FLOOR_DB`
+  of its loudest band, fading below), the max is over the bands within it. That is what the stem hears
+  (and what the EQ stage itself matches to the profile), and what the fit minimises when the stem is
+  given, with a light pull toward the curve (:data:`_CURVE_PULL`) so that silent regions stay sane.
 
 streaming-safe: not applicable (fitting); the fitted filters are ordinary IIR biquads (streaming-safe).
 """
@@ -30,7 +52,7 @@ from scipy.optimize import least_squares
 from ..dsp.bands import band_centers_hz
 from ..dsp.constants import BANDS_PER_OCTAVE
 from ..dsp.errors import ConfigError
-from ..dsp.features import stft_power
+from ..dsp.features import stft_power_sums
 
 FILTER_KINDS = ("highpass", "low_shelf", "high_shelf", "peak")
 #: pedalboard class name for each filter kind.
@@ -47,14 +69,32 @@ FIT_FMAX_HZ = 16000.0
 GRID_PER_OCTAVE = 24
 #: a fitted high-pass below this cutoff has < 0.5 dB effect at 30 Hz and is dropped
 HIGHPASS_OFF_HZ = 12.0
+#: limits of the fitted EQ (what a person sets by hand)
+FILTER_GAIN_LIMIT_DB = 15.0
+OUTPUT_GAIN_LIMIT_DB = 12.0
+PEAK_Q_RANGE = (0.3, 6.0)
+SHELF_Q_RANGE = (0.3, 1.0)
+#: peaks fight when their centres are nearer than the mean of their half-bandwidths (opposite gains), and
+#: duplicate each other when nearer than this fraction of it (same sign)
+DUPLICATE_FRACTION = 0.5
+#: stem error: a band counts fully when the stem's power there is within this many dB of its loudest band,
+#: half at that depth and fading below it (w = P / (P + P_floor)): bands without energy do not matter
+STEM_FLOOR_DB = 40.0
 
-# bounds (gain dB, Q) of the fitted filters
-_SHELF_GAIN_DB = 30.0
-_PEAK_GAIN_DB = 48.0
-_SHELF_Q = (0.3, 1.5)
-_PEAK_Q = (0.2, 12.0)
+#: penalty weights w: the fit minimises the mean squared error (dB^2) plus (w * gain_db)^2 for the output
+#: gain and for each filter's gain (12 dB of output gain cost as much as 1.2 dB RMS error)
+_OUTPUT_GAIN_PENALTY = 0.1
+_FILTER_GAIN_PENALTY = 0.02
 #: weight of the raw-curve residual when fitting the stem's band spectrum (keeps silent regions sane)
 _CURVE_PULL = 0.1
+#: relative cost change at which a refinement stops (far below what a person reads off an EQ)
+_FTOL = 3e-4
+#: a fit this close (RMS dB, penalties included) gets no further peak
+_ENOUGH_RMS_DB = 0.3
+#: rounds of the local search after the fit (freed peaks placed again or the weakest moved), while it helps
+_ROUNDS = 3
+#: positions in the fit vector x: high-pass (log2 f), low and high shelf (log2 f, gain dB, ln q), first peak
+_HP, _LS, _HS, _PEAK = 1, 2, 5, 8
 
 
 @dataclass(frozen=True)
@@ -76,7 +116,11 @@ class Biquad:
 
 @dataclass(frozen=True)
 class ParametricEq:
-    """A fitted parametric EQ: broadband ``gain_db`` plus ``filters`` (highpass, shelves, peaks)."""
+    """A fitted parametric EQ: broadband ``gain_db`` plus ``filters`` (highpass, shelves, peaks).
+
+    ``rms_error_db``/``max_error_db``: the curve error over ``fmin_hz..fmax_hz``; ``stem_rms_error_db``/
+    ``stem_max_error_db``: the stem error (None without the stem); see the module docstring.
+    """
 
     filters: tuple[Biquad, ...]
     gain_db: float
@@ -85,52 +129,108 @@ class ParametricEq:
     fmin_hz: float
     fmax_hz: float
     stem_rms_error_db: float | None = None
+    stem_max_error_db: float | None = None
 
     def response_db(self, freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
         return self.gain_db + response_db(self.filters, freqs_hz, sample_rate)
 
+    def error_dict(self) -> dict:
+        """The fit's errors (dB, rounded) and the range they were measured over."""
+        d = {
+            "rms_error_db": round(self.rms_error_db, 3),
+            "max_error_db": round(self.max_error_db, 3),
+            "fit_range_hz": [round(self.fmin_hz, 2), round(self.fmax_hz, 2)],
+        }
+        if self.stem_rms_error_db is not None:
+            d["stem_rms_error_db"] = round(self.stem_rms_error_db, 3)
+            d["stem_max_error_db"] = round(self.stem_max_error_db, 3)
+        return d
+
+    def summary(self) -> str:
+        """One line: filters, output gain and the errors, for printing next to an export."""
+        peaks = sum(f.kind == "peak" for f in self.filters)
+        text = (
+            f"parametric EQ: {len(self.filters)} filters ({peaks} peaks), output gain {self.gain_db:+.1f} dB; "
+            f"curve error RMS {self.rms_error_db:.2f} dB, max {self.max_error_db:.1f} dB "
+            f"({self.fmin_hz:.0f} Hz-{self.fmax_hz / 1000:.0f} kHz)"
+        )
+        if self.stem_rms_error_db is not None:
+            text += f"; stem error RMS {self.stem_rms_error_db:.2f} dB, max {self.stem_max_error_db:.1f} dB"
+        return text
+
+
+def _coefficients(kinds, f, g, q, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(b, a), each (K, 3) with a[:, 0] = 1, of K filters given as arrays (kinds: FILTER_KINDS indices)."""
+    kinds = np.asarray(kinds)
+    f, g, q = (np.asarray(v, float) for v in (f, g, q))
+    big_a = 10.0 ** (g / 40.0)
+    w = 2.0 * np.pi * np.maximum(f, 2.0) / sample_rate
+    c, s = np.cos(w), np.sin(w)
+    one, zero = np.ones_like(f), np.zeros_like(f)
+    # peak
+    al = s / (2.0 * q)
+    b = np.stack([1 + al * big_a, -2 * c, 1 - al * big_a], axis=-1)
+    a = np.stack([1 + al / big_a, -2 * c, 1 - al / big_a], axis=-1)
+    # shelves
+    be = s * np.sqrt(big_a) / q
+    am, ap = big_a - 1.0, big_a + 1.0
+    for code, sign in ((1, -1.0), (2, 1.0)):  # low shelf: c -> -c relative to the high shelf
+        sel = kinds == code
+        if np.any(sel):
+            cc = sign * c
+            bs = big_a[:, None] * np.stack(
+                [ap + am * cc + be, -2 * sign * (am + ap * cc), ap + am * cc - be], -1
+            )
+            as_ = np.stack([ap - am * cc + be, 2 * sign * (am - ap * cc), ap - am * cc - be], -1)
+            b, a = np.where(sel[:, None], bs, b), np.where(sel[:, None], as_, a)
+    # first-order bilinear high-pass
+    sel = kinds == 0
+    if np.any(sel):
+        n = np.tan(np.pi * f / sample_rate)
+        b = np.where(sel[:, None], np.stack([one, -one, zero], -1), b)
+        a = np.where(sel[:, None], np.stack([n + 1.0, n - 1.0, zero], -1), a)
+    return b / a[:, :1], a / a[:, :1]
+
 
 def biquad_coefficients(f: Biquad, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """(b, a), a[0] = 1, of pedalboard's filter (JUCE IIR::Coefficients; RBJ cookbook for the biquads)."""
-    if f.kind == "highpass":
-        n = np.tan(np.pi * f.cutoff_frequency_hz / sample_rate)
-        b, a = np.array([1.0, -1.0, 0.0]), np.array([n + 1.0, n - 1.0, 0.0])
-        return b / a[0], a / a[0]
-    big_a = 10.0 ** (f.gain_db / 40.0)
-    w = 2.0 * np.pi * max(f.cutoff_frequency_hz, 2.0) / sample_rate
-    c, s = np.cos(w), np.sin(w)
-    if f.kind == "peak":
-        al = s / (2.0 * f.q)
-        b = np.array([1 + al * big_a, -2 * c, 1 - al * big_a])
-        a = np.array([1 + al / big_a, -2 * c, 1 - al / big_a])
-    elif f.kind in ("low_shelf", "high_shelf"):
-        be = s * np.sqrt(big_a) / f.q
-        am, ap = big_a - 1.0, big_a + 1.0
-        if f.kind == "low_shelf":
-            b = big_a * np.array([ap - am * c + be, 2 * (am - ap * c), ap - am * c - be])
-            a = np.array([ap + am * c + be, -2 * (am + ap * c), ap + am * c - be])
-        else:
-            b = big_a * np.array([ap + am * c + be, -2 * (am + ap * c), ap + am * c - be])
-            a = np.array([ap - am * c + be, 2 * (am - ap * c), ap - am * c - be])
-    else:
+    if f.kind not in FILTER_KINDS:
         raise ConfigError(f"filter kind {f.kind!r} is not one of {list(FILTER_KINDS)}")
-    return b / a[0], a / a[0]
+    b, a = _coefficients(
+        [FILTER_KINDS.index(f.kind)], [f.cutoff_frequency_hz], [f.gain_db], [f.q], sample_rate
+    )
+    return b[0], a[0]
 
 
-def _biquad_db(b: np.ndarray, a: np.ndarray, z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
-    num = b[0] + b[1] * z1 + b[2] * z2
-    den = a[0] + a[1] * z1 + a[2] * z2
+def _responses_db(b: np.ndarray, a: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(K, N) dB magnitude of K filters at the N points ``z`` = (z^-1, z^-2)."""
+    num = b[:, :1] + b[:, 1:2] * z[0] + b[:, 2:] * z[1]
+    den = a[:, :1] + a[:, 1:2] * z[0] + a[:, 2:] * z[1]
     return 20.0 * np.log10(np.maximum(np.abs(num), 1e-12) / np.maximum(np.abs(den), 1e-12))
+
+
+def _z(freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+    w = 2.0 * np.pi * np.asarray(freqs_hz, float) / sample_rate
+    return np.stack([np.exp(-1j * w), np.exp(-2j * w)])
 
 
 def response_db(filters, freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
     """Summed magnitude response (dB) of ``filters`` at ``freqs_hz``."""
-    w = 2.0 * np.pi * np.asarray(freqs_hz, float) / sample_rate
-    z1, z2 = np.exp(-1j * w), np.exp(-2j * w)
-    out = np.zeros(w.shape)
+    filters = list(filters)
+    z = _z(freqs_hz, sample_rate)
+    if not filters:
+        return np.zeros(z.shape[1])
     for f in filters:
-        out += _biquad_db(*biquad_coefficients(f, sample_rate), z1, z2)
-    return out
+        if f.kind not in FILTER_KINDS:
+            raise ConfigError(f"filter kind {f.kind!r} is not one of {list(FILTER_KINDS)}")
+    b, a = _coefficients(
+        [FILTER_KINDS.index(f.kind) for f in filters],
+        [f.cutoff_frequency_hz for f in filters],
+        [f.gain_db for f in filters],
+        [f.q for f in filters],
+        sample_rate,
+    )
+    return _responses_db(b, a, z).sum(axis=0)
 
 
 def fit_grid_hz(fmin_hz: float = FIT_FMIN_HZ, fmax_hz: float = FIT_FMAX_HZ) -> np.ndarray:
@@ -143,39 +243,9 @@ def curve_on_grid(freqs_hz, gain_db, grid_hz: np.ndarray) -> np.ndarray:
     return np.interp(np.log2(grid_hz), np.log2(np.asarray(freqs_hz, float)), np.asarray(gain_db, float))
 
 
-# ------------------------------------------------------------------------------------------- fitting
-# Parameter vector: [gain_db, log2 hp_hz, log2 ls_hz, ls_db, ln ls_q, log2 hs_hz, hs_db, ln hs_q,
-#                    (log2 f, db, ln q) * n_peaks]
-
-
-def _unpack(x: np.ndarray, n_peaks: int, highpass: bool) -> tuple[float, list[Biquad]]:
-    filters = []
-    if highpass:
-        filters.append(Biquad("highpass", float(2.0 ** x[1])))
-    filters.append(Biquad("low_shelf", float(2.0 ** x[2]), float(x[3]), float(np.exp(x[4]))))
-    filters.append(Biquad("high_shelf", float(2.0 ** x[5]), float(x[6]), float(np.exp(x[7]))))
-    for k in range(n_peaks):
-        f, g, q = x[8 + 3 * k : 11 + 3 * k]
-        filters.append(Biquad("peak", float(2.0**f), float(g), float(np.exp(q))))
-    return float(x[0]), filters
-
-
-def _bounds(n_peaks: int, fmin_hz: float, fmax_hz: float, sample_rate: int):
-    nyq = 0.45 * sample_rate
-    lo = [-60.0, np.log2(1.0), np.log2(20.0), -_SHELF_GAIN_DB, np.log(_SHELF_Q[0])]
-    hi = [60.0, np.log2(max(fmin_hz * 16, 40.0)), np.log2(2000.0), _SHELF_GAIN_DB, np.log(_SHELF_Q[1])]
-    lo += [np.log2(1000.0), -_SHELF_GAIN_DB, np.log(_SHELF_Q[0])]
-    hi += [np.log2(min(20000.0, nyq)), _SHELF_GAIN_DB, np.log(_SHELF_Q[1])]
-    for _ in range(n_peaks):
-        lo += [np.log2(max(fmin_hz * 0.8, 10.0)), -_PEAK_GAIN_DB, np.log(_PEAK_Q[0])]
-        hi += [np.log2(min(fmax_hz * 1.25, nyq)), _PEAK_GAIN_DB, np.log(_PEAK_Q[1])]
-    return np.array(lo), np.array(hi)
-
-
 def grid_power(audio: np.ndarray, sample_rate: int, grid_hz: np.ndarray) -> np.ndarray:
     """Long-term power of a (channels, n) stem collected at the fit grid (each STFT bin to its nearest point)."""
-    power = stft_power(audio)
-    psd = power.reshape(-1, power.shape[-1]).mean(axis=0).astype(np.float64)
+    psd = stft_power_sums(audio).mean_power
     freqs = np.fft.rfftfreq(2 * (psd.size - 1), 1.0 / sample_rate)
     edges = np.sqrt(grid_hz[1:] * grid_hz[:-1])
     lo, hi = grid_hz[0] ** 2 / edges[0], grid_hz[-1] ** 2 / edges[-1]
@@ -191,32 +261,192 @@ def _band_matrix(grid_hz: np.ndarray, power: np.ndarray, fmin_hz: float, fmax_hz
     tri = np.maximum(
         0.0, 1.0 - np.abs(np.log2(grid_hz)[None, :] - np.log2(centers)[:, None]) * BANDS_PER_OCTAVE
     )
-    m = tri * power[None, :]
-    return m[m.sum(axis=1) > 0]
+    return tri * power[None, :]
 
 
-def _solve(x0, lo, hi, grid, target, sw, n_peaks, highpass, sample_rate, max_nfev, bands=None):
-    w = 2.0 * np.pi * grid / sample_rate
-    z1, z2 = np.exp(-1j * w), np.exp(-2j * w)
-    ref = None if bands is None else 10.0 * np.log10(bands @ 10.0 ** (target / 10.0))
+def _band_db(bands: np.ndarray, response: np.ndarray) -> np.ndarray:
+    return 10.0 * np.log10(np.maximum(bands @ 10.0 ** (response / 10.0), 1e-300))
+
+
+def stem_band_weights(band_power: np.ndarray) -> np.ndarray:
+    """Weight of each band in the stem error: P / (P + P_floor), P_floor :data:`STEM_FLOOR_DB` below the
+    loudest band (1 where the stem has energy, 0.5 at the floor, 0.01 20 dB under it)."""
+    p = np.asarray(band_power, float)
+    floor = p.max() * 10.0 ** (-STEM_FLOOR_DB / 10.0)
+    return p / (p + floor)
+
+
+def peak_bandwidth_octaves(q) -> np.ndarray:
+    """Bandwidth (octaves) of an RBJ peaking filter of quality ``q`` (the cookbook's Q <-> BW relation)."""
+    return 2.0 * np.arcsinh(0.5 / np.asarray(q, float)) / np.log(2.0)
+
+
+# ------------------------------------------------------------------------------------------- fitting
+# Parameter vector x: [gain_db, log2 hp_hz, log2 ls_hz, ls_db, ln ls_q, log2 hs_hz, hs_db, ln hs_q,
+#                      (log2 f, db, ln q) * n_peaks]
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """What one fit works on: the grid, the target curve, the point weights and (stem fit) the bands."""
+
+    grid: np.ndarray
+    z: np.ndarray
+    target: np.ndarray
+    sw: np.ndarray  # sqrt point weights of the curve residual, normalised to unit sum of squares
+    bands: np.ndarray | None  # (bands, grid) stem-power band matrix, or None
+    ref_db: np.ndarray | None  # band levels of the stem through the curve
+    bw: np.ndarray | None  # sqrt band weights (stem energy, STEM_FLOOR_DB), normalised to unit sum of squares
+    highpass: bool
+    sample_rate: int
+
+
+def _filter_arrays(x: np.ndarray, n_peaks: int, highpass: bool):
+    """(kinds, log2 f, gain, ln q) arrays of the filters in ``x`` (the high-pass first when enabled)."""
+    kinds = [0, 1, 2] + [3] * n_peaks
+    lf = [x[_HP], x[_LS], x[_HS]] + [x[_PEAK + 3 * k] for k in range(n_peaks)]
+    g = [0.0, x[_LS + 1], x[_HS + 1]] + [x[_PEAK + 3 * k + 1] for k in range(n_peaks)]
+    lq = [0.0, x[_LS + 2], x[_HS + 2]] + [x[_PEAK + 3 * k + 2] for k in range(n_peaks)]
+    s = 0 if highpass else 1
+    return tuple(np.array(v[s:], float) for v in (kinds, lf, g, lq))
+
+
+def _unpack(x: np.ndarray, n_peaks: int, highpass: bool) -> tuple[float, list[Biquad]]:
+    kinds, lf, g, lq = _filter_arrays(x, n_peaks, highpass)
+    filters = [
+        Biquad(FILTER_KINDS[int(k)], float(2.0**f), float(gg), float(np.exp(q)))
+        for k, f, gg, q in zip(kinds, lf, g, lq)
+    ]
+    return float(x[0]), filters
+
+
+def _bounds(n_peaks: int, fmin_hz: float, fmax_hz: float, sample_rate: int):
+    nyq = 0.45 * sample_rate
+    gl, sq, pq = FILTER_GAIN_LIMIT_DB, np.log(SHELF_Q_RANGE), np.log(PEAK_Q_RANGE)
+    lo = [-OUTPUT_GAIN_LIMIT_DB, np.log2(1.0), np.log2(20.0), -gl, sq[0], np.log2(1000.0), -gl, sq[0]]
+    hi = [OUTPUT_GAIN_LIMIT_DB, np.log2(max(fmin_hz * 16, 40.0)), np.log2(2000.0), gl, sq[1]]
+    hi += [np.log2(min(20000.0, nyq)), gl, sq[1]]
+    for _ in range(n_peaks):
+        lo += [np.log2(max(fmin_hz * 0.8, 10.0)), -gl, pq[0]]
+        hi += [np.log2(min(fmax_hz * 1.25, nyq)), gl, pq[1]]
+    return np.array(lo), np.array(hi)
+
+
+def _model(pb: _Problem, x: np.ndarray, n_peaks: int, *, jacobian: bool):
+    """Fitted response on the grid and, with ``jacobian``, its (grid, len(x)) derivative."""
+    kinds, lf, g, lq = _filter_arrays(x, n_peaks, pb.highpass)
+    b, a = _coefficients(kinds, 2.0**lf, g, np.exp(lq), pb.sample_rate)
+    resp = _responses_db(b, a, pb.z)
+    model = x[0] + resp.sum(axis=0)
+    if not jacobian:
+        return model, None
+    # forward differences per filter parameter, all perturbed filters in one batch
+    h = 1e-6
+    k = kinds.size
+    rep = np.repeat(np.arange(k), 3)
+    dlf, dg, dlq = (np.tile(np.eye(3)[i], k) * h for i in range(3))
+    bp, ap = _coefficients(
+        kinds[rep], 2.0 ** (lf[rep] + dlf), g[rep] + dg, np.exp(lq[rep] + dlq), pb.sample_rate
+    )
+    cols = (_responses_db(bp, ap, pb.z) - resp[rep]) / h  # (3k, grid)
+    jac = np.zeros((pb.grid.size, x.size))
+    jac[:, 0] = 1.0
+    idx = ([_HP, _HP, _HP] if pb.highpass else []) + [_LS + i for i in range(3)] + [_HS + i for i in range(3)]
+    idx += [_PEAK + i for i in range(3 * n_peaks)]
+    keep = np.ones(3 * k, bool)
+    if pb.highpass:
+        keep[1:3] = False  # the high-pass has only its cutoff
+    jac[:, np.array(idx)[keep]] = cols[keep].T
+    return model, jac
+
+
+def _gain_indices(n_peaks: int) -> np.ndarray:
+    return np.array([_LS + 1, _HS + 1] + [_PEAK + 3 * k + 1 for k in range(n_peaks)])
+
+
+def _residual(pb: _Problem, model: np.ndarray, jm: np.ndarray | None):
+    """The fit residual of a modelled response and, given d model / d x (``jm``), its Jacobian."""
+    curve = pb.sw * (model - pb.target)
+    dcurve = None if jm is None else pb.sw[:, None] * jm
+    if pb.bands is None:
+        return curve, dcurve
+    p = 10.0 ** (model / 10.0)
+    bp = pb.bands @ p
+    r = np.concatenate([pb.bw * (10.0 * np.log10(bp) - pb.ref_db), _CURVE_PULL * curve])
+    if jm is None:
+        return r, None
+    d_band = (pb.bands * p[None, :] * (pb.bw / bp)[:, None]) @ jm
+    return r, np.vstack([d_band, _CURVE_PULL * dcurve])
+
+
+def _solve(pb: _Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_peaks: int, max_nfev: int):
+    gi = _gain_indices(n_peaks)
+    pen = np.zeros((1 + gi.size, x0.size))
+    pen[0, 0] = _OUTPUT_GAIN_PENALTY
+    pen[np.arange(1, 1 + gi.size), gi] = _FILTER_GAIN_PENALTY
 
     def resid(x):
-        g, filters = _unpack(x, n_peaks, highpass)
-        model = np.full(grid.shape, g)
-        for f in filters:
-            model += _biquad_db(*biquad_coefficients(f, sample_rate), z1, z2)
-        if bands is None:
-            return sw * (model - target)
-        # error of the stem's band spectrum, plus a light pull toward the curve where the stem is silent
-        band_err = 10.0 * np.log10(bands @ 10.0 ** (model / 10.0)) - ref
-        return np.concatenate([band_err, _CURVE_PULL * (model - target)])
+        r, _ = _residual(pb, _model(pb, x, n_peaks, jacobian=False)[0], None)
+        return np.concatenate([r, pen @ x])
+
+    def jac(x):
+        _, dr = _residual(pb, *_model(pb, x, n_peaks, jacobian=True))
+        return np.vstack([dr, pen])
 
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
-    return least_squares(resid, x0, bounds=(lo, hi), method="trf", max_nfev=max_nfev, x_scale="jac").x
+    return least_squares(
+        resid, x0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=max_nfev, x_scale="jac", ftol=_FTOL
+    )
 
 
-def _fit_inputs(freqs_hz, gain_db, grid, weights, stem_power, fmin_hz: float, fmax_hz: float):
-    """Checked fit inputs on the fit grid -> (target dB, sqrt weights, band matrix or None)."""
+def _worst_point(pb: _Problem, x: np.ndarray, n_peaks: int) -> tuple[float, float]:
+    """(log2 f, dB) where a new peak helps most: the largest smoothed residual (the stem's bands' when the
+    stem is given)."""
+    model = _model(pb, x, n_peaks, jacobian=False)[0]
+    lg = np.log2(pb.grid)
+    if pb.bands is None:
+        res = pb.target - model
+        smooth = np.convolve(res * pb.sw, np.ones(5) / 5, mode="same")
+        i = int(np.argmax(np.abs(smooth)))
+        return float(lg[i]), float(res[i])
+    res = pb.ref_db - _band_db(pb.bands, model)
+    i = int(np.argmax(np.abs(res * pb.bw)))
+    centre = float((pb.bands[i] @ lg) / pb.bands[i].sum())
+    return centre, float(res[i])
+
+
+def _fighting_pair(x: np.ndarray, n_peaks: int) -> tuple[int, int] | None:
+    """The two closest peaks that fight (opposite gains, centres nearer than the mean of their
+    half-bandwidths: one undoes the other) or duplicate each other (same sign, nearer than half that: one
+    filter split in two); None when no pair does."""
+    peaks = x[_PEAK : _PEAK + 3 * n_peaks].reshape(-1, 3)
+    half_bw = 0.5 * peak_bandwidth_octaves(np.exp(peaks[:, 2]))
+    best = None
+    for i in range(n_peaks):
+        for j in range(i + 1, n_peaks):
+            closeness = abs(peaks[i, 0] - peaks[j, 0]) / (0.5 * (half_bw[i] + half_bw[j]))
+            if peaks[i, 1] * peaks[j, 1] > 0:
+                closeness /= DUPLICATE_FRACTION
+            if closeness < 1.0 and (best is None or closeness < best[0]):
+                best = (closeness, i, j)
+    return None if best is None else (best[1], best[2])
+
+
+def _merge(x: np.ndarray, n_peaks: int, i: int, j: int) -> np.ndarray:
+    """``x`` with peaks i and j replaced by one (gain-weighted centre, summed gain, the broader Q)."""
+    peaks = x[_PEAK : _PEAK + 3 * n_peaks].reshape(-1, 3).copy()
+    (fi, gi, qi), (fj, gj, qj) = peaks[i], peaks[j]
+    wsum = abs(gi) + abs(gj)
+    f = (abs(gi) * fi + abs(gj) * fj) / wsum if wsum > 0 else 0.5 * (fi + fj)
+    g = float(np.clip(gi + gj, -FILTER_GAIN_LIMIT_DB, FILTER_GAIN_LIMIT_DB))
+    peaks[i] = (f, g, min(qi, qj))
+    peaks = np.delete(peaks, j, axis=0)
+    return np.concatenate([x[:_PEAK], peaks.ravel()])
+
+
+def _fit_inputs(freqs_hz, gain_db, weights, stem_power, fmin_hz, fmax_hz, highpass, sample_rate) -> _Problem:
+    """The checked fit problem on the fit grid."""
+    grid = fit_grid_hz(fmin_hz, fmax_hz)
     freqs = np.asarray(freqs_hz, float)
     gains = np.asarray(gain_db, float)
     if freqs.shape != gains.shape or freqs.ndim != 1 or freqs.size < 2 or not np.all(np.isfinite(gains)):
@@ -229,13 +459,85 @@ def _fit_inputs(freqs_hz, gain_db, grid, weights, stem_power, fmin_hz: float, fm
         if wts.shape != freqs.shape or np.any(wts < 0) or not np.any(wts > 0):
             raise ConfigError("fit_parametric_eq: weights must be non-negative, one per curve point")
         sw = np.sqrt(np.maximum(curve_on_grid(freqs, wts / wts.max(), grid), 1e-3))
-    bands = None
+    sw = sw / np.sqrt(np.sum(sw**2))
+    bands = ref = bw = None
     if stem_power is not None:
         sp = np.asarray(stem_power, float)
-        if sp.shape != grid.shape or np.any(sp < 0):
+        if sp.shape != grid.shape or np.any(sp < 0) or not np.all(np.isfinite(sp)):
             raise ConfigError("fit_parametric_eq: stem_power must be non-negative, one per fit-grid point")
-        bands = _band_matrix(grid, sp / max(sp.max(), 1e-30), fmin_hz, fmax_hz)
-    return target, sw, bands
+        if np.any(sp > 0):
+            bands = _band_matrix(grid, sp / sp.max(), fmin_hz, fmax_hz)
+            bands = bands[bands.sum(axis=1) > 0]
+            ref = _band_db(bands, target)
+            bw = np.sqrt(stem_band_weights(bands.sum(axis=1)))
+            bw /= np.sqrt(np.sum(bw**2))
+    return _Problem(grid, _z(grid, sample_rate), target, sw, bands, ref, bw, highpass, sample_rate)
+
+
+def _initial(pb: _Problem) -> np.ndarray:
+    """Level from the median of the curve, shelves from its ends, no high-pass effect yet."""
+    t, grid = pb.target, pb.grid
+    g0 = float(np.median(t))
+    low = t[grid < 120.0].mean() - g0 if np.any(grid < 120.0) else 0.0
+    high = t[grid > 6000.0].mean() - g0 if np.any(grid > 6000.0) else 0.0
+    return np.array([g0, np.log2(2.0), np.log2(120.0), low, np.log(0.7), np.log2(6000.0), high, np.log(0.7)])
+
+
+def _good_enough(res) -> bool:
+    """Whether a solve's cost (half the sum of squared residuals: mean squared error plus penalties) is
+    already under :data:`_ENOUGH_RMS_DB`: another peak would add a knob and nothing audible."""
+    return float(np.sqrt(2.0 * res.cost)) <= _ENOUGH_RMS_DB
+
+
+def _add_peaks(pb: _Problem, res, n_from: int, n_to: int, lo, hi):
+    """Greedy peaks n_from+1..n_to, each refined with the others, until the fit is good enough:
+    (last solve, peaks)."""
+    n = n_from
+    while n < n_to and not _good_enough(res):
+        x = np.concatenate([res.x, [*_worst_point(pb, res.x, n), np.log(1.4)]])
+        n += 1
+        res = _solve(pb, x, lo[: _PEAK + 3 * n], hi[: _PEAK + 3 * n], n, 300)
+    return res, n
+
+
+def _merge_all(pb: _Problem, res, n: int, lo: np.ndarray, hi: np.ndarray):
+    """Merge fighting or duplicate peaks one pair at a time, refining after each: (result, peaks left)."""
+    while (pair := _fighting_pair(res.x, n)) is not None:
+        n -= 1
+        res = _solve(pb, _merge(res.x, n + 1, *pair), lo[: _PEAK + 3 * n], hi[: _PEAK + 3 * n], n, 1000)
+    return res, n
+
+
+def _fit(pb: _Problem, n_peaks: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, int]:
+    """Greedy peaks and a joint refinement, fighting or duplicate peaks merged; then, up to _ROUNDS times
+    while the fit is not good enough, the freed peaks placed again (and merged where they fight) or, with
+    every peak in use, the weakest one moved to where the error is largest, kept while that lowers the cost.
+    Returns (x, number of peaks)."""
+    res, n = _add_peaks(pb, _solve(pb, _initial(pb), lo[:_PEAK], hi[:_PEAK], 0, 200), 0, n_peaks, lo, hi)
+    res, n = _merge_all(pb, _solve(pb, res.x, lo[: _PEAK + 3 * n], hi[: _PEAK + 3 * n], n, 1000), n, lo, hi)
+    for _ in range(_ROUNDS if n_peaks else 0):
+        if _good_enough(res):
+            break
+        trial, start = res, n
+        if n == n_peaks:  # move the weakest peak
+            peaks = res.x[_PEAK:].reshape(-1, 3)
+            kept = np.delete(peaks, np.argmin(np.abs(peaks[:, 1])), axis=0).ravel()
+            start = n - 1
+            trial = _solve(
+                pb,
+                np.concatenate([res.x[:_PEAK], kept]),
+                lo[: _PEAK + 3 * start],
+                hi[: _PEAK + 3 * start],
+                start,
+                100,
+            )
+        trial, n_trial = _add_peaks(pb, trial, start, n_peaks, lo, hi)
+        trial = _solve(pb, trial.x, lo[: _PEAK + 3 * n_trial], hi[: _PEAK + 3 * n_trial], n_trial, 1000)
+        trial, n_trial = _merge_all(pb, trial, n_trial, lo, hi)
+        if trial.cost >= res.cost:
+            break
+        res, n = trial, n_trial
+    return res.x, n
 
 
 def fit_parametric_eq(
@@ -250,57 +552,43 @@ def fit_parametric_eq(
     highpass: bool = True,
     stem_power: np.ndarray | None = None,
 ) -> ParametricEq:
-    """Least-squares parametric approximation of an EQ curve.
+    """Constrained least-squares parametric approximation of an EQ curve (limits: see the module docstring).
 
     Args:
         freqs_hz, gain_db: the curve (e.g. ``EqParams.freqs_hz`` / ``.gain_db``), dB at each frequency.
         sample_rate: Hz; the biquads are digital, so the fit is for this rate.
-        n_peaks: peaking bands, 0..6 (placed greedily, then all parameters refined together).
+        n_peaks: peaking bands at most, 0..6 (placed greedily, refined together; fighting ones merged).
         fmin_hz, fmax_hz: fit range (see the module docstring).
         weights: optional non-negative weights per *curve point* (same length as ``freqs_hz``), interpolated
             to the fit grid; None = uniform in log frequency.
         highpass: allow a first-order high-pass (kept only if its cutoff ends above HIGHPASS_OFF_HZ).
         stem_power: the stem's long-term power at :func:`fit_grid_hz` points (:func:`grid_power`); when
-            given, the fit minimises the error of the *filtered stem's band spectrum* (what the EQ stage
-            itself matches to the profile), so spikes of the curve between a stem's harmonics, where it has
-            no energy, do not take peaks away from where it has; ``stem_rms_error_db`` reports that error.
+            given, the fit minimises the stem error (the band spectrum of the filtered stem against the
+            stem through the curve), so spikes of the curve where the stem has no energy do not take
+            filters away from where it has; ``stem_rms_error_db``/``stem_max_error_db`` report it.
 
     Returns:
-        :class:`ParametricEq` with the unweighted RMS and max error (dB) over ``fmin_hz..fmax_hz``.
+        :class:`ParametricEq` with the curve error (every point of ``fmin_hz..fmax_hz`` alike) and, with
+        ``stem_power``, the stem error.
     """
     if not 0 <= n_peaks <= MAX_PEAKS:
         raise ConfigError(f"n_peaks = {n_peaks} must be in [0, {MAX_PEAKS}]")
-    grid = fit_grid_hz(fmin_hz, fmax_hz)
-    target, sw, bands = _fit_inputs(freqs_hz, gain_db, grid, weights, stem_power, fmin_hz, fmax_hz)
+    if not 0 < fmin_hz < fmax_hz < 0.5 * sample_rate:
+        raise ConfigError(f"fit range {fmin_hz}..{fmax_hz} Hz must be inside 0..{sample_rate / 2:g} Hz")
+    pb = _fit_inputs(freqs_hz, gain_db, weights, stem_power, fmin_hz, fmax_hz, highpass, sample_rate)
     lo, hi = _bounds(n_peaks, fmin_hz, fmax_hz, sample_rate)
-    lg = np.log2(grid)
-    # greedy initialisation: level from the median, shelves from the ends, no high-pass effect yet
-    g0 = float(np.median(target))
-    low = target[grid < 120.0].mean() - g0 if np.any(grid < 120.0) else 0.0
-    high = target[grid > 6000.0].mean() - g0 if np.any(grid > 6000.0) else 0.0
-    x = np.array([g0, np.log2(2.0), np.log2(120.0), low, np.log(0.7), np.log2(6000.0), high, np.log(0.7)])
-    x = _solve(x, lo[:8], hi[:8], grid, target, sw, 0, highpass, sample_rate, 200, bands)
-    for k in range(n_peaks):
-        g, filters = _unpack(np.append(x, []), k, highpass)
-        res = target - (g + response_db(filters, grid, sample_rate))
-        smooth = np.convolve(res * sw, np.ones(5) / 5, mode="same")
-        i = int(np.argmax(np.abs(smooth)))
-        x = np.concatenate([x, [lg[i], res[i], np.log(1.4)]])
-        x = _solve(
-            x, lo[: 11 + 3 * k], hi[: 11 + 3 * k], grid, target, sw, k + 1, highpass, sample_rate, 300, bands
-        )
-    x = _solve(x, lo, hi, grid, target, sw, n_peaks, highpass, sample_rate, 2000, bands)
-    g, filters = _unpack(x, n_peaks, highpass)
+    x, n_kept = _fit(pb, n_peaks, lo, hi)
+    g, filters = _unpack(x, n_kept, highpass)
     filters = [f for f in filters if f.kind != "highpass" or f.cutoff_frequency_hz >= HIGHPASS_OFF_HZ]
     filters = [f for f in filters if f.kind == "highpass" or abs(f.gain_db) >= 0.05]
-    model = g + response_db(filters, grid, sample_rate)
-    err = model - target
-    stem_rms = None
-    if bands is not None:
-        band_err = 10.0 * np.log10(bands @ 10.0 ** (model / 10.0)) - 10.0 * np.log10(
-            bands @ 10.0 ** (target / 10.0)
-        )
-        stem_rms = float(np.sqrt(np.mean(band_err**2)))
+    model = g + response_db(filters, pb.grid, sample_rate)
+    err = model - pb.target
+    stem_rms = stem_max = None
+    if pb.bands is not None:
+        band_err = _band_db(pb.bands, model) - pb.ref_db
+        has_energy = stem_band_weights(pb.bands.sum(axis=1)) >= 0.5
+        stem_rms = float(np.sqrt(np.sum((pb.bw * band_err) ** 2)))
+        stem_max = float(np.max(np.abs(band_err[has_energy])))
     return ParametricEq(
         tuple(filters),
         g,
@@ -309,4 +597,5 @@ def fit_parametric_eq(
         float(fmin_hz),
         float(fmax_hz),
         stem_rms,
+        stem_max,
     )

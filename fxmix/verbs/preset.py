@@ -77,7 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--out must differ from the source folder (inputs are never overwritten)")
     source = args.source
     tracks = _tracks_from_rpp(source) if source.lower().endswith(".rpp") else _tracks_from_stems(source)
-    written = export_decisions(tracks, args.out, tuple(args.format or FORMATS), preset)
-    for w in written:
+    result = export_decisions(tracks, args.out, tuple(args.format or FORMATS), preset)
+    for w in result.written:
         print(w)
+    if result.eq_fits:
+        print(
+            "\nParametric EQ (pedalboard parametric_eq / .RfxChain), errors against the EQ stage's curve and, "
+            "as the stem hears it, per 1/6-octave band where the stem has energy:"
+        )
+        for line in result.eq_fit_lines():
+            print(f"  {line}")
+    if result.install_steps:
+        print(f"\n{result.install_steps}")
     return 0
