@@ -26,6 +26,7 @@ import numpy as np
 from fxmix.dsp.audio import write_audio, write_text_atomic
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError
+from fxmix.dsp.profile_fit import parse_shard
 
 from . import human, material
 from .families import FAMILIES, FLUID_R3, MUSESCORE, SongPlan, build_session
@@ -105,19 +106,6 @@ def _chorales_available() -> bool:
     except ConfigError:
         return False
     return True
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"K/N"`` -> (K, N), 1 <= K <= N; None -> (1, 1)."""
-    if not text:
-        return 1, 1
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError as exc:
-        raise ConfigError(f"--shard {text!r}: write K/N, e.g. 2/4") from exc
-    if not 1 <= k <= n:
-        raise ConfigError(f"--shard {text!r}: need 1 <= K <= N")
-    return k, n
 
 
 def render_song(plan: SongPlan, mix=None):
