@@ -444,3 +444,49 @@ class CausalConfig:
                 data = data[table]
                 break
         return cls.from_dict(data, where=str(path))
+
+
+@dataclass(frozen=True)
+class MixerConfig(NetConfig):
+    """Hyper-parameters of :class:`fxmix.model.mixer.ConsoleMixer` (``n_stems`` = classes it embeds).
+
+    Attributes:
+        n_fft: STFT length of the track features (Hann).
+        hop: STFT hop of the track features.
+        conv_channels: channels of the per-track convolutions over time.
+        d_model: width of the track states and the attention across tracks.
+        n_heads: attention heads (must divide ``d_model``).
+        n_layers: Transformer encoder layers across tracks.
+        ff_size: hidden width of each layer's feed-forward.
+        dropout: dropout inside the layers (training only).
+        master_hidden: hidden width of the master-gain head.
+    """
+
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        **NetConfig.LIMITS,
+        "n_fft": (256, 16384),
+        "hop": (64, 16384),
+        "conv_channels": (1, 1024),
+        "d_model": (1, 1024),
+        "n_heads": (1, 64),
+        "n_layers": (1, 12),
+        "ff_size": (1, 4096),
+        "master_hidden": (1, 1024),
+    }
+
+    n_fft: int = 4096
+    hop: int = 2048
+    conv_channels: int = 96
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 3
+    ff_size: int = 256
+    dropout: float = 0.1
+    master_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.d_model % self.n_heads != 0:
+            raise ConfigError(f"MixerConfig.d_model = {self.d_model} must be a multiple of n_heads = {self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"MixerConfig.dropout = {self.dropout}: must be in [0, 1)")

@@ -15,6 +15,7 @@ from fxmix.dsp.errors import ConfigError, ModelLoadError
 
 from .causal import CausalMixer
 from .config import NetConfig, named_config_path
+from .mixer import ConsoleMixer
 from .nets import PaperNet, WaveUNet
 
 #: architecture name (sidecar / TOML ``arch``) -> network class
@@ -22,6 +23,7 @@ ARCHS: dict[str, type] = {
     "paper": PaperNet,
     "wave_unet": WaveUNet,
     "causal": CausalMixer,
+    "console": ConsoleMixer,
 }
 
 

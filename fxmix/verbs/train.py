@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
 from pathlib import Path
 
 from fxmix.training.config import load_train_config
+from fxmix.training.console_train import ConsoleTrainConfig, console_config_path, train_console
 from fxmix.training.synth import synthesize_corpus
 from fxmix.training.train import train
 
@@ -42,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"train.out_dir={args.out!r}")
+    console = console_config_path(args.config)
+    if console is not None:
+        return _train_console(console, args)
     cfg = load_train_config(args.config, overrides)
     if cfg.synth_songs > 0 and not Path(cfg.data_root).exists() and os.environ.get("RANK", "0") == "0":
         print(f"fxmix train: no corpus at {cfg.data_root}; making {cfg.synth_songs} procedural songs there first")
@@ -55,6 +60,23 @@ def main(argv: list[str] | None = None) -> int:
             f"fxmix train: {res['step']} steps in {cfg.out_dir}; best valid loss {res['best_valid']:.4f} "
             f"(normalized sum {res['baseline_valid']:.4f})"
         )
+    return 0
+
+
+def _train_console(path: Path, args) -> int:
+    """A ``kind = "console"`` config: the console mixer (:func:`fxmix.training.console_train.train_console`)."""
+    overrides = {}
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.split(".")[-1]] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.split(".")[-1]] = value  # an unquoted string
+    if args.out:
+        overrides["out_dir"] = args.out
+    cfg = ConsoleTrainConfig.from_toml(path, overrides)
+    res = train_console(cfg, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after)
+    print(f"fxmix train: console mixer, {res['step']} steps in {res['out_dir']}; best valid loss {res['best_valid']:.4f}")
     return 0
 
 

@@ -1,0 +1,121 @@
+"""Running the console mixer: normalized tracks -> console decisions -> the pedalboard-rendered mix.
+
+    mix, decisions = mix_tracks([(name, class, audio (2, n) at 44.1 kHz), ...], model_dir)
+
+``model_dir`` holds ``model.safetensors`` + ``model.json`` (:func:`fxmix.model.states.save_model`, arch
+``"console"``) and optionally ``model.onnx`` (:func:`export_onnx`), which is used when present. The tracks
+must already be effect-normalized to their class targets (:func:`fxmix.dsp.chain.normalize_stem`), as in
+training. The network sees every track's whole length (its features are pooled over time); the console is
+rendered by :func:`fxmix.model.console.render_console_pedalboard`, so the mix is what a host gets with
+pedalboard effects from the same decisions.
+
+streaming-safe: no (whole-track analysis and rendering).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from fxmix.dsp.audio import atomic_path
+from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
+from fxmix.dsp.errors import ConfigError, ModelLoadError
+
+from .console import ConsoleParams, render_console_pedalboard
+from .mixer import ConsoleMixer, class_indices, onnx_inputs, track_features
+from .states import ONNX_NAME, load_model
+
+_INPUTS = ("features", "class_idx", "mask")
+_OUTPUTS = ("units", "master_unit")
+
+
+def export_onnx(net: ConsoleMixer, path: str | os.PathLike, *, opset: int = 17) -> Path:
+    """Write ``net`` as ONNX with dynamic batch, track and frame axes (atomically). Returns the path."""
+    path = Path(path)
+    net = net.eval()
+    axes = {"features": {0: "batch", 1: "tracks", 3: "frames"}, "class_idx": {0: "batch", 1: "tracks"},
+            "mask": {0: "batch", 1: "tracks"}, "units": {0: "batch", 1: "tracks"}, "master_unit": {0: "batch"}}
+    with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, onnx_inputs(), str(tmp), input_names=list(_INPUTS), output_names=list(_OUTPUTS),
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+    return path
+
+
+class MixerRunner:
+    """A loaded console mixer: ``runner(features, class_idx, mask) -> (u, master_u)`` as numpy, by ONNX
+    Runtime when the folder has ``model.onnx`` (unless ``backend="eager"``), else the eager network."""
+
+    def __init__(self, model_dir: str | os.PathLike, backend: str = "auto"):
+        self.folder = Path(model_dir)
+        self.net, self.sidecar = load_model(self.folder)
+        if self.sidecar["arch"] != "console":
+            raise ModelLoadError(f"{self.folder}: arch {self.sidecar['arch']!r} is not a console mixer")
+        self.session = None
+        onnx_path = self.folder / ONNX_NAME
+        if backend not in ("auto", "eager", "onnx"):
+            raise ConfigError(f"backend {backend!r}: choose auto, eager or onnx")
+        if backend == "onnx" or (backend == "auto" and onnx_path.is_file()):
+            import onnxruntime as ort  # lazy: only a folder with an ONNX export needs it
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, features: np.ndarray, class_idx: np.ndarray, mask: np.ndarray):
+        if self.session is not None:
+            feeds = dict(zip(_INPUTS, (features.astype(np.float32), class_idx.astype(np.int64),
+                                       mask.astype(np.float32))))
+            u, master = self.session.run(list(_OUTPUTS), feeds)
+            return u, master
+        with torch.no_grad():
+            u, master = self.net(torch.from_numpy(features), torch.from_numpy(class_idx), torch.from_numpy(mask))
+        return u.numpy(), master.numpy()
+
+
+def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str]) -> ConsoleParams:
+    """Console decisions for normalized tracks ``audio`` (tracks, 2, n) of ``classes``."""
+    feats = track_features(torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None], runner.net.config)
+    u, master = runner(feats.numpy(), class_indices([classes]).numpy(), np.ones((1, len(classes)), np.float32))
+    return ConsoleParams.from_unit(torch.from_numpy(u), [classes], master_u=torch.from_numpy(master))
+
+
+def mix_tracks(
+    tracks: list[tuple[str, str, np.ndarray]], model_dir: str | os.PathLike, *, backend: str = "auto",
+    runner: MixerRunner | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Mix normalized tracks with the console mixer in ``model_dir``.
+
+    Args:
+        tracks: ``(name, class, audio)`` per track; audio (2, n) float at 44.1 kHz, all the same length,
+            already effect-normalized to the class targets.
+        model_dir: folder of a saved console mixer (see the module docstring).
+        backend: ``auto`` (ONNX when exported), ``eager`` or ``onnx``.
+        runner: a loaded :class:`MixerRunner` to reuse (``model_dir`` is then only named in messages).
+
+    Returns:
+        ``(mix (2, n) float32, decisions)``: the pedalboard rendering, and the console decisions as JSON
+        (:meth:`ConsoleParams.to_dict`, track names included) with the model's name and sample rate.
+    """
+    if not tracks:
+        raise ConfigError("mix_tracks: no tracks given")
+    names, classes = [t[0] for t in tracks], [t[1] for t in tracks]
+    bad = [f"{n} ({c})" for n, c in zip(names, classes) if c not in CLASSES]
+    if bad:
+        raise ConfigError(f"mix_tracks: tracks {bad} have no class of {CLASSES}; give each track one")
+    lengths = {np.shape(t[2])[-1] for t in tracks}
+    if len(lengths) != 1 or any(np.ndim(t[2]) != 2 or np.shape(t[2])[0] != 2 for t in tracks):
+        raise ConfigError(f"mix_tracks: every track must be (2, n) of one length, got lengths {sorted(lengths)}")
+    runner = runner or MixerRunner(model_dir, backend)
+    audio = np.stack([np.asarray(t[2], np.float32) for t in tracks])
+    params = decide(runner, audio, classes)
+    mix = render_console_pedalboard(audio, params, SAMPLE_RATE)
+    decisions = params.to_dict(0, names)
+    for d, c in zip(decisions["tracks"], classes):
+        d["class"] = c
+    decisions["model"] = {"arch": "console", "folder": str(Path(model_dir)), "sample_rate": SAMPLE_RATE,
+                          "backend": "onnx" if runner.session is not None else "eager"}
+    return mix, decisions

@@ -1,0 +1,117 @@
+"""Console mixer network: permutation equivariance, padding, neutral start, save/load, ONNX parity and the
+inference path (decisions rendered with pedalboard equal the torch console's mix)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+import torch
+from fxmix.dsp.errors import ConfigError
+from fxmix.model.config import MixerConfig
+from fxmix.model.console import UNIT_SIZE, ConsoleParams, render_console
+from fxmix.model.console_runtime import MixerRunner, export_onnx, mix_tracks
+from fxmix.model.mixer import ConsoleMixer, feature_size, onnx_inputs, predict_units, track_features
+from fxmix.model.params import count_parameters
+from fxmix.model.states import load_model, save_model
+from support import signals
+
+SR = signals.SR
+
+
+def _trained_like(seed: int = 0) -> ConsoleMixer:
+    """A network whose heads are not zero (a fresh one outputs the neutral console everywhere)."""
+    torch.manual_seed(seed)
+    net = ConsoleMixer(MixerConfig(conv_channels=16, d_model=32, n_heads=4, n_layers=2, ff_size=32))
+    for head in (net.track_head, net.master_head[-1]):
+        torch.nn.init.normal_(head.weight, std=0.3)
+    return net.eval()
+
+
+def _session(seconds: float = 1.0) -> list[tuple[str, str, np.ndarray]]:
+    s = signals.song(seconds)
+    return [(f"{i:02d}_{c}", c, 0.1 * s[c]) for i, c in enumerate(("vocals", "drums", "bass", "other"))]
+
+
+def test_permuting_tracks_permutes_the_outputs():
+    net = _trained_like()
+    feats, idx, mask = onnx_inputs(batch=2, tracks=5, frames=12)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    with torch.no_grad():
+        u, m = net(feats, idx, mask)
+        up, mp = net(feats[:, perm], idx[:, perm], mask[:, perm])
+    assert u.abs().max() > 0.1
+    torch.testing.assert_close(up, u[:, perm], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mp, m, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_tracks_change_nothing():
+    net = _trained_like(1)
+    feats, idx, mask = onnx_inputs(batch=1, tracks=3, frames=10)
+    pad_feats = torch.cat([feats, torch.randn(1, 2, feats.shape[2], 10)], dim=1)
+    pad_idx = torch.cat([idx, torch.zeros(1, 2, dtype=torch.int64)], dim=1)
+    pad_mask = torch.cat([mask, torch.zeros(1, 2)], dim=1)
+    with torch.no_grad():
+        u, m = net(feats, idx, mask)
+        up, mp = net(pad_feats, pad_idx, pad_mask)
+    torch.testing.assert_close(up[:, :3], u, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mp, m, atol=1e-5, rtol=1e-5)
+
+
+def test_fresh_network_is_the_neutral_console_and_small():
+    net = ConsoleMixer()
+    assert count_parameters(net) <= 2_000_000
+    audio = torch.from_numpy(np.stack([a for _, _, a in _session(0.5)]))[None]
+    with torch.no_grad():
+        u, m = predict_units(net, audio, [["vocals", "drums", "bass", "other"]])
+    assert u.shape == (1, 4, UNIT_SIZE) and float(u.abs().max()) == 0.0 and float(m.abs().max()) == 0.0
+
+
+def test_features_follow_level_and_stereo():
+    x = torch.from_numpy(signals.noise(0.5, seed=4))[None]
+    cfg = MixerConfig()
+    f1, f2 = track_features(x, cfg), track_features(2.0 * x, cfg)
+    assert f1.shape[1] == feature_size()
+    np.testing.assert_allclose((f2 - f1).numpy(), np.log10(2.0), atol=1e-4)  # dB/20 of +6.02 dB
+    mono = torch.from_numpy(signals.noise(0.5, seed=4, channels=1).repeat(2, axis=0))[None]
+    side = track_features(mono, cfg)[0, feature_size() // 2 :]
+    assert float(side.max()) < -4.0  # identical channels: side at the -100 dB floor
+
+
+def test_save_load_and_onnx_parity(tmp_path):
+    net = _trained_like(2)
+    save_model(tmp_path, net)
+    loaded, sidecar = load_model(tmp_path)
+    assert sidecar["arch"] == "console"
+    export_onnx(loaded, tmp_path / "model.onnx")
+    feats, idx, mask = onnx_inputs(batch=2, tracks=7, frames=31)  # other sizes than the export's
+    mask[1, 4:] = 0.0
+    eager = MixerRunner(tmp_path, backend="eager")
+    onnx = MixerRunner(tmp_path, backend="onnx")
+    ue, me = eager(feats.numpy(), idx.numpy(), mask.numpy())
+    uo, mo = onnx(feats.numpy(), idx.numpy(), mask.numpy())
+    np.testing.assert_allclose(uo, ue, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(mo, me, atol=1e-4, rtol=1e-4)
+
+
+def test_mix_tracks_renders_the_decisions_like_the_torch_console(tmp_path):
+    save_model(tmp_path, _trained_like(3))
+    tracks = _session(1.0)
+    mix, decisions = mix_tracks(tracks, tmp_path)
+    assert [t["name"] for t in decisions["tracks"]] == [t[0] for t in tracks]
+    params = ConsoleParams.from_dict(decisions)
+    audio = torch.from_numpy(np.stack([a for _, _, a in tracks]))[None]
+    ref = render_console(audio, params)[0].numpy()
+    meter = pyloudnorm.Meter(SR)
+    lufs, ref_lufs = meter.integrated_loudness(mix.T), meter.integrated_loudness(ref.T)
+    assert abs(lufs - ref_lufs) < 0.1
+    assert abs(decisions["master_gain_db"]) > 0.01  # the network decided something
+
+
+def test_mix_tracks_refuses_unclassed_or_ragged_tracks(tmp_path):
+    save_model(tmp_path, _trained_like(4))
+    tracks = _session(0.3)
+    with pytest.raises(ConfigError, match="no class"):
+        mix_tracks([(tracks[0][0], "piano", tracks[0][2])], tmp_path)
+    with pytest.raises(ConfigError, match="one length"):
+        mix_tracks([tracks[0], (tracks[1][0], tracks[1][1], tracks[1][2][:, :100])], tmp_path)

@@ -1,0 +1,304 @@
+"""Training the console mixer (:class:`fxmix.model.mixer.ConsoleMixer`) on corpus v2 sessions.
+
+One step: a batch of session crops (:mod:`fxmix.training.console_data`, tracks normalized to their class
+targets) -> features -> the network -> :class:`ConsoleParams` -> :func:`render_console` -> losses:
+
+- ``mrstft``: sum/difference multi-resolution STFT loss (spectral convergence + log magnitude,
+  :class:`fxmix.model.losses.MultiResolutionSumDiffLoss`) of the rendered mix against the sum of the
+  engineer's wet tracks (the mix before the master; see :mod:`fxmix.training.console_data`);
+- ``balance``: per track, its level relative to the mix (dB of mean power, the track after fader and pan
+  against the rendered mix) against the same for the wet track against the wet sum, mean absolute error in
+  dB / 10 over the tracks that play in the crop (within :data:`ACTIVE_DB` of the mix);
+- ``param``: where the engineer's decisions are known, the effective fader (track gain + master gain) against
+  the gain that puts the normalized track at the engineer's level, in dB / 10, and the pan (L1).
+
+Runs are resumable (``resume=True`` continues from ``OUT/checkpoints``), checkpoints are safetensors
+(:mod:`fxmix.training.checkpoints`), the log is ``OUT/log.csv``, the best validation weights ``OUT/best``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from fxmix.dsp.audio import write_text_atomic
+from fxmix.dsp.errors import ConfigError
+from fxmix.model.config import MixerConfig
+from fxmix.model.console import ConsoleParams, render_console_stages
+from fxmix.model.losses import MultiResolutionSumDiffLoss
+from fxmix.model.mixer import ConsoleMixer, predict_units
+from fxmix.model.states import save_model
+
+from .checkpoints import STATE_FORMAT, has_checkpoints, resume_checkpoint, save_checkpoint
+from .console_data import Session, crop_batch, load_sessions, prepare_corpus
+
+#: a track counts in the balance term where its target level is within this of the mix (dB)
+ACTIVE_DB = 45.0
+_EPS = 1e-10
+LOG_FIELDS = ("step", "loss", "mrstft", "balance", "param", "lr", "cpu_s")
+
+
+@dataclass(frozen=True)
+class ConsoleTrainConfig:
+    """Settings of a console training run (TOML tables ``[data]``, ``[train]``, ``[loss]``, ``[net]``)."""
+
+    corpus: str = ""
+    cache: str = ""
+    profile: str = "musdb18-reference"
+    crop_s: float = 2.0
+    max_tracks: int = 24
+    out_dir: str = "runs/console"
+    steps: int = 400
+    batch: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    valid_every: int = 50
+    checkpoint_every: int = 50
+    keep: int = 2
+    threads: int = 1
+    seed: int = 0
+    fft_sizes: tuple = (4096, 1024, 256)
+    w_mrstft: float = 1.0
+    w_balance: float = 1.0
+    w_param: float = 0.5
+    net: MixerConfig = MixerConfig()
+
+    @classmethod
+    def from_toml(cls, path: str | Path, overrides: dict | None = None) -> ConsoleTrainConfig:
+        """Read a console training TOML; unknown keys raise :class:`ConfigError` naming the file."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the console training config: {exc}") from None
+        if data.get("kind") != "console":
+            raise ConfigError(f'{path}: kind = "console" missing (a console mixer training config)')
+        flat = {k: v for table in ("data", "train", "loss") for k, v in data.get(table, {}).items()}
+        flat.update(overrides or {})
+        names = {f.name for f in dataclasses.fields(cls)} - {"net"}
+        unknown = sorted(set(flat) - names)
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
+        if "fft_sizes" in flat:
+            flat["fft_sizes"] = tuple(flat["fft_sizes"])
+        net = MixerConfig.from_dict(data.get("net", {}), where=f"{path} [net]")
+        cfg = cls(**flat, net=net)
+        if not cfg.corpus and not cfg.cache:
+            raise ConfigError(f"{path}: set data.corpus (a `fxmix data build` folder) or data.cache")
+        return cfg
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["net"] = self.net.to_dict()
+        d["fft_sizes"] = list(self.fft_sizes)
+        return d
+
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def console_config_path(name_or_path: str) -> Path | None:
+    """The TOML of a console training config (a path, or a shipped name such as ``console-small``), or None
+    when ``name_or_path`` is not one (``kind = "console"`` at the top level)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = CONFIG_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        return None
+    try:
+        kind = tomllib.loads(path.read_text(encoding="utf-8")).get("kind")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return path if kind == "console" else None
+
+
+def _db_power(x: torch.Tensor) -> torch.Tensor:
+    """dB of the mean power over channels and samples: (..., 2, n) -> (...)."""
+    return 10.0 * torch.log10(x.square().mean(dim=(-1, -2)) + _EPS)
+
+
+def balance_db(tracks: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """Each track's level relative to the mix (dB): (batch, tracks, 2, n), (batch, 2, n) -> (batch, tracks)."""
+    return _db_power(tracks) - _db_power(mix)[:, None]
+
+
+def balance_error(pred_tracks, pred_mix, wet, mask) -> torch.Tensor:
+    """Mean |relative level error| (dB) per batch item over the active tracks: (batch,)."""
+    target = balance_db(wet, wet.sum(dim=1))
+    active = mask * (target > -ACTIVE_DB).to(mask.dtype)
+    err = (balance_db(pred_tracks, pred_mix) - target).abs() * active
+    return err.sum(dim=1) / active.sum(dim=1).clamp_min(1.0)
+
+
+def param_loss(params: ConsoleParams, gain_db: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+    """Effective fader (dB / 10) and pan errors where the targets are known (not NaN)."""
+    effective = params.gain_db + params.master_gain_db[:, None]
+    known_g, known_p = torch.isfinite(gain_db), torch.isfinite(pan)
+    g = ((effective - torch.nan_to_num(gain_db)).abs() / 10.0 * known_g).sum() / known_g.sum().clamp_min(1)
+    p = ((params.pan - torch.nan_to_num(pan)).abs() * known_p).sum() / known_p.sum().clamp_min(1)
+    return g + p
+
+
+class ConsoleObjective:
+    """The three loss terms of the module docstring for a batch (dict of :func:`crop_batch`)."""
+
+    def __init__(self, cfg: ConsoleTrainConfig):
+        self.cfg = cfg
+        self.mrstft = MultiResolutionSumDiffLoss(tuple(cfg.fft_sizes))
+
+    def __call__(self, net: ConsoleMixer, batch: dict) -> dict[str, torch.Tensor]:
+        norm, wet = torch.from_numpy(batch["norm"]), torch.from_numpy(batch["wet"])
+        mask = torch.from_numpy(batch["mask"])
+        u, master_u = predict_units(net, norm, batch["classes"], mask)
+        params = ConsoleParams.from_unit(u, batch["classes"], master_u=master_u)
+        stages = render_console_stages(norm, params)
+        target = wet.sum(dim=1)
+        out = {
+            "mrstft": self.mrstft(stages.mix, target),
+            "balance": balance_error(stages.panned, stages.mix, wet, mask).mean() / 10.0,
+            "param": param_loss(params, torch.from_numpy(batch["gain_db"]), torch.from_numpy(batch["pan"])),
+        }
+        c = self.cfg
+        out["loss"] = c.w_mrstft * out["mrstft"] + c.w_balance * out["balance"] + c.w_param * out["param"]
+        out["params"] = params
+        out["mix"] = stages.mix
+        return out
+
+
+def _sessions(cfg: ConsoleTrainConfig, progress: bool) -> tuple[list[Session], list[Session]]:
+    cache = Path(cfg.cache or Path(cfg.out_dir) / "cache")
+    if cfg.corpus:
+        prepare_corpus(cfg.corpus, cache, cfg.profile, progress=progress)
+    train, valid = load_sessions(cache, "train"), load_sessions(cache, "valid")
+    if not train or not valid:
+        raise ConfigError(f"{cache}: needs train and valid sessions (found {len(train)} and {len(valid)})")
+    return train, valid
+
+
+@torch.no_grad()
+def validate(net: ConsoleMixer, objective: ConsoleObjective, sessions: list[Session]) -> dict[str, float]:
+    """Mean loss terms over whole sessions (one at a time, deterministic)."""
+    net.eval()
+    sums: dict[str, float] = {}
+    for s in sessions:
+        out = objective(net, crop_batch([s], np.random.default_rng(0), None))
+        for k in ("loss", "mrstft", "balance", "param"):
+            sums[k] = sums.get(k, 0.0) + float(out[k])
+    net.train()
+    return {k: v / len(sessions) for k, v in sums.items()}
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, LOG_FIELDS + ("valid_loss", "valid_mrstft", "valid_balance", "valid_param"))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log rows past ``step`` (written after the checkpoint a run resumes from; they are redone)."""
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+        write_text_atomic(path, "\n".join(kept) + "\n")
+
+
+def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bool = True,
+                  stop_after: int | None = None) -> dict:
+    """Train (or resume) a console mixer run; returns ``{"step", "best_valid", "out_dir"}``."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(max(1, cfg.threads))
+    out = Path(cfg.out_dir)
+    if has_checkpoints(out) and not resume:
+        raise ConfigError(f"{out}: holds a run already; pass --resume to continue it or choose another out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
+    torch.manual_seed(cfg.seed)
+    train, valid = _sessions(cfg, progress)
+    net = ConsoleMixer(cfg.net)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    objective = ConsoleObjective(cfg)
+    state = resume_checkpoint(out, net, opt) if resume else None
+    step = int(state["step"]) if state else 0
+    _trim_log(out / "log.csv", step)
+    best = float(state.get("best_valid", math.inf)) if state else math.inf
+    crop = int(round(cfg.crop_s * cfg.net.sample_rate))
+    last = min(cfg.steps, step + stop_after) if stop_after else cfg.steps
+    bar = tqdm(total=last - step, disable=not progress, desc="console train")
+    net.train()
+    while step < last:
+        t0 = time.process_time()
+        rng = np.random.default_rng([cfg.seed, step])  # per step: a resumed run draws what a whole run draws
+        picks = rng.choice(len(train), size=min(cfg.batch, len(train)), replace=False)
+        batch = crop_batch([train[i] for i in picks], rng, crop, cfg.max_tracks)
+        terms = objective(net, batch)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        row = {k: round(float(terms[k].detach()), 5) for k in ("loss", "mrstft", "balance", "param")}
+        row.update(step=step, lr=cfg.lr, cpu_s=round(time.process_time() - t0, 2))
+        if step % cfg.valid_every == 0 or step == last:
+            v = validate(net, objective, valid)
+            row.update({f"valid_{k}": round(x, 5) for k, x in v.items()})
+            if v["loss"] < best:
+                best = v["loss"]
+                save_model(out / "best", net, extra={"training_step": step, "valid": v})
+        _append_log(out / "log.csv", row)
+        if step % cfg.checkpoint_every == 0 or step == last:
+            save_checkpoint(out, step, net, opt, {"format": STATE_FORMAT, "best_valid": best}, cfg.keep)
+        bar.update(1)
+        bar.set_postfix(loss=row["loss"])
+    bar.close()
+    return {"step": step, "best_valid": best, "out_dir": str(out)}
+
+
+@torch.no_grad()
+def evaluate_console(model_dir: str | Path, cache: str | Path, split: str = "test",
+                     fft_sizes: tuple = (4096, 1024, 256)) -> dict:
+    """Whole-session MR-STFT (sum/difference) and track balance error (dB) against the wet sum, for the
+    console mixer in ``model_dir``, the normalized sum (unity console) and the mean engineer, per family
+    and over all: ``{"rows": [...per session...], "families": {family: {system: {metric: mean}}}}``."""
+    from fxmix.model.states import load_model
+
+    net, _ = load_model(model_dir)
+    objective = ConsoleObjective(ConsoleTrainConfig(cache=str(cache), fft_sizes=tuple(fft_sizes)))
+    rows = []
+    for s in load_sessions(cache, split):
+        batch = crop_batch([s], np.random.default_rng(0), None)
+        wet, mask = torch.from_numpy(batch["wet"]), torch.from_numpy(batch["mask"])
+        target = wet.sum(dim=1)
+        out = objective(net, batch)
+        norm = torch.from_numpy(batch["norm"])
+        systems = {"console": (out["mix"], render_console_stages(norm, out["params"]).panned),
+                   "normalized_sum": (norm.sum(dim=1), norm)}
+        mean = s.mean_engineer()
+        if mean is not None:
+            tracks = torch.from_numpy(np.asarray(mean[: wet.shape[1]], np.float32))[None]
+            systems["mean_engineer"] = (tracks.sum(dim=1), tracks)
+        for name, (mix, tracks) in systems.items():
+            rows.append({"song": s.meta["name"], "family": s.meta["family"], "system": name,
+                         "mrstft": float(objective.mrstft(mix, target)),
+                         "balance_db": float(balance_error(tracks, mix, wet, mask)[0])})
+    families: dict = {}
+    for fam in sorted({r["family"] for r in rows}) + ["all"]:
+        sel = [r for r in rows if fam in ("all", r["family"])]
+        families[fam] = {
+            sys: {m: float(np.mean([r[m] for r in sel if r["system"] == sys])) for m in ("mrstft", "balance_db")}
+            | {"songs": sum(r["system"] == sys for r in sel)}
+            for sys in sorted({r["system"] for r in sel})
+        }
+    return {"split": split, "rows": rows, "families": families}
