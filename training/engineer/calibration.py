@@ -4,7 +4,8 @@
 +/-3 dB from 100 Hz to 10 kHz after level alignment, mean φ within 0.05, onset-peak mean within 1.5 dB,
 loudness target within 1.5 LU); :func:`format_compare` prints the table. :func:`write_calibration_corpus`
 renders procedural sessions (:mod:`.sessions`) through the engineer into a MUSDB-layout folder, for
-calibrating before a built corpus exists.
+calibrating before a built corpus exists; :func:`remix_corpus` re-mixes the dry tracks of a built corpus
+(``fxmix data build``) with the current engineer, so tuning the engineer does not re-render the sources.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ...dsp.audio import write_audio, write_text_atomic
+from ...dsp.audio import read_audio, write_audio, write_text_atomic
 from ...dsp.constants import REFERENCE_PROFILE, SAMPLE_RATE
 from ...dsp.profile import Profile
+from ..corpus.session import DrySession, DryTrack
 from . import mix_session
 from .sessions import procedural_session
 
@@ -156,3 +158,53 @@ class _Inline:
 
     def map(self, fn, items):
         return map(fn, items)
+
+
+def load_built_session(song: str | Path) -> tuple[dict, DrySession]:
+    """(song.json, dry session) of one song folder of a built corpus (dry tracks from ``tracks/``)."""
+    song = Path(song)
+    meta = json.loads((song / "song.json").read_text(encoding="utf-8"))
+    tracks = [
+        DryTrack(
+            t["name"],
+            t["class"],
+            t["instrument"],
+            read_audio(song / t["dry"]).audio.astype(np.float32),
+            t["source"],
+            t["licence"],
+            t.get("role") or "",
+            t.get("composer_level_db"),
+            t.get("composer_pan"),
+        )
+        for t in meta["tracks"]
+    ]
+    session = DrySession(meta["name"], meta["family"], meta["split"], meta["seed"], meta["tempo_bpm"], tracks)
+    return meta, session
+
+
+def _remix_one(job: tuple[str, str]) -> str:
+    song, out = job
+    meta, session = load_built_session(song)
+    # the build's engineer stream (training/corpus/build.py: default_rng([seed, index, 2]))
+    mixed = mix_session(session, np.random.default_rng([meta["seed"], meta["index"], 2]))
+    folder = Path(out) / meta["split"] / session.name
+    for c, x in mixed.stems.items():
+        write_audio(folder / f"{c}.flac", x, SAMPLE_RATE, subtype="PCM_24")
+    write_audio(folder / "mixture.flac", mixed.mixture, SAMPLE_RATE, subtype="PCM_24")
+    write_text_atomic(folder / "master.json", json.dumps(mixed.master, indent=1, default=float) + "\n")
+    return session.name
+
+
+def remix_corpus(
+    src: str | Path, out: str | Path, split: str = "train", jobs: int = 1, progress: bool = True
+) -> list[str]:
+    """Re-mix every song of ``src/<split>`` (a built corpus) with the current engineer into ``out/<split>``:
+    class stems, mixture and the song-level decisions. The same stems a fresh build with this engineer
+    writes (same engineer random stream), from the stored dry tracks (24-bit FLAC)."""
+    if Path(out).resolve() == Path(src).resolve():
+        raise ValueError(f"{out}: remix into a new folder, not into the corpus it reads")
+    songs = sorted(p for p in (Path(src) / split).iterdir() if (p / "song.json").is_file())
+    tasks = [(str(s), str(out)) for s in songs]
+    with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else _Inline() as pool:
+        it = pool.map(_remix_one, tasks)
+        return list(tqdm(it, total=len(tasks), desc="remix", unit="song", disable=not progress))

@@ -4,8 +4,8 @@
   -> gain to the decided loudness -> constant-power pan; sends (band-limited, post-fader) into the song's
   shared reverb and delay. Reverb and delay are linear, so each track's return is rendered with its own copy
   of the shared effect and the per-track wet signals sum exactly to the shared-bus mix.
-- Class bus: the tonal-balance graphic EQ with loudness make-up (linear, applied to each track of the
-  class) and a glue compressor
+- Class bus: the exciter (each track's own harmonics, mixed in at one level per bus), the tonal-balance
+  graphic EQ with loudness make-up (linear, applied to each track of the class) and a glue compressor
   whose gain is computed from the bus sum and applied to every track of the class (a side-chained group
   compressor), so a class stem is exactly the sum of its tracks' wet signals.
 - Master: glue compressor -> gain -> look-ahead true-peak limiter (dsp's loudness-stage limiter) at -1 dBTP,
@@ -24,7 +24,7 @@ from ...dsp.constants import TRUE_PEAK_CEILING_DB
 from ...dsp.features import integrated_loudness, linked_envelope, measure_spectrum
 from ...dsp.stages.compression import linked_gain
 from ...dsp.stages.loudness import peak_limit
-from .tonal import tonal_eq
+from .tonal import excitation, exciter_mix_db, tonal_eq
 
 #: Class-bus glue compressor per class: ratio, attack (ms), release (ms).
 BUS_COMP = {
@@ -109,6 +109,7 @@ def apply_buses(wet: list[np.ndarray], classes: list[str], buses: dict, sr: int)
         total = np.sum([out[i] for i in idx], axis=0)
         if not np.any(total):
             continue
+        out, total = _excite(out, idx, total, cls, bus, sr)
         if bus.get("eq") is None:
             bus["eq"] = tonal_eq(measure_spectrum(total, sr), cls, bus["tonal_amount"])
         board = Pedalboard(
@@ -131,6 +132,18 @@ def apply_buses(wet: list[np.ndarray], classes: list[str], buses: dict, sr: int)
         for i in idx:
             out[i] = _f32(out[i] * g[None, :])
     return out
+
+
+def _excite(out: list[np.ndarray], idx: list[int], total: np.ndarray, cls: str, bus: dict, sr: int):
+    """Add each track's exciter harmonics at the bus's exciter level (decided from the bus when absent)."""
+    exc = {i: excitation(out[i], cls, sr) for i in idx}
+    if "exciter_db" not in bus:
+        bus["exciter_db"] = exciter_mix_db(total, np.sum(list(exc.values()), axis=0), cls, sr)
+    if bus["exciter_db"] is None:
+        return out, total
+    g = np.float32(db_to_gain(bus["exciter_db"]))
+    out = [_f32(w + exc[i] * g) if i in exc else w for i, w in enumerate(out)]
+    return out, np.sum([out[i] for i in idx], axis=0)
 
 
 def master(prebus: np.ndarray, m: dict, sr: int) -> np.ndarray:

@@ -64,6 +64,11 @@ REVERB_ROLE_DB = {
 }
 DELAY_ROLE_DB = {"lead": -18.0, "arpeggio": -22.0, "counter": -22.0}
 DEFAULT_BPM = 100.0
+#: Drum-kit pieces off centre (x taste width), as a drummer-perspective overhead picture places them.
+HAT_PAN = 0.35
+TOM_PAN = 0.5
+#: Stereo width of the shared reverb (pedalboard Reverb ``width``).
+REVERB_WIDTH = 0.7
 
 
 def role_of(track) -> str:
@@ -213,18 +218,21 @@ def compression(track, a: TrackAnalysis, taste: Taste, bpm: float) -> dict:
 
 
 def pans(tracks, analyses: list[TrackAnalysis], taste: Taste) -> list[float]:
-    """Low end and lead centred; other parts spread with register (higher = wider), doubled parts (same
-    instrument label and role) mirrored, the rest alternating sides in register order; human pans kept."""
+    """Low end and lead centred (human tracks too); other parts spread with register (higher = wider),
+    doubled parts (same instrument label and role) mirrored, the rest alternating sides in register order;
+    the composer's pans of the other human tracks kept."""
     out = [0.0] * len(tracks)
     spread: list[int] = []
     for i, (t, a) in enumerate(zip(tracks, analyses)):
-        if t.pan is not None:
+        if is_low_end(t, a) or role_of(t) in ("lead", "bass") or a.silent:
+            out[i] = 0.0  # also for human tracks: a module's fixed channel panning is not a composer's choice
+        elif t.pan is not None:
             out[i] = float(t.pan)
-        elif is_low_end(t, a) or role_of(t) in ("lead", "bass") or a.silent:
-            out[i] = 0.0
         elif t.cls == "drums":
             label = t.instrument.lower()
-            out[i] = taste.side * taste.width * (0.7 if "hat" in label else 0.8 if "tom" in label else 0.0)
+            out[i] = (
+                taste.side * taste.width * (HAT_PAN if "hat" in label else TOM_PAN if "tom" in label else 0.0)
+            )
         else:
             spread.append(i)
     done: set[int] = set()
@@ -273,7 +281,7 @@ def returns(bpm: float, mean_density: float, taste: Taste) -> dict:
         "reverb": {
             "room_size": round(room, 3),
             "damping": 0.5,
-            "width": 1.0,
+            "width": REVERB_WIDTH,
             "send_hpf_hz": 400.0,
             "send_lpf_hz": 9000.0,
         },

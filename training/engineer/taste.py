@@ -25,7 +25,7 @@ TASTE_SPEC: dict[str, tuple[float, float, float, float]] = {
     "counter_lu": (-3.5, 1.0, -6.0, -1.0),
     "backing_lu": (-4.0, 1.0, -7.0, -1.5),
     "fx_lu": (-8.0, 1.5, -12.0, -5.0),
-    "hpf_ratio": (0.7, 0.08, 0.5, 0.9),  # high-pass at this fraction of the track's lowest own content
+    "hpf_ratio": (0.5, 0.06, 0.35, 0.65),  # high-pass at this fraction of the track's lowest own content
     "mask_threshold_db": (3.0, 1.0, 0.0, 6.0),  # cut only where the others lie this far above the track
     "mask_depth": (0.35, 0.08, 0.15, 0.6),  # dB of cut per dB of masking excess
     "mask_max_db": (6.0, 1.0, 3.0, 9.0),
