@@ -1,170 +1,174 @@
-"""Evaluation harness: mixing models and baselines against the target (wet) mixture, per song and on average.
+"""Evaluation harness: mixing models and baselines against the target (wet) mixture, per song, per family and
+overall (means and medians).
 
-Inputs per song: the dry stems of a synthetic corpus (``<song>/dry/``, what ``fxmix mix`` sees in practice) when
-present, else the wet stems (``input_source``). Methods:
+Inputs per song (:mod:`.eval_songs`): the dry class stems of a session corpus (the sum of each class's dry
+tracks) or of a synthetic corpus (``<song>/dry/``), what ``fxmix mix`` sees in practice; else the wet stems
+(``input_source``). Methods:
 
 * ``sum``: plain sum of the input stems;
-* ``equal_loudness_sum``: each input stem gained to ``EQUAL_LOUDNESS_LUFS``, then summed;
+* ``equal_loudness_sum``: each input stem gained to ``LN_LUFS``, then summed;
 * ``normalized_sum``: the stems effect-normalized with ``profile`` (:func:`fxmix.dsp.chain.normalize_stems`), summed;
-* each model: the network applied to the same normalized stems (chunked runtime, :func:`load_runtime`).
+* ``mean_engineer`` (session songs): the engineer's class-mean decisions without its content rules
+  (:func:`fxmix.training.engineer.mean_engineer_decisions`) rendered from the dry tracks
+  (:func:`fxmix.training.engineer.render_decisions`);
+* each model: the network applied to the normalized stems (chunked runtime, :func:`load_runtime`).
 
-Metrics (lower is better except none; "LN" = both signals loudness-normalized first, so a method is not judged
-on its overall level, which is reported separately):
+Metrics and their bounds: :mod:`.eval_metrics`. Balances (:mod:`.eval_balance`): the class balance of the
+target is measured on its wet stems, of the sums and the mean engineer on the stems they summed, of a model by
+least squares on the normalized stems it was given; the track balance of every mix (the target included) by
+least squares on the song's dry tracks, so a method that reproduces the target scores 0.
 
-* ``loudness_err_lu``: |LUFS(method) - LUFS(target)| (absolute loudness, BS.1770);
-* ``spectral_err_db``: mean |difference| of the loudness-referenced 1/6-octave band spectra (dB);
-* ``panning_err``: mean |difference| of the per-band stereo similarity φ (0..1) (panning/width);
-* ``dynamics_err_db``: |difference| of crest factors (peak/RMS, dB);
-* ``mrstft``: LN multi-resolution sum/difference STFT distance (:class:`MultiResolutionSumDiffLoss`, SC + log-mag);
-* ``level_balance_err_lu``: mean over classes of |Δ| of each class's loudness relative to the sum of all classes.
-  Target: the wet stems. Sums: the stems as summed. Models: each class's contribution is estimated from the
-  stems by per-band least-squares gains (:func:`estimate_contributions`), then measured the same way.
+Songs are evaluated in parallel worker processes (``jobs``); the normalized stems can be cached between runs
+(``cache``, :class:`fxmix.training.eval_songs.StemCache`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import torch
 from tqdm import tqdm
 
-from ..dsp.audio import db_to_gain, read_audio, write_text_atomic
-from ..dsp.bands import band_centers_hz
-from ..dsp.chain import DEFAULT_STAGES, normalize_stems
+from ..dsp.audio import db_to_gain
+from ..dsp.chain import DEFAULT_STAGES, check_stages
 from ..dsp.constants import CLASSES, SAMPLE_RATE
 from ..dsp.errors import ConfigError
-from ..dsp.features import integrated_loudness, measure_phi, measure_spectrum
 from ..dsp.profile import load_profile
-from ..model.losses import CONTRIB_N_FFT, MultiResolutionSumDiffLoss, band_ls_gains, contribution_bands
 from ..model.runtime import load_runtime, resolve_model_path
-from .data import MultitrackDataset, crest_factor_db
+from .data import MultitrackDataset
+from .engineer import mean_engineer_decisions, render_decisions
+from .eval_balance import Contributions, balance_error_lu, estimate_contributions, exact_balance_lu
+from .eval_metrics import BOUNDS, LN_LUFS, METRICS, Reference, loudness, out_of_bounds, signal_metrics
+from .eval_report import format_table, plot_song, results, write_json
+from .eval_songs import EvalSong, StemCache, load_eval_song, normalized_inputs
 from .listening.stimuli import check_save_dir, save_song_audio
+from .preprocess import CacheSpec, profile_sha256
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("sum", "equal_loudness_sum", "normalized_sum")
-METRICS = (
-    "mrstft",
-    "spectral_err_db",
-    "panning_err",
-    "dynamics_err_db",
-    "level_balance_err_lu",
-    "loudness_err_lu",
-)
-#: Level every stem is set to by the equal-loudness baseline, and the level of LN comparisons (LUFS).
-EQUAL_LOUDNESS_LUFS = -23.0
+BASELINES = ("sum", "equal_loudness_sum", "normalized_sum", "mean_engineer")
+#: Kept for callers of the time-domain estimate (plots, tests); balances use :mod:`.eval_balance`.
+__all__ = [
+    "BASELINES", "BOUNDS", "METRICS", "estimate_contributions", "evaluate", "format_table", "write_json",
+]
 
 
 def _gain_to(x: np.ndarray, lufs: float) -> np.ndarray:
-    cur = integrated_loudness(x, SAMPLE_RATE)
-    return x if not np.isfinite(cur) else (x * db_to_gain(lufs - cur)).astype(np.float32)
+    cur = loudness(x)
+    return x if not np.any(x) else (x * db_to_gain(lufs - cur)).astype(np.float32)
 
 
-def class_balance_lu(contributions: dict[str, np.ndarray]) -> dict[str, float]:
-    """Each non-silent class's loudness relative to the loudness of the sum of all contributions (LU)."""
-    total = integrated_loudness(np.sum(list(contributions.values()), axis=0), SAMPLE_RATE)
-    out = {}
-    for c, x in contributions.items():
-        v = integrated_loudness(x, SAMPLE_RATE)
-        if np.isfinite(v) and np.isfinite(total):
-            out[c] = v - total
-    return out
+class _Context:
+    """What every song's evaluation needs (built once per worker process)."""
+
+    def __init__(self, models, profile, stages, cache, split, plot_dir, save_audio, input_source, threads):
+        if threads:
+            torch.set_num_threads(threads)
+        self.prof = load_profile(profile)
+        self.runtimes = {name: load_runtime(path) for name, path in models}
+        self.stages, self.split, self.input_source = stages, split, input_source
+        self.cache = StemCache(cache, _spec(self.prof, stages, input_source))
+        self.plot_dir, self.save_audio = plot_dir, save_audio
 
 
-def estimate_contributions(mix: np.ndarray, stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each class's contribution to ``mix``: per-band complex least-squares gains on the stems.
-
-    In each 1/3-octave band of a 4096-point STFT, one complex gain per class ``G_c`` is fitted over all bins,
-    frames and both channels so that ``MIX ≈ Σ_c G_c · STEM_c`` (:func:`fxmix.model.losses.band_ls_gains`, the
-    same estimate the training's class-balance loss uses); the contribution of class c is the inverse STFT of
-    ``G_c · STEM_c``. A single broadband gain per class only captures the part of the processed stem that is
-    still correlated with the unprocessed one (``|g|² ‖s‖² ≤ ‖H s‖²``), so it systematically under-reads classes the
-    network equalizes. Per-band gains follow any smooth EQ and reduce to the broadband gain for pure gains
-    (tests/training/test_eval.py measures both estimators on stems with known per-class EQ and gain).
-
-    Args:
-        mix: (2, n) the method's mix.
-        stems: class -> (2, n) the stems the method was given.
-
-    Returns:
-        class -> (2, n) float32 estimated contribution, for the non-silent classes.
-    """
-    names = [c for c, x in stems.items() if np.any(x)]
-    if not names:
-        return {}
-    n = mix.shape[-1]
-    kw = dict(fs=SAMPLE_RATE, nperseg=CONTRIB_N_FFT, noverlap=CONTRIB_N_FFT * 3 // 4, window="hann")
-    if n < CONTRIB_N_FFT:  # too short for bands: one broadband real gain per class
-        a = np.stack([stems[c].reshape(-1) for c in names], axis=1).astype(np.float64)
-        g, *_ = np.linalg.lstsq(a, mix.reshape(-1).astype(np.float64), rcond=None)
-        return {c: (g[i] * stems[c]).astype(np.float32) for i, c in enumerate(names)}
-    _, _, m_spec = scipy.signal.stft(mix.astype(np.float32), **kw)  # (2, bins, frames)
-    s_spec = np.stack([scipy.signal.stft(stems[c].astype(np.float32), **kw)[2] for c in names])
-    bands = contribution_bands(CONTRIB_N_FFT, SAMPLE_RATE)
-    band_gains = band_ls_gains(
-        torch.from_numpy(m_spec.astype(np.complex128)), torch.from_numpy(s_spec.astype(np.complex128)), bands
-    )  # (classes, bands)
-    gains = band_gains[:, bands].numpy().astype(np.complex64)  # (classes, bins)
-    out = {}
-    for i, c in enumerate(names):
-        _, y = scipy.signal.istft(gains[i][None, :, None] * s_spec[i], **kw)
-        out[c] = y[:, :n].astype(np.float32)
-    return out
+def _spec(prof, stages, input_source) -> CacheSpec:
+    return CacheSpec(profile_sha256(prof), tuple(stages), input_source, "float32", 0)
 
 
-def _mrstft(pred: np.ndarray, target: np.ndarray, loss) -> float:
-    p = torch.from_numpy(_gain_to(pred, EQUAL_LOUDNESS_LUFS))[None]
-    t = torch.from_numpy(_gain_to(target, EQUAL_LOUDNESS_LUFS))[None]
-    with torch.no_grad():
-        return float(loss(p, t))
+_CTX: _Context | None = None
 
 
-def song_metrics(
-    pred: np.ndarray,
-    target: np.ndarray,
-    contributions: dict[str, np.ndarray],
-    target_balance: dict[str, float],
-    loss,
-) -> dict[str, float]:
-    """All :data:`METRICS` of one method's (2, n) mix against the (2, n) target."""
-    lp, lt = integrated_loudness(pred, SAMPLE_RATE), integrated_loudness(target, SAMPLE_RATE)
-    bal = class_balance_lu(contributions)
-    common = [c for c in target_balance if c in bal]
-    return {
-        "mrstft": _mrstft(pred, target, loss),
-        "spectral_err_db": float(
-            np.mean(
-                np.abs(measure_spectrum(pred, SAMPLE_RATE, lp) - measure_spectrum(target, SAMPLE_RATE, lt))
-            )
-        ),
-        "panning_err": float(
-            np.mean(np.abs(measure_phi(pred, SAMPLE_RATE) - measure_phi(target, SAMPLE_RATE)))
-        ),
-        "dynamics_err_db": abs(crest_factor_db(pred) - crest_factor_db(target)),
-        "level_balance_err_lu": float(np.mean([abs(bal[c] - target_balance[c]) for c in common]))
-        if common
-        else float("nan"),
-        "loudness_err_lu": abs(lp - lt) if np.isfinite(lp) and np.isfinite(lt) else float("nan"),
-        "balance": {c: round(v, 3) for c, v in bal.items()},
+def _init_worker(*args) -> None:
+    global _CTX
+    _CTX = _Context(*args)
+
+
+def _song_mixes(song: EvalSong, normalized: dict[str, np.ndarray], ctx: _Context) -> dict:
+    """name -> (mix, class parts known exactly or None, regressors of the class balance or None)."""
+    inputs = {c: x for c, x in song.inputs.items() if np.any(x)}
+    equal = {c: _gain_to(x, LN_LUFS) for c, x in inputs.items()}
+    live_norm = {c: x for c, x in normalized.items() if np.any(x)}
+
+    def total(parts: dict) -> np.ndarray:
+        return np.sum(list(parts.values()), axis=0) if parts else np.zeros((2, song.n), np.float32)
+
+    mixes = {
+        "sum": (total(inputs), inputs, None),
+        "equal_loudness_sum": (total(equal), equal, None),
+        "normalized_sum": (total(live_norm), live_norm, None),
     }
+    if song.tracks:
+        session = song.session()
+        mixed = render_decisions(session, mean_engineer_decisions(session))
+        mixes["mean_engineer"] = (mixed.mixture, {c: x for c, x in mixed.stems.items() if np.any(x)}, None)
+    stack = np.stack([normalized[c] for c in CLASSES])
+    for name, rt in ctx.runtimes.items():
+        mixes[name] = (rt.mix(stack), None, normalized)
+    return mixes
 
 
-def _dry_stems(song_path: Path, n: int) -> dict[str, np.ndarray] | None:
-    dry = song_path / "dry"
-    if not dry.is_dir():
-        return None
-    out = {}
-    for c in CLASSES:
-        f = next((dry / f"{c}{e}" for e in (".flac", ".wav") if (dry / f"{c}{e}").is_file()), None)
-        x = read_audio(f).audio if f is not None else np.zeros((2, n), np.float32)
-        out[c] = x[:, :n] if x.shape[1] >= n else np.pad(x, ((0, 0), (0, n - x.shape[1])))
-    return out
+def _balances(song: EvalSong, mixes: dict) -> tuple[dict, dict, dict, dict]:
+    """(target class balance, target track balance, method -> class balance, method -> track balance)."""
+    target_cls = exact_balance_lu({c: x for c, x in song.wet_stems.items() if np.any(x)})
+    cls_bal = {name: exact_balance_lu(parts) for name, (_, parts, _) in mixes.items() if parts is not None}
+    models = [name for name, (_, parts, _) in mixes.items() if parts is None]
+    if models:
+        est = Contributions(mixes[models[0]][2]).balances([mixes[m][0] for m in models])
+        cls_bal.update(zip(models, est))
+    track_bal, target_tracks = {}, {}
+    if song.tracks:
+        names = list(mixes)
+        est = Contributions({t.name: t.audio for t in song.tracks}).balances(
+            [song.target] + [mixes[m][0] for m in names]
+        )
+        target_tracks, track_bal = est[0], dict(zip(names, est[1:]))
+    return target_cls, target_tracks, cls_bal, track_bal
+
+
+def evaluate_song(path: str | os.PathLike, ctx: _Context | None = None) -> tuple[dict, dict | None]:
+    """One song's row of the results (and the stem cache entry to record, or None)."""
+    ctx = ctx or _CTX
+    t0 = time.process_time()
+    song = load_eval_song(path, ctx.input_source)
+    normalized, entry = normalized_inputs(song, ctx.prof, ctx.stages, ctx.cache, ctx.split)
+    mixes = _song_mixes(song, normalized, ctx)
+    ref = Reference.of(song.target)
+    target_cls, target_tracks, cls_bal, track_bal = _balances(song, mixes)
+    methods = {}
+    for name, (y, _, _) in mixes.items():
+        m = signal_metrics(y, ref)
+        m["level_balance_err_lu"] = balance_error_lu(cls_bal[name], target_cls)
+        m["track_balance_err_lu"] = balance_error_lu(track_bal.get(name, {}), target_tracks)
+        m["balance"] = {c: round(v, 3) for c, v in cls_bal[name].items()}
+        if song.tracks:
+            m["track_balance"] = {t: round(v, 3) for t, v in track_bal[name].items()}
+        bad = out_of_bounds(m)
+        if bad:
+            log.warning("%s: %s exceed their bounds %s", song.name, name, {k: m[k] for k in bad})
+        methods[name] = m
+    row = {
+        "song": song.name,
+        "family": song.family,
+        "inputs": song.input_kind,
+        "n_tracks": len(song.tracks),
+        "target_balance": target_cls,
+        "target_track_balance": target_tracks,
+        "methods": methods,
+    }
+    row["cpu_s"] = round(time.process_time() - t0, 2)  # this song's evaluation, in its worker
+    if ctx.save_audio is not None:
+        save_song_audio(Path(ctx.save_audio) / song.name, song.name, song.target,
+                        {name: y for name, (y, _, _) in mixes.items()}, song.wet_stems, SAMPLE_RATE)
+    if ctx.plot_dir is not None:
+        plot_song(Path(ctx.plot_dir) / f"{song.name}.png", song.target, target_cls,
+                  {name: y for name, (y, _, _) in mixes.items()}, cls_bal)
+    return row, entry
 
 
 def evaluate(
@@ -178,21 +182,25 @@ def evaluate(
     max_songs: int | None = None,
     plot_dir: str | os.PathLike | None = None,
     save_audio: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    jobs: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Evaluate baselines and ``models`` on ``root``'s ``split``. Returns the JSON-ready results.
 
     Args:
-        root: MUSDB18-layout dataset root.
+        root: MUSDB18-layout dataset root (a session corpus, a synthetic corpus or MUSDB18).
         split: train | valid | test.
         models: model folders / weights files, or ``default``/``offline``/``causal`` (packaged models).
         profile: normalization profile (use the one the models were trained with).
-        input_source: "auto" (dry stems when the song has ``dry/``, else wet), "dry" or "wet".
+        input_source: "auto" (dry when the song has dry tracks or ``dry/``, else wet), "dry" or "wet".
         stages: normalization stages.
         max_songs: evaluate only the first N songs.
         plot_dir: write a spectra + level-bars PNG per song here.
         save_audio: keep every method's mix, the target and the stems per song here (the listening-test layout,
             :mod:`fxmix.training.listening.stimuli`).
+        cache: keep the normalized stems here between runs (training-cache layout).
+        jobs: songs evaluated in parallel processes (default: CPU count, at most 4 and the number of songs).
         progress: tqdm bar.
 
     Raises:
@@ -200,133 +208,34 @@ def evaluate(
     """
     if input_source not in ("auto", "dry", "wet"):
         raise ConfigError(f"input_source {input_source!r}: use auto, dry or wet")
+    stages = check_stages(stages)
     ds = MultitrackDataset(root, split)
     if len(ds) == 0:
         raise ConfigError(f"{root}: no songs in split {split!r}")
     if save_audio is not None:
         check_save_dir(save_audio, root)
-    prof = load_profile(profile)
-    runtimes = {m: load_runtime(resolve_model_path(m, where="--models")) for m in models}
-    loss = MultiResolutionSumDiffLoss()
-    n_songs = len(ds) if max_songs is None else min(len(ds), max_songs)
-    songs_out = []
-    for i in tqdm(range(n_songs), desc="eval", unit="song", disable=not progress):
-        song = ds[i]
-        n = song.mixture.shape[1]
-        dry = _dry_stems(song.path, n) if input_source != "wet" else None
-        if input_source == "dry" and dry is None:
-            raise ConfigError(f"{song.path}: input_source 'dry' but the song has no dry/ folder")
-        inputs = dry if dry is not None else song.stems
-        target_balance = class_balance_lu({c: x for c, x in song.stems.items() if np.any(x)})
-        mixes = _song_mixes(inputs, runtimes, prof, stages)
-        row = {
-            "song": song.name,
-            "inputs": "dry" if dry is not None else "wet",
-            "target_balance": target_balance,
-        }
-        row["methods"] = {
-            name: song_metrics(y, song.mixture, contrib, target_balance, loss)
-            for name, (y, contrib) in mixes.items()
-        }
-        songs_out.append(row)
-        if save_audio is not None:
-            mix_audio = {name: y for name, (y, _) in mixes.items()}
-            folder = Path(save_audio) / song.name
-            save_song_audio(folder, song.name, song.mixture, mix_audio, song.stems, SAMPLE_RATE)
-        if plot_dir is not None:
-            plot_song(Path(plot_dir) / f"{song.name}.png", song.mixture, target_balance, mixes)
-    return _results(root, split, profile, songs_out)
+    paths = ds.songs[: len(ds) if max_songs is None else max_songs]
+    named = tuple((m, str(resolve_model_path(m, where="--models"))) for m in models)  # a bad name fails here
+    jobs = min(jobs or min(os.cpu_count() or 1, 4), len(paths))
+    args = (named, profile, stages, cache, split, plot_dir, save_audio, input_source)
+    ctx = _Context(*args, 0) if jobs <= 1 else None  # loads the models here: a bad one fails before any work
+    rows = []
+    bar = tqdm(total=len(paths), desc="eval", unit="song", disable=not progress)
+    if ctx is not None:
+        for p in paths:
+            rows.append(_record(ctx.cache, split, *evaluate_song(p, ctx)))
+            bar.update(1)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(*args, threads)) as pool:
+            cache_w = StemCache(cache, _spec(load_profile(profile), stages, input_source))
+            for row, entry in pool.map(evaluate_song, paths):
+                rows.append(_record(cache_w, split, row, entry))
+                bar.update(1)
+    bar.close()
+    return results(root, split, profile, rows)
 
 
-def _song_mixes(
-    inputs: dict[str, np.ndarray], runtimes: dict, prof, stages: Sequence[str]
-) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Each method's (2, n) mix of one song's input stems, with the per-class contributions it is made of."""
-    normalized = {
-        c: r.audio for c, r in normalize_stems(inputs, SAMPLE_RATE, prof, stages=stages, seed=0).items()
-    }
-    equal = {c: _gain_to(x, EQUAL_LOUDNESS_LUFS) for c, x in inputs.items() if np.any(x)}
-    mixes: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {
-        "sum": (np.sum(list(inputs.values()), axis=0), {c: x for c, x in inputs.items() if np.any(x)}),
-        "equal_loudness_sum": (np.sum(list(equal.values()), axis=0), equal),
-        "normalized_sum": (
-            np.sum(list(normalized.values()), axis=0),
-            {c: x for c, x in normalized.items() if np.any(x)},
-        ),
-    }
-    stack = np.stack([normalized[c] for c in CLASSES])
-    for name, rt in runtimes.items():
-        y = rt.mix(stack)
-        mixes[name] = (y, estimate_contributions(y, {c: normalized[c] for c in CLASSES}))
-    return mixes
-
-
-def _results(root: str | os.PathLike, split: str, profile: str, songs_out: list[dict]) -> dict:
-    """The JSON-ready results: per-song rows and the mean of each metric per method."""
-    methods = list(songs_out[0]["methods"])
-    mean = {
-        m: {k: float(np.nanmean([s["methods"][m][k] for s in songs_out])) for k in METRICS} for m in methods
-    }
-    return {
-        "dataset": str(Path(root)),
-        "split": split,
-        "profile": profile,
-        "n_songs": len(songs_out),
-        "methods": methods,
-        "metrics": list(METRICS),
-        "mean": mean,
-        "songs": songs_out,
-    }
-
-
-def format_table(results: dict) -> str:
-    """Plain-text table of the per-method means (one row per method)."""
-    cols = list(results["metrics"])
-    head = f"{'method':<28}" + "".join(f"{c:>22}" for c in cols)
-    lines = [f"{results['split']} split, {results['n_songs']} songs, profile {results['profile']}", head]
-    for m in results["methods"]:
-        lines.append(
-            f"{'/'.join(Path(m).parts[-2:]) if os.sep in m else m:<28}"
-            + "".join(f"{results['mean'][m][c]:>22.4f}" for c in cols)
-        )
-    return "\n".join(lines)
-
-
-def write_json(path: str | os.PathLike, results: dict) -> Path:
-    return write_text_atomic(path, json.dumps(results, indent=1, default=float) + "\n")
-
-
-def plot_song(path: Path, target: np.ndarray, target_balance: dict[str, float], mixes: dict) -> None:
-    """Long-term spectra (loudness-referenced) and class level bars of each method vs the target."""
-    import matplotlib  # optional dependency (the "plot" extra), needed only here
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
-    f = band_centers_hz()
-    ax1.semilogx(f, measure_spectrum(target, SAMPLE_RATE), "k", lw=2, label="target")
-    names = list(mixes)
-    width = 0.8 / (len(names) + 1)
-    classes = list(target_balance)
-    ax2.bar(np.arange(len(classes)), [target_balance[c] for c in classes], width, color="k", label="target")
-    for j, (name, (y, contrib)) in enumerate(mixes.items()):
-        label = Path(name).name if os.sep in name else name
-        ax1.semilogx(f, measure_spectrum(y, SAMPLE_RATE), lw=1, label=label)
-        bal = class_balance_lu(contrib)
-        ax2.bar(
-            np.arange(len(classes)) + (j + 1) * width,
-            [bal.get(c, np.nan) for c in classes],
-            width,
-            label=label,
-        )
-    ax1.set(xlabel="Hz", ylabel="dB (loudness-referenced)", title="long-term spectrum")
-    ax2.set(
-        xticks=np.arange(len(classes)) + 0.4, xticklabels=classes, ylabel="LU re. sum", title="class balance"
-    )
-    ax1.legend(fontsize=7)
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+def _record(cache: StemCache, split: str, row: dict, entry: dict | None) -> dict:
+    cache.record(split, row["song"], entry)
+    return row

@@ -12,8 +12,9 @@ from fxmix.training.evaluate import evaluate, format_table, write_json
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fxmix eval",
-        description="Compare mixing models with the plain, equal-loudness and effect-normalized sums against "
-        "the target mixture (per song and mean).",
+        description="Compare mixing models with the plain, equal-loudness and effect-normalized sums and the "
+        "mean engineer against the target mixture: tables of means and medians, overall and per family, "
+        "with class- and track-level balance errors.",
     )
     p.add_argument("dataset", help="dataset root (<root>/<split>/<song>/...)")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
@@ -30,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--inputs", default="auto", choices=("auto", "dry", "wet"), help="stems fed to every method"
     )
     p.add_argument("--max-songs", type=int, default=None)
-    p.add_argument("--json", default=None, help="write all results (per song and mean) here")
+    p.add_argument("--jobs", type=int, default=None, help="songs in parallel (default: CPUs, at most 4)")
+    p.add_argument(
+        "--cache", default=None, metavar="DIR", help="keep the normalized stems here between runs"
+    )
+    p.add_argument("--json", default=None, help="write all results (per song, per family, overall) here")
     p.add_argument("--plot", action="store_true", help="spectra + level bars per song (PNG)")
     p.add_argument(
         "--plot-dir", default=None, help="where --plot writes (default: next to --json, or ./eval_plots)"
@@ -46,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``fxmix eval``: the table of per-method means (:func:`fxmix.training.evaluate.evaluate`)."""
+    """``fxmix eval``: tables of per-method means and medians (:func:`fxmix.training.evaluate.evaluate`)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     plot_dir = None
     if args.plot:
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         max_songs=args.max_songs,
         plot_dir=plot_dir,
         save_audio=args.save_audio,
+        cache=args.cache,
+        jobs=args.jobs,
         progress=not args.no_progress,
     )
     print(format_table(res))
