@@ -19,14 +19,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import constants as C
-from .audio import check_audio
+from .audio import check_audio, peak_db
 from .bands import band_centers_hz
 from .errors import ConfigError
-from .features import (
-    integrated_loudness,
-    is_silent,
-    peak_normalize_gain_db,
-)
+from .features import is_silent, peak_normalize_gain_db, spectrum_from_mean_power, stft_power_sums
+from .fir import fir_power_response
 from .params import PARAM_TYPES, EqParams
 from .profile import Profile
 from .stages import compression, eq, loudness, panning, reverb
@@ -35,8 +32,6 @@ log = logging.getLogger("fxmix.dsp")
 
 ALL_STAGES = ("reverb", "eq", "compression", "panning", "loudness")
 DEFAULT_STAGES = C.STAGES
-#: closed-loop EQ corrections after the later stages have coloured the spectrum
-EQ_REFINE_PASSES = 1
 
 _APPLY = {
     "reverb": reverb.apply,
@@ -78,6 +73,7 @@ def normalize_stem(
     rng: np.random.Generator | None = None,
     reverb_options: Mapping | None = None,
     where: str | None = None,
+    in_place: bool = False,
 ) -> StemResult:
     """Effect-normalize one stereo stem of class ``class_name`` to ``profile``'s targets.
 
@@ -90,35 +86,101 @@ def normalize_stem(
         rng: randomness for the reverb augmentation (required when "reverb" is in ``stages``).
         reverb_options: ``ir_dir``, ``p_reverb``, ``p_eq`` for :func:`fxmix.dsp.stages.reverb.draw`.
         where: name for messages (a file or track).
+        in_place: the caller gives ``audio`` up: where it is (2, n) float32 already, the result is written
+            into it and ``result.audio`` is that array (one stem of working memory instead of two).
     """
     where = where or class_name
-    x = check_audio(audio, where)
+    x0 = check_audio(audio, where)
     stages = check_stages(stages)
-    targets = profile.targets_for(class_name)
-    audio_in = x
-    result = StemResult(x)
-    if is_silent(x):
-        result.silent = True
-        result.notes.append(f"{where}: silent (peak < {C.SILENCE_PEAK_DB:.0f} dBFS), passed through")
-        log.warning(result.notes[-1])
-        return result
+    st = _Stem(sample_rate, class_name, profile.targets_for(class_name), StemResult(x0), where)
+    st.owned = in_place or x0 is not audio
+    if is_silent(x0):
+        st.result.silent = True
+        st.result.notes.append(f"{where}: silent (peak < {C.SILENCE_PEAK_DB:.0f} dBFS), passed through")
+        log.warning(st.result.notes[-1])
+        return st.result
+    refine = "eq" in stages and st.has_target("eq") and any(
+        s in stages and st.has_target(s) for s in ("compression", "panning")
+    )
+    x, sums = _first_pass(x0, st, stages, rng, reverb_options, defer=refine)
+    if refine:
+        t0, staged = time.perf_counter(), sum(st.result.timings_s.values())
+        work = [x]
+        del x  # _refine holds the first pass's stem alone, so that it can let it go before the replay
+        x = _refine(work, sums, x0, st, stages)
+        # the stages' own plans and applies in the replay are timed as theirs; the rest is the refinement's
+        spent = time.perf_counter() - t0 - (sum(st.result.timings_s.values()) - staged)
+        st.result.timings_s["eq_refine"] = spent
+    st.result.audio = x
+    return st.result
+
+
+@dataclass
+class _Stem:
+    """What every step of one stem's normalization needs."""
+
+    sample_rate: int
+    class_name: str
+    targets: object
+    result: StemResult
+    where: str
+    owned: bool = False  # the input array may be written
+
+    def has_target(self, stage: str) -> bool:
+        t = self.targets
+        return stage == "reverb" or {
+            "eq": t.spectrum_db,
+            "compression": t.onset_peak_mean_db,
+            "panning": t.phi,
+            "loudness": t.loudness_lufs,
+        }[stage] is not None
+
+    def run(self, stage: str, x: np.ndarray, *, in_place: bool, out=None) -> np.ndarray:
+        """Apply ``stage``'s recorded params to ``x`` (timed)."""
+        t0 = time.perf_counter()
+        y = _run(stage, x, self.sample_rate, self.result.params[stage], in_place=in_place, out=out)
+        self.add_time(stage, t0)
+        return y
+
+    def plan(self, stage: str, x: np.ndarray, **kw):
+        """Plan ``stage`` on ``x`` (timed), record its params; None when the profile has no target."""
+        t0 = time.perf_counter()
+        p = _plan_stage(stage, x, self.sample_rate, self.class_name, self.targets, self.result.notes,
+                        self.where, **kw)
+        if p is not None:
+            self.result.params[stage] = p
+            self.add_time(stage, t0)
+        return p
+
+    def add_time(self, stage: str, t0: float) -> None:
+        timings = self.result.timings_s
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def _first_pass(x0, st: _Stem, stages, rng, reverb_options, *, defer: bool):
+    """Plan and apply the stages in order. With ``defer`` (an EQ refinement follows, which replays the
+    stages from the input): the panning is planned from the compressor output's STFT sums, which are
+    returned for the refinement, and neither panning nor loudness is applied (the replay does both).
+    Returns (stem, STFT sums or None)."""
+    x, sums = x0, None
     for stage in stages:
-        t0 = time.perf_counter()
-        p = _plan_stage(stage, x, sample_rate, class_name, targets, result.notes, where, rng, reverb_options)
-        if p is None:
+        if defer and stage == "loudness":
             continue
-        x = _run(stage, x, sample_rate, p, in_place=x is not audio_in)
-        result.params[stage] = p
-        result.timings_s[stage] = time.perf_counter() - t0
-    if "eq" in result.params and any(s in result.params for s in ("compression", "panning")):
-        t0 = time.perf_counter()
-        x = _refine(x, audio_in, sample_rate, class_name, targets, result, stages, where)
-        result.timings_s["eq_refine"] = time.perf_counter() - t0
-    result.audio = x
-    return result
+        if defer and stage == "panning" and st.has_target("panning"):
+            t0 = time.perf_counter()
+            sums = stft_power_sums(x)
+            t = st.targets
+            st.result.params["panning"] = panning.plan_from_sums(
+                sums.power[0], sums.power[1], sums.cross, st.sample_rate, t.phi, st.class_name
+            )
+            st.add_time("panning", t0)
+            continue
+        if st.plan(stage, x, rng=rng, reverb_options=reverb_options) is not None:
+            x = st.run(stage, x, in_place=x is not x0 or (st.owned and not defer))
+    return x, sums
 
 
-def _plan_stage(stage, x, sample_rate, class_name, targets, notes: list, where, rng, reverb_options):
+def _plan_stage(stage, x, sample_rate, class_name, targets, notes: list, where, rng=None, reverb_options=None):
     """One stage's params for the stem ``x`` as it reaches that stage; None (and a note) when the profile has
     no target for it. Limits reached and warnings go to ``notes``."""
     if stage == "reverb":
@@ -146,7 +208,7 @@ def _plan_stage(stage, x, sample_rate, class_name, targets, notes: list, where, 
         return rep.params
     if stage == "panning":
         return panning.plan(x, sample_rate, targets.phi, class_name)
-    p = loudness.plan(x, sample_rate, targets.loudness_lufs, loudness_lufs=integrated_loudness(x, sample_rate))
+    p = loudness.plan(x, sample_rate, targets.loudness_lufs)
     if abs(p.missed_lu) > 0.1:
         notes.append(
             f"{where}: loudness target missed by {p.missed_lu:.2f} LU to hold the "
@@ -155,72 +217,103 @@ def _plan_stage(stage, x, sample_rate, class_name, targets, notes: list, where, 
     return p
 
 
-def _refine(x, audio_in, sample_rate, class_name, targets, result: StemResult, stages, where) -> np.ndarray:
-    """The closed-loop EQ passes (:data:`EQ_REFINE_PASSES`) on the finished stem ``x``; after the first, the
-    compressor is searched again when the refined EQ moved the onset feature out of the band."""
-    for i in range(EQ_REFINE_PASSES):
-        refined = _refined_eq(x, sample_rate, targets, result)
-        if refined is None:
-            break
-        result.params["eq"] = refined
-        x = None  # the replay starts again from the input: let the finished stem go first (memory)
-        x = _replay([audio_in], sample_rate, result, stages, relevel_compressor=True, owned=False)
-        if (
-            i == 0
-            and "compression" in result.params
-            and not compression.in_band(x, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db)
-        ):
-            x = None
-            x = _recheck_compression(audio_in, sample_rate, targets, class_name, result, stages, where)
+def _finish(x: np.ndarray, st: _Stem, stages, *, from_stage: str) -> np.ndarray:
+    """Apply the recorded stages from ``from_stage`` on into ``x`` (the chain's own array), the loudness
+    planned on what reaches it."""
+    for stage in stages:
+        if ALL_STAGES.index(stage) < ALL_STAGES.index(from_stage):
+            continue
+        if stage == "loudness":
+            st.result.params.pop("loudness", None)
+            if st.plan("loudness", x) is None:
+                continue
+        if stage in st.result.params:
+            x = st.run(stage, x, in_place=True)
     return x
 
 
-def _run(stage: str, x: np.ndarray, sample_rate: int, params, *, in_place: bool) -> np.ndarray:
-    """Apply one stage; into ``x`` itself where ``in_place`` (an intermediate the chain owns, never the
-    caller's input) and the stage can (all but reverb): one copy of the stem instead of two."""
-    if in_place and stage != "reverb":
-        return _APPLY[stage](x, sample_rate, params, out=x)
-    return _APPLY[stage](x, sample_rate, params)
+def _refine(work: list, sums, x0, st: _Stem, stages) -> np.ndarray:
+    """The closed-loop EQ correction and the replay from the input ``x0`` (see :func:`_refined_eq`).
 
-
-def _replay(
-    start: list[np.ndarray],
-    sample_rate: int,
-    result: StemResult,
-    stages,
-    *,
-    relevel_compressor: bool,
-    owned: bool,
-    first_stage: str | None = None,
-) -> np.ndarray:
-    """Re-run the recorded stages (loudness re-planned; the compressor optionally re-levelled to the
-    -10 dBFS peak its threshold was searched at), from ``first_stage`` on (default: all).
-
-    ``start`` is a one-element list holding the audio to start from; it is emptied, so that the replay
-    holds the only reference to an intermediate it ``owned`` and can process it in place (the stages
-    write into the chain's own intermediates, never into the caller's input).
+    ``work`` holds (and is emptied of) the first pass's compressor output (or EQ output without
+    compression), not yet panned:
+    the finished stem's spectrum is predicted from ``sums`` (its STFT sums) and the panning FIRs'
+    response, so the first pass neither pans nor levels. The replay re-levels the compressor to the
+    -10 dBFS peak its threshold was searched at and plans the loudness once; where the refined EQ moved
+    the onset feature out of the band, the threshold is searched again on the refined EQ's output.
     """
-    y = start.pop()
-    keep = None if owned else y  # the array that must not be written
-    first = ALL_STAGES.index(first_stage) if first_stage is not None else 0
+    x = work.pop()
+    refined = _refined_eq(x, st.sample_rate, st.targets, st.result, shape_db=_finished_shape_db(x, sums, st))
+    if refined is None:
+        return _into_input(_finish(x, st, stages, from_stage="panning"), x0, st)
+    st.result.params["eq"] = refined
+    del x  # the first pass's work goes before the replay's
+    y = _up_to_eq(x0, st, stages)
+    if "compression" not in st.result.params:
+        return _into_input(_finish(y, st, stages, from_stage="panning"), x0, st)
+    gain_db = peak_normalize_gain_db(y)
+    st.result.params["compression"] = replace(st.result.params["compression"], input_gain_db=gain_db or 0.0)
+    # the refined EQ's output is kept for a second threshold search: where the input was given up it
+    # sits in the input's array; else the compressor writes into it and it is made again if needed
+    z = st.run("compression", y, in_place=not st.owned, out=np.empty_like(y) if st.owned else None)
+    z = _finish(z, st, stages, from_stage="panning")
+    t = st.targets
+    if compression.in_band(z, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db):
+        return _into_input(z, x0, st)
+    if not st.owned:
+        y = _up_to_eq(x0, st, stages)
+    rep = compression.plan(y, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db, st.class_name)
+    if rep.note and not rep.in_band:
+        st.result.notes.append(f"{st.where}: compression (after EQ refinement): {rep.note}")
+    if rep.params == st.result.params["compression"]:  # the search lands where the replay was (a limit)
+        return _into_input(z, x0, st)
+    st.result.params["compression"] = rep.params
+    z = None
+    return _finish(y, st, stages, from_stage="compression")
+
+
+def _up_to_eq(x0: np.ndarray, st: _Stem, stages) -> np.ndarray:
+    """The recorded stages up to the EQ (reverb, EQ) on the input: into the input where it was given up."""
+    y = x0
     for stage in stages:
-        if stage not in result.params or ALL_STAGES.index(stage) < first:
-            continue
-        if stage == "loudness":
-            result.params[stage] = loudness.plan(y, sample_rate, result.params[stage].target_lufs)
-        elif stage == "compression" and relevel_compressor:
-            gain_db = peak_normalize_gain_db(y)
-            result.params[stage] = replace(result.params[stage], input_gain_db=gain_db or 0.0)
-        y = _run(stage, y, sample_rate, result.params[stage], in_place=y is not keep)
+        if stage in st.result.params and ALL_STAGES.index(stage) <= ALL_STAGES.index("eq"):
+            y = st.run(stage, y, in_place=y is not x0 or st.owned)
     return y
 
 
-def _refined_eq(x, sample_rate, targets, result: StemResult) -> EqParams | None:
+def _into_input(z: np.ndarray, x0: np.ndarray, st: _Stem) -> np.ndarray:
+    """The finished stem ``z``, moved into the input's array where the caller gave it up."""
+    if st.owned and z is not x0:
+        np.copyto(x0, z)
+        return x0
+    return z
+
+
+def _finished_shape_db(x: np.ndarray, sums, st: _Stem) -> np.ndarray:
+    """Band spectrum shape of the finished stem: ``x`` through the panning FIRs (predicted from the STFT
+    sums of ``x``, ``sums``, and the FIRs' |H|^2: they are linear) and a gain (no shape)."""
+    if sums is None or "panning" not in st.result.params:
+        return eq.shape_spectrum_db(x, st.sample_rate)
+    h2 = [fir_power_response(h, C.ANALYSIS_FFT) for h in panning.taps(st.result.params["panning"], st.sample_rate)]
+    mean_power = sum(p * h for p, h in zip(sums.power, h2)) / (sums.power.shape[0] * sums.n_frames)
+    return spectrum_from_mean_power(mean_power, st.sample_rate, C.ANALYSIS_FFT, 0.0)
+
+
+def _run(stage: str, x: np.ndarray, sample_rate: int, params, *, in_place: bool, out=None) -> np.ndarray:
+    """Apply one stage; into ``x`` itself where ``in_place`` (an intermediate the chain owns, never the
+    caller's input), into ``out`` where given, and the stage can (all but reverb)."""
+    if stage != "reverb" and (in_place or out is not None):
+        return _APPLY[stage](x, sample_rate, params, out=x if in_place else out)
+    return _APPLY[stage](x, sample_rate, params)
+
+
+def _refined_eq(x, sample_rate, targets, result: StemResult, shape_db=None) -> EqParams | None:
     """A closed-loop EQ correction: compression and panning colour the spectrum after the EQ, so the
-    residual of the finished stem ``x`` is folded back into the EQ curve (the caller replays the stages with
-    their params, compressor re-levelled, loudness re-planned). None when the residual is already under
-    0.5 dB (100 Hz-10 kHz)."""
-    residual = eq.residual_db(targets.spectrum_db, eq.shape_spectrum_db(x, sample_rate))
+    residual of the finished stem ``x`` (its band shape ``shape_db`` where the caller has it) is folded
+    back into the EQ curve (the caller replays the stages with their params, compressor re-levelled,
+    loudness re-planned). None when the residual is already under 0.5 dB (100 Hz-10 kHz)."""
+    shape = eq.shape_spectrum_db(x, sample_rate) if shape_db is None else shape_db
+    residual = eq.residual_db(targets.spectrum_db, shape)
     centers = band_centers_hz()
     if np.max(np.abs(residual[(centers >= 100) & (centers <= 10000)])) < 0.5:
         return None
@@ -228,24 +321,6 @@ def _refined_eq(x, sample_rate, targets, result: StemResult) -> EqParams | None:
     curve = np.asarray(old.gain_db) + residual
     curve = np.clip(curve - 0.5 * (curve.max() + curve.min()), -C.EQ_MAX_GAIN_DB, C.EQ_MAX_GAIN_DB)
     return EqParams(old.freqs_hz, tuple(float(g) for g in curve))
-
-
-def _recheck_compression(audio_in, sample_rate, targets, class_name, result: StemResult, stages, where):
-    """After EQ refinement the compressor sees a new spectrum and the onset feature left the band: search
-    the threshold again on the refined EQ's output and replay the later stages."""
-    y = audio_in
-    for stage in stages:
-        if stage in result.params and ALL_STAGES.index(stage) < ALL_STAGES.index("compression"):
-            y = _run(stage, y, sample_rate, result.params[stage], in_place=y is not audio_in)
-    rep = compression.plan(y, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name)
-    result.params["compression"] = rep.params
-    if rep.note and not rep.in_band:
-        result.notes.append(f"{where}: compression (after EQ refinement): {rep.note}")
-    start, owned = [y], y is not audio_in
-    del y
-    return _replay(
-        start, sample_rate, result, stages, relevel_compressor=False, owned=owned, first_stage="compression"
-    )
 
 
 def apply_params(audio: np.ndarray, sample_rate: int, params: Mapping[str, object]) -> np.ndarray:
@@ -271,16 +346,29 @@ def normalize_stems(
     reverb_options: Mapping | None = None,
     workers: int = 2,
     on_stem_done: Callable[[str], None] | None = None,
+    in_place: bool = False,
 ) -> dict[str, StemResult]:
     """Normalize a dict class -> (2, n) stem; stems run in parallel threads (the DSP releases the GIL).
 
     Each stem gets its own child generator of ``seed`` so results do not depend on ``workers``.
     ``on_stem_done`` is called with each stem's name as it finishes (from its worker thread).
+    ``in_place``: the caller gives the arrays up; each result is written into its stem's array where that
+    is (2, n) float32 (peak memory: the stems plus about one stem of work per worker).
     """
     names = list(stems)
     seeds = np.random.SeedSequence(seed).spawn(len(names)) if seed is not None else [None] * len(names)
+    peaks = {k: peak_db(np.asarray(stems[k])) for k in names}
+    gate = max(peaks.values(), default=0.0) - C.RELATIVE_SILENCE_DB
 
     def one(i: int) -> StemResult:
+        if C.SILENCE_PEAK_DB <= peaks[names[i]] < gate:  # near-silent next to the other stems: passed through
+            result = StemResult(check_audio(stems[names[i]], names[i]), silent=True)
+            result.notes.append(f"{names[i]}: peak {peaks[names[i]]:.1f} dBFS, more than "
+                                f"{C.RELATIVE_SILENCE_DB:.0f} dB under the loudest stem: silent, passed through")
+            log.warning(result.notes[-1])
+            if on_stem_done is not None:
+                on_stem_done(names[i])
+            return result
         rng = np.random.default_rng(seeds[i]) if seeds[i] is not None else None
         result = normalize_stem(
             stems[names[i]],
@@ -290,6 +378,7 @@ def normalize_stems(
             stages=stages,
             rng=rng,
             reverb_options=reverb_options,
+            in_place=in_place,
         )
         if on_stem_done is not None:
             on_stem_done(names[i])

@@ -22,6 +22,10 @@ REFERENCE_PROFILE = "musdb18-reference"
 #: A stem whose peak is below this level (dBFS) counts as silent: it is passed through and skipped
 #: when averaging dataset features (reference: MIN_DB = -50).
 SILENCE_PEAK_DB = -50.0
+#: Among the stems of one song, a stem whose peak is more than this many dB under the loudest stem's also
+#: counts as silent (bleed, a reverb tail, noise): normalizing it to its class target would raise it by tens
+#: of dB into a part the song does not have.
+RELATIVE_SILENCE_DB = 40.0
 
 #: Loudness reference for spectrum features: stems are measured as if normalized to this level (LUFS).
 SPECTRUM_REF_LUFS = -30.0

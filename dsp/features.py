@@ -25,7 +25,11 @@ from .bands import band_centers_hz, band_weights
 
 _EPS = 1e-12
 #: samples per chunk in the chunked whole-stem loops (loudness, envelopes): temporaries of a few MB
-_CHUNK_SAMPLES = 1 << 18
+_CHUNK_SAMPLES = 1 << 16
+#: samples of analysis frames per chunk of the STFT sums, and onset frames per chunk of the spectral flux:
+#: each chunk's temporaries are a few MB (two stems at work in parallel stay near one stem copy each)
+_STFT_CHUNK = 1 << 17
+_ONSET_FRAMES = 256
 
 
 @dataclass(frozen=True)
@@ -59,60 +63,123 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
 
     The definition and filter coefficients are pyloudnorm's ``Meter.integrated_loudness`` (400 ms blocks,
     75 % overlap, -70 LUFS absolute and -10 LU relative gates); the computation is vectorized with bounded
-    memory: float32 K-weighting (second-order sections, run per channel in chunks with the filter state
-    carried over, so no filtered copy of the stem exists), block energies from a float64 running sum of
-    squares sampled at the block edges. pyloudnorm itself makes several float64 copies (~0.5 GB for a 3-min
+    memory (see :func:`k_weighted`). pyloudnorm itself makes several float64 copies (~0.5 GB for a 3-min
     stereo stem) and is slower; agreement with it is tested to 0.01 LU. Inputs shorter than one 400 ms block
     are measured zero-padded to one block.
     """
+    return k_weighted(audio, sample_rate).lufs()
+
+
+#: segments (between block edges: 100 ms) per chunk of the K-weighting pass; the filter state is kept at
+#: every chunk start, so a change in a few places is re-measured from the chunk before it
+_SEGMENTS_PER_CHUNK = 16
+
+
+@dataclass(frozen=True)
+class KWeighted:
+    """The K-weighted energy of a stem between consecutive BS.1770 block edges (every block's start and
+    end: 100-ms segments), per channel, and the K filter's state at the start of every chunk of
+    :data:`_SEGMENTS_PER_CHUNK` segments.
+
+    Gives the integrated loudness at any gain (:meth:`lufs`), and that of a copy of the stem changed in a
+    few places (a limiter's gain dips) by filtering only the chunks around the changes (:meth:`patched`):
+    the K filter is linear and forgets within milliseconds, so the energies elsewhere stay what they were.
+    """
+
+    sample_rate: int
+    n: int  # samples measured (a short input zero-padded to one block)
+    edges: np.ndarray  # (n_edges,) sorted sample positions of block starts and ends
+    block_edges: np.ndarray  # (2, n_blocks) index in ``edges`` of each block's start and end
+    energies: np.ndarray  # (channels, n_edges - 1) float64 sums of the squared K-weighted signal
+    states: np.ndarray  # (channels, n_chunks, sections, 2) float32 filter state at each chunk start
+
+    def lufs(self, gain: float = 1.0) -> float:
+        """Integrated loudness (LUFS) of the stem scaled by ``gain``; -inf for silence."""
+        block = int(round(0.4 * self.sample_rate))
+        cum = np.zeros((self.energies.shape[0], self.energies.shape[1] + 1))
+        np.cumsum(self.energies * (gain * gain), axis=1, out=cum[:, 1:])
+        z = (cum[:, self.block_edges[1]] - cum[:, self.block_edges[0]]) / block
+        with np.errstate(divide="ignore"):
+            lj = -0.691 + 10.0 * np.log10(z.sum(axis=0))
+        gated = lj >= -70.0
+        if not np.any(gated):
+            return float("-inf")
+        rel = -0.691 + 10.0 * np.log10(z[:, gated].mean(axis=1).sum()) - 10.0
+        keep = gated & (lj > rel)
+        if not np.any(keep):
+            return float("-inf")
+        return float(-0.691 + 10.0 * np.log10(z[:, keep].mean(axis=1).sum()))
+
+    def chunk_bounds(self, c: int) -> tuple[int, int]:
+        """Sample range of chunk ``c`` (from its first edge to the first edge of the next chunk)."""
+        k = _SEGMENTS_PER_CHUNK
+        return int(self.edges[c * k]), int(self.edges[min((c + 1) * k, self.edges.size - 1)])
+
+    def patched(self, source, ranges) -> KWeighted:
+        """The energies of a copy of the stem that differs from it only inside the sample ``ranges``
+        ((start, end) pairs); ``source(a, b)`` returns that copy's samples a..b ((channels, b - a))."""
+        k = _SEGMENTS_PER_CHUNK
+        n_chunks = self.states.shape[1]
+        chunk_of = lambda i: int(np.searchsorted(self.edges, i, side="right") - 1) // k  # noqa: E731
+        spans: list[list[int]] = []  # chunk spans to re-filter; one chunk more after each change
+        for a, b in sorted(ranges):
+            c0, c1 = chunk_of(max(a, 0)), min(chunk_of(max(b - 1, 0)) + 1, n_chunks - 1)
+            if spans and c0 <= spans[-1][1] + 1:
+                spans[-1][1] = max(spans[-1][1], c1)
+            else:
+                spans.append([c0, c1])
+        energies = self.energies.copy()
+        sos = k_weighting_sos(self.sample_rate)
+        for c0, c1 in spans:
+            for ch in range(energies.shape[0]):
+                zi = self.states[ch, c0]
+                for c in range(c0, c1 + 1):
+                    zi = _filter_chunk(source, ch, self, c, sos, zi, energies[ch])
+        return KWeighted(self.sample_rate, self.n, self.edges, self.block_edges, energies, self.states)
+
+
+def _filter_chunk(source, ch: int, kw: KWeighted, c: int, sos, zi, energies: np.ndarray) -> np.ndarray:
+    """K-weight chunk ``c`` of channel ``ch`` of ``source`` from state ``zi``: its segment energies go
+    into ``energies``; returns the state at the chunk's end."""
+    k = _SEGMENTS_PER_CHUNK
+    a, b = kw.chunk_bounds(c)
+    if b <= a:
+        return zi
+    y, zi = sosfilt(sos, source(a, b)[ch], zi=zi)
+    first = c * k
+    local = kw.edges[first : min(first + k, kw.edges.size - 1)] - a
+    energies[first : first + local.size] = np.add.reduceat(np.square(y, dtype=np.float64), local)
+    return zi
+
+
+def k_weighted(audio: np.ndarray, sample_rate: int) -> KWeighted:
+    """:class:`KWeighted` of a (channels, n) or (n,) stem: float32 K-weighting (second-order sections, run
+    per channel chunk by chunk with the filter state carried over, so no filtered copy of the stem exists),
+    float64 energies between the block edges."""
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim == 1:
         x = x[None]
     block = int(round(0.4 * sample_rate))
     if x.shape[-1] < block + 1:
         x = np.pad(x, ((0, 0), (0, block + 1 - x.shape[-1])))
-    if not np.any(x):
-        return float("-inf")
-    sos = k_weighting_sos(sample_rate)
     n = x.shape[-1]
     n_blocks = int(round(((n / sample_rate) - 0.4) / 0.1)) + 1
     starts = np.round(np.arange(n_blocks) * (block / 4.0)).astype(np.int64)
     ends = np.minimum(starts + block, n)
     edges, inverse = np.unique(np.concatenate([starts, ends]), return_inverse=True)
-    z = np.empty((x.shape[0], n_blocks))
+    sos = k_weighting_sos(sample_rate)
+    n_chunks = -(-(edges.size - 1) // _SEGMENTS_PER_CHUNK)
+    energies = np.zeros((x.shape[0], edges.size - 1))
+    states = np.zeros((x.shape[0], max(n_chunks, 1), sos.shape[0], 2), np.float32)
+    kw = KWeighted(sample_rate, n, edges, inverse.reshape(2, n_blocks), energies, states)
+    if not np.any(x):
+        return kw
     for ch in range(x.shape[0]):
-        csum = _sum_of_squares_at(x[ch], sos, edges)  # csum[k] = sum of y[:edges[k]]**2 (float64)
-        z[ch] = (csum[inverse[n_blocks:]] - csum[inverse[:n_blocks]]) / block
-    with np.errstate(divide="ignore"):
-        lj = -0.691 + 10.0 * np.log10(z.sum(axis=0))
-    gated = lj >= -70.0
-    if not np.any(gated):
-        return float("-inf")
-    rel = -0.691 + 10.0 * np.log10(z[:, gated].mean(axis=1).sum()) - 10.0
-    keep = gated & (lj > rel)
-    if not np.any(keep):
-        return float("-inf")
-    return float(-0.691 + 10.0 * np.log10(z[:, keep].mean(axis=1).sum()))
-
-
-def _sum_of_squares_at(x: np.ndarray, sos: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Running float64 sum of the squared filtered signal ``sosfilt(sos, x)`` at sorted sample ``edges``.
-
-    Filtered in chunks of _CHUNK_SAMPLES with the filter state carried (the same recursion as one call), so
-    temporaries stay a few MB whatever the length of ``x``.
-    """
-    out = np.zeros(edges.size)
-    zi = np.zeros((sos.shape[0], 2), np.float32)
-    total = 0.0
-    n = x.shape[-1]
-    for a in range(0, n, _CHUNK_SAMPLES):
-        b = min(a + _CHUNK_SAMPLES, n)
-        y, zi = sosfilt(sos, x[a:b], zi=zi)
-        csum = np.cumsum(np.square(y, dtype=np.float64))
-        sel = (edges > a) & (edges <= b)
-        out[sel] = total + csum[edges[sel] - a - 1]
-        total += csum[-1]
-    return out
+        zi = np.zeros((sos.shape[0], 2), np.float32)
+        for c in range(n_chunks):
+            states[ch, c] = zi
+            zi = _filter_chunk(lambda a, b: x[:, a:b], ch, kw, c, sos, zi, energies[ch])
+    return kw
 
 
 # ---------------------------------------------------------------- STFT helpers
@@ -152,7 +219,7 @@ def _stft_power_chunks(audio: np.ndarray, n_fft: int, hop: int):
     """Yields (first frame index, float32 |STFT|^2 of a chunk of frames (channels, k, n_fft//2+1))."""
     win = np.hanning(n_fft + 1)[:-1].astype(np.float32)
     x = np.asarray(audio, np.float32)
-    step = max(1, (1 << 19) // n_fft)  # frames per chunk: temporaries stay ~15 MB on long stems
+    step = max(1, _STFT_CHUNK // n_fft)  # frames per chunk: temporaries of a few MB whatever the length
     for i, fr in _frame_chunks(lambda a, b: x[..., a:b], x.shape[-1], n_fft, hop, step):
         spec = scipy.fft.rfft(fr * win, axis=-1, workers=-1)
         yield i, np.add(np.square(spec.real), np.square(spec.imag))
@@ -287,13 +354,20 @@ def onset_boundaries_from(mono_at, n: int, sample_rate: int) -> np.ndarray:
     prev = None
     # chunks of frames: bounded temporaries on long stems
     for _, fr in _frame_chunks(
-        lambda a, b: np.asarray(mono_at(a, b), np.float32), n, C.ONSET_FFT, C.ONSET_HOP, 1024
+        lambda a, b: np.asarray(mono_at(a, b), np.float32), n, C.ONSET_FFT, C.ONSET_HOP, _ONSET_FRAMES
     ):
-        logmag = np.log1p(100.0 * np.abs(scipy.fft.rfft(fr * win, axis=-1, workers=-1)))
+        logmag = np.abs(scipy.fft.rfft(fr * win, axis=-1, workers=-1))
+        logmag *= 100.0
+        np.log1p(logmag, out=logmag)
+        rise = np.empty_like(logmag)  # frame-to-frame rise, from the previous chunk's last frame on
+        np.subtract(logmag[1:], logmag[:-1], out=rise[1:])
         if prev is not None:
-            logmag = np.concatenate([prev, logmag])
-        parts.append(np.maximum(np.diff(logmag, axis=0), 0.0).sum(axis=1))
-        prev = logmag[-1:]
+            np.subtract(logmag[0], prev, out=rise[0])
+        else:
+            rise[0] = 0.0
+        np.maximum(rise, 0.0, out=rise)
+        parts.append(rise.sum(axis=1)[0 if prev is not None else 1 :])
+        prev = logmag[-1].copy()
     flux = np.concatenate(parts)
     if flux.max() <= 0:
         return np.array([0], dtype=np.int64)
@@ -322,7 +396,28 @@ def onset_peak_stats(audio: np.ndarray, boundaries: np.ndarray) -> tuple[float, 
 
 def envelope_peak_stats(env: np.ndarray, boundaries: np.ndarray) -> tuple[float, float]:
     """:func:`onset_peak_stats` of a linked envelope ``env`` (n,) = max over channels of |x|."""
-    peaks = np.maximum.reduceat(env, boundaries)
+    return peak_stats_db(np.maximum.reduceat(env, boundaries))
+
+
+def segment_peaks(env_at, n: int, boundaries: np.ndarray, edges=None) -> np.ndarray:
+    """``np.maximum.reduceat(env, boundaries)`` of an ``n``-sample envelope made chunk by chunk:
+    ``env_at(a, b)`` returns its samples a..b, called once per chunk in order (``edges``: the chunk
+    edges, default every _CHUNK_SAMPLES), so the envelope is never whole."""
+    edges = [*range(0, n, _CHUNK_SAMPLES), n] if edges is None else edges
+    peaks = None
+    for a, b in zip(edges[:-1], edges[1:]):
+        c = env_at(a, b)
+        if peaks is None:
+            peaks = np.zeros(boundaries.size, c.dtype)
+        first = int(np.searchsorted(boundaries, a, side="right")) - 1  # the segments that meet a..b
+        last = int(np.searchsorted(boundaries, b, side="left"))
+        starts = np.maximum(boundaries[first:last], a) - a
+        np.maximum(peaks[first:last], np.maximum.reduceat(c, starts), out=peaks[first:last])
+    return peaks
+
+
+def peak_stats_db(peaks: np.ndarray) -> tuple[float, float]:
+    """(mean, std) dB of the per-segment peaks above the DYNAMICS_PERCENTILE (all where none is)."""
     peaks_db = 20.0 * np.log10(np.maximum(peaks, 1e-6))
     sel = peaks_db[peaks_db > np.percentile(peaks_db, C.DYNAMICS_PERCENTILE)]
     if sel.size == 0:
@@ -344,6 +439,11 @@ def linked_envelope(audio: np.ndarray, gain: np.float32 | None = None) -> np.nda
             env = np.empty(n, c.dtype)
         np.max(np.abs(c), axis=0, out=env[a : a + c.shape[-1]])
     return env
+
+
+def linked_envelope_at(audio: np.ndarray, gain: np.float32 | None, a: int, b: int) -> np.ndarray:
+    """Samples a..b of ``linked_envelope(audio, gain)``."""
+    return np.abs(_scaled(audio, gain, a, b)).max(axis=0)
 
 
 def _scaled(audio: np.ndarray, gain: np.float32 | None, a: int, b: int) -> np.ndarray:
@@ -381,21 +481,32 @@ def peak_normalized_onsets(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """(onset boundaries, linked envelope (n,), gain_db) of ``peak_normalize(audio, level_db)[0]``, computed
     chunk by chunk without the scaled copy (the same values, element for element)."""
+    bounds, gain, gain_db = peak_normalized_bounds(audio, sample_rate, level_db)
+    return bounds, linked_envelope(audio, gain), gain_db
+
+
+def peak_normalized_bounds(
+    audio: np.ndarray, sample_rate: int, level_db: float = C.DYNAMICS_PEAK_NORM_DB
+) -> tuple[np.ndarray, np.float32 | None, float]:
+    """(onset boundaries, float32 gain or None, gain_db) of ``peak_normalize(audio, level_db)[0]``: what
+    :func:`peak_normalized_onsets` gives but the envelope (``linked_envelope_at`` makes it by pieces)."""
     g = peak_normalize_gain_db(audio, level_db)
     gain = db_to_gain32(g)
     bounds = onset_boundaries_from(
         lambda a, b: _scaled(audio, gain, a, b).mean(axis=0), audio.shape[-1], sample_rate
     )
-    return bounds, linked_envelope(audio, gain), (0.0 if g is None else g)
+    return bounds, gain, (0.0 if g is None else g)
 
 
 def measure_dynamics(audio: np.ndarray, sample_rate: int, boundaries: np.ndarray | None = None):
-    """(mean, std) onset-peak dB of the stem peak-normalized to -10 dBFS (no scaled copy of the stem)."""
+    """(mean, std) onset-peak dB of the stem peak-normalized to -10 dBFS (no scaled copy of the stem, no
+    whole envelope: the segment peaks are taken chunk by chunk)."""
     if boundaries is None:
-        boundaries, env, _ = peak_normalized_onsets(audio, sample_rate)
+        boundaries, gain, _ = peak_normalized_bounds(audio, sample_rate)
     else:
-        env = linked_envelope(audio, db_to_gain32(peak_normalize_gain_db(audio)))
-    return envelope_peak_stats(env, boundaries)
+        gain = db_to_gain32(peak_normalize_gain_db(audio))
+    env_at = lambda a, b: linked_envelope_at(audio, gain, a, b)  # noqa: E731
+    return peak_stats_db(segment_peaks(env_at, audio.shape[-1], boundaries))
 
 
 # ---------------------------------------------------------------- all at once

@@ -3,6 +3,10 @@
 Shared by the EQ stage (one curve, both channels) and the panning stage (one curve per channel).
 Offline application is zero-phase (the (taps-1)/2 delay is trimmed); the streaming path reports that delay
 as latency instead.
+
+A finite stem is filtered as if it went on past its edges (:func:`edge_extension`): filtered against
+silence instead, an abrupt start or end (a stem cut at full level) makes the filter ring, and with the EQ's
+low-frequency boosts those clicks can stand well above everything else in the stem.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
+from scipy.linalg import solve_toeplitz
+from scipy.signal import lfilter
 
 from .constants import EQ_FIR_TAPS
 
@@ -54,6 +60,81 @@ def fir_power_response(taps: np.ndarray, n_fft: int) -> np.ndarray:
     return h.real**2 + h.imag**2
 
 
+#: linear-prediction order and the history (samples) it is fitted on, for the edge extension
+EDGE_LPC_ORDER = 512
+EDGE_LPC_HISTORY = 1 << 15
+
+
+def edge_extension(x: np.ndarray, n_pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_pad`` samples before and after a signal ``x`` (..., n), as filtered offline: each edge
+    continued by linear prediction and faded out (raised cosine over ``n_pad``).
+
+    An all-pole model (order :data:`EDGE_LPC_ORDER`, autocorrelation method, fitted on the last
+    :data:`EDGE_LPC_HISTORY` samples next to the edge; stable by construction) extrapolates the waveform
+    from the edge on, so level, slope and spectrum go on across the cut. Zeros there would make a step
+    whose low-frequency content a boosting EQ multiplies into a click; a mirror image doubles the low
+    frequencies next to the edge (the reflected half adds coherently), which does the same on bass-heavy
+    material. Signals too short to fit the model (under ``4 * order`` samples) are mirrored instead.
+
+    Returns (head, tail), each (..., n_pad) float32.
+    """
+    xs = np.asarray(x, np.float32)
+    flat = xs.reshape(-1, xs.shape[-1])
+    head = np.empty((flat.shape[0], n_pad), np.float32)
+    tail = np.empty((flat.shape[0], n_pad), np.float32)
+    fade = _fade_out(n_pad)
+    for i, c in enumerate(flat):
+        hist = min(c.shape[0], EDGE_LPC_HISTORY)
+        tail[i] = _extrapolate(c[c.shape[0] - hist :], n_pad) * fade
+        head[i] = (_extrapolate(c[:hist][::-1], n_pad) * fade)[::-1]
+    shape = xs.shape[:-1] + (n_pad,)
+    return head.reshape(shape), tail.reshape(shape)
+
+
+@lru_cache(maxsize=4)
+def _fade_out(n: int) -> np.ndarray:
+    w = np.cos(0.5 * np.pi * np.arange(n) / max(n, 1)) ** 2
+    w.setflags(write=False)
+    return w
+
+
+def _extrapolate(history: np.ndarray, n_pad: int) -> np.ndarray:
+    """``n_pad`` samples continuing ``history`` (its last sample is the edge) by linear prediction
+    (float64); the mirror image where the history is too short or silent."""
+    order = EDGE_LPC_ORDER
+    h = history.astype(np.float64)
+    if h.shape[0] < 4 * order or not np.any(h):
+        return _mirrored(h, n_pad)
+    spec = scipy.fft.rfft(h * _hann(h.shape[0]), scipy.fft.next_fast_len(h.shape[0] + order, real=True))
+    r = scipy.fft.irfft(spec.real**2 + spec.imag**2)[: order + 1]
+    r[0] *= 1.0 + 1e-6  # a -60 dB noise floor keeps the normal equations well conditioned
+    try:
+        a = solve_toeplitz(r[:order], r[1:])  # x[t] ~ sum_k a[k] x[t-1-k]
+    except np.linalg.LinAlgError:  # a history of a few isolated samples: nothing to predict from
+        return _mirrored(h, n_pad)
+    # filter state (transposed direct form) holding the last `order` samples: zi[m] = sum_j a[m+j] x[-1-j]
+    zi = np.correlate(a, h[::-1][:order], "full")[order - 1 :]
+    y, _ = lfilter([1.0], np.concatenate([[1.0], -a]), np.zeros(n_pad), zi=zi)
+    if not np.all(np.isfinite(y)) or np.abs(y).max() > 2.0 * np.abs(h).max():  # not a continuation
+        return _mirrored(h, n_pad)
+    return y
+
+
+def _mirrored(h: np.ndarray, n_pad: int) -> np.ndarray:
+    """``n_pad`` samples continuing ``h`` as its mirror image about its last sample (repeated)."""
+    return np.pad(h[-min(h.shape[0], n_pad + 1) :], (0, n_pad), mode="reflect")[-n_pad:]
+
+
+def extend_edges(audio: np.ndarray, n_pad: int) -> np.ndarray:
+    """``audio`` (channels, n) with :func:`edge_extension` on both sides: (channels, n + 2 n_pad) float32.
+
+    For filters that cannot take the extension piecewise (a plugin's convolution): filter this and keep
+    samples n_pad .. n_pad + n of the zero-phase result, which is what :func:`apply_fir` returns.
+    """
+    head, tail = edge_extension(audio, n_pad)
+    return np.concatenate([head, np.asarray(audio, np.float32), tail], axis=-1)
+
+
 def apply_fir(
     audio: np.ndarray, taps: np.ndarray | list[np.ndarray], *, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -65,7 +146,8 @@ def apply_fir(
         out: (channels, n) float32 array for the result; may be ``audio`` itself (filtered in place).
 
     Returns:
-        (channels, n) float32 (``out`` where given): the full convolution delayed back by (taps - 1) / 2.
+        (channels, n) float32 (``out`` where given): the convolution of the edge-extended signal
+        (:func:`edge_extension`), delayed back by (taps - 1) / 2 and cut to the input's n samples.
 
     Overlap-save FFT convolution in batches of blocks, written straight into the output, so the working
     memory is a few MB whatever the stem length (scipy's ``oaconvolve`` holds several padded float32/complex
@@ -84,7 +166,7 @@ def apply_fir(
 
 
 #: output samples per batch of overlap-save blocks (bounds the temporaries of :func:`apply_fir`)
-_BATCH_SAMPLES = 1 << 19
+_BATCH_SAMPLES = 1 << 17
 
 
 def _filter_spectrum(h: np.ndarray, n: int) -> tuple[np.ndarray, int]:
@@ -96,25 +178,35 @@ def _filter_spectrum(h: np.ndarray, n: int) -> tuple[np.ndarray, int]:
 
 
 def _convolve_same(x: np.ndarray, spectrum: tuple[np.ndarray, int], m: int, out: np.ndarray) -> None:
-    """out[i] = sum_k h[k] x[i + (m-1)/2 - k] (x zero outside), by overlap-save blocks of n_fft.
+    """out[i] = sum_k h[k] x[i + (m-1)/2 - k] (x edge-extended outside, :func:`edge_extension`), by
+    overlap-save blocks of n_fft.
 
-    ``out`` may be ``x`` itself: each batch reads its input span before writing, and the input samples the
-    next batch needs from before its start are kept aside (``left``).
+    ``out`` may be ``x`` itself: each batch reads its input span before writing, the input samples the
+    next batch needs from before its start are kept aside (``left``), and the extension past the end is
+    taken before anything is written.
     """
     hf, n_fft = spectrum
     delay = (m - 1) // 2
     n = x.shape[0]
     block = n_fft - m + 1  # valid outputs per block
     per_batch = max(1, _BATCH_SAMPLES // block)
-    left = np.zeros(delay, np.float32)  # input samples s0 - delay .. s0 (zeros before the start)
+    left, right = edge_extension(x, delay)  # input samples s0 - delay .. s0 and n .. n + delay
     for s0 in range(0, n, per_batch * block):
         k = min(per_batch, -(-(n - s0) // block))  # blocks in this batch
         hi = s0 - delay + (k - 1) * block + n_fft  # end of the batch's input span
-        seg = np.concatenate([left, x[s0 : min(hi, n)], np.zeros(max(hi - n, 0), np.float32)])
+        past = max(hi - n, 0)  # samples past the end: the extension, then zeros (they reach no output)
+        seg = np.concatenate(
+            [left, x[s0 : min(hi, n)], right[:past], np.zeros(max(past - delay, 0), np.float32)]
+        )
         e = min(s0 + k * block, n)
         left = seg[e - s0 : e - s0 + delay].copy()  # input e - delay .. e, before it is overwritten
         blocks = np.lib.stride_tricks.as_strided(
             seg, shape=(k, n_fft), strides=(seg.strides[0] * block, seg.strides[0]), writeable=False
         )
-        y = scipy.fft.irfft(scipy.fft.rfft(blocks, axis=-1) * hf, n_fft, axis=-1)[:, m - 1 :]
-        out[s0:e] = y.reshape(-1)[: e - s0]
+        spec = scipy.fft.rfft(blocks, axis=-1)
+        spec *= hf
+        y = scipy.fft.irfft(spec, n_fft, axis=-1, overwrite_x=True)[:, m - 1 :]
+        full = (e - s0) // block  # whole blocks straight into the output, then the last part
+        out[s0 : s0 + full * block].reshape(full, block)[:] = y[:full]
+        if s0 + full * block < e:
+            out[s0 + full * block : e] = y[full, : e - s0 - full * block]

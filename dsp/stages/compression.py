@@ -22,13 +22,15 @@ import pedalboard
 from .. import constants as C
 from ..features import (
     db_to_gain32,
-    envelope_peak_stats,
     linked_envelope,
+    linked_envelope_at,
     measure_dynamics,
     onset_boundaries_from,
     peak_gain_db,
     peak_normalize,
-    peak_normalized_onsets,
+    peak_normalized_bounds,
+    peak_stats_db,
+    segment_peaks,
 )
 from ..params import CompressorParams
 
@@ -53,7 +55,7 @@ def class_settings(class_name: str) -> dict:
 
 #: samples per compressor call: pedalboard with reset=False continues its state, so chunked runs give the
 #: same gain as one call (a multiple of pedalboard's 8192-sample buffer) with bounded temporaries
-_CHUNK_SAMPLES = 1 << 18
+_CHUNK_SAMPLES = 1 << 16
 
 
 def _chunk_edges(n: int) -> list[int]:
@@ -86,16 +88,40 @@ class _LinkedGain:
             self.held = g[-1]
         return np.minimum(g, np.float32(1.0), out=g)
 
+    def prime(self, head: np.ndarray) -> None:
+        """Settle the compressor on the mirror image of ``head`` (the detector's first samples), as if the
+        stem had been playing before its first sample; the output is dropped."""
+        pre = np.asarray(head[1 : 1 + int(PRIME_S * self.sample_rate)], np.float32)[::-1]
+        if pre.size > 1:  # a (1, 1) buffer is ambiguous to pedalboard
+            self(np.ascontiguousarray(pre))
 
-def linked_gain(detector: np.ndarray, sample_rate: int, comp: pedalboard.Compressor, reset: bool = True):
+
+#: seconds of pre-roll that settle the compressor before a stem's first sample (>> every attack time)
+PRIME_S = 0.5
+
+
+def linked_gain(
+    detector: np.ndarray,
+    sample_rate: int,
+    comp: pedalboard.Compressor,
+    reset: bool = True,
+    *,
+    prime: bool = False,
+):
     """Per-sample gain of a pedalboard Compressor driven by a (n,) non-negative detector signal.
 
     JUCE's compressor (inside pedalboard) is unlinked per channel and returns ``gain * input``; feeding it
     the channel-wise max |x| and dividing recovers the gain, which is then applied to both channels
     (stereo-linked). Samples where the detector is ~0 hold the previous gain. Runs in chunks of
     _CHUNK_SAMPLES (the same result as one call, bounded temporaries); returns (n,) float32.
+
+    ``prime``: the detector is a whole stem, which may start abruptly at full level; the compressor is
+    first settled on its mirrored start (:data:`PRIME_S`), so that the first attack is not passed
+    through uncompressed (a click above the compressed rest). Offline only: a stream has no mirror.
     """
     gain = _LinkedGain(comp, sample_rate, reset)
+    if prime:
+        gain.prime(detector)
     if 1 < detector.shape[-1] <= _CHUNK_SAMPLES:  # one chunk (every streaming hop): no chunk bookkeeping
         return gain(detector)
     edges = _chunk_edges(detector.shape[-1])
@@ -121,6 +147,8 @@ def _compress(
     if out is None:
         out = np.empty(x.shape, np.result_type(x.dtype, np.float32))
     gain = _LinkedGain(comp, sample_rate, True)
+    n_head = 1 + int(PRIME_S * sample_rate)
+    gain.prime(linked_envelope(x[:, :n_head]) if detector is None else detector[:n_head])
     edges = _chunk_edges(x.shape[-1])
     for a, b in zip(edges[:-1], edges[1:]):
         d = linked_envelope(x[:, a:b]) if detector is None else detector[a:b]
@@ -128,22 +156,33 @@ def _compress(
     return out
 
 
-def _compressed_dynamics(audio, gain_db: float, env: np.ndarray, g: np.ndarray | None, sample_rate: int):
+def _gains(env_at, n: int, sample_rate: int, comp: pedalboard.Compressor):
+    """``linked_gain(env, ..., prime=True)`` of an envelope made chunk by chunk (``env_at(a, b)``):
+    yields (a, b, envelope a..b, gain a..b)."""
+    gain = _LinkedGain(comp, sample_rate, True)
+    gain.prime(env_at(0, min(n, 1 + int(PRIME_S * sample_rate))))
+    edges = _chunk_edges(n)
+    for a, b in zip(edges[:-1], edges[1:]):
+        d = env_at(a, b)
+        yield a, b, d, gain(d)
+
+
+def _compressed_dynamics(audio, x_gain, env_at, g: np.ndarray | None, sample_rate: int):
     """Mean onset-peak dB of the compressed stem, ``measure_dynamics(x * g)[0]`` with
-    ``x = peak_normalize(audio)[0]`` (gain ``gain_db``), ``env`` = ``linked_envelope(x)`` and ``g`` a
-    linked gain (None = 1), computed chunk by chunk without the (channels, n) copies x and x * g.
+    ``x = (audio * x_gain).astype(float32)`` (the peak-normalized stem; ``audio`` where x_gain is None),
+    ``env_at(a, b)`` = samples a..b of ``linked_envelope(x)`` and ``g`` a linked gain (None = 1), computed
+    chunk by chunk without the (channels, n) copies x and x * g nor a whole envelope.
 
     The float32 arithmetic is the same element for element; the output's peak and envelope come from
-    ``env * g`` (|x_c| * g rounds monotonically, so max_c |x_c * g| == max_c |x_c| * g exactly). ``g`` is
-    overwritten.
+    ``env * g`` (|x_c| * g rounds monotonically, so max_c |x_c * g| == max_c |x_c| * g exactly).
     """
-    n = env.shape[-1]
-    chunks = [(a, min(a + _CHUNK_SAMPLES, n)) for a in range(0, n, _CHUNK_SAMPLES)]
-    if g is None:
-        peak = float(env.max())
-    else:
-        peak = max(float((env[a:b] * g[a:b]).max()) for a, b in chunks)
-    x_gain = db_to_gain32(gain_db) if np.any(env) else None  # peak_normalize leaves silence alone
+    n = audio.shape[-1]
+    edges = [*range(0, n, _CHUNK_SAMPLES), n]
+
+    def env_g(a: int, b: int) -> np.ndarray:
+        return env_at(a, b) if g is None else env_at(a, b) * g[a:b]
+
+    peak = max(float(env_g(a, b).max()) for a, b in zip(edges[:-1], edges[1:]))
     y_gain = db_to_gain32(peak_gain_db(peak))
 
     def mono_at(a: int, b: int) -> np.ndarray:
@@ -154,11 +193,12 @@ def _compressed_dynamics(audio, gain_db: float, env: np.ndarray, g: np.ndarray |
             c = (c * y_gain).astype(np.float32, copy=False)
         return c.mean(axis=0)
 
+    def y_env(a: int, b: int) -> np.ndarray:
+        y = env_g(a, b)
+        return y if y_gain is None else y * y_gain
+
     bounds = onset_boundaries_from(mono_at, n, sample_rate)
-    y_env = env if g is None else np.multiply(env, g, out=g)
-    if y_gain is not None:
-        y_env = np.multiply(y_env, y_gain, out=None if g is None else g)
-    return envelope_peak_stats(y_env, bounds)[0]
+    return peak_stats_db(segment_peaks(y_env, n, bounds, edges))[0]
 
 
 def target_band(target_mean_db: float, target_std_db: float) -> tuple[float, float]:
@@ -212,13 +252,19 @@ def uncompressed(params: CompressorParams) -> CompressorParams:
 
 class _Search:
     """The onset feature of the peak-normalized stem compressed at a given threshold, as the search needs it:
-    :meth:`fast` reuses the input's onsets and envelope, :meth:`full` re-detects onsets on the output."""
+    :meth:`fast` reuses the input's onsets, :meth:`full` re-detects onsets on the output. The linked
+    detector (also max_ch |y| of the output: gain >= 0) is made chunk by chunk at each step, never kept
+    whole."""
 
     def __init__(self, audio: np.ndarray, sample_rate: int, class_name: str):
         self.audio, self.sample_rate = audio, sample_rate
         self.settings = class_settings(class_name)
-        # the peak-normalized stem's onsets and linked detector (also max_ch |y| of the output: gain >= 0)
-        self.bounds, self.env, self.gain_db = peak_normalized_onsets(audio, sample_rate)
+        self.bounds, self.gain, self.gain_db = peak_normalized_bounds(audio, sample_rate)
+        self.n = audio.shape[-1]
+        self._plain = None
+
+    def env_at(self, a: int, b: int) -> np.ndarray:
+        return linked_envelope_at(self.audio, self.gain, a, b)
 
     def _compressor(self, threshold_db: float) -> pedalboard.Compressor:
         s = self.settings
@@ -228,16 +274,26 @@ class _Search:
 
     def fast(self, threshold_db: float) -> float:
         if threshold_db >= 0.0:
-            return envelope_peak_stats(self.env, self.bounds)[0]
-        y_env = linked_gain(self.env, self.sample_rate, self._compressor(threshold_db))
-        y_env *= self.env
-        y_env *= np.float32(10 ** (C.DYNAMICS_PEAK_NORM_DB / 20) / max(float(y_env.max()), 1e-12))
-        return envelope_peak_stats(y_env, self.bounds)[0]
+            if self._plain is None:
+                self._plain = peak_stats_db(segment_peaks(self.env_at, self.n, self.bounds))[0]
+            return self._plain
+        steps = _gains(self.env_at, self.n, self.sample_rate, self._compressor(threshold_db))
+
+        def y_at(a: int, b: int) -> np.ndarray:  # segment_peaks asks for the chunks in order
+            _, _, d, g = next(steps)
+            return g * d
+
+        peaks = segment_peaks(y_at, self.n, self.bounds, _chunk_edges(self.n))
+        peaks *= np.float32(10 ** (C.DYNAMICS_PEAK_NORM_DB / 20) / max(float(peaks.max()), 1e-12))
+        return peak_stats_db(peaks)[0]
 
     def full(self, threshold_db: float) -> float:
-        comp = self._compressor(threshold_db)
-        g = linked_gain(self.env, self.sample_rate, comp) if threshold_db < 0.0 else None
-        return _compressed_dynamics(self.audio, self.gain_db, self.env, g, self.sample_rate)
+        g = None
+        if threshold_db < 0.0:
+            g = np.empty(self.n, np.float32)
+            for a, b, _, gc in _gains(self.env_at, self.n, self.sample_rate, self._compressor(threshold_db)):
+                g[a:b] = gc
+        return _compressed_dynamics(self.audio, self.gain, self.env_at, g, self.sample_rate)
 
     def params(self, threshold_db: float) -> CompressorParams:
         s = self.settings

@@ -19,9 +19,9 @@ import json
 import os
 import sys
 import time
+import tomllib
 
 import numpy as np
-import tomllib
 import torch
 
 from fxmix.dsp.audio import write_text_atomic

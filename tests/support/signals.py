@@ -87,3 +87,13 @@ def song(seconds: float, sr: int = SR, seed: int = 0) -> dict[str, np.ndarray]:
 def noise(seconds: float, sr: int = SR, seed: int = 0, channels: int = 2) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (0.1 * rng.standard_normal((channels, int(seconds * sr)))).astype(np.float32)
+
+
+def cut_at_full_level(x: np.ndarray, sr: int = SR, search_s: float = 1.0) -> np.ndarray:
+    """``x`` (2, n) cut so that it starts and ends abruptly at full level, mid-waveform: at the loudest
+    sample (the smaller |x| of the two channels) of its first and of its last ``search_s`` seconds."""
+    level = np.abs(x).min(axis=0)
+    m = int(search_s * sr)
+    start = int(np.argmax(level[:m]))
+    end = x.shape[1] - m + int(np.argmax(level[-m:]))
+    return np.ascontiguousarray(x[:, start : end + 1])
