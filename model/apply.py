@@ -1,16 +1,21 @@
 """Long-audio mechanics, in one place: chunked inference with guards and cross-fades (demucs ``apply.py``).
 
 Networks only map ``(batch, n_stems, 2, samples)`` to ``(batch, 2, samples)``. :func:`mix_stems` runs one
-on stems of any length with bounded memory: the song is cut into cores of ``chunk - 2 * guard`` samples,
-each core is run with ``guard`` samples of real context on both sides (zeros outside the song, exactly as
-a whole-song pass pads), the guards are dropped and neighbouring cores are cross-faded linearly over
-``overlap_s``. The guard must cover the network's ``receptive_field_samples``, so the convolutional part
-is exact; what remains (global GroupNorm / SE statistics and BLSTM state over the chunk instead of the
-song) is measured by :func:`chunking_error`. No length cap, no pre-roll.
+on stems of any length with bounded memory: an input no longer than one chunk is run in a single pass;
+a longer one is cut into cores of ``chunk - 2 * guard`` samples, spread evenly so that neighbours overlap
+by at least ``overlap_s``; each core is run with ``guard`` samples of real context on both sides (zeros
+outside the song, exactly as a whole-song pass pads), the guards are dropped and each overlap is
+cross-faded linearly over its middle ``overlap_s`` (:func:`chunk_weights`). The guard must cover the
+network's ``receptive_field_samples``, so the convolutional part is exact; what remains (global GroupNorm /
+SE statistics and BLSTM state over the chunk instead of the song) is measured by :func:`chunking_error`.
+No length cap, no pre-roll, and no full-length array but the output: chunks are cut from the input as
+they are run.
 
 A "model" here is anything callable on a float32 tensor with the attributes ``sample_rate``,
 ``length_multiple`` and ``receptive_field_samples`` (an ``nn.Module`` from :mod:`fxmix.model.nets` or a
-runtime from :mod:`fxmix.model.runtime`).
+runtime from :mod:`fxmix.model.runtime`). Optional: ``mix_window(batch, start, length)`` computing only
+output samples ``[start, start + length)`` (used for the chunk cores), ``chunk_batch`` (chunks per call
+when the caller does not say) and ``device``.
 """
 
 from __future__ import annotations
@@ -71,21 +76,26 @@ def plan_chunks(
     chunk = _round_up(int(round(chunk_s * sr)), mult)
     fade = int(round(overlap_s * sr))
     core = chunk - 2 * guard
-    if core < 2 * fade + mult or fade < 0:
+    # 3 fades per core: a core's two cross-fades never meet, however the cores are spread
+    if core < 3 * fade + mult or fade < 0:
         raise ConfigError(
-            f"chunk_s = {chunk_s} s is too short for 2 guards of {guard / sr:.3f} s and a {overlap_s} s "
-            f"cross-fade; use chunk_s >= {(2 * guard + 2 * fade + mult) / sr:.2f}"
+            f"chunk_s = {chunk_s} s is too short for 2 guards of {guard / sr:.3f} s and {overlap_s} s "
+            f"cross-fades; use chunk_s >= {(2 * guard + 3 * fade + mult) / sr:.2f}"
         )
-    if n_samples <= core:
+    if n_samples <= chunk:  # one pass sees no more than a chunk would
         return ChunkPlan(n_samples, chunk, guard, core, 0, (0,))
-    hop = core - fade
-    starts = list(range(0, n_samples - core, hop)) + [n_samples - core]
-    if len(starts) > 1 and starts[-1] - starts[-2] < fade:  # last core barely overlaps: merge
-        starts.pop(-2)
-    return ChunkPlan(n_samples, chunk, guard, core, fade, tuple(starts))
+    # as few cores as overlap by >= fade, spread evenly from the first sample to the last
+    count = 1 + math.ceil((n_samples - core) / (core - fade))
+    starts = tuple(round(i * (n_samples - core) / (count - 1)) for i in range(count))
+    return ChunkPlan(n_samples, chunk, guard, core, fade, starts)
+
+
+#: Samples per finiteness check of the input (bounds the temporary boolean array).
+_CHECK_BLOCK = 1 << 20
 
 
 def _as_batch(stems, n_stems: int) -> tuple[torch.Tensor, bool]:
+    """A float32 ``(batch, n_stems, 2, n)`` view of the input (copied only when it is not float32)."""
     x = torch.as_tensor(np.asarray(stems, dtype=np.float32) if isinstance(stems, np.ndarray) else stems)
     squeeze = x.dim() == 3
     if squeeze:
@@ -94,16 +104,51 @@ def _as_batch(stems, n_stems: int) -> tuple[torch.Tensor, bool]:
         raise AudioInputError(
             f"stems: expected ({n_stems}, 2, samples) or (batch, {n_stems}, 2, samples), got {tuple(x.shape)}"
         )
-    if not torch.isfinite(x).all():
-        raise AudioInputError("stems: NaN/inf samples; repair the input stems")
-    return x.float(), squeeze
+    x = x.float()
+    for start in range(0, x.shape[-1], _CHECK_BLOCK):
+        if not torch.isfinite(x[..., start : start + _CHECK_BLOCK]).all():
+            raise AudioInputError("stems: NaN/inf samples; repair the input stems")
+    return x, squeeze
 
 
 def _device_of(model) -> torch.device:
     if isinstance(model, torch.nn.Module):
         for p in model.parameters():
             return p.device
-    return torch.device("cpu")
+    return torch.device(getattr(model, "device", "cpu"))
+
+
+def cut_samples(x: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """``x[..., start : start + length]`` with zeros where the range leaves the signal."""
+    n = x.shape[-1]
+    lo, hi = max(start, 0), min(start + length, n)
+    y = x[..., lo : max(lo, hi)]
+    if lo > start or hi < start + length:
+        y = torch.nn.functional.pad(y, (lo - start, start + length - max(lo, hi)))
+    return y
+
+
+def chunk_weights(plan: ChunkPlan, k: int) -> torch.Tensor:
+    """Weight of chunk ``k`` at each sample of its core: 1, 0, or a linear ramp of ``fade`` samples.
+
+    Each overlap of two neighbouring cores (``>= fade`` samples) is cross-faded over its middle ``fade``
+    samples, the earlier core ramping down as the later one ramps up; the weights of all chunks sum to 1 at
+    every sample, and where a chunk's weight is 1 the output is that chunk's alone.
+    """
+    s, core, fade = plan.starts[k], plan.core, plan.fade
+    w = torch.ones(core)
+    ramp = (torch.arange(fade, dtype=torch.float32) + 0.5) / fade
+    if k > 0:
+        overlap = plan.starts[k - 1] + core - s
+        a = (overlap - fade) // 2
+        w[:a] = 0.0
+        w[a : a + fade] = ramp
+    if k + 1 < plan.n_chunks:
+        overlap = s + core - plan.starts[k + 1]
+        a = plan.starts[k + 1] - s + (overlap - fade) // 2
+        w[a : a + fade] *= ramp.flip(0)
+        w[a + fade :] = 0.0
+    return w
 
 
 def run_whole(model, stems) -> torch.Tensor:
@@ -126,7 +171,7 @@ def mix_stems(
     chunk_s: float = DEFAULT_CHUNK_S,
     guard_s: float | None = None,
     overlap_s: float = DEFAULT_OVERLAP_S,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Mix normalized stems of any length with bounded memory (chunks + guards + linear cross-fades).
@@ -138,17 +183,18 @@ def mix_stems(
         chunk_s: network input length per chunk (s), guards included; memory scales with it.
         guard_s: context dropped on each side of a chunk (s); default and minimum = receptive field.
         overlap_s: linear cross-fade between neighbouring chunk cores (s).
-        batch_size: chunks per network call (use > 1 on a GPU).
+        batch_size: chunks per network call; default the model's ``chunk_batch`` (else 1). Use > 1 on a GPU.
         progress: show a tqdm bar over chunks.
 
     Returns:
-        ``(2, n)`` (or ``(batch, 2, n)``) float32 CPU tensor. An input no longer than one core is run in a
+        ``(2, n)`` (or ``(batch, 2, n)``) float32 CPU tensor. An input no longer than one chunk is run in a
         single pass and equals :func:`run_whole`.
 
     Raises:
         AudioInputError: wrong shape or NaN/inf input.
         ConfigError: inconsistent chunk/guard/overlap sizes.
     """
+    batch_size = getattr(model, "chunk_batch", 1) if batch_size is None else batch_size
     if batch_size < 1:
         raise ConfigError(f"batch_size = {batch_size}: must be >= 1")
     x, squeeze = _as_batch(stems, getattr(model, "n_stems", 4))
@@ -158,38 +204,30 @@ def mix_stems(
         y = run_whole(model, x)
         return y[0] if squeeze else y
     device = _device_of(model)
-    g, core, fade = plan.guard, plan.core, plan.fade
+    g, core = plan.guard, plan.core
+    window = getattr(model, "mix_window", None)
     out = torch.zeros(x.shape[0], 2, n)
-    weight_sum = torch.zeros(n)
-    ramp = (torch.arange(fade, dtype=torch.float32) + 0.5) / fade
-    # zero context outside the song, like the zero padding of a whole-song pass
-    padded = torch.nn.functional.pad(x, (g, g + plan.chunk))
-    jobs = [(b, s) for s in plan.starts for b in range(x.shape[0])]
+    jobs = [(b, k) for k in range(plan.n_chunks) for b in range(x.shape[0])]
     bar = None
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy: only progress bars need it
 
         bar = tqdm(total=len(jobs), desc="mix", unit="chunk")
     with torch.inference_mode():
         for i in range(0, len(jobs), batch_size):
             group = jobs[i : i + batch_size]
-            batch = torch.stack([padded[b, :, :, s : s + plan.chunk] for b, s in group]).to(device)
-            y = model(batch).float().cpu()[..., g : g + core]
-            for (b, s), yk in zip(group, y):
-                w = torch.ones(core)
-                if s > 0:
-                    w[:fade] = ramp
-                if s + core < n:
-                    w[core - fade :] = torch.minimum(w[core - fade :], ramp.flip(0))
-                m = min(core, n - s)
-                out[b, :, s : s + m] += yk[:, :m] * w[:m]
-                if b == 0:
-                    weight_sum[s : s + m] += w[:m]
+            batch = torch.stack([cut_samples(x[b], plan.starts[k] - g, plan.chunk) for b, k in group]).to(
+                device
+            )
+            y = window(batch, g, core) if window is not None else model(batch)[..., g : g + core]
+            y = y.float().cpu()
+            for (b, k), yk in zip(group, y):
+                s = plan.starts[k]
+                out[b, :, s : s + core] += yk * chunk_weights(plan, k)
             if bar is not None:
                 bar.update(len(group))
     if bar is not None:
         bar.close()
-    out /= weight_sum.clamp_min(1e-6)
     return out[0] if squeeze else out
 
 

@@ -1,8 +1,8 @@
 """Release exports of a mixing network: TorchScript, ONNX, a parity check and the model card.
 
 * :func:`export_model`: a release folder with the weights, optional TorchScript (``model.ts``) and ONNX
-  (``model.onnx``, dynamic batch and length axes), a parity check (eager vs TorchScript vs ONNX Runtime) and
-  ``model_card.json``.
+  (``model.onnx``, dynamic batch and length axes), a parity check (eager vs TorchScript vs ONNX Runtime vs
+  the paper network's fast runtime) and ``model_card.json``.
 * Weights files are :mod:`fxmix.model.states`; loading an export for inference is :mod:`fxmix.model.runtime`.
 
 Works for every registered architecture whose constructor takes its config dataclass and that exposes
@@ -26,6 +26,8 @@ from fxmix.dsp.constants import CLASSES, VERSION
 from fxmix.dsp.errors import ConfigError
 
 from .apply import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S
+from .nets import PaperNet
+from .paper_runtime import PaperRuntime
 from .runtime import load_backend
 from .states import (
     CARD_NAME,
@@ -88,6 +90,8 @@ def parity_report(
     with torch.no_grad():
         ref = model(x).numpy()
     report: dict[str, Any] = {"seconds": seconds, "tolerance": PARITY_TOL}
+    if isinstance(model, PaperNet):  # the runtime fxmix mixes with by default
+        report["fast_max_abs"] = float(np.max(np.abs(PaperRuntime(model)(x).numpy() - ref)))
     for backend, name in (("torchscript", TS_NAME), ("onnx", ONNX_NAME)):
         if (out_dir / name).is_file():
             fn = load_backend(out_dir / name, backend)

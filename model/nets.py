@@ -20,12 +20,28 @@ from torch import nn
 
 from .config import PaperNetConfig, WaveUNetConfig
 
+#: Longest sequence given to cuDNN's LSTM; a longer one runs on ATen's own CUDA kernel (slower, any length).
+#: Chunked inference (:mod:`fxmix.model.apply`) stays far below it: a 10-s chunk is 6,891 steps at pool 64.
+CUDNN_MAX_STEPS = 65535
+
 
 @contextlib.contextmanager
-def _native_rnn():
-    """Run the enclosed RNN with ATen's native kernel instead of oneDNN's (3x faster here on CPU)."""
+def rnn_kernel(x: torch.Tensor):
+    """Run the enclosed RNN over ``x`` (batch, steps, features) with a kernel that suits it.
+
+    CPU: oneDNN's LSTM is 4-5x faster than ATen's native one on one thread, and 3-10x slower with two or
+    more (its short per-step parallel regions); both give the same result up to float rounding. Training
+    (gradients on) keeps the native kernel.
+    CUDA: cuDNN up to :data:`CUDNN_MAX_STEPS` steps, ATen's kernel beyond.
+    """
+    if x.is_cuda:
+        with torch.backends.cudnn.flags(
+            enabled=torch.backends.cudnn.enabled and x.shape[1] <= CUDNN_MAX_STEPS
+        ):
+            yield
+        return
     prev = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = prev and torch.get_num_threads() == 1 and not torch.is_grad_enabled()
     try:
         yield
     finally:
@@ -209,6 +225,33 @@ class PaperNet(_NetBase):
         n = z.shape[-1]
         return F.conv_transpose1d(z, self.encoder.weight, padding=self.enc_pad[0])[..., :n]
 
+    def frame_gain(self, z: torch.Tensor, p_abs_frames: torch.Tensor) -> torch.Tensor:
+        """The frame-rate part: pooled front-end ``z`` -> TCN -> BLSTM mask -> squeeze-excitation -> gain.
+
+        Args:
+            z: ``softplus(max_pool(adaptive(|encode(x)|)))``, ``(batch, n_filters, frames)``.
+            p_abs_frames: per-frame means of ``|encode(x)|``, same shape (the SE average uses them).
+
+        Returns:
+            The per-frame gain on the front-end output, ``(batch, n_filters, frames)``, >= 0.
+        """
+        cfg = self.config
+        z = self.bottleneck(self.in_norm(z))
+        skip_sum = torch.zeros_like(z[:, : cfg.skip])
+        for block in self.tcn:
+            z, s = block(z)
+            skip_sum = skip_sum + s
+        m = F.softplus(self.out_conv(self.out_act(skip_sum)))
+        m = m.transpose(1, 2)
+        with rnn_kernel(m):
+            h, _ = self.lstm(m)
+        if self.lstm_proj is not None:
+            h = self.lstm_proj(h)
+        mask = F.softplus(h).transpose(1, 2)  # (batch, n_filters, frames), >= 0
+        # SE on y = p * mask: mean_t |y| = mean_frames(mask * mean_frame |p|) because mask >= 0 is per-frame
+        scale = self.se((mask * p_abs_frames).mean(dim=-1))
+        return mask * scale.unsqueeze(-1)
+
     def forward(self, stems: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         batch = stems.shape[0]
@@ -222,24 +265,10 @@ class PaperNet(_NetBase):
         a = a.narrow(-1, a.shape[-1] - p_abs.shape[-1], p_abs.shape[-1])
         z = F.softplus(F.max_pool1d(a, cfg.pool))
         del a
-        # per-frame sums of |p|, for the SE average below (the mask is constant over each frame)
+        # per-frame means of |p|, for the SE average (the mask is constant over each frame)
         p_abs_frames = F.avg_pool1d(p_abs, cfg.pool)
         del p_abs
-        z = self.bottleneck(self.in_norm(z))
-        skip_sum = torch.zeros_like(z[:, : cfg.skip])
-        for block in self.tcn:
-            z, s = block(z)
-            skip_sum = skip_sum + s
-        m = F.softplus(self.out_conv(self.out_act(skip_sum)))
-        # oneDNN's RNN kernel is 3x slower than ATen's native one for these small, long sequences
-        with _native_rnn():
-            h, _ = self.lstm(m.transpose(1, 2))
-        if self.lstm_proj is not None:
-            h = self.lstm_proj(h)
-        mask = F.softplus(h).transpose(1, 2)  # (batch, n_filters, frames), >= 0
-        # SE on y = p * mask: mean_t |y| = mean_frames(mask * mean_frame |p|) because mask >= 0 is per-frame
-        scale = self.se((mask * p_abs_frames).mean(dim=-1))
-        gain = mask * scale.unsqueeze(-1)
+        gain = self.frame_gain(z, p_abs_frames)
         # nearest upsampling by `pool` (expand + reshape: exports with a dynamic length)
         gain = gain.unsqueeze(-1).expand(-1, -1, -1, cfg.pool).reshape(batch, cfg.n_filters, -1)
         out = self.decode(p * gain).reshape(batch, cfg.n_stems, cfg.n_channels, -1)

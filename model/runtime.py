@@ -1,7 +1,7 @@
 """Loading a mixing model for inference, and choosing one by name.
 
-* :func:`load_runtime`: one object with ``.mix(stems) -> mix`` over any backend (ONNX Runtime, TorchScript,
-  eager), chunked by :func:`fxmix.model.apply.mix_stems`.
+* :func:`load_runtime`: one object with ``.mix(stems) -> mix`` over any backend (the paper network's fast
+  runtime, ONNX Runtime, TorchScript, eager), chunked by :func:`fxmix.model.apply.mix_stems`.
 * One resolver of model names: ``none``, ``default`` (a packaged model), ``offline`` / ``causal`` (the packaged
   model of that kind) or a path. :func:`resolve_model` gives an offline :class:`Runtime`,
   :func:`resolve_streaming_model` the eager streaming network a real-time session steps, and
@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -25,7 +24,9 @@ from fxmix.dsp.errors import ConfigError, ModelLoadError
 
 from . import default_model_path
 from .apply import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, mix_stems
-from .states import CARD_NAME, ONNX_NAME, TS_NAME, load_model, read_sidecar, sha256_file
+from .nets import PaperNet
+from .paper_runtime import PaperRuntime
+from .states import CARD_NAME, ONNX_NAME, TS_NAME, load_model, read_card, read_sidecar, verify_export_file
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ DEFAULT_PROFILE = REFERENCE_PROFILE
 
 #: Kinds of packaged model (``model/weights/<kind>/``), each also a model name.
 PACKAGED_KINDS = ("offline", "causal")
+
+#: Inference backends of :func:`load_runtime`.
+BACKENDS = ("auto", "fast", "onnx", "torchscript", "eager")
 
 
 def load_backend(path: Path, backend: str):
@@ -53,6 +57,11 @@ def load_backend(path: Path, backend: str):
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        # offline batch work: waiting threads sleep instead of spinning (spinning steals a shared core)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         def run_onnx(x: torch.Tensor) -> torch.Tensor:
@@ -69,13 +78,16 @@ class Runtime:
     Attributes:
         sample_rate: Hz. latency_samples: output delay to compensate (0 for offline nets).
         receptive_field_samples, length_multiple, n_stems: as the network.
-        backend: "onnx" | "torchscript" | "eager".
+        backend: "fast" | "onnx" | "torchscript" | "eager".
+        mix_window, chunk_batch: the backend's, when it has them (see :mod:`fxmix.model.apply`).
 
     streaming-safe: no (offline; :meth:`mix` chunks internally with guards).
     """
 
     def __init__(self, fn, info: dict[str, Any], backend: str):
         self._fn = fn
+        self.mix_window = getattr(fn, "mix_window", None)
+        self.chunk_batch = int(getattr(fn, "chunk_batch", 1))
         self.backend = backend
         self.info = info
         self.sample_rate = int(info["sample_rate"])
@@ -93,14 +105,14 @@ class Runtime:
         *,
         chunk_s: float = DEFAULT_CHUNK_S,
         overlap_s: float = DEFAULT_OVERLAP_S,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         progress: bool = False,
     ) -> np.ndarray:
         """Mix ``(n_stems, 2, n)`` normalized stems (any length) into a ``(2, n)`` float32 array."""
         y = mix_stems(
             self, stems, chunk_s=chunk_s, overlap_s=overlap_s, batch_size=batch_size, progress=progress
         )
-        return y.numpy().astype(np.float32)
+        return np.ascontiguousarray(y.numpy())
 
 
 def load_runtime(path: str | os.PathLike, backend: str = "auto") -> Runtime:
@@ -108,37 +120,48 @@ def load_runtime(path: str | os.PathLike, backend: str = "auto") -> Runtime:
 
     Args:
         path: export folder, checkpoint folder or weights file.
-        backend: "auto" (ONNX if exported, else TorchScript, else eager), "onnx", "torchscript", "eager".
+        backend: "auto" (the fast runtime for the paper network, else ONNX if exported, else TorchScript,
+            else eager), "fast" (paper network only, :class:`fxmix.model.paper_runtime.PaperRuntime`),
+            "onnx", "torchscript", "eager".
 
     Raises:
+        ConfigError: unknown backend, or "fast" for another architecture.
         ModelLoadError: the requested backend's file is missing, or the weights fail to load.
     """
-    if backend not in ("auto", "onnx", "torchscript", "eager"):
-        raise ConfigError(f"backend {backend!r}: use auto, onnx, torchscript or eager")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
     path = Path(path)
     folder = path if path.is_dir() else path.parent
-    card_path = folder / CARD_NAME
-    card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else None
-    if backend == "auto":
+    card = read_card(folder) if (folder / CARD_NAME).is_file() else None
+    if backend == "auto" and (card is None or card.get("arch") != "paper"):
         if card is not None and (folder / ONNX_NAME).is_file():
             backend = "onnx"
         elif card is not None and (folder / TS_NAME).is_file():
             backend = "torchscript"
-        else:
-            backend = "eager"
-    if backend == "eager":
+    if backend in ("auto", "fast", "eager"):
         model, sidecar = load_model(path)
         info = dict(sidecar, length_multiple=getattr(model, "length_multiple", 1))
-        return Runtime(model, info, "eager")
+        if backend == "eager" or (backend == "auto" and not isinstance(model, PaperNet)):
+            return Runtime(model, info, "eager")
+        if not isinstance(model, PaperNet):
+            raise ConfigError(
+                f"{path}: backend 'fast' runs the paper network only, not {sidecar.get('arch')!r}"
+            )
+        return Runtime(PaperRuntime(model), info, "fast")
     name = ONNX_NAME if backend == "onnx" else TS_NAME
     if card is None or not (folder / name).is_file():
         raise ModelLoadError(
             f"{folder}: no {name} with {CARD_NAME}; export it with `fxmix export CKPT -o {folder} --{backend}`"
         )
-    expected = card.get("files", {}).get(name)
-    if expected is not None and sha256_file(folder / name) != expected:
-        raise ModelLoadError(f"{folder / name}: sha256 does not match {CARD_NAME}; re-export the model")
-    return Runtime(load_backend(folder / name, backend), card, backend)
+    file = verify_export_file(folder, name, card)
+    try:
+        fn = load_backend(file, backend)
+    except Exception as exc:  # ONNX Runtime and TorchScript raise their own types for a damaged file
+        raise ModelLoadError(
+            f"{file}: cannot be loaded by {backend} ({type(exc).__name__}); re-export it with "
+            f"`fxmix export CKPT -o {folder} --{backend}`"
+        ) from None
+    return Runtime(fn, card, backend)
 
 
 # ---------------------------------------------------------------- choosing a model by name

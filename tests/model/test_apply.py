@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from fxmix.dsp.errors import AudioInputError, ConfigError
-from fxmix.model.apply import chunking_error, mix_stems, plan_chunks, run_whole
+from fxmix.model.apply import chunk_weights, chunking_error, mix_stems, plan_chunks, run_whole
 from fxmix.model.registry import build_model
 
 
@@ -54,6 +54,21 @@ def test_batched_input_and_plan():
     plan = plan_chunks(model, 3000, chunk_s=0.3, overlap_s=0.02)
     assert plan.guard >= model.receptive_field_samples and plan.n_chunks > 5
     assert plan.starts[-1] + plan.core == 3000
+
+
+@pytest.mark.parametrize("extra", [1, 37, 150, 299, 301, 1000])
+@pytest.mark.parametrize("overlap_s", [0.02, 0.074])  # 0.074: the longest cross-fade these chunks allow
+def test_plan_covers_every_sample(extra, overlap_s):
+    """Cores start at 0, end at the song's end, overlap by a fade and their weights sum to 1 everywhere."""
+    model = LocalConvNet()
+    chunk = plan_chunks(model, 1, chunk_s=0.3, overlap_s=overlap_s).chunk
+    plan = plan_chunks(model, chunk + extra, chunk_s=0.3, overlap_s=overlap_s)
+    assert plan.starts[0] == 0 and plan.starts[-1] + plan.core == chunk + extra
+    assert all(0 < b - a <= plan.core - plan.fade for a, b in zip(plan.starts, plan.starts[1:]))
+    total = torch.zeros(chunk + extra)
+    for k, s in enumerate(plan.starts):
+        total[s : s + plan.core] += chunk_weights(plan, k)
+    assert float((total - 1).abs().max()) < 1e-6
 
 
 def test_paper_net_chunking_error_is_small_and_reported():

@@ -72,6 +72,7 @@ def test_export_parity_and_model_card(exported):
     assert card["parity"]["ok"] and card["parity"]["seconds"] == 10.0
     assert card["parity"]["torchscript_max_abs"] <= PARITY_TOL
     assert card["parity"]["onnx_max_abs"] <= PARITY_TOL
+    assert card["parity"]["fast_max_abs"] <= PARITY_TOL
     for key in (
         "arch",
         "sample_rate",
@@ -88,19 +89,19 @@ def test_runtime_backends_agree_at_another_length(exported):
     stems = _stems(44100 * 2 + 37, seed=5)  # not a multiple of the model's 16-sample frame, 3 chunks
     outs = {
         b: load_runtime(exported, b).mix(stems, chunk_s=1.0, overlap_s=0.05)
-        for b in ("eager", "torchscript", "onnx")
+        for b in ("eager", "fast", "torchscript", "onnx")
     }
     for y in outs.values():
         assert y.shape == (2, stems.shape[-1]) and y.dtype == np.float32 and np.isfinite(y).all()
-    assert np.abs(outs["torchscript"] - outs["eager"]).max() <= PARITY_TOL
-    assert np.abs(outs["onnx"] - outs["eager"]).max() <= PARITY_TOL
-    rt = load_runtime(exported)
-    assert rt.backend == "onnx" and rt.sample_rate == 44100 and rt.latency_samples == 0
+    for backend in ("fast", "torchscript", "onnx"):
+        assert np.abs(outs[backend] - outs["eager"]).max() <= PARITY_TOL
+    rt = load_runtime(exported)  # the paper network runs on its fast runtime unless told otherwise
+    assert rt.backend == "fast" and rt.sample_rate == 44100 and rt.latency_samples == 0
 
 
-def test_runtime_on_checkpoint_is_eager(checkpoint):
+def test_runtime_on_checkpoint_is_fast_for_the_paper_net(checkpoint):
     rt = load_runtime(checkpoint[0])
-    assert rt.backend == "eager"
+    assert rt.backend == "fast" and load_runtime(checkpoint[0], "eager").backend == "eager"
     with pytest.raises(ModelLoadError, match="export"):
         load_runtime(checkpoint[0], backend="onnx")
 
