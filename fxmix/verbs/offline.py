@@ -237,7 +237,9 @@ def mix_songs(args, songs: list[Song]) -> int:
     return 0
 
 
-def write_song_folder(song: Song, loaded, res, stages, args, profile) -> dict:
+def write_song_folder(song: Song, loaded, res, stages, args, profile, extra=None) -> dict:
+    """The song's output folder as one unit: mix.wav, params.json, optional normalized stems and plots;
+    ``extra(tmp_folder, doc)`` may add more files (the demo's report) before the folder is swapped in."""
     out = song.folder
     with atomic_folder(out) as tmp:
         path, notes = write_mix(tmp / "mix.wav", res.mix, loaded.input_rate, args.format, song.inputs)
@@ -252,6 +254,8 @@ def write_song_folder(song: Song, loaded, res, stages, args, profile) -> dict:
                 plot_spectra(tmp / "spectra.png", loaded.buses, res, profile),
             )]
         write_json(tmp / "params.json", doc)
+        if extra is not None:
+            extra(tmp, doc)
     return doc
 
 
@@ -331,7 +335,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", action="store_true", help="also write spectra PNGs (needs matplotlib)")
     args = p.parse_args(argv)
     check_plot_ready(args)
-    args.profile, args.format, args.save_normalized, args.seed = None, None, True, 0
+    args.profile, args.format, args.save_normalized, args.seed = None, None, "", 0
     t0 = time.perf_counter()
     out = Path(args.out)
     profile = run_profile(args)
@@ -341,18 +345,12 @@ def demo_main(argv: list[str] | None = None) -> int:
     model = resolve_model(args.model)
     announce(song)
     loaded, res = run_song(song, model, profile, DEFAULT_STAGES, 0)
-    with atomic_folder(out) as tmp:
-        write_mix(tmp / "mix.wav", res.mix, loaded.input_rate, None, song.inputs)
-        stems = write_stems(tmp / "normalized", res.normalized, loaded.input_rate, None, song.inputs)
-        written = {"mix": str(out / "mix.wav")} | {k: str(out / "normalized" / Path(v).name) for k, v in stems.items()}
-        doc = params_doc(song, loaded, res, DEFAULT_STAGES, written, [])
-        if args.plot:
-            doc["plots"] = [str(out / p.name) for p in (
-                plot_mix(tmp / "mix.spectra.png", loaded.buses, res),
-                plot_spectra(tmp / "spectra.png", loaded.buses, res, profile),
-            )]
-        write_json(tmp / "params.json", doc)
-        report = demo_report(loaded, res, doc, time.perf_counter() - t0)
-        (tmp / "report.md").write_text(report, encoding="utf-8")
-    print(report)
+    reports: list[str] = []
+
+    def write_report(tmp: Path, doc: dict) -> None:
+        reports.append(demo_report(loaded, res, doc, time.perf_counter() - t0))
+        (tmp / "report.md").write_text(reports[0], encoding="utf-8")
+
+    write_song_folder(song, loaded, res, DEFAULT_STAGES, args, profile, extra=write_report)
+    print(reports[0])
     return 0
