@@ -18,9 +18,10 @@ when the background planner has them (:mod:`fxmix.dsp.streaming`), plans run in 
 block size (about 2x faster than the eager step on one core, equal within 1e-4).
 
 Latency: ``latency_samples`` = the normalizer hop (FIFO, 512) + the network's look-ahead (``encoder_kernel -
-1``, 0 without a model) + one block when the network is pipelined (``pipeline``, on in realtime sessions: the
-network computes block k on its own thread while the host is between blocks, and ``process`` returns block
-k - 1's mix, so the audio thread's time per block is the buses' alone). The dry path of the ``amount`` control and the model-bypass path are delayed to
+1``, 0 without a model) + one block when pipelined (``pipeline``, on in realtime sessions with a network: the
+buses and the network compute block k on the between-blocks thread while the host is between blocks, and
+``process`` returns block k - 1's mix, so the audio thread's time per block is the routing of the tracks and a
+hand-over, not the engine's DSP). The dry path of the ``amount`` control and the model-bypass path are delayed to
 match, so the latency never changes while playing.
 
 streaming-safe: yes.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -43,6 +45,8 @@ from fxmix.dsp.streaming.planner_process import PlannerDied, ProcessPlanner
 from fxmix.dsp.track_classes import classify_track_name
 from fxmix.model.runtime import resolve_streaming_model
 from fxmix.model.streaming_runtime import realtime_step
+
+from .samples import MAX_SAMPLE, clip_huge
 
 log = logging.getLogger("fxmix.engine")
 
@@ -90,32 +94,37 @@ class _Deferred:
     """An executor front that holds submitted jobs until :meth:`flush`, then runs them on one thread.
 
     ``Session.process`` flushes when the block's output is ready, so background work (statistics updates,
-    plan snapshots, the pipelined network) starts when the audio thread is done with the block instead of
-    competing with it for the GIL while it computes the block.
+    plan snapshots, the pipelined block) starts when the audio thread is done with the block instead of
+    competing with it for the GIL while it computes the block. Jobs may be submitted from the background
+    thread itself (a pipelined block's buses queue their statistics updates), hence the lock.
     """
 
     def __init__(self, name: str):
         self.pool = ThreadPoolExecutor(1, name)
         self.queue: list[tuple[Future, object, tuple]] = []
+        self._lock = threading.Lock()
 
     def submit(self, fn, *args) -> Future:
         fut: Future = Future()
-        self.queue.append((fut, fn, args))
+        with self._lock:
+            self.queue.append((fut, fn, args))
         return fut
 
     def flush(self) -> None:
-        queue, self.queue = self.queue, []
-        for fut, fn, args in queue:
-            self.pool.submit(_run_into, fut, fn, args)
+        with self._lock:
+            queue, self.queue = self.queue, []
+            for fut, fn, args in queue:
+                self.pool.submit(_run_into, fut, fn, args)
 
     def start_through(self, fut: Future) -> None:
         """Start the held jobs up to and including ``fut`` (in order); later ones stay held."""
-        for i, (f, _, _) in enumerate(self.queue):
-            if f is fut:
-                head, self.queue = self.queue[: i + 1], self.queue[i + 1 :]
-                for g, fn, args in head:
-                    self.pool.submit(_run_into, g, fn, args)
-                return
+        with self._lock:
+            for i, (f, _, _) in enumerate(self.queue):
+                if f is fut:
+                    head, self.queue = self.queue[: i + 1], self.queue[i + 1 :]
+                    for g, fn, args in head:
+                        self.pool.submit(_run_into, g, fn, args)
+                    return
 
     def shutdown(self, wait: bool = True) -> None:
         self.flush()
@@ -158,10 +167,14 @@ class Session:
         classes: class bus order (the network's stem order).
         realtime: never wait for the planner and run the network as an ONNX Runtime step (module docstring);
             False (default) gives reproducible output.
-        pipeline: run the network one block behind, on its own thread, while the audio thread returns
-            (default: = ``realtime``). ``process`` then costs only the buses; the network's block is computed
-            in the time the host spends between blocks. Adds ``block_samples`` to ``latency_samples``; the
-            output is the unpipelined output delayed by exactly that (tested).
+        pipeline: compute each block one block behind, on the between-blocks thread, while the audio thread
+            returns (default: = ``realtime``, with a network). ``process`` then costs the routing of the tracks
+            to their buses and the hand-over; the buses' normalization and the network's block are computed in
+            the time the host spends between blocks. Adds ``block_samples`` to ``latency_samples``; the output
+            is the unpipelined output delayed by exactly that (tested).
+
+    Input samples must be finite (NaN/inf raise :class:`AudioInputError`); finite samples beyond
+    ±:data:`~fxmix.host_bridge.samples.MAX_SAMPLE` are clipped to it and counted (``stats()["clipped_samples"]``).
 
     Controls (:meth:`set_control`): ``amount`` (0 dry sum .. 1 processed), ``bypass_<stage>`` (eq,
     compression, panning, loudness), ``bypass_model``, ``freeze``, ``learn``, ``reset``.
@@ -232,6 +245,10 @@ class Session:
         self.model_latency = int(getattr(self.net, "latency_samples", 0)) if self.net is not None else 0
         self.pipeline_samples = self.block_samples if self.pipeline else 0
         self._net_job = None
+        #: the between-blocks thread (set by the first pipelined block it runs)
+        self._bg_ident: int | None = None
+        #: input samples beyond ±MAX_SAMPLE clipped so far (reported by ``stats()``)
+        self.clipped_samples = 0
         self.latency_samples = HOP_SAMPLES + self.model_latency + self.pipeline_samples
         self.amount = 1.0
         self.bypass_model = False
@@ -256,6 +273,7 @@ class Session:
         return self.track_class[index]
 
     def set_control(self, name: str, value=None) -> None:
+        self._settle()
         if name == "amount":
             v = float(value)
             if not (math.isfinite(v) and 0.0 <= v <= 1.0):
@@ -333,32 +351,49 @@ class Session:
         if self._background is not None:
             self._background.flush()
 
-    def _process(self, blocks: np.ndarray) -> np.ndarray:
+    def _checked(self, blocks: np.ndarray) -> np.ndarray:
+        """The block as float32 (n_tracks, 2, n), huge finite samples clipped and counted."""
         x = np.asarray(blocks)
         if x.ndim != 3 or x.shape[0] != self.n_tracks or x.shape[1] != 2:
             raise AudioInputError(
                 f"Session.process: expected ({self.n_tracks}, 2, samples) blocks, got {x.shape}"
             )
-        if not np.all(np.isfinite(x)):
-            raise AudioInputError("Session.process: NaN/inf samples in the input block")
         x = x.astype(np.float32, copy=False)
+        if x.size and not (np.isfinite(x.max()) and np.isfinite(x.min())):
+            raise AudioInputError("Session.process: NaN/inf samples in the input block")
+        x, over = clip_huge(x)
+        if over:
+            if not self.clipped_samples:
+                log.warning(
+                    "Session.process: %d samples beyond ±%g (+60 dBFS) clipped (counted in stats()); "
+                    "check the host's buffers", over, MAX_SAMPLE,
+                )  # fmt: skip
+            self.clipped_samples += over
+        return x
+
+    def _process(self, blocks: np.ndarray) -> np.ndarray:
+        x = self._checked(blocks)
         n = x.shape[-1]
         bus_in = np.einsum("bt,tcn->bcn", self._assign(), x)
-        buses = np.stack([b.process(bus_in[i]) for i, b in enumerate(self.buses)])
-        if self.net is None:
-            wet = buses.sum(axis=0)
-        elif self.pipeline:
-            self._finish_net()  # the previous block's mix (done by now when blocks come at the block rate)
-            self._net_job = self._background.submit(self._net_block, buses)
+        if self.pipeline:
+            self._finish_net()  # the previous block (done by now when blocks come at the block rate)
+            self._net_job = self._background.submit(self._mix_block, bus_in)
             if self._pipe.shape[1] < n:  # a host block longer than block_samples: this block's mix is due too
                 self._finish_net()
             wet, self._pipe = self._pipe[:, :n], self._pipe[:, n:]
         else:
-            wet = self._net_block(buses)
+            wet = self._mix_block(bus_in)
         dry = self._delay("dry_delay", x.sum(axis=0))
         if self.amount >= 1.0:
             return np.ascontiguousarray(wet[:, :n], np.float32)
         return (self.amount * wet + (1.0 - self.amount) * dry).astype(np.float32)
+
+    def _mix_block(self, bus_in: np.ndarray) -> np.ndarray:
+        """One block's (2, n) mix from its class bus inputs (4, 2, n): normalize each bus, then the network (or,
+        without one or bypassed, the delayed bus sum). Pipelined: runs on the between-blocks thread."""
+        self._bg_ident = threading.get_ident() if self.pipeline else None
+        buses = np.stack([b.process(bus_in[i]) for i, b in enumerate(self.buses)])
+        return buses.sum(axis=0) if self.net is None else self._net_block(buses)
 
     def _net_block(self, buses: np.ndarray) -> np.ndarray:
         """The network's (or, bypassed, the delayed bus sum's) (2, n) mix of one block of normalized buses."""
@@ -377,12 +412,19 @@ class Session:
         return summed if self.bypass_model else np.asarray(mix[0], np.float32)
 
     def _finish_net(self) -> None:
-        """Wait for the network's block in flight (pipeline) and queue its mix."""
+        """Wait for the block in flight (pipeline) and queue its mix."""
         job, self._net_job = self._net_job, None
         if job is not None:
             # normally started by the last start_background(); the work this block queued stays held
             self._background.start_through(job)
             self._pipe = np.concatenate([self._pipe, job.result()], axis=1)
+
+    def _settle(self) -> None:
+        """Before reading or changing bus state from the host's thread: wait for the pipelined block in flight,
+        which uses the buses on the between-blocks thread (a no-op on that thread itself, where a reader such
+        as a deferred parameter push already runs between blocks)."""
+        if self._net_job is not None and threading.get_ident() != self._bg_ident:
+            self._finish_net()
 
     def _delay(self, attr: str, x: np.ndarray) -> np.ndarray:
         buf = np.concatenate([getattr(self, attr), x], axis=1)
@@ -395,11 +437,13 @@ class Session:
         """The parameters acting on a track: those of its class bus (tracks of a class share one bus)."""
         if not 0 <= int(index) < self.n_tracks:
             raise ConfigError(f"track_params: track index {index} is out of range [0, {self.n_tracks - 1}]")
+        self._settle()
         c = self.track_class[index]
         return self._track_entry(index, _bus_summary(self.buses[self.classes.index(c)].params()))
 
     def all_track_params(self) -> list[dict]:
         """:meth:`track_params` of every track, each bus's parameters read and summarised once."""
+        self._settle()
         bus = {c: _bus_summary(b.params()) for c, b in zip(self.classes, self.buses) if c in self.track_class}
         return [self._track_entry(i, bus[c]) for i, c in enumerate(self.track_class)]
 
@@ -412,6 +456,7 @@ class Session:
         }
 
     def stats(self) -> dict:
+        self._settle()
         for b in self.buses:
             b.sync_stats()
         return {
@@ -422,6 +467,7 @@ class Session:
             "model": self.model_label,
             "amount": self.amount,
             "bypass_model": self.bypass_model,
+            "clipped_samples": self.clipped_samples,
             "learning": all(b.learning for b in self.buses),
             "buses": {
                 c: dict(

@@ -13,6 +13,7 @@ from fxmix.model.runtime import resolve_streaming_model
 from fxmix.model.streaming_runtime import step_graph
 
 from .engine import Session
+from .step_builder import ensure_step_graph
 
 log = logging.getLogger("fxmix")
 
@@ -26,6 +27,7 @@ def make_session_factory(
     profile: str = REFERENCE_PROFILE,
     realtime: bool = False,
     pipeline: bool | None = None,
+    export_in_child: bool = False,
 ) -> SessionFactory:
     """Factory of engine sessions for the server.
 
@@ -37,6 +39,9 @@ def make_session_factory(
             step) as ``fxmix serve`` and ``fxmix bench bridge`` use; False gives reproducible sessions (the
             default, what tests compare against the in-process API).
         pipeline: run the network one block behind (``Session(pipeline=...)``; None: = realtime).
+        export_in_child: realtime sessions of a block size whose network step is not built yet have it exported
+            in a child process (:mod:`.step_builder`) first, so the open does not hold the interpreter lock that
+            live sessions need (``fxmix serve``); False exports in this process (a host with nothing live).
 
 
     The network is loaded once here and shared (each session keeps its own streaming state), so opening a
@@ -45,8 +50,11 @@ def make_session_factory(
     model_arg: Any = None if isinstance(model, str) and model.lower() == "none" else model
     if isinstance(model_arg, str) or model_arg is None:
         model_arg = resolve_streaming_model(model_arg)[0]
+    net = resolve_streaming_model(model_arg)[0] if export_in_child and realtime and model_arg is not None else None
 
     def factory(sample_rate: int, block_samples: int, n_tracks: int, prof: str | None) -> Any:
+        if net is not None:
+            ensure_step_graph(net, block_samples)
         return Session(
             sample_rate,
             block_samples,

@@ -26,7 +26,7 @@ _graphs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
 _graphs_lock = threading.Lock()
 
 
-def _weights_key(net: CausalMixer) -> str:
+def weights_key(net: CausalMixer) -> str:
     """A digest of the network's config and tensors: equal networks share a graph, changed weights do not."""
     h = hashlib.sha256(json.dumps(net.config.to_dict(), sort_keys=True).encode())
     for name, tensor in net.state_dict().items():
@@ -37,18 +37,37 @@ def _weights_key(net: CausalMixer) -> str:
 
 def step_graph(net: CausalMixer, block_samples: int) -> bytes:
     """The serialised ONNX step graph of ``net`` for ``block_samples``, exported on first use, then cached."""
-    key = (_weights_key(net), int(block_samples))
+    key = (weights_key(net), int(block_samples))
     with _graphs_lock:  # one export at a time; a second opener of the same key waits and reuses it
         graph = _graphs.get(key)
         if graph is None:
             with torch.no_grad():
                 graph = streaming_onnx_bytes(net, int(block_samples))
-            _graphs[key] = graph
-            while len(_graphs) > MAX_CACHED_GRAPHS:
-                _graphs.popitem(last=False)
+            _remember(key, graph)
         else:
             _graphs.move_to_end(key)
     return graph
+
+
+def _remember(key: tuple[str, int], graph: bytes) -> None:
+    """Cache ``graph`` under ``key`` (the lock held), dropping the least recently used beyond the bound."""
+    _graphs[key] = graph
+    _graphs.move_to_end(key)
+    while len(_graphs) > MAX_CACHED_GRAPHS:
+        _graphs.popitem(last=False)
+
+
+def is_step_cached(net: CausalMixer, block_samples: int) -> bool:
+    """Whether the step graph of ``net`` for ``block_samples`` is cached (no export would run)."""
+    with _graphs_lock:
+        return (weights_key(net), int(block_samples)) in _graphs
+
+
+def put_step_graph(net: CausalMixer, block_samples: int, graph: bytes) -> None:
+    """Cache a step graph exported elsewhere (another process) for ``net`` and ``block_samples``."""
+    key = (weights_key(net), int(block_samples))
+    with _graphs_lock:
+        _remember(key, graph)
 
 
 class OrtStep:

@@ -280,7 +280,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _below_audio() -> None:
+def below_audio() -> None:
     """Run the planner only on CPU time nobody else wants: SCHED_IDLE where the OS has it (Linux; a waking
     audio thread preempts it at once, where a nice-10 process could hold a core for milliseconds), else
     nice 10. Neither needs privileges. Linux sets the policy per thread: every thread of the process gets it
@@ -309,7 +309,7 @@ def child_main(read_fd: int, write_fd: int) -> None:
     """The planner process: run jobs until the parent closes its pipe."""
     # the jobs' code (Planner and the stages) came with this module's imports, before saying ready
     _write_all(write_fd, encode("ready"))
-    _below_audio()  # after the start-up handshake, which must not wait for idle CPU
+    below_audio()  # after the start-up handshake, which must not wait for idle CPU
     last_end, last_dur = 0.0, 0.0
     while True:
         try:

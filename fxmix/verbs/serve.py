@@ -14,6 +14,7 @@ from fxmix.host_bridge.osc import BridgeServer
 from fxmix.host_bridge.osc import addresses as A
 from fxmix.host_bridge.osc.worker import IDLE_TIMEOUT_S
 from fxmix.host_bridge.sessions import make_session_factory, prebuild_steps
+from fxmix.host_bridge.step_builder import start_export_child
 from fxmix.model.runtime import training_profile
 
 log = logging.getLogger("fxmix")
@@ -143,10 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     tune_process(args.torch_threads, args.model)
     args.profile = args.profile or training_profile(args.model, streaming=True)
-    factory = make_session_factory(args.model, args.profile, realtime=True, pipeline=args.pipeline)
+    factory = make_session_factory(
+        args.model, args.profile, realtime=True, pipeline=args.pipeline, export_in_child=True
+    )
+    # the common block sizes' network steps, built here while nothing is live yet (512 first: the check below)
+    prebuild = prebuild_steps(args.model, (512,))
+    if prebuild is not None:
+        prebuild.join()
+        start_export_child()  # other block sizes are exported there, off this process's interpreter lock
     # Build one session up front so a bad --model/--profile fails now, not at the DAW's first open.
     factory(48000, 512, 1, None)
-    prebuild_steps(args.model)  # the common block sizes' network steps, built while nothing is live yet
+    prebuild_steps(args.model)
     server = BridgeServer(
         factory,
         args.host,

@@ -46,6 +46,7 @@ class Route:
         args: argument names, one per type tag (units in the names).
         description: one line for the README.
         handler: name of the server method that handles it (inbound only).
+        optional: how many trailing arguments a sender may leave off (the handler's defaults stand in).
     """
 
     address: str
@@ -53,6 +54,7 @@ class Route:
     args: tuple[str, ...]
     description: str
     handler: str = ""
+    optional: int = 0
 
     def __post_init__(self) -> None:
         if len(self.types) != len(self.args):
@@ -67,11 +69,14 @@ def _table(*routes: Route) -> dict[str, Route]:
 INBOUND: dict[str, Route] = _table(
     Route(
         "/fxmix/open",
-        "iiii",
-        ("session", "sample_rate", "block_samples", "n_tracks"),
+        "iiiis",
+        ("session", "sample_rate", "block_samples", "n_tracks", "cookie"),
         "open (or re-open) a session; replies `/fxmix/opened` to the sender, which becomes the "
-        "session's reply address unless the server has `--reply-host/--reply-port`",
+        "session's reply address unless the server has `--reply-host/--reply-port`. A sender that has not "
+        "proved its address (not loopback, owns no open session) is answered `/fxmix/cookie` instead: send "
+        "the open again with that cookie as a 5th argument (optional otherwise)",
         "on_open",
+        optional=1,
     ),
     Route("/fxmix/close", "i", ("session",), "close a session and free it", "on_close"),
     Route(
@@ -185,6 +190,13 @@ OUTBOUND: dict[str, Route] = _table(
         "a request of this sender failed or was refused: wrong argument types (names the expected ones), "
         "another sender's session, out-of-range values, idle expiry (rate-limited; session -1: none)",
     ),
+    Route(
+        "/fxmix/cookie",
+        "is",
+        ("session", "cookie"),
+        "answer to an `/fxmix/open` from an address not yet proved: send the open again from this address with "
+        "the cookie appended (valid for any open from this address for 2 to 4 minutes)",
+    ),
     Route("/fxmix/pong", "i", ("token",), "answer to `/fxmix/ping`"),
     Route(
         "/fxmix/health",
@@ -213,7 +225,8 @@ def markdown_table() -> str:
     lines = ["| direction | address | types | arguments | meaning |", "|---|---|---|---|---|"]
     for direction, table in (("in", INBOUND), ("out", OUTBOUND), ("out (Reaper)", REAPER_OUTBOUND)):
         for r in table.values():
-            args = ", ".join(r.args) if r.args else "-"
+            names = [f"[{a}]" if i >= len(r.args) - r.optional else a for i, a in enumerate(r.args)]
+            args = ", ".join(names) if names else "-"
             lines.append(f"| {direction} | `{r.address}` | `{r.types or '-'}` | {args} | {r.description} |")
     return "\n".join(lines)
 

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..samples import MAX_SAMPLE, clip_huge, within_bound
 
-@dataclass
+
+@dataclass(slots=True)
 class _Pending:
     blocks: np.ndarray  # (n_tracks, 2, block_samples) float32
-    got: np.ndarray  # (n_tracks,) bool
+    got: bytearray  # (n_tracks,) 1 where the track is in
     t_first: float
+    count: int = 0  # tracks in
 
 
 @dataclass
@@ -70,8 +73,10 @@ class BlockAssembler:
             missing = self.n_tracks
             blocks = np.zeros((self.n_tracks, 2, self.block_samples), np.float32)
         else:
-            missing = int(self.n_tracks - p.got.sum())
+            missing = self.n_tracks - p.count
             blocks = p.blocks
+            if not within_bound(blocks):  # one test for the whole block: NaN, inf and huge samples
+                self._sanitise(seq, blocks)
         if missing:
             self.stats.zero_filled += missing
             self.events.append(("missing", f"block {seq}: {missing} of {self.n_tracks} tracks zero-filled"))
@@ -79,11 +84,26 @@ class BlockAssembler:
         self.next_seq = seq + 1
         return seq, blocks
 
+    def _sanitise(self, seq: int, blocks: np.ndarray) -> None:
+        """In place, per track: a block with NaN/inf is zeroed, finite samples beyond ``MAX_SAMPLE`` are
+        clipped to it (events ``non_finite`` / ``clipped``)."""
+        for track, block in enumerate(blocks):
+            if within_bound(block):
+                continue
+            where = f"block {seq} track {track}"
+            if not (np.isfinite(block.max()) and np.isfinite(block.min())):
+                block[:] = 0.0
+                self.events.append(("non_finite", where))
+                continue
+            peak = float(np.abs(block).max())
+            block[:], _ = clip_huge(block)
+            self.events.append(("clipped", f"{where}: peak {peak:.3g}, clipped to {MAX_SAMPLE:g}"))
+
     def _drain(self) -> list[tuple[int, np.ndarray]]:
         out = []
         while True:
             p = self._pending.get(self.next_seq)
-            if p is not None and p.got.all():
+            if p is not None and p.count == self.n_tracks:
                 out.append(self._release(self.next_seq))
             elif self.max_seen - self.next_seq >= self.window_blocks:
                 out.append(self._release(self.next_seq))
@@ -108,18 +128,15 @@ class BlockAssembler:
             self._restart(seq, f"block {seq} while expecting {self.next_seq}; restarting there")
         p = self._pending.get(seq)
         if p is None:
-            p = _Pending(
-                np.zeros((self.n_tracks, 2, self.block_samples), np.float32),
-                np.zeros(self.n_tracks, bool),
-                now,
-            )
+            p = _Pending(np.zeros((self.n_tracks, 2, self.block_samples), np.float32), bytearray(self.n_tracks), now)
             self._pending[seq] = p
         elif p.got[track]:
             self.stats.duplicates += 1
             self.events.append(("duplicate", f"block {seq} track {track} received twice"))
             return []
         p.blocks[track] = audio
-        p.got[track] = True
+        p.got[track] = 1
+        p.count += 1
         if seq < self.max_seen:
             self.stats.reordered += 1
         self.max_seen = max(self.max_seen, seq)

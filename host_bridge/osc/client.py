@@ -21,7 +21,14 @@ import numpy as np
 
 from ...dsp.errors import FxmixError
 from . import addresses as A
-from .codec import PARSE_ERRORS, build_message, encode_block, parse_messages
+from .codec import (
+    MIX_AUDIO_OFFSET,
+    PARSE_ERRORS,
+    build_message,
+    encode_track_block,
+    mix_header,
+    parse_messages,
+)
 
 
 @dataclass
@@ -85,6 +92,8 @@ class BridgeClient:
         self.mixes: dict[int, tuple[np.ndarray, float]] = {}
         self.replies: deque[tuple[str, list[Any]]] = deque(maxlen=10000)
         self.bad_replies = 0
+        #: the server's open cookie for this socket's address (``/fxmix/cookie``), sent with later opens
+        self.cookie = ""
         self._cond = threading.Condition()
         self._running = True
         self._thread = threading.Thread(target=self._recv_loop, name="fxmix-client-recv", daemon=True)
@@ -107,6 +116,14 @@ class BridgeClient:
                     return
                 continue
             t = time.perf_counter()
+            header = mix_header(data)
+            if header is not None:  # a mixed block: no parse objects
+                audio = np.frombuffer(data, A.BLOB_DTYPE, offset=MIX_AUDIO_OFFSET).astype(np.float32)
+                if audio.size % 2 == 0:
+                    with self._cond:
+                        self.mixes[header[1]] = (audio.reshape(2, -1), t)
+                        self._cond.notify_all()
+                continue
             try:
                 messages = parse_messages(data)
             except PARSE_ERRORS:
@@ -125,13 +142,19 @@ class BridgeClient:
 
     def wait_reply(self, address: str, timeout_s: float = 5.0) -> list[Any] | None:
         """Pop and return the args of the first reply with ``address`` (or ``/fxmix/error``: raises)."""
+        got = self.wait_any((address,), timeout_s)
+        return None if got is None else got[1]
+
+    def wait_any(self, addresses: tuple[str, ...], timeout_s: float = 5.0) -> tuple[str, list[Any]] | None:
+        """Pop and return ``(address, args)`` of the first reply with one of ``addresses`` (an ``/fxmix/error``
+        for this session raises)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while True:
                 for i, (addr, params) in enumerate(self.replies):
-                    if addr == address:
+                    if addr in addresses:
                         del self.replies[i]
-                        return params
+                        return addr, params
                     if addr == "/fxmix/error" and params and params[0] == self.session:
                         del self.replies[i]
                         raise FxmixError(f"fxmix server {self.server[0]}:{self.server[1]}: {params[1]}")
@@ -159,9 +182,20 @@ class BridgeClient:
 
     def open(self, sample_rate: int, block_samples: int, n_tracks: int, timeout_s: float = 30.0) -> int:
         """Open the session; return its latency (samples). Raises FxmixError if the server refuses or
-        does not answer."""
-        self.send("/fxmix/open", self.session, sample_rate, block_samples, n_tracks)
-        reply = self.wait_reply("/fxmix/opened", timeout_s)
+        does not answer.
+
+        One round trip on loopback, or with the cookie of an earlier open; otherwise the server first answers
+        ``/fxmix/cookie`` (proof that this address receives its replies) and the open is sent again with it."""
+        deadline = time.monotonic() + timeout_s
+        reply = None
+        for _attempt in range(3):  # a cookie that expired in flight gets a fresh one
+            args = (self.session, sample_rate, block_samples, n_tracks) + ((self.cookie,) if self.cookie else ())
+            self.send("/fxmix/open", *args)
+            got = self.wait_any(("/fxmix/opened", "/fxmix/cookie"), max(0.0, deadline - time.monotonic()))
+            if got is None or got[0] == "/fxmix/opened":
+                reply = None if got is None else got[1]
+                break
+            self.cookie = str(got[1][1])
         if reply is None:
             raise FxmixError(
                 f"no answer from an fxmix server at {self.server[0]}:{self.server[1]} within {timeout_s:.0f} s; "
@@ -179,8 +213,9 @@ class BridgeClient:
     def send_block(self, seq: int, blocks: np.ndarray) -> float:
         """Send one multitrack block (n_tracks, 2, block_samples) as one datagram per track; return the
         time (perf_counter) the last track left."""
+        sendto, server, session = self.sock.sendto, self.server, self.session
         for track in range(blocks.shape[0]):
-            self.send("/fxmix/block", self.session, track, seq, encode_block(blocks[track]))
+            sendto(encode_track_block(session, track, seq, blocks[track]), server)
         return time.perf_counter()
 
     def control(self, name: str, value: float) -> None:

@@ -43,9 +43,61 @@ def encode_block(audio: np.ndarray) -> bytes:
     return np.ascontiguousarray(audio, dtype=A.BLOB_DTYPE).tobytes()
 
 
-def decode_block(blob: bytes, block_samples: int) -> np.ndarray:
-    """Blob bytes -> (2, block_samples) float32 (a copy). The caller checks the size first."""
-    return np.frombuffer(blob, dtype=A.BLOB_DTYPE).reshape(2, block_samples).astype(np.float32)
+def decode_block(blob: bytes, block_samples: int, offset: int = 0) -> np.ndarray:
+    """Blob bytes (from ``offset``) -> (2, block_samples) float32: a read-only view of ``blob``, no copy (the
+    assembler copies it into its block). The caller checks the size first."""
+    return np.frombuffer(blob, A.BLOB_DTYPE, 2 * block_samples, offset).reshape(2, block_samples)
+
+
+#: ``/fxmix/block`` and its type tags ``,iiib`` as OSC pads them: the prefix of every track-block datagram,
+#: which the receive path parses without python-osc (:func:`block_header`).
+BLOCK_PREFIX = b"/fxmix/block\x00\x00\x00\x00,iiib\x00\x00\x00"
+_BLOCK_ARGS = struct.Struct(">iiii")  # session, track, seq, blob size
+#: where a track block's samples start in its datagram
+BLOCK_AUDIO_OFFSET = len(BLOCK_PREFIX) + _BLOCK_ARGS.size
+
+
+#: ``/fxmix/mix`` and its type tags ``,iib``, padded: the prefix of every mixed block the server sends
+_MIX_PREFIX = b"/fxmix/mix\x00\x00,iib\x00\x00\x00\x00"
+_MIX_ARGS = struct.Struct(">iii")  # session, seq, blob size
+
+
+def encode_mix(session: int, seq: int, audio: np.ndarray) -> bytes:
+    """The ``/fxmix/mix session seq blob`` datagram of a (2, n) block, byte for byte what
+    ``build_message("/fxmix/mix", [session, seq, encode_block(audio)], "iib")`` gives, in a twentieth of its
+    time (the worker sends one per block, on the round trip)."""
+    blob = encode_block(audio)
+    return b"".join((_MIX_PREFIX, _MIX_ARGS.pack(session, seq, len(blob)), blob))
+
+
+def mix_header(data: bytes) -> tuple[int, int] | None:
+    """``(session, seq)`` of a well-formed ``/fxmix/mix`` datagram (samples from :data:`MIX_AUDIO_OFFSET` to
+    the end), else None."""
+    if not data.startswith(_MIX_PREFIX) or len(data) < MIX_AUDIO_OFFSET:
+        return None
+    session, seq, size = _MIX_ARGS.unpack_from(data, len(_MIX_PREFIX))
+    return (session, seq) if size == len(data) - MIX_AUDIO_OFFSET else None
+
+
+#: where a mixed block's samples start in its datagram
+MIX_AUDIO_OFFSET = len(_MIX_PREFIX) + _MIX_ARGS.size
+
+
+def encode_track_block(session: int, track: int, seq: int, audio: np.ndarray) -> bytes:
+    """The ``/fxmix/block session track seq blob`` datagram of one track's (2, n) block (what
+    ``build_message`` gives for it, without its per-argument work)."""
+    blob = encode_block(audio)
+    return b"".join((BLOCK_PREFIX, _BLOCK_ARGS.pack(session, track, seq, len(blob)), blob))
+
+
+def block_header(data: bytes) -> tuple[int, int, int] | None:
+    """``(session, track, seq)`` of a well-formed ``/fxmix/block`` datagram whose samples start at
+    :data:`BLOCK_AUDIO_OFFSET` and fill the rest of it; None for anything else (parsed by python-osc then).
+    A few byte compares and one unpack: the per-datagram cost of the audio path without any parse objects."""
+    if not data.startswith(BLOCK_PREFIX) or len(data) < BLOCK_AUDIO_OFFSET:
+        return None
+    session, track, seq, size = _BLOCK_ARGS.unpack_from(data, len(BLOCK_PREFIX))
+    return (session, track, seq) if size == len(data) - BLOCK_AUDIO_OFFSET else None
 
 
 def is_osc(data: bytes) -> bool:
@@ -63,13 +115,13 @@ def parse_messages(data: bytes) -> list[osc_message.OscMessage]:
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-def check_types(types: str, args: Sequence[Any]) -> list[Any] | None:
+def check_types(types: str, args: Sequence[Any], optional: int = 0) -> list[Any] | None:
     """Return ``args`` converted to the route's types, or None when they do not match.
 
-    ``i`` needs an int (not a bool) within int32 (an int64 ``h`` value that fits is fine), ``f`` an int or
+    The last ``optional`` types may be left off. ``i`` needs an int (not a bool) within int32 (an int64 ``h`` value that fits is fine), ``f`` an int or
     float (converted to float), ``s`` a str, ``b`` bytes.
     """
-    if len(args) != len(types):
+    if not len(types) - optional <= len(args) <= len(types):
         return None
     out: list[Any] = []
     for tag, value in zip(types, args):
@@ -102,8 +154,13 @@ TAG_NAMES = {"i": "int32", "f": "float32", "s": "string", "b": "blob"}
 
 
 def expected_types(route: A.Route) -> str:
-    """``session:int32, name:string, ...``: what a route wants, for the ``/fxmix/error`` reply."""
-    return ", ".join(f"{n}:{TAG_NAMES.get(t, t)}" for n, t in zip(route.args, route.types))
+    """``session:int32, name:string, ...``: what a route wants, for the ``/fxmix/error`` reply (optional ones
+    in brackets)."""
+    first_optional = len(route.args) - route.optional
+    return ", ".join(
+        f"[{n}:{TAG_NAMES.get(t, t)}]" if i >= first_optional else f"{n}:{TAG_NAMES.get(t, t)}"
+        for i, (n, t) in enumerate(zip(route.args, route.types))
+    )
 
 
 def _plain(value: Any) -> Any:

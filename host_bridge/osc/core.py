@@ -9,9 +9,13 @@ Handlers are plain callables ``handler(sender, address, *args)``, listed in one 
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
 import ipaddress
 import math
+import secrets
 import struct
 import threading
 import time
@@ -19,15 +23,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 from pythonosc.osc_message_builder import BuildError
 
 from . import addresses as A
 from .assembler import BlockAssembler
 from .codec import (
+    BLOCK_AUDIO_OFFSET,
     INT32_MAX,
     INT32_MIN,
     PARSE_ERRORS,
+    block_header,
     build_message,
     check_types,
     decode_block,
@@ -63,9 +68,11 @@ BUSY = "server busy (queue full); send it again"
 
 #: Most ``/fxmix/error`` replies per second (token bucket), so bad requests cannot be amplified.
 ERROR_REPLIES_PER_S = 20.0
-#: A finite sample beyond this magnitude (+60 dBFS) is clipped to it (counted as ``clipped``): the engine's
-#: sums and filters would overflow float32 on values such as 3e38.
-MAX_SAMPLE = 1000.0
+#: A cookie is valid for the period it was made in and the next one (s): 2 to 4 minutes.
+COOKIE_PERIOD_S = 120.0
+#: Characters of a cookie (URL-safe base64 of an HMAC-SHA256: 66 bits). With the session number, the
+#: ``/fxmix/cookie`` reply is 36 bytes, the size of the 4-argument ``/fxmix/open`` that asks for it.
+COOKIE_CHARS = 11
 #: What encoding a reply may raise on values it cannot hold (counted as ``send``, never raised).
 _ENCODE_ERRORS = (OSError, struct.error, OverflowError, ValueError, BuildError)
 
@@ -144,9 +151,11 @@ class BridgeCore:
             params_interval_s, max_backlog_s, idle_timeout_s,
         )  # fmt: skip
         self.worker = Worker(
-            self.inbox, self.errors, self.counters, self.send, self._worker_error, session_factory, options
-        )
+            self.inbox, self.errors, self.counters, self.send, self._worker_error, session_factory, options,
+            self.send_datagram,
+        )  # fmt: skip
         self._error_lock = threading.Lock()
+        self._cookie_key = secrets.token_bytes(32)  # per server run: restarting invalidates every cookie
         self._error_tokens, self._error_t = float(ERROR_REPLIES_PER_S), time.monotonic()
         install_python_osc_filter()
         #: ROUTES: OSC address -> plain handler ``handler(sender, address, *args)`` (STYLE rule 12).
@@ -174,8 +183,14 @@ class BridgeCore:
 
     def handle_datagram(self, data: bytes, sender: Address) -> None:
         """Parse, validate and route one datagram. Never raises on bad input; never blocks."""
-        self.counters["datagrams"] += 1
+        counters = self.counters
+        counters["datagrams"] += 1
         self._request_size = len(data)
+        header = block_header(data)
+        if header is not None:  # the audio path: no python-osc parse, no copy before the assembler's
+            counters["messages"] += 1
+            self._block(sender, *header, data, BLOCK_AUDIO_OFFSET, len(data) - BLOCK_AUDIO_OFFSET)
+            return
         if not is_osc(data):
             self.errors.report("not_osc", f"{len(data)} bytes from {sender[0]}:{sender[1]}")
             return
@@ -195,7 +210,7 @@ class BridgeCore:
             self.errors.report("unknown_address", f"{address!r} from {sender[0]}:{sender[1]}")
             return
         route = A.INBOUND[address]
-        checked = check_types(route.types, args)
+        checked = check_types(route.types, args, route.optional)
         if checked is None:
             self._bad_types(address, route, args, sender)
             return
@@ -243,11 +258,46 @@ class BridgeCore:
         request's own size, so a spoofed source address gets no amplification."""
         return None if self.verified(sender) else self._request_size
 
+    def cookie(self, sender: Address, period: int | None = None) -> str:
+        """The open cookie of ``sender`` (host, port) for a cookie period (default: now): an HMAC under this
+        server run's random key, so the server keeps no state per asker and only that address receives it."""
+        if period is None:
+            period = int(time.monotonic() // COOKIE_PERIOD_S)
+        mac = hmac.new(self._cookie_key, f"{sender[0]}|{sender[1]}|{period}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).decode()[:COOKIE_CHARS]
+
+    def _cookie_ok(self, sender: Address, cookie: str) -> bool:
+        if not cookie:
+            return False
+        now = int(time.monotonic() // COOKIE_PERIOD_S)
+        return any(hmac.compare_digest(cookie, self.cookie(sender, p)) for p in (now, now - 1))
+
+    def _proved(self, sender: Address, session: int, cookie: str) -> bool:
+        """Whether ``sender`` has proved it receives at its address (verified, or it echoes its cookie);
+        otherwise it is sent ``/fxmix/cookie`` (no larger than its request) and the open waits for the echo, so
+        a spoofed open makes no one an owner and opens nothing."""
+        if self.verified(sender) or self._cookie_ok(sender, cookie):
+            return True
+        if cookie:
+            self.errors.report("bad_cookie", f"session {session} from {sender[0]}:{sender[1]}")
+        self.counters["cookies_sent"] += 1
+        self.send("/fxmix/cookie", [session, self.cookie(sender)], sender, self._request_size)
+        return False
+
     # ------------------------------------------------------------ handlers: sessions (all or nothing)
 
     def on_open(
-        self, sender: Address, address: str, session: int, sample_rate: int, block_samples: int, n_tracks: int
+        self,
+        sender: Address,
+        address: str,
+        session: int,
+        sample_rate: int,
+        block_samples: int,
+        n_tracks: int,
+        cookie: str = "",
     ) -> None:
+        if not self._proved(sender, session, cookie):
+            return
         problems = []
         if not A.MIN_SAMPLE_RATE <= sample_rate <= A.MAX_SAMPLE_RATE:
             problems.append(f"sample_rate {sample_rate} not in [{A.MIN_SAMPLE_RATE}, {A.MAX_SAMPLE_RATE}]")
@@ -312,41 +362,37 @@ class BridgeCore:
     def on_block(
         self, sender: Address, address: str, session: int, track: int, seq: int, audio: bytes
     ) -> None:
+        self._block(sender, session, track, seq, audio, 0, len(audio))
+
+    def _block(
+        self, sender: Address, session: int, track: int, seq: int, data: bytes, offset: int, size: int
+    ) -> None:
+        """One track block whose samples are ``data[offset:offset + size]``: checked, then copied once, into the
+        session's assembler."""
         slot = self.inbox.slots.get(session)
         if slot is None:
             self.errors.report(
-                "unknown_session", f"{address} for session {session} from {sender[0]}:{sender[1]}"
+                "unknown_session", f"/fxmix/block for session {session} from {sender[0]}:{sender[1]}"
             )
             return
-        if slot.owner != sender and not self.shared_control and not self._may_use(slot, session, address, sender):
+        if slot.owner != sender and not self.shared_control and not self._may_use(slot, session, "/fxmix/block", sender):
             return
         if not 0 <= track < slot.n_tracks or seq < 0:
             self.errors.report(
-                "bad_value", f"{address}: track {track}, seq {seq} (session has {slot.n_tracks} tracks)"
+                "bad_value", f"/fxmix/block: track {track}, seq {seq} (session has {slot.n_tracks} tracks)"
             )
             return
         want = 2 * slot.block_samples * 4
-        if len(audio) != want:
+        if size != want:
             self.errors.report(
                 "blob_size",
-                f"session {session} track {track} seq {seq}: {len(audio)} bytes, expected {want} "
+                f"session {session} track {track} seq {seq}: {size} bytes, expected {want} "
                 f"(2 x {slot.block_samples} float32)",
             )
             return
-        block = decode_block(audio, slot.block_samples)
-        if not (block.max() <= MAX_SAMPLE and block.min() >= -MAX_SAMPLE):  # one test for NaN, inf and huge
-            block = self._sanitise(block, session, track, seq)
-        now = time.monotonic()
-        self.inbox.release(session, slot, lambda asm: asm.push(seq, track, block, now), now)
-
-    def _sanitise(self, block: np.ndarray, session: int, track: int, seq: int) -> np.ndarray:
-        """NaN/inf: the block is zeroed; a finite sample beyond ``MAX_SAMPLE``: clipped to it (both counted)."""
-        where = f"session {session} track {track} seq {seq}"
-        if not np.isfinite(block).all():
-            self.errors.report("non_finite", where)
-            return np.zeros_like(block)
-        self.errors.report("clipped", f"{where}: peak {float(np.abs(block).max()):.3g}, clipped to {MAX_SAMPLE:g}")
-        return np.clip(block, -MAX_SAMPLE, MAX_SAMPLE)
+        # NaN/inf and huge samples are dealt with once per complete block, by the assembler
+        block = decode_block(data, slot.block_samples, offset)
+        self.inbox.push_block(session, slot, seq, track, block, time.monotonic())
 
     def on_flush(self, sender: Address, address: str, session: int) -> None:
         slot = self._slot(session, address, sender)
@@ -449,6 +495,13 @@ class BridgeCore:
                 return
             self._error_tokens -= 1.0
         self.send("/fxmix/error", [session, message[:1000]], sender, limit)
+
+    def send_datagram(self, data: bytes, to: Address) -> None:
+        """Send an encoded datagram; a failed send is counted."""
+        try:
+            self._send_raw(data, to)
+        except _ENCODE_ERRORS as exc:
+            self.errors.report("send", f"{len(data)} bytes to {to[0]}:{to[1]}: {type(exc).__name__}: {exc}")
 
     def send(self, address: str, args: Sequence[Any], to: Address, limit: int | None = None) -> None:
         """Encode ``address`` with the address table's types and send it; a failed send is counted, and a reply

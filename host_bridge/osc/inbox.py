@@ -68,10 +68,37 @@ class Inbox:
             if self.slots.get(session) is not slot:  # closed or re-opened meanwhile: nothing to release
                 return
             ready = step(slot.assembler)
-            events, slot.assembler.events = slot.assembler.events, []
-            dropped = [
-                seq for seq, blocks in ready if not self.put(MixRequest(session, slot, seq, blocks, t))
-            ]
+            events, dropped = self._queue_ready(session, slot, ready, t)
+        self._report(session, events, dropped)
+
+    def push_block(
+        self, session: int, slot: SlotConfig, seq: int, track: int, block: np.ndarray, t: float
+    ) -> None:
+        """:meth:`release` of one pushed track block (the receive thread's per-datagram call: no closure, and
+        no list built unless a block completes or something is reported)."""
+        with self.lock:
+            if self.slots.get(session) is not slot:
+                return
+            asm = slot.assembler
+            ready = asm.push(seq, track, block, t)
+            if not ready and not asm.events:
+                return
+            events, dropped = self._queue_ready(session, slot, ready, t)
+        self._report(session, events, dropped)
+
+    def _queue_ready(
+        self, session: int, slot: SlotConfig, ready: list[tuple[int, np.ndarray]], t: float
+    ) -> tuple[list[tuple[str, str]], list[int]]:
+        """Queue released blocks (the caller holds the lock); returns the assembler's events and the blocks
+        the queue had no room for."""
+        asm = slot.assembler
+        events = asm.events
+        if events:
+            asm.events = []
+        dropped = [seq for seq, blocks in ready if not self.put(MixRequest(session, slot, seq, blocks, t))]
+        return events, dropped
+
+    def _report(self, session: int, events: list[tuple[str, str]], dropped: list[int]) -> None:
         for kind, detail in events:
             self.errors.report(kind, f"session {session} {detail}")
         if dropped:

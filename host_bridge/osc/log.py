@@ -22,6 +22,7 @@ ERROR_KINDS: dict[str, str] = {
     "blob_size": "wrong audio blob size",
     "non_finite": "NaN/inf samples in a block (block zeroed)",
     "clipped": "samples beyond +-1000 (+60 dBFS) in a block (clipped)",
+    "bad_cookie": "/fxmix/open with a cookie this server did not give that address (a new one was sent)",
     "late": "late block, its sequence number was already released for mixing (dropped)",
     "duplicate": "duplicate block (dropped)",
     "missing": "missing track block (zero-filled)",

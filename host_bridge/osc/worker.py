@@ -20,7 +20,7 @@ from typing import Any
 
 from ...dsp.errors import FxmixError
 from . import addresses as A
-from .codec import encode_block, to_json
+from .codec import encode_mix, to_json
 from .inbox import Inbox
 from .log import PYTHON_OSC_ERRORS, ErrorLog, log
 from .requests import (
@@ -48,6 +48,8 @@ SessionFactory = Callable[[int, int, int, str | None], Any]
 #: ``send(address, args, to, limit=None)``: encode with the address table's types and send (errors counted, not
 #: raised); a reply longer than ``limit`` bytes is not sent (counted as ``reply_capped``).
 Send = Callable[..., None]
+#: ``send_datagram(data, to)``: send encoded bytes (errors counted, not raised).
+SendDatagram = Callable[[bytes, Address], None]
 #: ``reply_error(sender, session, message)``: the rate-limited ``/fxmix/error`` reply.
 ReplyError = Callable[[Address, int, str], None]
 
@@ -136,6 +138,7 @@ class Worker:
         errors: problem counters.
         counters: the server's message counters (reported by ``/fxmix/query/stats``).
         send: sends one reply.
+        send_datagram: sends one encoded datagram (the mixed blocks, encoded by :func:`~.codec.encode_mix`).
         reply_error: sends a rate-limited ``/fxmix/error``.
         session_factory: builds an engine session.
         options: profile, reply address, Reaper feedback, reorder timeout, params interval, backlog limit.
@@ -150,8 +153,10 @@ class Worker:
         reply_error: ReplyError,
         session_factory: SessionFactory,
         options: WorkerOptions,
+        send_datagram: SendDatagram,
     ) -> None:
         self.inbox = inbox
+        self.send_datagram = send_datagram
         self.errors = errors
         self.counters = counters
         self.send = send
@@ -476,7 +481,7 @@ class Worker:
             lv.process_s_total += dt
             lv.process_s_max = max(lv.process_s_max, dt)
             lv.mixed += 1
-            self.send("/fxmix/mix", [req.session, req.seq, encode_block(mix)], lv.reply_to)
+            self.send_datagram(encode_mix(req.session, req.seq, mix), lv.reply_to)
         finally:
             if start_later:
                 lv.session.start_background()

@@ -179,3 +179,20 @@ def test_pipelined_network_is_the_same_mix_one_block_later():
     assert np.max(np.abs(yb[:, 512:] - ya[:, :-512])) <= 1e-6
     plain.close()
     piped.close()
+
+
+def test_huge_finite_samples_are_clipped_and_counted_not_rejected():
+    """A 3e38 sample (a host's uninitialised buffer) used to overflow the bus sums and leave the mix NaN from
+    there on; it is clipped to +60 dBFS and counted, and the mix stays finite. NaN/inf still raise."""
+    x = _tracks(1.0)[:2]
+    n_blocks = x.shape[-1] // 512
+    clean, hit = Session(SR, 512, 2), Session(SR, 512, 2)
+    bad = x.copy()
+    bad[1, 0, 600:603] = [3e38, -3e38, 2e3]
+    ya, yb = _run(clean, x[..., : n_blocks * 512], 512), _run(hit, bad[..., : n_blocks * 512], 512)
+    assert np.isfinite(yb).all() and hit.stats()["clipped_samples"] == 3
+    assert clean.stats()["clipped_samples"] == 0 and np.isfinite(ya).all()
+    with pytest.raises(AudioInputError, match="NaN/inf"):
+        hit.process(np.full((2, 2, 512), np.inf, np.float32))
+    clean.close()
+    hit.close()

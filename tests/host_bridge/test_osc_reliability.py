@@ -103,6 +103,48 @@ def test_sessions_belong_to_their_opener_unless_control_is_shared():
             assert errors["not_owner"] == 3
 
 
+def _core(**kwargs):
+    """A socket-less core with a real engine factory; every datagram it sends is kept as (bytes, to)."""
+    from fxmix.host_bridge.osc.core import BridgeCore
+
+    sent: list[tuple[bytes, tuple[str, int]]] = []
+    kw = {"trust_loopback": False, "reorder_timeout_s": None, "max_backlog_s": None, "params_interval_s": None}
+    core = BridgeCore(lambda d, to: sent.append((d, to)), make_session_factory(S.MODEL), **{**kw, **kwargs})
+    return core, sent
+
+
+def test_a_spoofed_open_makes_no_owner_until_the_address_echoes_its_cookie():
+    core, sent = _core()
+    victim = ("198.51.100.7", 4000)  # the address an attacker writes into its datagrams
+    request = build_message("/fxmix/open", [0, S.SR, S.BLOCK, 2], "iiii")
+    core.handle_datagram(request, victim)
+    core.handle_datagram(build_message("/fxmix/open", [1, S.SR, S.BLOCK, 2, "AAAAAAAAAAA"], "iiiis"), victim)
+    # nothing opened, the victim is no owner (so replies to it stay capped), and it got only small cookies
+    assert not core.inbox.slots and not core.verified(victim)
+    replies = [(parse_messages(d)[0], len(d), to) for d, to in sent]
+    assert [(m.address, to) for m, _n, to in replies] == [("/fxmix/cookie", victim)] * 2
+    assert all(n <= len(request) for _m, n, _to in replies)
+    assert core.errors.snapshot()["bad_cookie"] == 1
+    # the real owner of that address echoes its cookie: one more round trip, then the session is its own
+    cookie = replies[0][0].params[1]
+    core.handle_datagram(build_message("/fxmix/open", [0, S.SR, S.BLOCK, 2, cookie], "iiiis"), victim)
+    assert core.inbox.slots[0].owner == victim and core.verified(victim)
+    core.handle_datagram(build_message("/fxmix/open", [2, S.SR, S.BLOCK, 2], "iiii"), victim)  # owner: direct
+    assert set(core.inbox.slots) == {0, 2}
+    assert core.cookie(victim) != core.cookie(("198.51.100.7", 4001)) != core.cookie(victim, period=0)
+
+
+def test_a_remote_client_opens_with_the_cookie_handshake_and_then_in_one_round_trip():
+    with S.running_server(trust_loopback=False) as server, BridgeClient(*server.address, session=0) as client:
+        client.open(S.SR, S.BLOCK, 2)
+        first = dict(server.core.counters)
+        client.close()
+        time.sleep(0.2)
+        client.open(S.SR, S.BLOCK, 2)  # closed, so no longer an owner: the cookie it kept opens it at once
+        second = dict(server.core.counters)
+    assert first["cookies_sent"] == 1 and second["cookies_sent"] == 1 and client.cookie
+
+
 def _gaps_while_opening(n_opens: int) -> tuple[float, int, dict]:
     """Largest gap (s) between mixed blocks of a live 256-sample session while another client opens
     ``n_opens`` sessions, and the blocks it lost."""
@@ -151,6 +193,28 @@ def test_opening_sessions_does_not_stall_a_live_session():
     # sessions built off the worker an open costs tens of ms. 0.2 s leaves room for a loaded 2-core CI host.
     gap_s, lost, errors = _gaps_while_opening(10)
     assert lost == 0 and gap_s < 0.2, (gap_s, lost, errors)
+
+
+def test_an_unusual_block_size_is_exported_outside_the_server_process(monkeypatch):
+    """The first open of a block size with no prebuilt step used to export the ONNX step in the server's own
+    interpreter (a few hundred ms holding the lock every live session needs); it is exported by a child process
+    and only loaded here. The spy counts in-process exports; the session must still step the network."""
+    from fxmix.model import streaming_runtime
+
+    net = S.small_network()
+    exports_here = []
+    real_export = streaming_runtime.streaming_onnx_bytes
+    monkeypatch.setattr(
+        streaming_runtime, "streaming_onnx_bytes", lambda *a, **k: exports_here.append(a[1]) or real_export(*a, **k)
+    )
+    session = make_session_factory(net, realtime=True, export_in_child=True)(S.SR, 336, 2, None)
+    try:
+        session.set_track(0, "vocals")
+        y = [session.process(np.full((2, 2, 336), 0.1, np.float32)) for _ in range(6)]
+    finally:
+        session.close()
+    assert exports_here == [] and session._step_fn is not None
+    assert np.isfinite(np.concatenate(y, axis=1)).all() and np.abs(y[-1]).max() > 0
 
 
 def test_idle_sessions_expire_and_free_their_slot():
