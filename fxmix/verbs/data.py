@@ -1,5 +1,6 @@
-"""`fxmix data synth|build|human-table|stats`: the synthetic wet corpus (:mod:`fxmix.training.synth`), the
-session corpus (:mod:`fxmix.training.corpus`) and dataset statistics (:mod:`fxmix.training.stats`)."""
+"""`fxmix data synth|build|remix|human-table|stats`: the synthetic wet corpus (:mod:`fxmix.training.synth`), the
+session corpus (:mod:`fxmix.training.corpus`), re-mixing a built corpus with the current engineer
+(:mod:`fxmix.training.engineer.calibration`) and dataset statistics (:mod:`fxmix.training.stats`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from fxmix.dsp.profile_fit import fit_profile
 from fxmix.training.corpus.build import build_corpus
 from fxmix.training.corpus.families import FAMILIES
 from fxmix.training.data import SPLITS, MultitrackDataset
-from fxmix.training.engineer.calibration import compare_profiles, format_compare
+from fxmix.training.engineer.calibration import compare_profiles, format_compare, remix_corpus
 from fxmix.training.stats import corpus_sources, split_stats
 from fxmix.training.synth import DEFAULT_SPLIT_RATIOS, synthesize_corpus
 
@@ -76,6 +77,14 @@ def get_parser() -> argparse.ArgumentParser:
     b.add_argument("--shard", default=None, help="K/N: build only songs i with i %% N == K-1 (default all)")
     b.add_argument("--families", default=",".join(FAMILIES), help=f"comma list of {','.join(FAMILIES)}")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rm = sub.add_parser(
+        "remix", help="re-mix the dry tracks of a built corpus with the current engineer (no re-rendering)"
+    )
+    rm.add_argument("root", help="a corpus written by `fxmix data build`")
+    rm.add_argument("--out", required=True, help="new folder for the class stems and mixtures")
+    rm.add_argument("--splits", default="train", help="comma-separated splits to re-mix (default train)")
+    rm.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    rm.add_argument("--no-progress", action="store_true", help="no progress bar")
     ht = sub.add_parser("human-table", help="draft the human-family instrument table from installed packages")
     ht.add_argument("--write", default=None, help="write the draft here (review it before shipping)")
     st = sub.add_parser(
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return _synth(args, argv)
     if args.cmd == "build":
         return _build(args, argv)
+    if args.cmd == "remix":
+        return _remix(args)
     if args.cmd == "human-table":
         return _human_table(args)
     return _stats(args)
@@ -125,6 +136,20 @@ def _build(args: argparse.Namespace, argv: list[str] | None) -> int:
     print("  splits: " + ", ".join(f"{k}={v}" for k, v in m["split_counts"].items()))
     print("  families: " + ", ".join(f"{k}={v}" for k, v in m["family_counts"].items()))
     print(f"  {m['wall_s']:.1f} s wall, {m['cpu_s']:.1f} s CPU in workers, {args.jobs} job(s)")
+    return 0
+
+
+def _remix(args: argparse.Namespace) -> int:
+    src = Path(args.root)
+    splits = [s for s in args.splits.split(",") if s]
+    missing = [s for s in splits if not (src / s).is_dir()]
+    if missing:
+        raise ConfigError(f"{src}: no split folder {', '.join(missing)}; give a corpus from `fxmix data build` "
+                          f"and --splits among its {', '.join(s for s in SPLITS if (src / s).is_dir()) or 'none'}")
+    for split in splits:
+        names = remix_corpus(src, args.out, split=split, jobs=args.jobs, progress=not args.no_progress)
+        print(f"re-mixed {len(names)} {split} songs of {src} into {Path(args.out) / split}")
+    print(f"compare: fxmix data stats {shlex.quote(args.out)} --splits {splits[0]} --compare musdb18-reference")
     return 0
 
 

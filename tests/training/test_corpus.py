@@ -69,8 +69,9 @@ def test_stems_are_wet_track_sums_and_mixture_is_their_master(corpus: Path) -> N
         replay = master(np.sum(list(stems.values()), axis=0), meta["master"], SAMPLE_RATE)
         mixture = read_audio(song / "mixture.flac").audio
         err = np.linalg.norm(replay - mixture) / np.linalg.norm(mixture)
-        # the master's recorded gain is rounded in song.json: replay lands within ~0.2 dB of the mixture
-        assert err < 3e-2, (song.name, err)
+        # stored stems are trimmed under full scale (24-bit PCM clips there), so the replay is exact but for
+        # the 24-bit rounding of stems and mixture
+        assert err < 1e-3, (song.name, err)
 
 
 def test_shards_rebuild_the_same_bytes(corpus: Path, tmp_path: Path) -> None:

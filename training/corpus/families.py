@@ -9,6 +9,10 @@
 - ``human``: composer-balanced excerpts (:mod:`.human`); modules rendered per instrument with libopenmpt,
   MIDI songs per track with FluidR3_GM in every split.
 
+Every family's parts get performed dynamics (:mod:`.performance`): the procedural and gm parts in their notes'
+velocities, module solos (sample replay) at their onsets with their loudness kept; the human MIDI songs keep
+their composers' velocities. Leads are moved by octaves into a drawn singer's register (:mod:`.material`).
+
 Dry tracks of the procedural and gm families are peak-normalised to a random recording level (-18..-6 dBFS);
 human tracks are peak-normalised to -6 dBFS with the gain folded into ``level_db``.
 """
@@ -16,7 +20,7 @@ human tracks are peak-normalised to -6 dBFS with the gain folded into ``level_db
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
@@ -28,6 +32,7 @@ from .fluid import synth_for
 from .midi import composer_mix, read_midi
 from .notes import NoteEvent, Part, shift, split_drums
 from .openmpt import TrackerModule
+from .performance import perform_audio, perform_parts, performance_db
 from .session import DrySession, DryTrack
 
 FAMILIES = ("procedural", "gm", "human")
@@ -96,13 +101,31 @@ def procedural_session(plan: SongPlan) -> DrySession:
     rng = np.random.default_rng([plan.seed, plan.index, 1])
     fams = TEST_FAMILIES if plan.split == "test" else TRAIN_FAMILIES
     fam = str(fams[int(rng.integers(len(fams)))])
-    score = compose(fam, plan.seconds, rng)
+    score = _performed_score(compose(fam, plan.seconds, rng), rng)
     stems, timbres = render_dry(score, plan.seconds, SAMPLE_RATE, rng)
     roles = {"vocals": "lead", "drums": "drums", "bass": "bass", "other": "chords"}
     tracks = [DryTrack(f"{i:02d}_{c}", c, f"procedural {fam} {c}", stems[c], f"fxmix procedural synth ({fam})",
                        material.PROCEDURAL_LICENCE, roles[c]) for i, c in enumerate(CLASSES)
               if float(np.max(np.abs(stems[c]))) > SILENT_PEAK]
     return DrySession(plan.name, plan.family, plan.split, plan.seed, score.bpm, tracks)
+
+
+def _performed_score(score, rng: np.random.Generator):
+    """The procedural score with performed dynamics (:func:`.notes.performance_db`; the numpy voices are linear
+    in velocity) and its lead in a singer's register."""
+    for c, notes in score.notes.items():
+        d = performance_db([e.start_s for e in notes], rng)
+        score.notes[c] = [replace(e, velocity=e.velocity * float(10 ** (x / 20))) for e, x in zip(notes, d)]
+    octaves, _ = material.register_octaves([e.pitch for e in score.notes.get("vocals", [])], rng)
+    score.notes["vocals"] = [replace(e, pitch=e.pitch + 12 * octaves) for e in score.notes.get("vocals", [])]
+    return score
+
+
+def _performed(parts: list[Part], rng: np.random.Generator, sung: bool) -> list[Part]:
+    """Performed dynamics on every part, and the lead in a singer's register (male when Festival sings it:
+    its kal voice is male)."""
+    parts = perform_parts(parts, rng)
+    return [material.in_register(p, rng, "male" if sung else None) if p.role == "lead" else p for p in parts]
 
 
 def gm_session(plan: SongPlan) -> DrySession:
@@ -130,6 +153,7 @@ def gm_session(plan: SongPlan) -> DrySession:
     kits = (RED_ZEPPELIN,) if plan.split == "test" else (None, BLACK_PEARL)
     drum_font = kits[int(rng.integers(len(kits)))]
     sung = festival.festival_available() and rng.random() < FESTIVAL_SHARE
+    parts = _performed(parts, rng, sung)
     tracks = _tracks_from_parts(parts[:MAX_TRACKS], plan, rng, n, drum_font, human_levels=False)
     if sung:
         lead = next((p for p in parts if p.role == "lead"), None)
@@ -162,6 +186,7 @@ def _module_session(plan: SongPlan, ex: human.Excerpt) -> DrySession:
         if float(np.max(np.abs(x))) >= SILENT_PEAK:
             solos.append((inst, x))
     solos = _merge_quietest(solos)
+    rng = np.random.default_rng([plan.seed, plan.index, 1])
     tracks = []
     for k, (inst, x) in enumerate(solos):
         el, er = float(np.sum(x[0].astype(np.float64) ** 2)), float(np.sum(x[1].astype(np.float64) ** 2))
@@ -169,7 +194,9 @@ def _module_session(plan: SongPlan, ex: human.Excerpt) -> DrySession:
         pan = float(np.clip(theta / (math.pi / 4) - 1.0, -1.0, 1.0))
         g = pan_gains(pan)[:, 0]
         mono = ((g[0] * x[0] + g[1] * x[1]) / float(g @ g)).astype(np.float32)
-        dry, g_db = _normalised(np.stack([mono, mono]), HUMAN_PEAK_DB)
+        # sample replay repeats one peak per note: performed dynamics at the solo's onsets, loudness kept,
+        # so the composer's balance (level_db, loudness-based) is unchanged
+        dry, g_db = _normalised(perform_audio(np.stack([mono, mono]), SAMPLE_RATE, rng), HUMAN_PEAK_DB)
         label = inst["name"] or f"{entry['unit_kind']} {inst['unit'] + 1}"
         tracks.append(DryTrack(f"{k:02d}_{_safe(label)}", inst["class"], label, dry,
                                f"{ex.package}:{ex.file} {entry['unit_kind']} {inst['unit'] + 1} @ {ex.start_s:g} s",

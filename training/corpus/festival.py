@@ -4,6 +4,9 @@ Festival reads a SINGING XML file (notes, beats, one word per note) and sings it
 16 kHz; the result is resampled to 44.1 kHz. Each phrase (notes separated by a rest) is sung on its own and
 placed at the phrase's start, so the sung line keeps the melody's timing even where Festival's durations
 drift. Festival plays beats about 16 % short of the BPM it is given (measured), so the BPM is scaled down.
+The voice sings the notes' pitches (give it a male-register line: kal is a male voice) and each phrase's level
+follows its notes' velocities the way a SoundFont's does (:data:`.notes.VELOCITY_DB`), so performed dynamics
+reach the sung lead too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from fxmix.dsp.audio import read_audio
 
 from .notes import NoteEvent
+from .performance import VELOCITY_DB
 
 FESTIVAL_INSTALL = "apt-get install -y --no-install-recommends festival festvox-kallpc16k"
 FESTIVAL_LICENCE = "X11-style free licence (Festival, CSTR; festvox kal voice, CMU)"
@@ -63,7 +67,7 @@ def sing(notes: list[NoteEvent], n: int, bpm: float, sample_rate: int, rng: np.r
                 nxt = phrase[i + 1].start_s if i + 1 < len(phrase) else note.start_s + note.dur_s
                 beats = max(nxt - note.start_s, 0.05) / spb
                 word = WORDS[int(rng.integers(len(WORDS)))]
-                body.append(f'<PITCH NOTE="{_note(note.pitch - 12)}"><DURATION BEATS="{beats:.3f}">{word}'
+                body.append(f'<PITCH NOTE="{_note(note.pitch)}"><DURATION BEATS="{beats:.3f}">{word}'
                             "</DURATION></PITCH>")
             xml = ('<?xml version="1.0"?>\n<!DOCTYPE SINGING PUBLIC "-//SINGING//DTD SINGING mark up//EN" '
                    f'"Singing.v0_1.dtd" []>\n<SINGING BPM="{bpm * _BPM_SCALE:.3f}">\n' + "\n".join(body)
@@ -75,6 +79,7 @@ def sing(notes: list[NoteEvent], n: int, bpm: float, sample_rate: int, rng: np.r
             if run.returncode != 0 or not wav.exists():
                 raise RuntimeError(f"Festival failed on a phrase: {run.stderr[-300:]}")
             voice = read_audio(wav, sample_rate).audio[0] if wav.stat().st_size > 44 else np.zeros(0, np.float32)
+            level_db = VELOCITY_DB * np.log10(np.mean([e.velocity for e in phrase]) / 127.0)
             end = min(n, start + voice.shape[-1])
-            out[start:end] += voice[: end - start]
+            out[start:end] += voice[: end - start] * np.float32(10 ** (level_db / 20))
     return np.stack([out, out])

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import zlib
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +38,10 @@ PROCEDURAL_LICENCE = "MIT (fxmix procedural composer)"
 _NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 #: GM programs for the lead melody (0-based): choir aahs, voice oohs, synth voice, flute, sax, lead synths.
 LEAD_PROGRAMS = (52, 53, 54, 73, 65, 66, 80, 81, 85, 56, 71)
+#: Singing registers of the lead: (share of songs, centre MIDI pitch). Male leads centre on G3 (196 Hz; range
+#: roughly A2-A4), female on F4 (349 Hz); MUSDB18's vocals are mostly male, and their average spectrum carries
+#: the 100-200 Hz fundamentals that a C4-G5 melody lacks. The lead moves by octaves (harmony unchanged).
+SINGER_REGISTERS = {"male": (0.6, 55.0), "female": (0.4, 65.0)}
 #: GM programs for chorale inner voices: organ, strings, brass, reeds, piano, guitars.
 INNER_PROGRAMS = (19, 48, 49, 61, 68, 70, 0, 24, 42, 57)
 
@@ -149,6 +154,25 @@ def melody_part(score: Score, rng: np.random.Generator) -> Part:
              for n in score.notes.get("vocals", [])]
     return Part("lead", "vocals", f"GM {lead}", notes, lead, False, "lead",
                 source=f"procedural melody ({score.family})", licence=PROCEDURAL_LICENCE)
+
+
+def register_octaves(pitches, rng: np.random.Generator, singer: str | None = None) -> tuple[int, str]:
+    """Whole octaves that move a lead's median pitch nearest a drawn singer's register centre (``singer``
+    forces one of SINGER_REGISTERS), and the singer."""
+    names = list(SINGER_REGISTERS)
+    if singer is None:
+        shares = np.array([SINGER_REGISTERS[k][0] for k in names])
+        singer = names[int(rng.choice(len(names), p=shares / shares.sum()))]
+    if len(pitches) == 0:
+        return 0, singer
+    return int(round((SINGER_REGISTERS[singer][1] - float(np.median(pitches))) / 12.0)), singer
+
+
+def in_register(part: Part, rng: np.random.Generator, singer: str | None = None) -> Part:
+    """The lead part moved by :func:`register_octaves`."""
+    octaves, _ = register_octaves([n.pitch for n in part.notes], rng, singer)
+    return replace(part, notes=[NoteEvent(n.start_s, n.dur_s, n.pitch + 12 * octaves, n.velocity)
+                                for n in part.notes])
 
 
 def procedural_score(seconds: float, rng: np.random.Generator, family: str = "pop") -> Score:

@@ -28,6 +28,8 @@ from .taste import Taste, draw_taste
 MEAN_HPF_HZ = {"vocals": 90.0, "drums": 30.0, "bass": 30.0, "other": 120.0}
 #: Mean-engineer gain reduction (dB) at the track peaks, every track.
 MEAN_GR_DB = 3.0
+#: Highest sample peak (dBFS) of a stored wet track, class stem or their sum before the master.
+STORE_PEAK_DBFS = -1.0
 
 
 @dataclass
@@ -60,6 +62,7 @@ def song_plan(taste: Taste, returns: dict) -> dict:
             }
             for c in CLASSES
         },
+        "trim_db": None,
         "target_lufs": round(taste.master_lufs, 3),
         "glue_gr_db": taste.master_gr_db,
         "glue_threshold_db": None,
@@ -184,8 +187,24 @@ def render_decisions(session, decisions: list[dict], plan: dict | None = None) -
         else np.zeros((2, n), np.float32)
         for c in CLASSES
     }
-    mixture = master(np.sum(wet, axis=0), plan, sr)
+    prebus = np.sum(wet, axis=0)
+    wet, stems, prebus = _trimmed(wet, stems, prebus, plan)
+    mixture = master(prebus, plan, sr)
     return MixedSession(wet, mixture, decisions, plan, {c: s.astype(np.float32) for c, s in stems.items()})
+
+
+def _trimmed(wet: list[np.ndarray], stems: dict, prebus: np.ndarray, plan: dict):
+    """Wet tracks, stems and their sum scaled by one gain so none peaks above STORE_PEAK_DBFS: they are stored
+    as 24-bit PCM, which clips at full scale (a clipped stem has flattened onset peaks and no longer replays
+    the master). Records ``plan["trim_db"]`` (replayed when given); the master's gain makes up the level."""
+    if plan.get("trim_db") is None:
+        peak = max(float(np.max(np.abs(x))) for x in [*wet, *stems.values(), prebus])
+        over = 20 * np.log10(max(peak, 1e-9)) - STORE_PEAK_DBFS
+        plan["trim_db"] = round(-float(over), 4) if over > 0 else 0.0
+    if plan["trim_db"] == 0.0:
+        return wet, stems, prebus
+    g = np.float32(10 ** (plan["trim_db"] / 20))
+    return [w * g for w in wet], {c: x * g for c, x in stems.items()}, prebus * g
 
 
 def mix_session(session, rng: np.random.Generator) -> MixedSession:

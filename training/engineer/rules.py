@@ -41,7 +41,7 @@ MASK_Q = 1.4
 #: Per role: compressor ratio, the crest factor (dB) the engineer aims at, attack (ms), release in beats.
 COMP_ROLE = {
     "lead": (3.5, 11.0, 5.0, 0.5),
-    "bass": (4.0, 9.0, 10.0, 0.5),
+    "bass": (4.0, 8.0, 10.0, 0.5),
     "drums": (3.0, 14.0, 20.0, 0.25),
     "chords": (2.5, 12.0, 15.0, 0.5),
     "pad": (2.0, 10.0, 30.0, 1.0),
@@ -52,14 +52,14 @@ COMP_ROLE = {
 }
 #: Reverb send per role (dB, at 100 BPM and three accompanying parts); None = no send.
 REVERB_ROLE_DB = {
-    "lead": -9.0,
+    "lead": -7.0,
     "bass": -18.0,
-    "drums": -12.0,
-    "chords": -12.0,
-    "pad": -10.0,
-    "arpeggio": -12.0,
-    "counter": -12.0,
-    "backing": -10.0,
+    "drums": -9.0,  # a kit's room and overhead sound, which close-miked SoundFont pieces lack
+    "chords": -10.0,
+    "pad": -9.0,
+    "arpeggio": -10.0,
+    "counter": -10.0,
+    "backing": -9.0,
     "fx": -8.0,
 }
 DELAY_ROLE_DB = {"lead": -18.0, "arpeggio": -22.0, "counter": -22.0}
