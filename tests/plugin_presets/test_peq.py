@@ -138,35 +138,39 @@ def demo_curves():
     return out
 
 
-def test_parametric_fit_on_the_demo_curves(demo_curves, assert_usable):
-    """Acceptance: on the demo's EQ curves every filter within +-15 dB, the output gain within +-12 dB, no
-    fighting or duplicate peaks, and an RMS error <= 2 dB.
+def _rendered_response_db(fit, freqs_hz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies, dB): the fitted EQ's magnitude rendered as the shipped PEQ JSFX computes it (output gain,
+    then each filter's RBJ biquad, in double precision) on an impulse, at the FFT bins (2^18 points) nearest
+    ``freqs_hz``."""
+    n = 1 << 18
+    y = np.zeros(n)
+    y[0] = 10 ** (fit.gain_db / 20)
+    for f in fit.filters:
+        y = lfilter(*biquad_coefficients(f, SR), y)
+    bins = np.round(np.asarray(freqs_hz) / SR * n).astype(int)
+    return bins * SR / n, 20 * np.log10(np.abs(np.fft.rfft(y))[bins])
 
-    The 2 dB bound is on the stem error, the fit that is exported (what the stem hears: per 1/6-octave band,
-    where the stem has energy). A fit to the curve alone is held to it too in 100 Hz-10 kHz, except where the
-    curve draws what no +-15 dB peak of Q <= 6 can: a jump of more than 30 dB between neighbouring 1/6-octave
-    points (the demo's vocals: +24 dB at 281 Hz, where the stem has no energy, next to -10 dB at 315 Hz).
+
+def test_parametric_fit_on_the_demo_curves(demo_curves, assert_usable):
+    """Acceptance: on the demo's EQ curves, the fit the export writes (pedalboard chain, .RfxChain) has every
+    filter within +-15 dB, the output gain within +-12 dB, no fighting or duplicate peaks, and an RMS error
+    <= 2 dB: the plain curve error (every point of 30 Hz-16 kHz alike, the curve as the EQ stage applies it),
+    measured here on the fit rendered as the JSFX computes it, and the stem error (what the stem hears).
+
+    Not held: the RMS over the curve's 55 band points alone (printed): where neighbouring 1/6-octave bands
+    zig-zag by 10-30 dB (the vocals between 281 Hz and 1.4 kHz) 6 peaks cannot draw every corner.
     """
     grid = fit_grid_hz()
-    mid = (grid >= 100.0) & (grid <= 10000.0)
-    centers = np.asarray(band_centers_hz())
     for c, (eq, power) in demo_curves.items():
-        exported = fit_parametric_eq(eq.freqs_hz, eq.gain_db, SR, stem_power=power)
-        curve_only = fit_parametric_eq(eq.freqs_hz, eq.gain_db, SR)
-        target = curve_on_grid(eq.freqs_hz, eq.gain_db, grid)
-        mid_rms = float(np.sqrt(np.mean((curve_only.response_db(grid, SR) - target)[mid] ** 2)))
-        gains = np.asarray(eq.gain_db)
-        in_mid = (centers >= 100.0) & (centers <= 10000.0)
-        jump = float(np.max(np.abs(np.diff(gains[in_mid]))))
-        print(
-            f"{c}: exported {exported.summary()}\n"
-            f"    curve-only fit: {curve_only.summary()}; 100 Hz-10 kHz RMS {mid_rms:.2f} dB "
-            f"(largest jump between neighbouring bands {jump:.1f} dB)"
-        )
-        assert_usable(exported, f"{c} (stem fit)")
-        assert_usable(curve_only, f"{c} (curve fit)")
-        assert exported.stem_rms_error_db <= RMS_BOUND_DB
-        if jump <= 2 * FILTER_GAIN_LIMIT_DB:
-            assert mid_rms <= RMS_BOUND_DB
-        else:  # not drawable within the limits: the stem error above is the one held to 2 dB
-            assert mid_rms <= 2 * RMS_BOUND_DB
+        fit = fit_parametric_eq(eq.freqs_hz, eq.gain_db, SR, stem_power=power)
+        at, rendered = _rendered_response_db(fit, grid)
+        target = curve_on_grid(eq.freqs_hz, eq.gain_db, at)
+        plain_rms = float(np.sqrt(np.mean((rendered - target) ** 2)))
+        freqs, gains = np.asarray(eq.freqs_hz), np.asarray(eq.gain_db)
+        inside = (freqs >= fit.fmin_hz) & (freqs <= fit.fmax_hz)
+        band_rms = float(np.sqrt(np.mean((fit.response_db(freqs[inside], SR) - gains[inside]) ** 2)))
+        print(f"{c}: {fit.summary()}; at the {inside.sum()} band points RMS {band_rms:.2f} dB")
+        assert_usable(fit, c)
+        assert fit.rms_error_db == pytest.approx(plain_rms, abs=0.01)  # the printed error is the rendered one
+        assert plain_rms <= RMS_BOUND_DB, c
+        assert fit.stem_rms_error_db <= RMS_BOUND_DB, c
