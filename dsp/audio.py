@@ -115,12 +115,12 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE) -
         raise AudioInputError(f"{path}: not a regular file (a pipe, device or folder); pass an audio file")
     try:
         info = sf.info(str(path))
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = _read_planar(path)
     except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError/TypeError on bad files
         raise AudioInputError(
             f"{path}: cannot read audio ({exc}); convert it to WAV or FLAC (e.g. with ffmpeg or sox)"
         ) from exc
-    audio = check_audio(data.T, str(path))
+    audio = check_audio(data, str(path))
     notes = []
     declared = wav_declared_frames(path)
     if declared is not None and declared > audio.shape[-1]:
@@ -131,6 +131,29 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE) -
     target = int(sample_rate) if sample_rate else int(rate)
     audio = resample(audio, int(rate), target)
     return LoadedAudio(audio, target, int(rate), int(info.channels), str(info.subtype), path, notes)
+
+
+#: frames per block when reading into or writing from the (channels, n) layout (bounds the interleaved buffer)
+IO_BLOCK_FRAMES = 1 << 16
+
+
+def _read_planar(path: Path) -> tuple[np.ndarray, int]:
+    """(audio (channels, n) float32, rate): the file read block by block straight into the (channels, n)
+    layout, so reading takes one array of the file's size instead of an interleaved one and its transpose."""
+    with sf.SoundFile(str(path)) as f:
+        if not 0 <= f.frames < 1 << 40:  # no usable frame count (a streamed format): read it whole
+            data = f.read(dtype="float32", always_2d=True)
+            return np.ascontiguousarray(data.T), int(f.samplerate)
+        out = np.empty((f.channels, f.frames), np.float32)
+        buf = np.empty((min(IO_BLOCK_FRAMES, max(f.frames, 1)), f.channels), np.float32)
+        pos = 0
+        while pos < f.frames:
+            got = f.read(min(buf.shape[0], f.frames - pos), dtype="float32", always_2d=True, out=buf).shape[0]
+            if got == 0:  # fewer frames than the header said: keep what is there
+                break
+            out[:, pos : pos + got] = buf[:got].T
+            pos += got
+        return out[:, :pos], int(f.samplerate)
 
 
 def wav_declared_frames(path: Path) -> int | None:
@@ -194,11 +217,14 @@ def write_audio(
         raise AudioInputError(f"{path}: unsupported output format {ext!r}; use .wav, .flac or .ogg")
     if subtype is None:
         subtype = {"WAV": "FLOAT", "FLAC": "PCM_24", "OGG": "VORBIS"}[fmt]
-    data = audio.T
-    if subtype.startswith("PCM") or fmt == "OGG":
-        data = np.clip(data, -1.0, 1.0)
+    clip = subtype.startswith("PCM") or fmt == "OGG"
     with writing(path), atomic_path(path, suffix=ext + ".part") as tmp:
-        sf.write(tmp, data, int(sample_rate), subtype=subtype, format=fmt)
+        with sf.SoundFile(tmp, "w", int(sample_rate), audio.shape[0], subtype=subtype, format=fmt) as f:
+            buf = np.empty((min(IO_BLOCK_FRAMES, audio.shape[1]), audio.shape[0]), np.float32)
+            for a in range(0, audio.shape[1], buf.shape[0]):  # interleaved block by block: no (n, channels) copy
+                block = buf[: min(buf.shape[0], audio.shape[1] - a)]
+                block[:] = audio[:, a : a + block.shape[0]].T
+                f.write(np.clip(block, -1.0, 1.0, out=block) if clip else block)
     return path
 
 
@@ -318,10 +344,13 @@ def align_lengths(stems: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     if not stems:
         return {}, []
     n = max(x.shape[-1] for x in stems.values())
-    notes = [
-        f"{name}: {x.shape[-1]} samples, zero-padded to {n}" for name, x in stems.items() if x.shape[-1] != n
-    ]
+    notes = [pad_note(name, x.shape[-1], n) for name, x in stems.items() if x.shape[-1] != n]
     return {name: pad_to_length(x, n) for name, x in stems.items()}, notes
+
+
+def pad_note(name: str, length: int, n: int) -> str:
+    """The note for an input of ``length`` samples zero-padded to the song's ``n``."""
+    return f"{name}: {length} samples, zero-padded to {n}"
 
 
 def peak_db(x: np.ndarray) -> float:

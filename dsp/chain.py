@@ -17,12 +17,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.signal import sosfreqz
 
 from . import constants as C
 from .audio import check_audio, peak_db
 from .bands import band_centers_hz
 from .errors import ConfigError
-from .features import is_silent, peak_normalize_gain_db, spectrum_from_mean_power, stft_power_sums
+from .features import (
+    is_silent,
+    k_weighted,
+    k_weighting_sos,
+    peak_normalize_gain_db,
+    spectrum_from_mean_power,
+    stft_power_sums,
+)
 from .fir import fir_power_response
 from .params import PARAM_TYPES, EqParams
 from .profile import Profile
@@ -238,14 +246,22 @@ def _refine(work: list, sums, x0, st: _Stem, stages) -> np.ndarray:
     ``work`` holds (and is emptied of) the first pass's compressor output (or EQ output without
     compression), not yet panned:
     the finished stem's spectrum is predicted from ``sums`` (its STFT sums) and the panning FIRs'
-    response, so the first pass neither pans nor levels. The replay re-levels the compressor to the
-    -10 dBFS peak its threshold was searched at and plans the loudness once; where the refined EQ moved
-    the onset feature out of the band, the threshold is searched again on the refined EQ's output.
+    response, so the first pass neither pans nor levels, except where the limiter may act
+    (:func:`_limiter_may_act`): that stem is panned and levelled and its spectrum measured. The replay
+    re-levels the compressor to the -10 dBFS peak its threshold was searched at and plans the loudness
+    once; where the refined EQ moved the onset feature out of the band, the threshold is searched again
+    on the refined EQ's output.
     """
     x = work.pop()
-    refined = _refined_eq(x, st.sample_rate, st.targets, st.result, shape_db=_finished_shape_db(x, sums, st))
-    if refined is None:
-        return _into_input(_finish(x, st, stages, from_stage="panning"), x0, st)
+    if _limiter_may_act(x, sums, st, stages):  # its effect on the spectrum is measured, not predicted
+        x = _finish(x, st, stages, from_stage="panning")
+        refined = _refined_eq(x, st.sample_rate, st.targets, st.result)
+        if refined is None:
+            return _into_input(x, x0, st)
+    else:
+        refined = _refined_eq(x, st.sample_rate, st.targets, st.result, shape_db=_finished_shape_db(x, sums, st))
+        if refined is None:
+            return _into_input(_finish(x, st, stages, from_stage="panning"), x0, st)
     st.result.params["eq"] = refined
     del x  # the first pass's work goes before the replay's
     y = _up_to_eq(x0, st, stages)
@@ -270,6 +286,45 @@ def _refine(work: list, sums, x0, st: _Stem, stages) -> np.ndarray:
     st.result.params["compression"] = rep.params
     z = None
     return _finish(y, st, stages, from_stage="compression")
+
+
+#: how close (dB) the stem's predicted true peak, at the gain its loudness target asks for, may come to the
+#: ceiling before the finished spectrum is measured (the panning FIRs' effect on the peaks is not predicted)
+LIMITER_MARGIN_DB = 3.0
+
+
+def _limiter_may_act(x: np.ndarray, sums, st: _Stem, stages) -> bool:
+    """Whether the loudness stage's limiter may act on the finished stem (``x`` panned and levelled).
+
+    The limiter is the one non-linear step after the compressor: where it acts, the finished spectrum
+    cannot be predicted from ``x``'s (its gain dips take the tops off the hits, which a transient stem's
+    spectrum shows), so the stem is panned and levelled and its spectrum measured."""
+    if "loudness" not in stages or not st.has_target("loudness"):
+        return False
+    lufs = _panned_loudness(x, sums, st)
+    if not np.isfinite(lufs):
+        return False
+    peak = loudness.true_peak_db(x) + st.targets.loudness_lufs - lufs
+    return bool(peak > C.TRUE_PEAK_CEILING_DB - LIMITER_MARGIN_DB)
+
+
+def _panned_loudness(x: np.ndarray, sums, st: _Stem) -> float:
+    """BS.1770 loudness (LUFS) of ``x`` after the panning FIRs, ungated, from ``sums`` (``x``'s STFT sums):
+    each bin's power through the FIRs and the K-weighting, scaled so that the unweighted power is ``x``'s
+    mean square. The gates only drop quiet blocks, so this is at most the gated loudness: the gain it
+    implies is never under the loudness stage's. Without sums or panning: ``x``'s gated loudness, measured."""
+    if sums is None or "panning" not in st.result.params:
+        return k_weighted(x, st.sample_rate).lufs()
+    raw = float(sums.power.sum())
+    mean_square = sum(float(np.dot(c, c)) for c in x) / x.shape[-1]
+    if raw <= 0.0 or mean_square <= 0.0:
+        return float("-inf")
+    bins_hz = np.fft.rfftfreq(C.ANALYSIS_FFT, 1.0 / st.sample_rate)
+    _, k = sosfreqz(k_weighting_sos(st.sample_rate), worN=bins_hz, fs=st.sample_rate)
+    k2 = np.abs(k) ** 2
+    taps = panning.taps(st.result.params["panning"], st.sample_rate)
+    weighted = sum(float(np.dot(p * fir_power_response(h, C.ANALYSIS_FFT), k2)) for p, h in zip(sums.power, taps))
+    return -0.691 + 10.0 * np.log10(max(mean_square * weighted / raw, 1e-30))
 
 
 def _up_to_eq(x0: np.ndarray, st: _Stem, stages) -> np.ndarray:
@@ -336,6 +391,30 @@ def apply_params(audio: np.ndarray, sample_rate: int, params: Mapping[str, objec
     return x
 
 
+def stem_rngs(seed: int | None, n: int) -> list[np.random.Generator | None]:
+    """One child generator of ``seed`` per stem of a song (so results do not depend on the workers)."""
+    if seed is None:
+        return [None] * n
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def silence_gate_db(peaks: Mapping[str, float]) -> float:
+    """Sample peak (dBFS) under which a stem is near-silent next to the song's loudest stem."""
+    return max(peaks.values(), default=0.0) - C.RELATIVE_SILENCE_DB
+
+
+def near_silent_result(name: str, audio: np.ndarray, peak: float, gate: float) -> StemResult | None:
+    """A stem near-silent next to the others (``peak`` under ``gate``, not silent) is passed through untouched,
+    with a note: normalizing it would boost noise by tens of dB. None for any other stem."""
+    if not C.SILENCE_PEAK_DB <= peak < gate:
+        return None
+    result = StemResult(check_audio(audio, name), silent=True)
+    result.notes.append(f"{name}: peak {peak:.1f} dBFS, more than {C.RELATIVE_SILENCE_DB:.0f} dB under the "
+                        "loudest stem: silent, passed through")
+    log.warning(result.notes[-1])
+    return result
+
+
 def normalize_stems(
     stems: Mapping[str, np.ndarray],
     sample_rate: int,
@@ -347,8 +426,14 @@ def normalize_stems(
     workers: int = 2,
     on_stem_done: Callable[[str], None] | None = None,
     in_place: bool = False,
+    classes: Mapping[str, str] | None = None,
+    silence_gate: bool = True,
 ) -> dict[str, StemResult]:
     """Normalize a dict class -> (2, n) stem; stems run in parallel threads (the DSP releases the GIL).
+
+    ``classes`` maps each key to its class where the keys are track names (track-level normalization);
+    ``silence_gate=False`` normalizes every stem, however quiet next to the others (the tracks of a session,
+    as the console mixer is trained).
 
     Each stem gets its own child generator of ``seed`` so results do not depend on ``workers``.
     ``on_stem_done`` is called with each stem's name as it finishes (from its worker thread).
@@ -356,30 +441,25 @@ def normalize_stems(
     is (2, n) float32 (peak memory: the stems plus about one stem of work per worker).
     """
     names = list(stems)
-    seeds = np.random.SeedSequence(seed).spawn(len(names)) if seed is not None else [None] * len(names)
+    rngs = stem_rngs(seed, len(names))
     peaks = {k: peak_db(np.asarray(stems[k])) for k in names}
-    gate = max(peaks.values(), default=0.0) - C.RELATIVE_SILENCE_DB
+    gate = silence_gate_db(peaks) if silence_gate else float("-inf")
+    classes = classes or {k: k for k in names}
 
     def one(i: int) -> StemResult:
-        if C.SILENCE_PEAK_DB <= peaks[names[i]] < gate:  # near-silent next to the other stems: passed through
-            result = StemResult(check_audio(stems[names[i]], names[i]), silent=True)
-            result.notes.append(f"{names[i]}: peak {peaks[names[i]]:.1f} dBFS, more than "
-                                f"{C.RELATIVE_SILENCE_DB:.0f} dB under the loudest stem: silent, passed through")
-            log.warning(result.notes[-1])
-            if on_stem_done is not None:
-                on_stem_done(names[i])
-            return result
-        rng = np.random.default_rng(seeds[i]) if seeds[i] is not None else None
-        result = normalize_stem(
-            stems[names[i]],
-            sample_rate,
-            names[i],
-            profile,
-            stages=stages,
-            rng=rng,
-            reverb_options=reverb_options,
-            in_place=in_place,
-        )
+        result = near_silent_result(names[i], stems[names[i]], peaks[names[i]], gate)
+        if result is None:
+            result = normalize_stem(
+                stems[names[i]],
+                sample_rate,
+                classes[names[i]],
+                profile,
+                stages=stages,
+                rng=rngs[i],
+                reverb_options=reverb_options,
+                where=names[i],
+                in_place=in_place,
+            )
         if on_stem_done is not None:
             on_stem_done(names[i])
         return result

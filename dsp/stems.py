@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import constants as C
-from .audio import AUDIO_EXTENSIONS, align_lengths, read_audio
+from .audio import AUDIO_EXTENSIONS, align_lengths, pad_note, read_audio
 from .errors import AudioInputError, ConfigError
 from .track_classes import ClassRules, classify_track_name, load_rules, match_track_name, parse_map_overrides
 
@@ -197,15 +197,21 @@ def load_buses(
                 on_file_done(p)
     n = max(x.shape[-1] for xs in per_class.values() for x in xs)
     buses = {}
-    for c in classes:
-        xs = per_class.get(c)
+    for c in classes:  # one float32 array per bus; each file's array is let go as its bus is made
+        xs = per_class.pop(c, None)
         if not xs:
             notes.append(f"{c}: no stem, using silence")
             buses[c] = np.zeros((2, n), np.float32)
             continue
-        padded, pad_notes = align_lengths({f"{c}[{i}]": x for i, x in enumerate(xs + [np.zeros((2, n))])})
-        notes += pad_notes[:-1] if len(pad_notes) > len(xs) else pad_notes
-        buses[c] = np.sum([padded[f"{c}[{i}]"] for i in range(len(xs))], axis=0).astype(np.float32)
+        notes += [pad_note(f"{c}[{i}]", x.shape[-1], n) for i, x in enumerate(xs) if x.shape[-1] != n]
+        if len(xs) == 1 and xs[0].shape[-1] == n:
+            buses[c] = xs.pop()  # read_audio's (2, n) float32 array is the bus
+            continue
+        bus = np.zeros((2, n), np.float32)
+        while xs:
+            x = xs.pop(0)
+            bus[:, : x.shape[-1]] += x
+        buses[c] = bus
     # the output rate: the inputs' rate when they agree, else the most common one (ties: highest)
     input_rate = max(rates.items(), key=lambda kv: (kv[1], kv[0]))[0]
     if len(rates) > 1:

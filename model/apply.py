@@ -9,7 +9,8 @@ cross-faded linearly over its middle ``overlap_s`` (:func:`chunk_weights`). The 
 network's ``receptive_field_samples``, so the convolutional part is exact; what remains (global GroupNorm /
 SE statistics and BLSTM state over the chunk instead of the song) is measured by :func:`chunking_error`.
 No length cap, no pre-roll, and no full-length array but the output: chunks are cut from the input as
-they are run.
+they are run. :func:`stream_mix` (which :func:`mix_stems` runs) takes a reader and a writer instead of arrays,
+so a caller that streams from and to files holds no full-length array at all.
 
 A "model" here is anything callable on a float32 tensor with the attributes ``sample_rate``,
 ``length_multiple`` and ``receptive_field_samples`` (an ``nn.Module`` from :mod:`fxmix.model.nets` or a
@@ -183,7 +184,8 @@ def mix_stems(
         chunk_s: network input length per chunk (s), guards included; memory scales with it.
         guard_s: context dropped on each side of a chunk (s); default and minimum = receptive field.
         overlap_s: linear cross-fade between neighbouring chunk cores (s).
-        batch_size: chunks per network call; default the model's ``chunk_batch`` (else 1). Use > 1 on a GPU.
+        batch_size: chunk positions per network call (each with every batch item); default the model's
+            ``chunk_batch`` (else 1). Use > 1 on a GPU.
         progress: show a tqdm bar over chunks.
 
     Returns:
@@ -194,41 +196,89 @@ def mix_stems(
         AudioInputError: wrong shape or NaN/inf input.
         ConfigError: inconsistent chunk/guard/overlap sizes.
     """
+    x, squeeze = _as_batch(stems, getattr(model, "n_stems", 4))
+    n = x.shape[-1]
+    out = torch.empty(x.shape[0], 2, n)
+    done = [0]
+
+    def write(block: torch.Tensor) -> None:
+        out[..., done[0] : done[0] + block.shape[-1]] = block
+        done[0] += block.shape[-1]
+
+    stream_mix(
+        model, lambda start, length: cut_samples(x, start, length), n, write,
+        chunk_s=chunk_s, guard_s=guard_s, overlap_s=overlap_s, batch_size=batch_size, progress=progress,
+    )
+    return out[0] if squeeze else out
+
+
+def stream_mix(
+    model,
+    read,
+    n: int,
+    write,
+    *,
+    chunk_s: float = DEFAULT_CHUNK_S,
+    guard_s: float | None = None,
+    overlap_s: float = DEFAULT_OVERLAP_S,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> None:
+    """:func:`mix_stems` from a reader to a writer: no full-length array of input or output is held.
+
+    Args:
+        model: as :func:`mix_stems`.
+        read: ``read(start, length)`` -> ``(batch, n_stems, 2, length)`` float32 tensor of the stems' samples
+            ``[start, start + length)``, zeros outside ``[0, n)`` (finite: the caller checks its input).
+        n: samples per stem.
+        write: called with consecutive ``(batch, 2, m)`` float32 CPU blocks of the mix, ``n`` samples in all,
+            each final (every chunk that touches it has been run): at most ``batch_size`` chunk cores per call.
+        chunk_s, guard_s, overlap_s, batch_size, progress: as :func:`mix_stems`.
+
+    Memory: ``batch_size`` chunks of input plus about two chunk cores of output, whatever ``n``.
+    """
     batch_size = getattr(model, "chunk_batch", 1) if batch_size is None else batch_size
     if batch_size < 1:
         raise ConfigError(f"batch_size = {batch_size}: must be >= 1")
-    x, squeeze = _as_batch(stems, getattr(model, "n_stems", 4))
-    n = x.shape[-1]
     plan = plan_chunks(model, n, chunk_s=chunk_s, guard_s=guard_s, overlap_s=overlap_s)
     if plan.n_chunks == 1:
-        y = run_whole(model, x)
-        return y[0] if squeeze else y
+        write(run_whole(model, read(0, n)))
+        return
     device = _device_of(model)
     g, core = plan.guard, plan.core
     window = getattr(model, "mix_window", None)
-    out = torch.zeros(x.shape[0], 2, n)
-    jobs = [(b, k) for k in range(plan.n_chunks) for b in range(x.shape[0])]
+    pending: torch.Tensor | None = None  # output samples [base, base + width) still being summed
+    base = 0
     bar = None
     if progress:
         from tqdm import tqdm  # lazy: only progress bars need it
 
-        bar = tqdm(total=len(jobs), desc="mix", unit="chunk")
+        bar = tqdm(total=plan.n_chunks, desc="mix", unit="chunk")
     with torch.inference_mode():
-        for i in range(0, len(jobs), batch_size):
-            group = jobs[i : i + batch_size]
-            batch = torch.stack([cut_samples(x[b], plan.starts[k] - g, plan.chunk) for b, k in group]).to(
-                device
-            )
+        for k0 in range(0, plan.n_chunks, batch_size):
+            ks = range(k0, min(k0 + batch_size, plan.n_chunks))
+            cuts = [read(plan.starts[k] - g, plan.chunk) for k in ks]
+            n_batch = cuts[0].shape[0]
+            batch = torch.cat(cuts).to(device)
             y = window(batch, g, core) if window is not None else model(batch)[..., g : g + core]
-            y = y.float().cpu()
-            for (b, k), yk in zip(group, y):
-                s = plan.starts[k]
-                out[b, :, s : s + core] += yk * chunk_weights(plan, k)
+            y = y.float().cpu().reshape(len(ks), n_batch, 2, core)
+            end = plan.starts[ks[-1]] + core
+            if pending is None:
+                pending = torch.zeros(n_batch, 2, end - base)
+            elif pending.shape[-1] < end - base:
+                pending = torch.nn.functional.pad(pending, (0, end - base - pending.shape[-1]))
+            for k, yk in zip(ks, y):
+                s = plan.starts[k] - base
+                pending[..., s : s + core] += yk * chunk_weights(plan, k)
+            # no later core starts before the next chunk's start: everything before it is final
+            final = plan.starts[ks[-1] + 1] if ks[-1] + 1 < plan.n_chunks else n
+            write(pending[..., : final - base].clone())
+            pending = pending[..., final - base :].clone()
+            base = final
             if bar is not None:
-                bar.update(len(group))
+                bar.update(len(ks))
     if bar is not None:
         bar.close()
-    return out[0] if squeeze else out
 
 
 def chunking_error(model, stems, **kwargs) -> dict[str, float]:

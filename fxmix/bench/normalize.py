@@ -79,8 +79,24 @@ for c, r in res.items():
     np.save(tmp / (c + ".out.npy"), r.audio)
     for k, v in r.timings_s.items():
         stages[k] = stages.get(k, 0.0) + v
+limited = [c for c, r in res.items() if getattr(r.params.get("loudness"), "limiter_threshold_db", None) is not None]
 print(json.dumps({{"wall_s": wall, "cpu_s": cpu, "peak_gb": peak, "base_gb": base, "stages": stages,
-                  "notes": {{c: r.notes for c, r in res.items()}}}}))
+                  "notes": {{c: r.notes for c, r in res.items()}}, "limited": limited}}))
+"""
+
+
+#: ``fxmix`` with its arguments, reporting its peak RSS (VmHWM) on stderr as it exits
+_CLI_CHILD = """
+import atexit, runpy, sys
+
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            print("VmHWM_kB", line.split()[1], file=sys.stderr)
+
+atexit.register(hwm)
+sys.argv = ["fxmix", *sys.argv[1:]]
+runpy.run_module("fxmix.cli", run_name="__main__")
 """
 
 
@@ -156,12 +172,14 @@ def run_library(stems: dict[str, np.ndarray], tmp: Path, args) -> tuple[dict, di
 
 def run_cli(stems: dict[str, np.ndarray], tmp: Path, args) -> dict:
     """``fxmix normalize`` on the stems written as float WAV files, in a child process: wall, CPU
-    (user + system) and peak RSS of the whole command, as ``/usr/bin/time -v`` reports them."""
+    (user + system) and peak RSS of the whole command. The peak is the command's own VmHWM, read as it
+    exits: the child's rusage maxrss would include this process's memory, which a forked child counts
+    until it execs."""
     src, out = tmp / "stems", tmp / "normalized"
     src.mkdir()
     for c, x in stems.items():
         write_audio(src / f"{c}.wav", x, C.SAMPLE_RATE, subtype="FLOAT")
-    cmd = [sys.executable, "-m", "fxmix.cli", "-q", "normalize"]
+    cmd = [sys.executable, "-c", _CLI_CHILD, "-q", "normalize"]
     cmd += [str(src), "-o", str(out), "--profile", args.profile]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -170,8 +188,9 @@ def run_cli(stems: dict[str, np.ndarray], tmp: Path, args) -> dict:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"fxmix bench normalize: `fxmix normalize` failed:\n{err}")
+    hwm = [int(line.split()[1]) for line in err.splitlines() if line.startswith("VmHWM_kB ")]
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "sys_s": usage.ru_stime,
-            "peak_gb": usage.ru_maxrss / 1e6, "command": " ".join(["fxmix", *cmd[3:]])}
+            "peak_gb": hwm[-1] / 1e6 if hwm else float("nan"), "command": " ".join(["fxmix", *cmd[3:]])}
 
 
 # ---------------------------------------------------------------- report
@@ -197,6 +216,9 @@ def print_library(rep: dict, args, scale: float) -> None:
           "4 input stems")
     print("  per-stage time (wall clock inside each worker thread, summed over stems): "
           + ", ".join(f"{k} {v:.2f} s" for k, v in rep["stages"].items()))
+    print(f"  the -1 dBTP limiter acted on: {', '.join(rep['limited']) or 'no stem'}"
+          + (" (this content is meant to engage it: the figures do not show its cost)"
+             if args.content == "transients" and not rep["limited"] else ""))
 
 
 def print_cli(rep: dict, args, scale: float) -> None:
