@@ -31,11 +31,13 @@ VERBS: dict[str, tuple[str, str]] = {
     "client": ("fxmix.verbs.client:main", "stream WAV stems to an fxmix server"),
     "reaper": ("fxmix.verbs.reaper:main", "inspect / render Reaper .RPP projects"),
     "preset": ("fxmix.verbs.preset:main", "factory presets and export of mix decisions"),
-    "bench": ("fxmix.cli:bench_main", "benchmarks: normalize, synth, model, stream, bridge, reaper"),
+    "models": ("fxmix.verbs.models:main", "list the packaged models with their cards and figures"),
+    "bench": ("fxmix.cli:bench_main", "benchmarks: normalize, mix, synth, model, stream, bridge, reaper"),
 }
 
 BENCHES: dict[str, str] = {
     "normalize": "fxmix.bench.normalize:main",
+    "mix": "fxmix.bench.mix:main",
     "synth": "fxmix.bench.synth:main",
     "model": "fxmix.bench.model:main",
     "stream": "fxmix.bench.stream:main",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +51,16 @@ def check_destination(out: Path, inputs: Iterable[Path]) -> None:
 def clipping_notes(mix: np.ndarray, path: Path, subtype: str | None) -> list[str]:
     """What the written file does to samples above full scale, in words."""
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    return clipping_notes_for(path, subtype, peak, int(np.count_nonzero(np.abs(mix) > 1.0)) if peak > 1.0 else 0)
+
+
+def clipping_notes_for(path: Path, subtype: str | None, peak: float, n: int) -> list[str]:
+    """:func:`clipping_notes` from the mix's sample peak (linear) and its count of samples above full scale."""
     if peak <= 1.0:
         return []
     db = 20 * np.log10(peak)
     fixed = subtype not in (None, "FLOAT", "DOUBLE") or path.suffix.lower() == ".flac"
     if fixed:
-        n = int(np.count_nonzero(np.abs(mix) > 1.0))
         return [f"{path.name}: the mix peaks at {db:+.2f} dBFS; {n} samples clip in this integer format "
                 "(write float32 WAV to keep them, or lower the level)"]
     return [f"{path.name}: the mix peaks at {db:+.2f} dBFS; kept as float (no clipping), lower it before "
@@ -71,16 +76,22 @@ def write_mix(path: Path, mix: np.ndarray, rate: int, fmt: str | None, protect: 
 
 
 def write_mix_with_params(
-    path: Path, mix: np.ndarray, rate: int, fmt: str | None, protect: Iterable[Path], doc: dict
+    path: Path, mix: np.ndarray, rate: int, fmt: str | None, protect: Iterable[Path], doc: dict,
+    extra: Mapping[Path, dict] | None = None,
 ) -> dict:
     """A lone mix file and its ``.params.json`` (``doc`` + the mix's notes), both fully written under temporary
     names before either replaces its destination: a kill leaves the previous pair, or the new mix with at worst
-    the previous params for the microseconds between the two renames."""
+    the previous params for the microseconds between the two renames. ``extra`` JSON files (path -> document,
+    e.g. ``NAME.decisions.json``) are written and renamed with the params."""
     subtype = subtype_for(path, fmt)
     audio = resample(mix, C.SAMPLE_RATE, rate)
     doc = dict(doc, notes=doc.get("notes", []) + clipping_notes(audio, path, subtype))
     params = path.with_suffix(".params.json")
-    with writing(params), atomic_path(params) as tmp:
+    with writing(params), ExitStack() as stack:
+        for extra_path, extra_doc in (extra or {}).items():
+            tmp_extra = stack.enter_context(atomic_path(extra_path))
+            Path(tmp_extra).write_text(json.dumps(extra_doc, indent=1) + "\n", encoding="utf-8")
+        tmp = stack.enter_context(atomic_path(params))
         Path(tmp).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         write_audio(path, audio, rate, subtype=subtype, protect=protect)
     return doc

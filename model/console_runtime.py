@@ -47,13 +47,19 @@ def export_onnx(net: ConsoleMixer, path: str | os.PathLike, *, opset: int = 17) 
 
 class MixerRunner:
     """A loaded console mixer: ``runner(features, class_idx, mask) -> (u, master_u)`` as numpy, by ONNX
-    Runtime when the folder has ``model.onnx`` (unless ``backend="eager"``), else the eager network."""
+    Runtime when the folder has ``model.onnx`` (unless ``backend="eager"``), else the eager network. It mixes
+    tracks, not class buses (``mixes_tracks``): the offline paths hand it every track through
+    :func:`fxmix.model.automix.automix_tracks`."""
 
-    def __init__(self, model_dir: str | os.PathLike, backend: str = "auto"):
+    mixes_tracks = True
+
+    def __init__(self, model_dir: str | os.PathLike, backend: str = "auto", name: str | None = None):
         self.folder = Path(model_dir)
         self.net, self.sidecar = load_model(self.folder)
         if self.sidecar["arch"] != "console":
             raise ModelLoadError(f"{self.folder}: arch {self.sidecar['arch']!r} is not a console mixer")
+        self.info = self.sidecar
+        self.name = name or f"console mixer ({self.folder})"
         self.session = None
         onnx_path = self.folder / ONNX_NAME
         if backend not in ("auto", "eager", "onnx"):

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 #: The profile for inputs of a model whose sidecar does not name its training profile.
 DEFAULT_PROFILE = REFERENCE_PROFILE
 
-#: Kinds of packaged model (``model/weights/<kind>/``), each also a model name.
-PACKAGED_KINDS = ("offline", "causal")
+#: Kinds of packaged model (``model/weights/<kind>/``), each also a model name; ``console`` is the track-level
+#: mixer (:class:`fxmix.model.console_runtime.MixerRunner`), the others mix the four class buses.
+PACKAGED_KINDS = ("offline", "causal", "console")
 
 #: Inference backends of :func:`load_runtime`.
 BACKENDS = ("auto", "fast", "onnx", "torchscript", "eager")
@@ -199,11 +200,14 @@ def resolve_model_path(spec: str, where: str = "model") -> Path:
 def resolve_model(spec: str | None):
     """``none`` -> None (normalized-sum baseline); ``default`` -> the packaged model; else a path.
 
-    Returns a :class:`Runtime` whose ``name`` says which model it is.
+    Returns a :class:`Runtime` whose ``name`` says which model it is, or for ``console`` (or a console
+    mixer's folder) a :class:`fxmix.model.console_runtime.MixerRunner` (``mixes_tracks``).
     """
     if spec is None or str(spec).lower() == "none":
         return None
     kind = packaged_kind(str(spec))
+    if kind == "console" or (kind is None and _is_console_folder(Path(spec))):
+        return _console_runner(spec, kind)
     if kind is None:
         runtime = load_runtime(spec)
         runtime.name = f"{runtime.info.get('arch')} model ({spec})"
@@ -216,6 +220,23 @@ def resolve_model(spec: str | None):
     what = "default offline" if name == "default" else f"packaged {kind}"
     runtime.name = f"{what} model ({runtime.info.get('arch')}, {path.name})"
     return runtime
+
+
+def _is_console_folder(path: Path) -> bool:
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "model.json").is_file():
+        return False
+    return read_sidecar(folder).get("arch") == "console"
+
+
+def _console_runner(spec, kind: str | None):
+    """The console mixer named ``console`` (packaged) or by its folder."""
+    from .console_runtime import MixerRunner  # the console stack loads only when asked for
+
+    path = resolve_model_path(str(spec)) if kind else Path(spec)
+    folder = path if path.is_dir() else path.parent
+    name = f"packaged console mixer ({folder.name})" if kind else f"console mixer ({spec})"
+    return MixerRunner(folder, name=name)
 
 
 def resolve_streaming_model(spec) -> tuple[Any, str]:

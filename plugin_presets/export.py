@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,9 +14,9 @@ from tqdm import tqdm
 from ..dsp import constants as C
 from ..dsp.audio import write_text_atomic
 from ..dsp.chain import normalize_stem
-from .exporters import build_chain, scale_params
+from .exporters import ExportedChain, MixerChain, build_chain, mixer_chain, scale_params
 from .peq import ParametricEq
-from .rfxchain import copy_jsfx, install_steps
+from .rfxchain import chain_text, copy_jsfx, install_steps
 from .schema import Preset, preset_from_dict, save_preset
 
 FORMATS = ("json", "pedalboard", "rfxchain")
@@ -77,6 +78,60 @@ def export_decisions(
             if "rfxchain" in formats:
                 chains.append(write_text_atomic(out / f"{base.name}.RfxChain", chain.rfxchain_text()))
                 written.append(chains[-1])
+    steps = None
+    if "rfxchain" in formats:
+        written += copy_jsfx(out)
+        steps = install_steps(out, chains)
+    return ExportResult(written, fits, steps)
+
+
+# ------------------------------------------------------------------------ the final per-track decisions
+#: formats of :func:`export_track_decisions`
+DECISION_FORMATS = ("json", "rfxchain")
+
+
+def track_chains(doc: Mapping, heard: Mapping[str, np.ndarray]) -> dict[str, tuple[ExportedChain, MixerChain]]:
+    """Per track of a decisions document (:mod:`fxmix.model.decisions`): its normalization chain (built on
+    ``heard[name]``, what the normalization was decided on: the track, or its class bus) and its mixer chain.
+    Chains on the same audio and parameters are built once (the tracks of one class bus)."""
+    out: dict[str, tuple[ExportedChain, MixerChain]] = {}
+    built: dict[tuple[int, str], ExportedChain] = {}
+    for t in doc["tracks"]:
+        name = t["name"]
+        params = {k: v for k, v in t["normalization"].items() if k != "scope" and v is not None}
+        audio = heard[name]
+        key = (id(audio), repr(sorted(params.items())))
+        if key not in built:
+            built[key] = build_chain(audio, C.SAMPLE_RATE, params, name=name, class_name=t["class"])
+        out[name] = (built[key], mixer_chain(doc, t, C.SAMPLE_RATE))
+    return out
+
+
+def export_track_decisions(
+    doc: Mapping, heard: Mapping[str, np.ndarray], out_dir: str | Path, formats=DECISION_FORMATS
+) -> ExportResult:
+    """Write each track's final decisions, normalization followed by the mixer: ``<track>.RfxChain`` (PEQ >
+    compressor > utility of the normalization, then the mixer's PEQ > compressor > utility with its pan and
+    fader) and ``<track>.decisions.json`` (the track's entry of the document with the JSFX slider values)."""
+    out = Path(out_dir)
+    written: list[Path] = []
+    chains: list[Path] = []
+    fits: dict[str, ParametricEq] = {}
+    for name, (norm, mixer) in track_chains(doc, heard).items():
+        base = out / _safe(name)
+        sliders = {"normalization": norm.jsfx_sliders(), "mixer": mixer.jsfx_sliders(fader=True)}
+        if norm.eq is not None:
+            fits[name] = norm.eq
+        if "rfxchain" in formats:
+            text = chain_text(f"{name}/normalization", sliders["normalization"])
+            text += chain_text(f"{name}/mixer", sliders["mixer"])
+            chains.append(write_text_atomic(out / f"{base.name}.RfxChain", text))
+            written.append(chains[-1])
+        if "json" in formats:
+            entry = next(t for t in doc["tracks"] if t["name"] == name)
+            d = {"format": doc["format"], "model": doc.get("model"), "mixer": doc.get("mixer"),
+                 "track": entry, "jsfx_sliders": sliders}
+            written.append(write_text_atomic(out / f"{base.name}.decisions.json", json.dumps(d, indent=1) + "\n"))
     steps = None
     if "rfxchain" in formats:
         written += copy_jsfx(out)

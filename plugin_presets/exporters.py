@@ -76,6 +76,7 @@ from ..dsp.stages import eq as eq_stage
 from ..dsp.stages import panning as pan_stage
 from ..dsp.stages.compression import linked_gain
 from ..dsp.stages.loudness import peak_limit
+from ..model.console.designs import pan_gains
 from .peq import MAX_PEAKS, PEDALBOARD_TYPES, Biquad, ParametricEq, fit_grid_hz, fit_parametric_eq, grid_power
 from .rfxchain import chain_text
 
@@ -199,22 +200,7 @@ class ExportedChain:
     # ------------------------------------------------------------------------------------ RfxChain
     def jsfx_sliders(self) -> dict[str, list[float]]:
         """Slider values (in slider order) for each shipped JSFX (the parametric approximation)."""
-        peq = [0.0, 0.0, 100.0, 0.0, 0.7071, 8000.0, 0.0, 0.7071]
-        peaks = [[100.0, 0.0, 1.0] for _ in range(MAX_PEAKS)]
-        if self.eq is not None:
-            peq[0] = self.eq.gain_db
-            k = 0
-            for f in self.eq.filters:
-                if f.kind == "highpass":
-                    peq[1] = f.cutoff_frequency_hz
-                elif f.kind == "low_shelf":
-                    peq[2:5] = [f.cutoff_frequency_hz, f.gain_db, f.q]
-                elif f.kind == "high_shelf":
-                    peq[5:8] = [f.cutoff_frequency_hz, f.gain_db, f.q]
-                else:
-                    peaks[k] = [f.cutoff_frequency_hz, f.gain_db, f.q]
-                    k += 1
-        peq += [v for p in peaks for v in p]
+        peq = peq_sliders(self.eq)
         c = self.compressor
         comp = (
             [c.input_gain_db, c.threshold_db, c.ratio, c.attack_ms, c.release_ms]
@@ -235,6 +221,81 @@ class ExportedChain:
     def rfxchain_text(self) -> str:
         """The Reaper FX chain of the parametric approximation (:func:`fxmix.plugin_presets.rfxchain.chain_text`)."""
         return chain_text(self.name, self.jsfx_sliders())
+
+
+def peq_sliders(fit: ParametricEq | None) -> list[float]:
+    """The fxmix PEQ JSFX's slider values for a fitted parametric EQ (flat for None)."""
+    peq = [0.0, 0.0, 100.0, 0.0, 0.7071, 8000.0, 0.0, 0.7071]
+    peaks = [[100.0, 0.0, 1.0] for _ in range(MAX_PEAKS)]
+    if fit is not None:
+        peq[0] = fit.gain_db
+        k = 0
+        for f in fit.filters:
+            if f.kind == "highpass":
+                peq[1] = f.cutoff_frequency_hz
+            elif f.kind == "low_shelf":
+                peq[2:5] = [f.cutoff_frequency_hz, f.gain_db, f.q]
+            elif f.kind == "high_shelf":
+                peq[5:8] = [f.cutoff_frequency_hz, f.gain_db, f.q]
+            else:
+                peaks[k] = [f.cutoff_frequency_hz, f.gain_db, f.q]
+                k += 1
+    return peq + [v for p in peaks for v in p]
+
+
+# ------------------------------------------------------------------------------------------ the mixer
+@dataclass(frozen=True)
+class MixerChain:
+    """One track's mixer decisions (``decisions.json``'s ``mixer``) as plug-in settings after its normalization.
+
+    ``eq``: the parametric fit of the mixer's EQ (console: ``eq_db`` on the console's octave bands, read as the
+    console's FIR does, linear in log frequency; bus networks: the per-band contribution gains relative to
+    ``gain_db``); ``compressor``: (threshold dB, ratio, attack ms, release ms) or None; ``gain_db`` the fader
+    (console: gain + master); ``left_gain_db``/``right_gain_db`` the pan as channel gains (console pan law).
+    The console's reverb send has no JSFX: ``reverb_send_db`` is kept for the notes.
+    """
+
+    eq: ParametricEq | None
+    compressor: tuple[float, float, float, float] | None
+    gain_db: float
+    left_gain_db: float
+    right_gain_db: float
+    reverb_send_db: float | None = None
+
+    def jsfx_sliders(self, *, fader: bool = True) -> dict[str, list[float]]:
+        """Slider values for the PEQ, the compressor and (``fader``) the utility carrying pan and gain."""
+        out = {"peq": peq_sliders(self.eq)}
+        if self.compressor is not None:
+            thr, ratio, attack, release = self.compressor
+            out["comp"] = [0.0, min(thr, 0.0), ratio, attack, release]
+        if fader:
+            out["utility"] = [self.left_gain_db, self.right_gain_db, self.gain_db, 0.0, -2.0, 100.0]
+        return out
+
+
+def _db(x: float) -> float:
+    return 20.0 * math.log10(max(float(x), 1e-6))
+
+
+def mixer_chain(doc: Mapping, track: Mapping, sample_rate: int = C.SAMPLE_RATE) -> MixerChain:
+    """The :class:`MixerChain` of one track of a decisions document (:mod:`fxmix.model.decisions`)."""
+    m, kind = track["mixer"], doc.get("mixer")
+    if kind == "console":
+        bands = doc["console"]["eq_band_hz"]
+        eq = fit_parametric_eq(bands, m["eq_db"], sample_rate, highpass=False)
+        left, right = pan_gains(float(m["pan"]))
+        comp = (float(m["comp_threshold_db"]), float(m["comp_ratio"]), float(m["comp_attack_ms"]),
+                float(m["comp_release_ms"]))
+        return MixerChain(eq, comp, float(m["gain_db"]) + float(doc.get("master_gain_db", 0.0)), _db(left),
+                          _db(right), float(m["reverb_send_db"]))
+    if kind == "bus" and m.get("band_gain_db") and m.get("gain_db") is not None:
+        edges = np.asarray(doc["band_edges_hz"], float)
+        centres = np.sqrt(np.maximum(edges[:-1], edges[1] / 2) * edges[1:])
+        have = [k for k, g in enumerate(m["band_gain_db"]) if g is not None]
+        gains = [m["band_gain_db"][k] - m["gain_db"] for k in have]
+        eq = fit_parametric_eq(centres[have], gains, sample_rate, highpass=False) if len(have) > 1 else None
+        return MixerChain(eq, None, float(m["gain_db"]), 0.0, 0.0)
+    return MixerChain(None, None, float(m.get("gain_db") or 0.0), 0.0, 0.0)
 
 
 # ------------------------------------------------------------------------------------------- loading

@@ -174,6 +174,12 @@ class ConsoleObjective:
         return out
 
 
+def _training_info(cfg: ConsoleTrainConfig, step: int) -> dict:
+    """What the sidecar records of the run: the profile every verb must normalize the tracks with, the data."""
+    return {"arch": "console", "profile": cfg.profile, "data_root": cfg.corpus, "cache_dir": cfg.cache,
+            "step": step, "config": cfg.to_dict()}
+
+
 def _sessions(cfg: ConsoleTrainConfig, progress: bool) -> tuple[list[Session], list[Session]]:
     cache = Path(cfg.cache or Path(cfg.out_dir) / "cache")
     if cfg.corpus:
@@ -256,7 +262,8 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
             row.update({f"valid_{k}": round(x, 5) for k, x in v.items()})
             if v["loss"] < best:
                 best = v["loss"]
-                save_model(out / "best", net, extra={"training_step": step, "valid": v})
+                extra = {"training_step": step, "valid": v, "training": _training_info(cfg, step)}
+                save_model(out / "best", net, extra=extra)
         _append_log(out / "log.csv", row)
         if step % cfg.checkpoint_every == 0 or step == last:
             save_checkpoint(out, step, net, opt, {"format": STATE_FORMAT, "best_valid": best}, cfg.keep)

@@ -11,7 +11,10 @@ tracks) or of a synthetic corpus (``<song>/dry/``), what ``fxmix mix`` sees in p
 * ``mean_engineer`` (session songs): the engineer's class-mean decisions without its content rules
   (:func:`fxmix.training.engineer.mean_engineer_decisions`) rendered from the dry tracks
   (:func:`fxmix.training.engineer.render_decisions`);
-* each model: the network applied to the normalized stems (chunked runtime, :func:`load_runtime`).
+* each model: the network applied to the normalized stems (chunked runtime, :func:`load_runtime`);
+* a console mixer (arch ``console``, :mod:`fxmix.model.console_runtime`): every dry track (every input stem
+  of a song without tracks) effect-normalized to its class target with the profile the mixer was trained with,
+  then the mixer's decisions rendered by the pedalboard console, as ``fxmix mix --model console`` does.
 
 Metrics and their bounds: :mod:`.eval_metrics`. Balances (:mod:`.eval_balance`): the class balance of the
 target is measured on its wet stems, of the sums and the mean engineer on the stems they summed, of a model by
@@ -40,7 +43,10 @@ from ..dsp.chain import DEFAULT_STAGES, check_stages
 from ..dsp.constants import CLASSES, SAMPLE_RATE
 from ..dsp.errors import ConfigError
 from ..dsp.profile import load_profile
-from ..model.runtime import load_runtime, resolve_model_path
+from ..model.automix import automix_tracks
+from ..model.console_runtime import MixerRunner
+from ..model.runtime import load_runtime, resolve_model_path, training_profile
+from ..model.states import read_sidecar
 from .data import MultitrackDataset
 from .engineer import mean_engineer_decisions, render_decisions
 from .eval_balance import Contributions, balance_error_lu, estimate_contributions, exact_balance_lu
@@ -71,10 +77,25 @@ class _Context:
         if threads:
             torch.set_num_threads(threads)
         self.prof = load_profile(profile)
-        self.runtimes = {name: load_runtime(path) for name, path in models}
+        self.runtimes = {name: _load_model(path) for name, path in models}
+        self.track_profiles = {name: load_profile(training_profile(path)) for name, path in models
+                               if isinstance(self.runtimes[name], MixerRunner)}
         self.stages, self.split, self.input_source = stages, split, input_source
         self.cache = StemCache(cache, _spec(self.prof, stages, input_source))
         self.plot_dir, self.save_audio = plot_dir, save_audio
+
+
+def _load_model(path: str):
+    """A console mixer (:class:`MixerRunner`) or a waveform network's chunked runtime."""
+    return MixerRunner(path) if read_sidecar(path).get("arch") == "console" else load_runtime(path)
+
+
+def _console_mix(song: EvalSong, runner: MixerRunner, prof) -> np.ndarray:
+    """The console mixer's mix of the song's dry tracks (its input stems when it has none), each track
+    effect-normalized to its class target first, as ``fxmix mix --model console`` does."""
+    parts = [(t.name, t.cls, t.audio) for t in song.tracks] or [
+        (c, c, x) for c, x in song.inputs.items() if np.any(x)]
+    return automix_tracks(parts, model=runner, profile=prof).mix
 
 
 def _spec(prof, stages, input_source) -> CacheSpec:
@@ -109,7 +130,10 @@ def _song_mixes(song: EvalSong, normalized: dict[str, np.ndarray], ctx: _Context
         mixes["mean_engineer"] = (mixed.mixture, {c: x for c, x in mixed.stems.items() if np.any(x)}, None)
     stack = np.stack([normalized[c] for c in CLASSES])
     for name, rt in ctx.runtimes.items():
-        mixes[name] = (rt.mix(stack), None, normalized)
+        if isinstance(rt, MixerRunner):
+            mixes[name] = (_console_mix(song, rt, ctx.track_profiles[name]), None, normalized)
+        else:
+            mixes[name] = (rt.mix(stack), None, normalized)
     return mixes
 
 

@@ -92,6 +92,17 @@ class Item:
 
 
 @dataclass(frozen=True)
+class FxSlot:
+    """One plug-in of a track's FX chain: its kind (``JS``, ``VST``...), its name (a JSFX's path under
+    Reaper's Effects folder), whether it is bypassed, and for a JSFX its slider values (``-`` -> None)."""
+
+    kind: str
+    name: str
+    bypassed: bool
+    sliders: tuple[float | None, ...] = ()
+
+
+@dataclass(frozen=True)
 class Track:
     """A track. ``parent`` is the index of its folder parent (None at top level); ``depth`` its nesting."""
 
@@ -107,6 +118,7 @@ class Track:
     parent: int | None
     depth: int
     items: tuple[Item, ...]
+    fx: tuple[FxSlot, ...] = ()
 
     @property
     def is_folder(self) -> bool:
@@ -318,6 +330,36 @@ def _read_item(chunk: Chunk, project_dir: Path, where: str, warnings: list[str])
     )
 
 
+def _slider(token: str) -> float | None:
+    try:
+        value = float(token)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_fx_chain(chunk: Chunk) -> tuple[FxSlot, ...]:
+    """The plug-ins of an ``FXCHAIN`` chunk in order: a ``BYPASS`` line, then the plug-in's chunk."""
+    slots, bypassed = [], False
+    for child in chunk.children:
+        if isinstance(child, Line):
+            if child.tokens and child.tokens[0] == "BYPASS":
+                bypassed = len(child.tokens) > 1 and child.tokens[1] == "1"
+            continue
+        if child.tag in ("FXCHAIN", "CONTAINER", "COMMENT"):
+            continue
+        sliders: tuple[float | None, ...] = ()
+        if child.tag == "JS":
+            data = [ln for ln in child.children if isinstance(ln, Line)]
+            values = [_slider(t) for t in data[0].tokens] if data else []
+            while values and values[-1] is None:
+                values.pop()
+            sliders = tuple(values)
+        slots.append(FxSlot(child.tag, child.args[0] if child.args else "", bypassed, sliders))
+        bypassed = False
+    return tuple(slots)
+
+
 def parse_project(text: str, path: str | os.PathLike) -> Project:
     """Build a :class:`Project` from RPP text; ``path`` locates relative media (its folder).
 
@@ -376,6 +418,7 @@ def parse_project(text: str, path: str | os.PathLike) -> Project:
                 parent=parent,
                 depth=len(stack),
                 items=tuple(items),
+                fx=read_fx_chain(fx_chains[0]) if fx_chains else (),
             )
         )
         if delta > 0:

@@ -270,28 +270,10 @@ def render_buses(
         raise ConfigError(f"render_buses: {len(classes)} classes for {len(project.tracks)} tracks")
     check_media(project)
     start_n, n = window_samples(project, start_s, end_s, sample_rate)
-    audible = audible_tracks(project)
-    todo = [t for t in project.tracks if audible[t.index] and any(it.renderable for it in t.items)]
     buses: dict[str, np.ndarray] = {}
-    # Files of the next track load in a worker thread (libsndfile releases the GIL) while this one is placed.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: dict[Path, Future] = {}
-
-        def prefetch(k: int) -> None:
-            if k < len(todo):
-                for p in _track_paths(todo[k]):
-                    if p not in pending:
-                        pending[p] = pool.submit(load_source, p, sample_rate)
-
-        prefetch(0)
-        for k, track in enumerate(tqdm(todo, desc="render tracks", unit="track", disable=not progress)):
-            prefetch(k + 1)
-            sources = {p: pending[p].result() for p in _track_paths(track)}
-            bus = buses.setdefault(classes[track.index], np.zeros((2, n), dtype=np.float32))
-            _render_into(project, track.index, bus, start_n, sources, sample_rate)
-            keep = set(_track_paths(todo[k + 1])) if k + 1 < len(todo) else set()
-            for p in [p for p in pending if p not in keep]:
-                del pending[p]
+    for track, sources in _track_sources(project, sample_rate, progress):
+        bus = buses.setdefault(classes[track.index], np.zeros((2, n), dtype=np.float32))
+        _render_into(project, track.index, bus, start_n, sources, sample_rate)
     for name, bus in buses.items():
         if not np.isfinite(bus).all():
             bad = [
@@ -304,3 +286,48 @@ def render_buses(
                 "repair or re-export those files"
             )
     return buses
+
+
+def _track_sources(project: Project, sample_rate: int, progress: bool):
+    """Yield ``(track, {path: audio})`` for every audible track with items, in order; the files of the next
+    track load in a worker thread (libsndfile releases the GIL) while the caller places this one."""
+    audible = audible_tracks(project)
+    todo = [t for t in project.tracks if audible[t.index] and any(it.renderable for it in t.items)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: dict[Path, Future] = {}
+
+        def prefetch(k: int) -> None:
+            if k < len(todo):
+                for p in _track_paths(todo[k]):
+                    if p not in pending:
+                        pending[p] = pool.submit(load_source, p, sample_rate)
+
+        prefetch(0)
+        for k, track in enumerate(tqdm(todo, desc="render tracks", unit="track", disable=not progress)):
+            prefetch(k + 1)
+            yield track, {p: pending[p].result() for p in _track_paths(track)}
+            keep = set(_track_paths(todo[k + 1])) if k + 1 < len(todo) else set()
+            for p in [p for p in pending if p not in keep]:
+                del pending[p]
+
+
+def render_tracks(
+    project: Project,
+    *,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    progress: bool = False,
+) -> dict[int, np.ndarray]:
+    """Render every audible track with items on its own (track and folder gains applied, as in
+    :func:`render_buses`): ``{track index: (2, n) float32}`` for a track-level mixer."""
+    check_media(project)
+    start_n, n = window_samples(project, start_s, end_s, sample_rate)
+    out: dict[int, np.ndarray] = {}
+    for track, sources in _track_sources(project, sample_rate, progress):
+        audio = np.zeros((2, n), dtype=np.float32)
+        _render_into(project, track.index, audio, start_n, sources, sample_rate)
+        if not np.isfinite(audio).all():
+            raise AudioInputError(f"track {track.name!r}: NaN/inf samples in its media; repair or re-export them")
+        out[track.index] = audio
+    return out

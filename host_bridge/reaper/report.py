@@ -58,6 +58,10 @@ def format_inspect(project: Project, classes: Sequence[str]) -> str:
             f"{indent}#{t.index + 1} {t.name!r} [{classes[t.index]}] vol {_db(t.volume)} pan {_pan(t.pan)}"
             + (f" ({', '.join(flags)})" if flags else "")
         )
+        for k, fx in enumerate(t.fx):
+            values = " ".join("-" if v is None else f"{v:.6g}" for v in fx.sliders)
+            out.append(f"{indent}    fx {k + 1}: {fx.kind} {fx.name}" + (" (bypassed)" if fx.bypassed else "")
+                       + (f" [{values}]" if values else ""))
         for it in t.items:
             state = "muted" if it.muted else (f"skipped: {it.skip_reason}" if it.skip_reason else "")
             media = ""
@@ -110,15 +114,30 @@ def build_notes(
     result: object,
     *,
     header: Sequence[str],
+    suggest: bool = True,
 ) -> list[str]:
-    """Item notes for the written project: per-track suggested VOLPAN, class parameters, automix notes."""
-    normalized = getattr(result, "normalized", None) or {}
-    gains, pans = class_changes(buses, normalized)
+    """Item notes for the written project: per-track suggested VOLPAN (``suggest``; not when the tracks carry
+    the decisions themselves), class (or track) parameters, automix notes."""
     lines = list(header)
-    lines.append(
-        "Suggested track settings (track volume/pan moved by its class bus's change in the normalization;"
-    )
-    lines.append("the rendered mix on this track also holds the network's own choices):")
+    if suggest:
+        gains, pans = class_changes(buses, getattr(result, "normalized", None) or {})
+        lines += _suggestions(project, classes, gains, pans)
+    params = getattr(result, "params", None) or {}
+    if params:
+        lines.append("Normalization parameters (JSON):")
+        for c in sorted(params):
+            text = json.dumps(params[c], sort_keys=True, default=str)
+            lines += textwrap.wrap(f"{c}: {text}", _NOTE_WIDTH, initial_indent="  ", subsequent_indent="    ")
+    for note in getattr(result, "notes", None) or []:
+        lines += textwrap.wrap(str(note), _NOTE_WIDTH, initial_indent="note: ", subsequent_indent="  ")
+    return [line.replace("\r", " ").replace("\n", " ") for line in lines]
+
+
+def _suggestions(project: Project, classes: Sequence[str], gains, pans) -> list[str]:
+    lines = [
+        "Suggested track settings (track volume/pan moved by its class bus's change in the normalization;",
+        "the rendered mix on this track also holds the network's own choices):",
+    ]
     audible = audible_tracks(project)
     for t, c, vol, pan in suggest_track_settings(project, classes, gains, pans):
         if not audible[t.index] or not any(it.renderable for it in t.items):
@@ -127,12 +146,4 @@ def build_notes(
             f'  "{t.name}" [{c}]: VOLPAN {vol:.6f} {pan + 0.0:.4f}  ({_db(vol)}, pan {_pan(pan)}; '
             f"was {_db(t.volume)}, pan {_pan(t.pan)})"
         )
-    params = getattr(result, "params", None) or {}
-    if params:
-        lines.append("Class parameters (JSON):")
-        for c in sorted(params):
-            text = json.dumps(params[c], sort_keys=True, default=str)
-            lines += textwrap.wrap(f"{c}: {text}", _NOTE_WIDTH, initial_indent="  ", subsequent_indent="    ")
-    for note in getattr(result, "notes", None) or []:
-        lines += textwrap.wrap(str(note), _NOTE_WIDTH, initial_indent="note: ", subsequent_indent="  ")
-    return [line.replace("\r", " ").replace("\n", " ") for line in lines]
+    return lines

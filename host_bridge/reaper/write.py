@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
@@ -16,6 +17,17 @@ from .rpp import Chunk, parse_rpp_text, quote, tokenize
 
 #: Name of the track :func:`write_project_copy` adds.
 FXMIX_TRACK_NAME = "fxmix mix"
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """What the written copy sets on one track: ``VOLPAN`` volume (linear) and pan (-1..1, Reaper's), and
+    plug-in lines appended to its ``FXCHAIN`` (each plug-in as Reaper writes it: ``BYPASS``, its chunk,
+    ``FLOATPOS``, ``FXID``, ``WAK``; see :func:`fxmix.plugin_presets.rfxchain.chain_text`)."""
+
+    volume: float
+    pan: float
+    fx_lines: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -102,6 +114,8 @@ def write_project_copy(
     length_s: float,
     notes: Sequence[str] = (),
     solo: bool = True,
+    mute: bool = False,
+    track_settings: Mapping[int, TrackSettings] | None = None,
 ) -> Path:
     """Write a copy of the project with an added "fxmix mix" track (atomic; never over the input).
 
@@ -116,6 +130,8 @@ def write_project_copy(
         position_s, length_s: where the mix item sits on the timeline (seconds).
         notes: item note lines (per-track choices, class parameters); newlines are not allowed in a line.
         solo: solo the fxmix track so the project opens playing the automix (unsolo to hear the original).
+        mute: mute the fxmix track (the tracks themselves carry the decisions; unmute it to compare).
+        track_settings: per track index, the decided volume, pan and plug-ins written into that track.
 
     Raises:
         AudioInputError: ``out_path`` is the input project, or the project has no text.
@@ -132,14 +148,7 @@ def write_project_copy(
     root = parse_rpp_text(project.text, str(project.path))
     out_dir = out_path.parent
     if out_dir.resolve() != project.folder.resolve():
-        for lineno, file in _source_file_lines(root):
-            if Path(file).is_absolute() or PureWindowsPath(file).anchor or not file:
-                continue
-            old = lines[lineno]
-            tokens = tokenize(old.strip())
-            indent = old[: len(old) - len(old.lstrip())]
-            new_file = _rel_or_abs(resolve_media(file, project.folder), out_dir)
-            lines[lineno] = indent + " ".join([tokens[0], quote(new_file)] + tokens[2:])
+        _repoint_media(lines, root, project.folder, out_dir)
     for note in notes:
         if "\n" in note or "\r" in note:
             raise AudioInputError(
@@ -160,11 +169,71 @@ def write_project_copy(
     new = fxmix_track_lines(
         _rel_or_abs(Path(mix_path), out_dir), position_s=position_s, length_s=length_s, notes=notes, solo=solo
     )
-    new = [base_indent + s for s in new]
-    text = newline.join(lines[:insert_at] + new + lines[insert_at:]) + newline
+    if mute:
+        new = [ln.replace("MUTESOLO 0 ", "MUTESOLO 1 ", 1) if ln.lstrip().startswith("MUTESOLO") else ln for ln in new]
+    inserts: dict[int, list[str]] = {insert_at: [base_indent + s for s in new]}
+    for index, settings in (track_settings or {}).items():
+        _set_track(lines, inserts, track_chunks[index], settings)
+    out_lines: list[str] = []
+    for k, line in enumerate(lines + [None]):
+        out_lines += inserts.get(k, [])
+        if line is not None:
+            out_lines.append(line)
+    text = newline.join(out_lines) + newline
     # The copy must parse again.
     parse_rpp_text(text, str(out_path))
     return write_text_atomic(out_path, text)
+
+
+def _repoint_media(lines: list[str], root: Chunk, project_dir: Path, out_dir: Path) -> None:
+    """Rewrite relative FILE paths so that a copy in ``out_dir`` plays the same media."""
+    for lineno, file in _source_file_lines(root):
+        if Path(file).is_absolute() or PureWindowsPath(file).anchor or not file:
+            continue
+        old = lines[lineno]
+        tokens = tokenize(old.strip())
+        new_file = _rel_or_abs(resolve_media(file, project_dir), out_dir)
+        lines[lineno] = _indent_of(old) + " ".join([tokens[0], quote(new_file)] + tokens[2:])
+
+
+def volpan_from_gains(left: float, right: float) -> tuple[float, float]:
+    """``(volume, pan)`` of a track whose channel gains should be ``left``, ``right`` (linear, >= 0) under the
+    stereo balance pan law the renderer reads projects with (:func:`fxmix.host_bridge.reaper.render.balance_gains`)."""
+    top = max(float(left), float(right))
+    if top <= 0.0:
+        return 0.0, 0.0
+    return top, (float(right) / float(left) - 1.0 if left >= right else 1.0 - float(left) / float(right))
+
+
+def _indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _set_track(lines: list[str], inserts: dict[int, list[str]], chunk: Chunk, settings: TrackSettings) -> None:
+    """Patch one TRACK chunk: its VOLPAN volume and pan (the line's other fields kept), its plug-ins appended
+    to its FXCHAIN (a new chain before its first item when it has none)."""
+    inner = _indent_of(lines[chunk.lineno]) + "  "
+    vol, pan = f"{settings.volume:.14g}", f"{float(np.clip(settings.pan, -1.0, 1.0)):.14g}"
+    volpan = chunk.lines("VOLPAN")
+    if volpan:
+        old = lines[volpan[0].lineno]
+        tokens = tokenize(old.strip())
+        tokens = [tokens[0], vol, pan] + tokens[3:] + (["-1", "-1", "1"] if len(tokens) < 4 else [])
+        lines[volpan[0].lineno] = _indent_of(old) + " ".join(tokens)
+    else:
+        inserts.setdefault(chunk.lineno + 1, []).append(f"{inner}VOLPAN {vol} {pan} -1 -1 1")
+    if not settings.fx_lines:
+        return
+    chains = chunk.chunks("FXCHAIN")
+    if chains:
+        fx_indent = _indent_of(lines[chains[0].lineno]) + "  "
+        inserts.setdefault(chains[0].end_lineno, []).extend(fx_indent + ln for ln in settings.fx_lines)
+        return
+    items = chunk.chunks("ITEM")
+    at = items[0].lineno if items else chunk.end_lineno
+    block = [f"{inner}<FXCHAIN", f"{inner}  SHOW 0", f"{inner}  LASTSEL 0", f"{inner}  DOCKED 0"]
+    block += [f"{inner}  {ln}" for ln in settings.fx_lines] + [f"{inner}>"]
+    inserts.setdefault(at, []).extend(block)
 
 
 def suggest_track_settings(

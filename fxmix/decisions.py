@@ -1,0 +1,75 @@
+"""Per-track decisions (``decisions.json``, :mod:`fxmix.model.decisions`) taken into a DAW: plug-in settings
+per track for the Reaper write-back and the preset export.
+
+A track's chain is its normalization (the parametric approximation of
+:func:`fxmix.plugin_presets.exporters.build_chain`: PEQ > compressor > utility) followed by the mixer's
+decisions (:func:`fxmix.plugin_presets.exporters.mixer_chain`: PEQ > compressor, then fader and pan). In a
+Reaper project the fader and pan go to the track's ``VOLPAN`` (the console's constant-power pan turned into
+the project's balance pan plus volume: the same channel gains), and a first utility restores the gains fxmix
+rendered the track with (its own and its folder parents' volume and pan), because Reaper runs track FX
+before the track's fader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from fxmix.host_bridge.reaper import Project, TrackSettings, track_gains, volpan_from_gains
+from fxmix.plugin_presets.export import track_chains
+from fxmix.plugin_presets.rfxchain import chain_text
+
+#: utility JSFX sliders that leave the signal as it is, but for the channel gains (dB) in front
+_UTILITY_REST = [0.0, 0.0, -2.0, 100.0]
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln]
+
+
+def reaper_track_settings(
+    project: Project, doc: Mapping, index: Mapping[str, int], heard: Mapping[str, np.ndarray]
+) -> tuple[dict[int, TrackSettings], list[str]]:
+    """Each mixed track's :class:`TrackSettings` for :func:`fxmix.host_bridge.reaper.write_project_copy`, and
+    notes on what could not be written.
+
+    Args:
+        project: the project the decisions were made on.
+        doc: the decisions document (its tracks named as ``index``'s keys).
+        index: track name -> track index in ``project``.
+        heard: track name -> the audio its normalization was decided on (44.1 kHz).
+    """
+    chains = track_chains(doc, heard)
+    settings: dict[int, TrackSettings] = {}
+    notes: list[str] = []
+    parents = {p for i in index.values() for p in _ancestors(project, i)}
+    for name, i in index.items():
+        norm, mixer = chains[name]
+        if i in parents:
+            notes.append(f"track {name!r} is a folder with its own items: its FX would also process its children, "
+                         "so its decisions are in decisions.json only")
+            continue
+        g = np.abs(track_gains(project, i))
+        head = [20 * np.log10(max(float(x), 1e-6)) for x in g] + _UTILITY_REST
+        text = chain_text(f"{name}/input", {"utility": head})
+        text += chain_text(f"{name}/normalization", norm.jsfx_sliders())
+        text += chain_text(f"{name}/mixer", mixer.jsfx_sliders(fader=False))
+        left = 10 ** ((mixer.gain_db + mixer.left_gain_db) / 20)
+        right = 10 ** ((mixer.gain_db + mixer.right_gain_db) / 20)
+        volume, pan = volpan_from_gains(left, right)
+        settings[i] = TrackSettings(volume, pan, tuple(_lines(text)))
+    for p in parents:  # their gains are in the children's first utility
+        settings.setdefault(p, TrackSettings(1.0, 0.0))
+    if doc.get("mixer") == "console" and any(t["mixer"]["reverb_send_db"] > -40.0 for t in doc["tracks"]):
+        notes.append("the console's reverb sends are not written (no reverb JSFX); their levels are in "
+                     "decisions.json")
+    return settings, notes
+
+
+def _ancestors(project: Project, index: int) -> list[int]:
+    out, t = [], project.tracks[index]
+    while t.parent is not None:
+        out.append(t.parent)
+        t = project.tracks[t.parent]
+    return out
