@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 from fxmix import __version__
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except FxmixError as exc:
         print(f"fxmix {verb}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`fxmix models | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when stdout is flushed
+        return 141
 
 
 if __name__ == "__main__":

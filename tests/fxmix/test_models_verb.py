@@ -24,3 +24,17 @@ def test_models_lists_every_packaged_model_as_text_and_json(capsys):
     for r in rows:
         assert r["n_parameters"] > 0 and r["arch"] and r["profile"], r["name"]
     assert sum(r["size_mb"] for r in rows) <= MAX_SHIPPED_MB
+
+
+def test_a_closed_pipe_ends_the_listing_without_a_traceback():
+    """`fxmix models | head -1`: the reader goes away (here before anything is printed, so the write must
+    fail); the command stops quietly (exit 141, as Unix tools do)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "fxmix.cli", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141)
+    assert "Traceback" not in err, err
