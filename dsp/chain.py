@@ -24,6 +24,7 @@ from .audio import check_audio, peak_db
 from .bands import band_centers_hz
 from .errors import ConfigError
 from .features import (
+    active_seconds,
     is_silent,
     k_weighted,
     k_weighting_sos,
@@ -105,6 +106,13 @@ def normalize_stem(
     if is_silent(x0):
         st.result.silent = True
         st.result.notes.append(f"{where}: silent (peak < {C.SILENCE_PEAK_DB:.0f} dBFS), passed through")
+        log.warning(st.result.notes[-1])
+        return st.result
+    active = active_seconds(x0, sample_rate)
+    if active < C.MIN_ACTIVE_S:
+        st.result.silent = True
+        st.result.notes.append(f"{where}: only {active * 1000:.1f} ms of audio above the silence level, "
+                               f"too short to measure its loudness (< {C.MIN_ACTIVE_S * 1000:.0f} ms), passed through")
         log.warning(st.result.notes[-1])
         return st.result
     refine = "eq" in stages and st.has_target("eq") and any(

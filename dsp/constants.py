@@ -26,6 +26,11 @@ SILENCE_PEAK_DB = -50.0
 #: counts as silent (bleed, a reverb tail, noise): normalizing it to its class target would raise it by tens
 #: of dB into a part the song does not have.
 RELATIVE_SILENCE_DB = 40.0
+#: A stem with less than this much audio (seconds, all counted) above SILENCE_PEAK_DB or within
+#: RELATIVE_SILENCE_DB of its own peak, whichever is lower, is too short to measure: BS.1770 loudness gates
+#: 400-ms blocks, so a click or a one-sample file would be raised by tens of dB to its class's loudness.
+#: Such a stem is passed through.
+MIN_ACTIVE_S = 0.4
 
 #: Loudness reference for spectrum features: stems are measured as if normalized to this level (LUFS).
 SPECTRUM_REF_LUFS = -30.0

@@ -516,6 +516,18 @@ def is_silent(audio: np.ndarray) -> bool:
     return peak_db(audio) < C.SILENCE_PEAK_DB
 
 
+def active_seconds(audio: np.ndarray, sample_rate: int, block: int = 1 << 16) -> float:
+    """Time (s) during which any channel of ``audio`` (channels, n) is above ``SILENCE_PEAK_DB`` or within
+    ``RELATIVE_SILENCE_DB`` of the stem's own peak, whichever is lower (a quiet recording and a stem with a few
+    huge spikes both count their body), counted in blocks so no full-length temporary is made."""
+    x = np.atleast_2d(audio)
+    threshold = 10.0 ** (min(C.SILENCE_PEAK_DB, peak_db(x) - C.RELATIVE_SILENCE_DB) / 20.0)
+    active = 0
+    for i in range(0, x.shape[-1], block):
+        active += int(np.count_nonzero(np.max(np.abs(x[:, i : i + block]), axis=0) > threshold))
+    return active / sample_rate
+
+
 def measure(audio: np.ndarray, sample_rate: int) -> StemFeatures:
     """All features of a (2, n) stem from one analysis STFT. Silent stems give ``silent=True`` (and NaNs)."""
     n_bands = band_centers_hz().size

@@ -151,8 +151,8 @@ def automix_tracks(
     mix, console = mix_tracks([(k, classes[k], normalized[k]) for k in names], runner.folder, runner=runner)
     t2 = time.perf_counter()
     notes = [m for r in results.values() for m in r.notes]
-    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
-    if peak > 1.0:
-        notes.append(f"mix peaked at {20 * np.log10(peak):+.2f} dBFS; written as float (no clipping applied)")
+    note = peak_note(float(np.max(np.abs(mix))) if mix.size else 0.0)
+    if note:
+        notes.append(note)
     return MixResult(mix.astype(np.float32), normalized, {k: r.params_dict() for k, r in results.items()}, notes,
                      str(runner.name), {"normalize_s": t1 - t0, "mix_s": t2 - t1}, prof.name, classes, console)

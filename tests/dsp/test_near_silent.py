@@ -35,3 +35,20 @@ def test_near_silent_stem_is_passed_through_not_boosted():
     assert all(not r.silent for r in res.values())
     for c, r in res.items():
         assert abs(integrated_loudness(r.audio, SR) - prof.targets[c].loudness_lufs) < 0.5
+
+
+def test_a_click_too_short_to_measure_is_passed_through_not_raised_to_its_class_loudness():
+    """A one-sample file (zero-padded to the song) has no measurable loudness: normalizing it would raise the
+    click by tens of dB. It is passed through with a note; a stem with enough audio is still normalized."""
+    from fxmix.dsp.chain import normalize_stem
+    from fxmix.dsp.profile import load_profile
+
+    prof = load_profile("musdb18-reference")
+    click = np.zeros((2, 4 * 44100), np.float32)
+    click[:, 0] = 0.1
+    res = normalize_stem(click, 44100, "drums", prof)
+    assert res.silent and np.array_equal(res.audio, click)
+    assert any("too short to measure" in n for n in res.notes)
+    rng = np.random.default_rng(0)
+    noise = (0.01 * rng.normal(size=(2, 4 * 44100))).astype(np.float32)
+    assert not normalize_stem(noise, 44100, "drums", prof).silent
