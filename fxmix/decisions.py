@@ -61,6 +61,9 @@ def reaper_track_settings(
         settings[i] = TrackSettings(volume, pan, tuple(_lines(text)))
     for p in parents:  # their gains are in the children's first utility
         settings.setdefault(p, TrackSettings(1.0, 0.0))
+    if doc.get("master"):
+        notes.append("the master stage (glue compressor, gain to the loudness target, -1 dBTP limiter) is not "
+                     "written to the master track; its settings are in decisions.json")
     if doc.get("mixer") == "console" and any(t["mixer"]["reverb_send_db"] > -40.0 for t in doc["tracks"]):
         notes.append("the console's reverb sends are not written (no reverb JSFX); their levels are in "
                      "decisions.json")

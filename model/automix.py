@@ -119,6 +119,7 @@ def automix_tracks(
     stages: Sequence[str] = DEFAULT_STAGES,
     seed: int = 0,
     on_stem_done: Callable[[str], None] | None = None,
+    master: bool = True,
 ) -> MixResult:
     """Effect-normalize every track to its class target, then let a track-level mixer decide and render.
 
@@ -128,6 +129,7 @@ def automix_tracks(
         model: ``console``, a console mixer folder, or a loaded :class:`fxmix.model.console_runtime.MixerRunner`.
         profile: as :func:`automix`; default the mixer's training profile.
         on_stem_done: called with each track's name as its normalization finishes.
+        master: the mixer's sum through the mean master stage (:func:`fxmix.model.console_runtime.mix_tracks`).
 
     Returns:
         a :class:`MixResult` keyed by track, with ``console`` the mixer's decisions.
@@ -148,7 +150,8 @@ def automix_tracks(
                               classes=classes, silence_gate=False)
     t1 = time.perf_counter()
     normalized = {k: r.audio for k, r in results.items()}
-    mix, console = mix_tracks([(k, classes[k], normalized[k]) for k in names], runner.folder, runner=runner)
+    mix, console = mix_tracks([(k, classes[k], normalized[k]) for k in names], runner.folder, runner=runner,
+                                master=master)
     t2 = time.perf_counter()
     notes = [m for r in results.values() for m in r.notes]
     note = peak_note(float(np.max(np.abs(mix))) if mix.size else 0.0)

@@ -7,7 +7,10 @@
 must already be effect-normalized to their class targets (:func:`fxmix.dsp.chain.normalize_stem`), as in
 training. The network sees every track's whole length (its features are pooled over time); the console is
 rendered by :func:`fxmix.model.console.render_console_pedalboard`, so the mix is what a host gets with
-pedalboard effects from the same decisions.
+pedalboard effects from the same decisions. The console's sum then goes through the master stage
+(:mod:`fxmix.dsp.stages.master`: glue compressor, gain to the loudness target, -1 dBTP limiter) with the
+corpus engineer's mean settings, as the mixes the mixer learnt from were mastered (``master=False``: the
+console's sum as it is).
 
 streaming-safe: no (whole-track analysis and rendering).
 """
@@ -23,6 +26,8 @@ import torch
 from fxmix.dsp.audio import atomic_path
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError, ModelLoadError
+from fxmix.dsp.stages.master import default_plan
+from fxmix.dsp.stages.master import master as master_stage
 
 from .console import ConsoleParams, render_console_pedalboard
 from .mixer import ConsoleMixer, class_indices, onnx_inputs, track_features
@@ -91,7 +96,7 @@ def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str]) -> Consol
 
 def mix_tracks(
     tracks: list[tuple[str, str, np.ndarray]], model_dir: str | os.PathLike, *, backend: str = "auto",
-    runner: MixerRunner | None = None,
+    runner: MixerRunner | None = None, master: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """Mix normalized tracks with the console mixer in ``model_dir``.
 
@@ -101,9 +106,11 @@ def mix_tracks(
         model_dir: folder of a saved console mixer (see the module docstring).
         backend: ``auto`` (ONNX when exported), ``eager`` or ``onnx``.
         runner: a loaded :class:`MixerRunner` to reuse (``model_dir`` is then only named in messages).
+        master: put the sum through the mean master stage (its filled plan is ``decisions["master"]``).
 
     Returns:
-        ``(mix (2, n) float32, decisions)``: the pedalboard rendering, and the console decisions as JSON
+        ``(mix (2, n) float32, decisions)``: the pedalboard rendering (mastered unless ``master=False``), and
+        the console decisions as JSON
         (:meth:`ConsoleParams.to_dict`, track names included) with the model's name and sample rate.
     """
     if not tracks:
@@ -119,7 +126,11 @@ def mix_tracks(
     audio = np.stack([np.asarray(t[2], np.float32) for t in tracks])
     params = decide(runner, audio, classes)
     mix = render_console_pedalboard(audio, params, SAMPLE_RATE)
+    plan = default_plan() if master else None
+    if plan is not None and np.any(mix):
+        mix = master_stage(mix, plan, SAMPLE_RATE)
     decisions = params.to_dict(0, names)
+    decisions["master"] = plan
     for d, c in zip(decisions["tracks"], classes):
         d["class"] = c
     decisions["model"] = {"arch": "console", "folder": str(Path(model_dir)), "sample_rate": SAMPLE_RATE,

@@ -6,6 +6,8 @@ Schema ``fxmix-decisions-1`` (all levels in dB, pans in [-1, 1], frequencies in 
     {"format": "fxmix-decisions-1", "sample_rate": 44100, "profile": NAME, "stages": [...],
      "model": TEXT, "mixer": "console" | "bus" | "none",
      "master_gain_db": G,                     # on the sum (console mixer; 0 otherwise)
+     "master": {...} | null,                  # console mixer: the master stage's filled plan
+                                              # (fxmix.dsp.stages.master: glue threshold, gain, ceiling)
      "console": {...},                        # console mixer only: pan law, EQ band centres, FIR, reverb IR
      "band_edges_hz": [...],                  # bus networks only: the bands of "band_gain_db"
      "tracks": [{"name": N, "file": PATH | null, "class": C,
@@ -92,13 +94,14 @@ def build_decisions(
     tracks = []
     if res.per_track:
         console = {t["name"]: t for t in res.console["tracks"]}
-        doc |= {"mixer": "console", "master_gain_db": res.console["master_gain_db"], "console": res.console["console"]}
+        doc |= {"mixer": "console", "master_gain_db": res.console["master_gain_db"],
+                "master": res.console.get("master"), "console": res.console["console"]}
         for name, file in files.items():
             mixer = {k: console[name][k] for k in CONSOLE_FIELDS}
             tracks.append(_track(name, file, classes[name], {"scope": "track", **res.params[name]}, mixer))
     else:
         bus = "none" if res.model.startswith("none") else "bus"
-        doc |= {"mixer": bus, "master_gain_db": 0.0}
+        doc |= {"mixer": bus, "master_gain_db": 0.0, "master": None}
         gains = bus_band_gains(res.mix, res.normalized) if bus == "bus" else {}
         if bus == "bus":
             doc["band_edges_hz"] = [round(float(f), 3) for f in CONTRIB_BAND_EDGES_HZ]

@@ -10,6 +10,7 @@ from fxmix.dsp.audio import read_audio
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.features import integrated_loudness
 from fxmix.dsp.profile import load_profile
+from fxmix.dsp.stages.master import master
 from fxmix.model.console import render_console_pedalboard
 from fxmix.model.decisions import DECISIONS_FORMAT, bus_band_gains, read_decisions, track_names
 from fxmix.model.losses import CONTRIB_BAND_EDGES_HZ
@@ -70,13 +71,14 @@ def test_console_mix_normalizes_every_track_and_writes_its_decisions(console_mix
 
 
 def test_console_decisions_render_the_written_mix(console_mix):
-    """decisions.json is complete: the normalized tracks through its console decisions give mix.wav."""
+    """decisions.json is complete: the normalized tracks through its console decisions and its master plan
+    give mix.wav."""
     out, norm = console_mix
     doc = read_decisions(out / "mix.decisions.json")
     tracks = np.stack([read_audio(norm / f"{t['name']}.wav").audio for t in doc["tracks"]])
     console = {"master_gain_db": doc["master_gain_db"],
                "tracks": [dict(t["mixer"], name=t["name"]) for t in doc["tracks"]]}
-    again = render_console_pedalboard(tracks, console, SR)
+    again = master(render_console_pedalboard(tracks, console, SR), dict(doc["master"]), SR)
     mix = read_audio(out / "mix.wav").audio
     assert mix.shape == again.shape
     err = np.max(np.abs(mix - again)) / np.max(np.abs(mix))

@@ -7,7 +7,10 @@ import numpy as np
 import pyloudnorm
 import pytest
 import torch
+from fxmix.dsp.constants import TRUE_PEAK_CEILING_DB
 from fxmix.dsp.errors import ConfigError
+from fxmix.dsp.stages.loudness import true_peak_db
+from fxmix.dsp.stages.master import MASTER_GLUE_GR_DB, MASTER_LUFS, master
 from fxmix.model.config import MixerConfig
 from fxmix.model.console import UNIT_SIZE, ConsoleParams, render_console
 from fxmix.model.console_runtime import MixerRunner, export_onnx, mix_tracks
@@ -97,7 +100,8 @@ def test_save_load_and_onnx_parity(tmp_path):
 def test_mix_tracks_renders_the_decisions_like_the_torch_console(tmp_path):
     save_model(tmp_path, _trained_like(3))
     tracks = _session(1.0)
-    mix, decisions = mix_tracks(tracks, tmp_path)
+    mix, decisions = mix_tracks(tracks, tmp_path, master=False)
+    assert decisions["master"] is None
     assert [t["name"] for t in decisions["tracks"]] == [t[0] for t in tracks]
     params = ConsoleParams.from_dict(decisions)
     audio = torch.from_numpy(np.stack([a for _, _, a in tracks]))[None]
@@ -106,6 +110,20 @@ def test_mix_tracks_renders_the_decisions_like_the_torch_console(tmp_path):
     lufs, ref_lufs = meter.integrated_loudness(mix.T), meter.integrated_loudness(ref.T)
     assert abs(lufs - ref_lufs) < 0.1
     assert abs(decisions["master_gain_db"]) > 0.01  # the network decided something
+
+
+def test_mastered_mix_reaches_the_master_target_and_its_plan_replays(tmp_path):
+    save_model(tmp_path, _trained_like(3))
+    tracks = _session(3.0)
+    raw, _ = mix_tracks(tracks, tmp_path, master=False)
+    mix, decisions = mix_tracks(tracks, tmp_path)
+    plan = decisions["master"]
+    assert plan["target_lufs"] == MASTER_LUFS
+    assert abs(pyloudnorm.Meter(SR).integrated_loudness(mix.T) - MASTER_LUFS) < 0.2
+    assert true_peak_db(mix) <= TRUE_PEAK_CEILING_DB + 0.05
+    peak_db = 20 * np.log10(np.max(np.abs(raw)))
+    assert plan["glue_threshold_db"] == pytest.approx(peak_db - 2 * MASTER_GLUE_GR_DB, abs=1e-3)
+    np.testing.assert_array_equal(master(raw, dict(plan), SR), mix)  # the recorded plan replays the mix
 
 
 def test_mix_tracks_refuses_unclassed_or_ragged_tracks(tmp_path):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from fxmix.dsp.audio import read_audio
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
+from fxmix.dsp.stages.master import master
 from fxmix.training.corpus.build import build_corpus, plan_corpus
 from fxmix.training.corpus.human import package_root
 from fxmix.training.corpus.openmpt import TrackerModule
 from fxmix.training.data import MultitrackDataset
-from fxmix.training.engineer.render import master
 
 # seed 1 draws a procedural song and a freedroid-data module excerpt (needs only libopenmpt0 + freedroid-data)
 SEED, SONGS, SECONDS, FAMILIES = 1, 2, 4.0, ("procedural", "human")

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...dsp.constants import CLASSES, SAMPLE_RATE
+from ...dsp.stages.master import master
 from . import rules
 from .analysis import analyse_session, arrangement_density
-from .render import apply_buses, master, render_track
+from .render import apply_buses, render_track
 from .taste import Taste, draw_taste
 
 #: Mean-engineer high-pass per class (Hz): the class means of the register rule on typical parts.

@@ -1,4 +1,4 @@
-"""Rendering engineer decisions with pedalboard: track chains with reverb/delay sends, class buses, master.
+"""Rendering engineer decisions with pedalboard: track chains with reverb/delay sends, class buses.
 
 - Track: two first-order high-passes (12 dB/oct) -> masking cuts (PeakFilter) -> stereo-linked Compressor
   -> gain to the decided loudness -> constant-power pan; sends (band-limited, post-fader) into the song's
@@ -8,8 +8,8 @@
   graphic EQ with loudness make-up (linear, applied to each track of the class) and a glue compressor
   whose gain is computed from the bus sum and applied to every track of the class (a side-chained group
   compressor), so a class stem is exactly the sum of its tracks' wet signals.
-- Master: glue compressor -> gain -> look-ahead true-peak limiter (dsp's loudness-stage limiter) at -1 dBTP,
-  the gain iterated to the loudness target. The mixture is the master output (not the stem sum, as in MUSDB18).
+- Master: :mod:`fxmix.dsp.stages.master` (glue compressor -> gain -> true-peak limiter at -1 dBTP, the gain
+  iterated to the loudness target). The mixture is the master output (not the stem sum, as in MUSDB18).
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pedalboard import Compressor, Delay, HighpassFilter, LowpassFilter, PeakFilter, Pedalboard, Reverb
+from pedalboard import Delay, HighpassFilter, LowpassFilter, PeakFilter, Pedalboard, Reverb
 
 from ...dsp.audio import db_to_gain
-from ...dsp.constants import TRUE_PEAK_CEILING_DB
-from ...dsp.features import integrated_loudness, linked_envelope, measure_spectrum
-from ...dsp.stages.compression import linked_gain
-from ...dsp.stages.loudness import peak_limit
+from ...dsp.features import integrated_loudness, measure_spectrum
+from ...dsp.stages.master import compress_linked
 from .tonal import excitation, exciter_mix_db, tonal_eq
 
 #: Class-bus glue compressor per class: ratio, attack (ms), release (ms).
@@ -33,7 +31,6 @@ BUS_COMP = {
     "bass": (3.0, 15.0, 200.0),
     "other": (2.0, 20.0, 300.0),
 }
-MASTER_COMP = (2.0, 25.0, 250.0)
 
 
 def pan_gains(pan: float) -> np.ndarray:
@@ -44,20 +41,6 @@ def pan_gains(pan: float) -> np.ndarray:
 
 def _f32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def compress_linked(
-    x: np.ndarray,
-    sr: int,
-    threshold_db: float,
-    ratio: float,
-    attack_ms: float,
-    release_ms: float,
-    key: np.ndarray | None = None,
-) -> np.ndarray:
-    """Stereo-linked pedalboard Compressor gain from ``key`` (default ``x``) -> (n,) gain."""
-    comp = Compressor(threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms, release_ms=release_ms)
-    return linked_gain(linked_envelope(_f32(x if key is None else key)), sr, comp)
 
 
 def track_chain(x: np.ndarray, d: dict, sr: int) -> np.ndarray:
@@ -144,33 +127,3 @@ def _excite(out: list[np.ndarray], idx: list[int], total: np.ndarray, cls: str, 
     g = np.float32(db_to_gain(bus["exciter_db"]))
     out = [_f32(w + exc[i] * g) if i in exc else w for i, w in enumerate(out)]
     return out, np.sum([out[i] for i in idx], axis=0)
-
-
-def master(prebus: np.ndarray, m: dict, sr: int) -> np.ndarray:
-    """Glue compressor -> gain -> true-peak limiter; fills ``m``'s threshold, gain and measured loudness."""
-    ratio, attack, release = MASTER_COMP
-    if m.get("glue_threshold_db") is None:
-        pk = 20 * math.log10(max(float(np.max(np.abs(prebus))), 1e-9))
-        m["glue_threshold_db"] = round(pk - m["glue_gr_db"] * ratio / (ratio - 1.0), 3)
-    x = _f32(prebus * compress_linked(prebus, sr, m["glue_threshold_db"], ratio, attack, release)[None, :])
-    replay = m.get("gain_db") is not None
-    gain = m["gain_db"] if replay else m["target_lufs"] - integrated_loudness(x, sr)
-    if not math.isfinite(gain):
-        gain = 0.0
-    passes = 1 if replay else 3
-    for k in range(passes):
-        gain = round(float(gain), 4)  # the recorded value, so a replay applies exactly this gain
-        y = peak_limit(_f32(x * np.float32(db_to_gain(gain))), sr, TRUE_PEAK_CEILING_DB)
-        lufs = integrated_loudness(y, sr)
-        if k == passes - 1 or not math.isfinite(lufs) or abs(lufs - m["target_lufs"]) < 0.1:
-            break
-        gain += m["target_lufs"] - lufs
-    m.update(
-        gain_db=round(float(gain), 4),
-        ratio=ratio,
-        attack_ms=attack,
-        release_ms=release,
-        ceiling_dbtp=TRUE_PEAK_CEILING_DB,
-        lufs=round(float(integrated_loudness(y, sr)), 3),
-    )
-    return y

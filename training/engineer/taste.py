@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ...dsp.stages.master import MASTER_GLUE_GR_DB, MASTER_LUFS
+
 #: (mean, std, lo, hi) of each taste value; the means are the calibrated defaults (training/DATA.md).
 TASTE_SPEC: dict[str, tuple[float, float, float, float]] = {
     "anchor_lufs": (-20.0, 0.0, -20.0, -20.0),  # accompaniment reference level before the master
@@ -37,8 +39,8 @@ TASTE_SPEC: dict[str, tuple[float, float, float, float]] = {
     "delay_db": (0.0, 2.5, -6.0, 5.0),
     "tonal_amount": (0.95, 0.04, 0.85, 1.0),  # how far each class bus is EQ'd toward the tonal target
     "bus_gr_db": (1.5, 0.5, 0.5, 3.0),  # class-bus glue gain reduction at the bus peaks
-    "master_gr_db": (2.0, 0.6, 0.5, 3.5),
-    "master_lufs": (-11.5, 1.2, -14.0, -9.0),
+    "master_gr_db": (MASTER_GLUE_GR_DB, 0.6, 0.5, 3.5),
+    "master_lufs": (MASTER_LUFS, 1.2, -14.0, -9.0),
 }
 
 
