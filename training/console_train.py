@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import math
 import time
 import tomllib
@@ -39,6 +40,8 @@ from fxmix.model.states import save_model
 
 from .checkpoints import STATE_FORMAT, has_checkpoints, resume_checkpoint, save_checkpoint
 from .console_data import Session, crop_batch, load_sessions, prepare_corpus
+
+log = logging.getLogger(__name__)
 
 #: a track counts in the balance term where its target level is within this of the mix (dB)
 ACTIVE_DB = 45.0
@@ -190,6 +193,23 @@ def _sessions(cfg: ConsoleTrainConfig, progress: bool) -> tuple[list[Session], l
     return train, valid
 
 
+def _valid_names(valid: list[Session]) -> list[str]:
+    return sorted(s.folder.name for s in valid)
+
+
+def _resumed_best(state: dict | None, valid: list[Session]) -> float:
+    """The best validation loss to beat: the resumed run's, unless its validation sessions were others (a
+    rebuilt corpus, or a checkpoint that did not record them), whose losses do not compare with these; then
+    the first validation sets the best again."""
+    if not state:
+        return math.inf
+    if state.get("valid_sessions") != _valid_names(valid):
+        log.warning("validation sessions differ from the resumed run's: its best (%.4f) is not compared",
+                    float(state.get("best_valid", math.inf)))
+        return math.inf
+    return float(state.get("best_valid", math.inf))
+
+
 @torch.no_grad()
 def validate(net: ConsoleMixer, objective: ConsoleObjective, sessions: list[Session]) -> dict[str, float]:
     """Mean loss terms over whole sessions (one at a time, deterministic)."""
@@ -239,7 +259,7 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
     state = resume_checkpoint(out, net, opt) if resume else None
     step = int(state["step"]) if state else 0
     _trim_log(out / "log.csv", step)
-    best = float(state.get("best_valid", math.inf)) if state else math.inf
+    best = _resumed_best(state, valid)
     crop = int(round(cfg.crop_s * cfg.net.sample_rate))
     last = min(cfg.steps, step + stop_after) if stop_after else cfg.steps
     bar = tqdm(total=last - step, disable=not progress, desc="console train")
@@ -266,7 +286,8 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
                 save_model(out / "best", net, extra=extra)
         _append_log(out / "log.csv", row)
         if step % cfg.checkpoint_every == 0 or step == last:
-            save_checkpoint(out, step, net, opt, {"format": STATE_FORMAT, "best_valid": best}, cfg.keep)
+            save_checkpoint(out, step, net, opt, {"format": STATE_FORMAT, "best_valid": best,
+                                                  "valid_sessions": _valid_names(valid)}, cfg.keep)
         bar.update(1)
         bar.set_postfix(loss=row["loss"])
     bar.close()

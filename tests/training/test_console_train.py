@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 
 import numpy as np
@@ -19,6 +20,7 @@ from fxmix.model.states import load_model
 from fxmix.training.console_data import crop_batch, load_sessions, prepare_song
 from fxmix.training.console_train import (
     ConsoleTrainConfig,
+    _resumed_best,
     balance_error,
     console_config_path,
     evaluate_console,
@@ -98,6 +100,21 @@ def test_run_checkpoints_resumes_logs_and_evaluates(cache, tmp_path):
     fam = report["families"]["all"]
     assert set(fam) == {"console", "normalized_sum"}
     assert all(np.isfinite(v["mrstft"]) and v["balance_db"] >= 0 for v in fam.values())
+
+
+def test_a_resume_on_other_validation_sessions_does_not_compare_their_losses(cache, tmp_path):
+    """A rebuilt corpus validates on other sessions: the resumed run's best loss is not the one to beat."""
+    net = MixerConfig(conv_channels=8, d_model=16, n_heads=2, n_layers=1, ff_size=16)
+    cfg = ConsoleTrainConfig(cache=str(cache), out_dir=str(tmp_path / "run"), steps=2, batch=1, crop_s=0.5,
+                             valid_every=2, checkpoint_every=2, lr=1e-3, net=net)
+    train_console(cfg, progress=False)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "state.json").read_text())
+    assert state["valid_sessions"] == ["song-a"]
+    valid = load_sessions(cache, "valid")
+    assert _resumed_best(state, valid) == state["best_valid"]
+    assert _resumed_best(dict(state, valid_sessions=["song-b"]), valid) == math.inf
+    assert _resumed_best({k: v for k, v in state.items() if k != "valid_sessions"}, valid) == math.inf
+    assert _resumed_best(None, valid) == math.inf
 
 
 def test_console_configs_are_recognised(tmp_path):
