@@ -31,6 +31,7 @@ from fxmix.dsp.chain import ALL_STAGES, DEFAULT_STAGES, normalize_stems
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.features import integrated_loudness
 from fxmix.dsp.profile import Profile, load_profile
+from fxmix.dsp.stages.master import MASTER_LUFS
 from fxmix.dsp.stems import LoadedBuses, StemMap, load_buses, resolve_stems
 from fxmix.outputs import (
     FORMATS,
@@ -137,12 +138,14 @@ def announce(song: Song) -> None:
         log.warning("%s", w)
 
 
-def run_song(song: Song, model, profile: Profile, stages, seed: int) -> tuple[LoadedBuses, MixResult]:
+def run_song(song: Song, model, profile: Profile, stages, seed: int, *,
+             master: bool = True) -> tuple[LoadedBuses, MixResult]:
     """Read, normalize and mix one song under one progress bar (hidden with ``fxmix -q``). A track-level
-    mixer (``--model console``) gets every track normalized on its own; the others get class buses."""
+    mixer (``--model console``) gets every track normalized on its own (and its sum mastered unless
+    ``master`` is False); the others get class buses."""
     quiet = not log.isEnabledFor(logging.INFO)
     if getattr(model, "mixes_tracks", False):
-        return run_song_tracks(song, model, profile, stages, seed, quiet)
+        return run_song_tracks(song, model, profile, stages, seed, quiet, master=master)
     n_steps = len(song.tracks.files) + len(profile.classes) + (0 if model is None else 1)
     with tqdm(total=n_steps, desc=song.name, unit="step", disable=quiet, leave=False) as bar:
         bar.set_postfix_str("reading")
@@ -161,7 +164,7 @@ def run_song(song: Song, model, profile: Profile, stages, seed: int) -> tuple[Lo
     return loaded, res
 
 
-def run_song_tracks(song: Song, model, profile: Profile, stages, seed: int, quiet: bool):
+def run_song_tracks(song: Song, model, profile: Profile, stages, seed: int, quiet: bool, *, master: bool = True):
     """:func:`run_song` for a track-level mixer: ``loaded.buses`` and the result are keyed by track name."""
     names = song_track_names(song)
     with tqdm(total=2 * len(names) + 1, desc=song.name, unit="step", disable=quiet, leave=False) as bar:
@@ -173,7 +176,7 @@ def run_song_tracks(song: Song, model, profile: Profile, stages, seed: int, quie
         from fxmix.model.automix import automix_tracks
 
         res = automix_tracks(tracks, model=model, profile=profile, stages=stages, seed=seed,
-                             on_stem_done=lambda _n: bar.update())
+                             on_stem_done=lambda _n: bar.update(), master=master)
         bar.update(bar.total - bar.n)
     return loaded, res
 
@@ -336,7 +339,7 @@ def mix_songs(args, songs: list[Song]) -> int:
             report_notes(doc)
             print(f"{song.name}: mix ({res.model}) -> {doc['outputs']['mix']}  [{doc['mix_lufs']} LUFS]")
             continue
-        loaded, res = run_song(song, model, profile, stages, args.seed)
+        loaded, res = run_song(song, model, profile, stages, args.seed, master=not args.no_master)
         if song.folder is not None:
             doc = write_song_folder(song, loaded, res, stages, args, profile)
         else:
@@ -457,6 +460,11 @@ def mix_main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--save-normalized", nargs="?", const="", default=None, metavar="DIR",
         help="also write the normalized stems: into DIR with a mix file output, into OUT/<song>/normalized otherwise",
+    )
+    p.add_argument(
+        "--no-master", action="store_true",
+        help="console mixer: leave its sum as it is (default: the master stage, glue compressor + gain to "
+        f"{MASTER_LUFS:g} LUFS + -1 dBTP limiter, as the mixes it learnt from)",
     )
     add_profile_flags(p)
     add_stage_flags(p)

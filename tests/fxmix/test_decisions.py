@@ -87,6 +87,21 @@ def test_console_decisions_render_the_written_mix(console_mix):
     assert params["decisions"] == str(out / "mix.decisions.json") and "decisions" not in params["outputs"]
 
 
+def test_no_master_writes_the_console_sum(console_mix, session_dir, tmp_path):
+    """--no-master: the console's sum as it is (the same decisions), and no master plan in decisions.json."""
+    out, _ = console_mix
+    assert main(["-q", "mix", str(session_dir), "-o", str(tmp_path / "bare.wav"), "--model", "console",
+                 "--no-master"]) == 0
+    doc = read_decisions(tmp_path / "bare.decisions.json")
+    assert doc["master"] is None
+    mastered = read_decisions(out / "mix.decisions.json")
+    assert [t["mixer"] for t in doc["tracks"]] == [t["mixer"] for t in mastered["tracks"]]
+    bare, mix = read_audio(tmp_path / "bare.wav").audio, read_audio(out / "mix.wav").audio
+    assert integrated_loudness(mix, SR) - integrated_loudness(bare, SR) == pytest.approx(
+        mastered["master"]["lufs"] - integrated_loudness(bare, SR), abs=0.1)
+    assert abs(integrated_loudness(mix, SR) - mastered["master"]["target_lufs"]) < 0.2
+
+
 def test_song_folder_holds_decisions_next_to_the_mix(session_dir, tmp_path):
     """A four-stem network: per track, its class bus's normalization and per-band contribution to the mix."""
     assert main(["-q", "mix", str(session_dir), "-o", str(tmp_path / "out"), "--model", "default"]) == 0
