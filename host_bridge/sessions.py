@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from fxmix.dsp.constants import REFERENCE_PROFILE
 from fxmix.host_bridge.osc import SessionFactory
 from fxmix.model.runtime import resolve_streaming_model
+from fxmix.model.states import read_sidecar
 from fxmix.model.streaming_runtime import step_graph
 
+from .console_session import ConsoleSession, resolve_console_runner
 from .engine import Session
 from .step_builder import ensure_step_graph
 
@@ -33,7 +36,9 @@ def make_session_factory(
 
     Args:
         model: ``"default"``, ``"none"``, a path to an exported causal network, or a loaded causal network
-            (shared by all sessions; each session keeps its own streaming state).
+            (shared by all sessions; each session keeps its own streaming state); ``"console"`` (or a console
+            mixer's folder or runner): :class:`~fxmix.host_bridge.console_session.ConsoleSession` sessions,
+            every track normalized on its own and mixed by the console mixer.
         profile: profile name or JSON path used when a session does not switch it.
         realtime: realtime engine sessions (plans picked up when ready, never waited on; ONNX Runtime network
             step) as ``fxmix serve`` and ``fxmix bench bridge`` use; False gives reproducible sessions (the
@@ -47,6 +52,14 @@ def make_session_factory(
     The network is loaded once here and shared (each session keeps its own streaming state), so opening a
     session reads no weights.
     """
+    if is_console_model(model):
+        runner = resolve_console_runner(model)  # loaded once, shared by the sessions
+
+        def console_factory(sample_rate: int, block_samples: int, n_tracks: int, prof: str | None) -> Any:
+            return ConsoleSession(sample_rate, block_samples, n_tracks, profile=prof or profile, model=runner,
+                                  realtime=realtime)
+
+        return console_factory
     model_arg: Any = None if isinstance(model, str) and model.lower() == "none" else model
     if isinstance(model_arg, str) or model_arg is None:
         model_arg = resolve_streaming_model(model_arg)[0]
@@ -68,9 +81,23 @@ def make_session_factory(
     return factory
 
 
+def is_console_model(model: Any) -> bool:
+    """Whether ``model`` names the track-level console mixer (``console``, its folder, or a loaded runner)."""
+    if hasattr(model, "mixes_tracks"):
+        return True
+    if not isinstance(model, (str, Path)) or str(model).lower() in ("none", "default", "offline", "causal"):
+        return False
+    if str(model).lower() == "console":
+        return True
+    folder = Path(model)
+    return (folder / "model.json").is_file() and read_sidecar(folder).get("arch") == "console"
+
+
 def prebuild_steps(factory_model: Any, block_sizes: Iterable[int] = COMMON_BLOCK_SIZES) -> threading.Thread | None:
     """Build the network's streaming step for each block size on a background thread (idle at server start),
     so a later open of that size finds it cached. Returns the thread, or None without a network."""
+    if is_console_model(factory_model):
+        return None
     net = resolve_streaming_model(factory_model)[0]
     if net is None or not hasattr(net, "step"):
         return None

@@ -39,7 +39,7 @@ def get_serve_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="interface to bind (default: loopback only; any other needs --allow)"
     )
     p.add_argument("--port", type=int, default=A.DEFAULT_PORT, help="UDP port (default %(default)s)")
-    p.add_argument("--model", default="default", help="network: default | none | PATH to an export")
+    p.add_argument("--model", default="default", help="network: default (causal bus network) | console (track-level console mixer) | none | PATH to an export")
     p.add_argument(
         "--profile", default=None, help="profile name or JSON path (default: the model's training profile)"
     )

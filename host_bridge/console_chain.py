@@ -1,0 +1,262 @@
+"""The track-level console on the audio thread: every track's EQ, compressor, fader, pan and reverb send, batched.
+
+Per block of (tracks, 2, n): EQ (one linear-phase FIR per track, stereo-linked, the console's own design:
+:data:`~fxmix.model.console.designs.EQ_FIR_TAPS` taps, (taps - 1) / 2 samples of latency; :class:`TrackConv`) ->
+stereo-linked compressor -> fader -> pan (:data:`~fxmix.model.console.designs.PAN_LAW`) -> the sum, and a
+post-pan send to the console's reverb (pedalboard ``Convolution`` of
+:func:`~fxmix.model.console.designs.reverb_ir`) -> master gain. The same effects, in the same order, as the
+pedalboard twin (:func:`fxmix.model.console.render_console_pedalboard`); the tests hold the two within 0.1 dB
+per band on fixed decisions.
+
+Why not one pedalboard chain per track: 64 tracks x 5 plug-in calls per 256-sample block cost more than the
+block itself in call overhead. Instead the compressor's envelope comes from *one* pedalboard ``Compressor``
+per attack/release setting, run over all the tracks that share it as channels at a probe threshold (the
+envelope does not depend on threshold or ratio; :func:`~fxmix.model.console.designs.compressor_envelope`),
+and every track's gain ``(env / T) ** (1 / ratio - 1)`` above its threshold is then numpy across tracks.
+
+The normalization's loudness gain (``drive``) is applied before the compressor, folded into its detector
+and the output gain, so changing it redesigns no filter.
+
+Smoothing: every control moves towards its target at a bounded slew (:data:`SLEW_DB_PER_S`,
+:data:`PAN_SLEW_PER_S`), ramped sample by sample inside the block; EQ changes are cross-faded over one block,
+a few tracks per block (:data:`MAX_FILTER_CHANGES`). Nothing steps, so parameter changes make no clicks.
+
+streaming-safe: yes (blocks of exactly ``block`` samples).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import pedalboard
+from fxmix.dsp.bands import band_centers_hz
+from fxmix.dsp.fir import design_fir
+from fxmix.dsp.streaming.track_conv import TrackConv, track_filter_spectra
+from fxmix.model.console.designs import (
+    EQ_FIR_TAPS,
+    PROBE_RATIO,
+    PROBE_THRESHOLD_DB,
+    eq_band_centers_hz,
+    pan_gains,
+    reverb_ir,
+)
+from fxmix.model.console.twin import convolution
+
+#: fastest level change of a gain, compressor drive or threshold (dB per second)
+SLEW_DB_PER_S = 24.0
+#: fastest pan change (pan units, -1..1, per second)
+PAN_SLEW_PER_S = 2.0
+#: EQ filter changes taken per block (each costs one extra track's multiply-accumulate in that block)
+MAX_FILTER_CHANGES = 4
+#: the per-track controls, rows of the chain's (controls, tracks) state, and their neutral values
+CONTROLS = ("gain_db", "drive_db", "threshold_db", "send_db", "pan", "ratio_exp")
+_NEUTRAL = (0.0, 0.0, 0.0, -120.0, 0.0, 1.0 / 2.0 - 1.0)
+
+
+def console_curve_on_grid(eq_db: np.ndarray) -> np.ndarray:
+    """(..., EQ bands) console EQ curve -> (..., grid bands) on the profile's 1/6-octave grid, the same curve
+    (linear in log frequency between the octave points, held at the ends, as the console's FIR design)."""
+    x, xp = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
+    flat = np.asarray(eq_db, float).reshape(-1, len(xp))
+    return np.stack([np.interp(x, xp, row) for row in flat]).reshape(*np.shape(eq_db)[:-1], len(x))
+
+
+class ConsoleChain:
+    """The per-track console of :mod:`this module <fxmix.host_bridge.console_chain>` for ``n_tracks`` tracks.
+
+    Controls are set from any thread with :meth:`set_eq` (designs the filter: call it off the audio thread)
+    and :meth:`set_targets`; :meth:`process` moves the running values towards the targets.
+
+    streaming-safe: yes.
+    """
+
+    def __init__(self, sample_rate: int, block: int, n_tracks: int):
+        self.sample_rate, self.block, self.n_tracks = int(sample_rate), int(block), int(n_tracks)
+        # the design's last tap is 0 (Hann window): EQ_FIR_TAPS - 1 taps fill whole partitions at power-of-2 blocks
+        self.conv = TrackConv(self.n_tracks, self.block, -(-(EQ_FIR_TAPS - 1) // self.block))
+        #: the EQ's delay (linear phase, as the console's FIR): part of the session's latency
+        self.latency_samples = (EQ_FIR_TAPS - 1) // 2
+        t = self.n_tracks
+        # running values (what the last block ended on) and targets: (controls, tracks)
+        self.cur = np.tile(np.asarray(_NEUTRAL)[:, None], (1, t))
+        self.target = self.cur.copy()
+        dt = self.block / self.sample_rate
+        # per-block steps; the ratio's exponent moves 0.05 per block (its gain curve about as fast as the levels)
+        self._slew = np.array([SLEW_DB_PER_S * dt] * 4 + [PAN_SLEW_PER_S * dt, 0.05])[:, None]
+        self.master_db = self.master_target = 0.0
+        self._static: dict[str, np.ndarray] | None = None
+        self.timing = np.tile([[10.0, 300.0]], (t, 1))
+        self._groups: list[tuple[tuple[int, int], pedalboard.Compressor]] = []
+        self._ramp = (np.arange(1, self.block + 1) / self.block).astype(np.float32)
+        self._reverb_setup()
+        self._set_groups()
+
+    # ------------------------------------------------------------------ controls
+
+    def set_eq(self, track: int, curve_db: np.ndarray) -> None:
+        """Queue track ``track``'s EQ: ``curve_db`` on the profile's 1/6-octave grid (normalization + console)."""
+        taps = design_fir(band_centers_hz(), np.asarray(curve_db, float), self.sample_rate, EQ_FIR_TAPS)
+        self.conv.set_filter(track, track_filter_spectra(taps[:-1], self.block))
+
+    def set_targets(self, **values) -> None:
+        """New targets: any of ``gain_db``, ``drive_db``, ``threshold_db``, ``send_db``, ``pan``, ``ratio``
+        ((tracks,) arrays) and ``master_db`` (float); the running values follow at the slew limits."""
+        target = self.target.copy()
+        for k, v in values.items():
+            if k == "master_db":
+                self.master_target = float(v)
+            elif k == "ratio":
+                target[CONTROLS.index("ratio_exp")] = 1.0 / np.asarray(v, float) - 1.0
+            elif k in CONTROLS:
+                target[CONTROLS.index(k)] = np.asarray(v, float)
+            else:
+                raise ValueError(f"unknown console control {k!r}; controls are {CONTROLS + ('ratio', 'master_db')}")
+        self.target = target  # one assignment: the audio thread sees the old targets or the new ones
+
+    def set_timing(self, attack_ms: np.ndarray, release_ms: np.ndarray) -> None:
+        """Per-track compressor attack/release (from the class); regroups the envelope compressors (their
+        ballistics restart: call on track assignment, not while playing)."""
+        timing = np.stack([np.asarray(attack_ms, float), np.asarray(release_ms, float)], axis=1)
+        if not np.array_equal(timing, self.timing):
+            self.timing = timing
+            self._set_groups()
+
+    def jump(self) -> None:
+        """Running values to their targets at once (a session start, before any audio)."""
+        self.cur = self.target.copy()
+        self.master_db = self.master_target
+        self._static = None
+
+    def _set_groups(self) -> None:
+        """One probe compressor per distinct (attack, release), over its tracks as one contiguous slice of the
+        tracks sorted by timing (``_order``; ``_unorder`` puts them back)."""
+        keys, group = np.unique(self.timing, axis=0, return_inverse=True)
+        self._order = np.argsort(group.ravel(), kind="stable")
+        self._unorder = np.argsort(self._order)
+        bounds = np.searchsorted(group.ravel()[self._order], np.arange(len(keys) + 1))
+        self._groups = [
+            ((int(bounds[i]), int(bounds[i + 1])),
+             pedalboard.Compressor(threshold_db=PROBE_THRESHOLD_DB, ratio=PROBE_RATIO,
+                                   attack_ms=float(attack), release_ms=float(release)))
+            for i, (attack, release) in enumerate(keys)
+        ]
+        self._held = np.ones(self.n_tracks, np.float32)
+
+    def _reverb_setup(self) -> None:
+        """The reverb runs one block late on its own thread when the impulse response starts with at least a
+        block of silence (its pre-delay): the response advanced by one block, applied to the previous block's
+        sends, gives this block's reverb exactly, and the audio thread only collects it."""
+        ir = reverb_ir(self.sample_rate)
+        lead = int(np.argmax(np.abs(ir).max(axis=0) > 0))
+        self._late = lead >= self.block
+        if self._late:
+            ir = np.concatenate([ir[:, self.block :], np.zeros((2, self.block), np.float32)], axis=1)
+        self.reverb = convolution(ir, self.sample_rate)
+        self._reverb_pool = ThreadPoolExecutor(1, "fxmix-reverb") if self._late else None
+        self._reverb_job: Future | None = None
+
+    def _reverb(self, send: np.ndarray) -> np.ndarray:
+        if not self._late:
+            return self.reverb.process(send, self.sample_rate, reset=False)
+        job, self._reverb_job = self._reverb_job, None
+        wet = job.result() if job is not None else np.zeros_like(send)
+        self._reverb_job = self._reverb_pool.submit(self.reverb.process, send, self.sample_rate, reset=False)
+        return wet
+
+    def close(self) -> None:
+        if self._reverb_pool is not None:
+            self._reverb_pool.shutdown(wait=True)
+
+    def reset(self) -> None:
+        self.conv.reset()
+        self._set_groups()
+        if self._reverb_job is not None:
+            self._reverb_job.result()
+            self._reverb_job = None
+        self.reverb.reset()
+
+    # ------------------------------------------------------------------ audio
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        """One block (tracks, 2, block) float32 -> the console's (2, block) mix."""
+        y = self.conv.process_tracks(x, MAX_FILTER_CHANGES)
+        r = self._advance()
+        over = self._envelope(np.maximum(np.abs(y[:, 0]), np.abs(y[:, 1])))
+        over *= r["drive"]  # the compressor's envelope relative to its threshold
+        above = over > 1.0
+        comp = np.ones_like(over)
+        if above.any():  # the gain curve only where the envelope is over the threshold
+            np.power(over, np.broadcast_to(r["ratio_exp"], over.shape), out=comp, where=above)
+        y *= comp[:, None, :]
+        dot = lambda a, w: np.einsum("tn,tn->n", a, np.broadcast_to(w, a.shape))  # noqa: E731
+        out = np.stack([dot(y[:, 0], r["left"]), dot(y[:, 1], r["right"])])
+        send = np.stack([dot(y[:, 0], r["send_left"]), dot(y[:, 1], r["send_right"])])
+        wet = self._reverb(send.astype(np.float32))
+        return ((out + wet) * r["master"][0]).astype(np.float32)
+
+    def _advance(self) -> dict[str, np.ndarray]:
+        """Move the running values one block towards their targets; the block's linear gains per track, as
+        (tracks, 1) while nothing moves, else (tracks, n) per-sample ramps from the old values to the new."""
+        prev, target = self.cur, self.target
+        step = target - prev
+        self.cur = np.where(np.abs(step) <= self._slew, target, prev + np.sign(step) * self._slew)  # lands exactly
+        m0 = self.master_db
+        self.master_db = m0 + float(np.clip(self.master_target - m0, -self._slew[0, 0], self._slew[0, 0]))
+        if self._static is not None and m0 == self.master_db and np.array_equal(prev, self.cur):
+            return self._static
+        a, b = _gains(prev, m0), _gains(self.cur, self.master_db)
+        if np.array_equal(a, b):
+            self._static = {k: a[i][:, None].astype(np.float32) for i, k in enumerate(_GAIN_ROWS)}
+            return self._static
+        self._static = None
+        a32, d32 = a.astype(np.float32)[:, :, None], (b - a).astype(np.float32)[:, :, None]
+        ramp = a32 + d32 * self._ramp
+        return {k: ramp[i] for i, k in enumerate(_GAIN_ROWS)}
+
+    def _envelope(self, detector: np.ndarray) -> np.ndarray:
+        """(tracks, n) envelope (linear) of each track's compressor, from the probe compressor of its timing
+        group; where the detector is ~0 the last live sample's envelope is held (as the twin's linked gain)."""
+        d = detector[self._order]  # tracks grouped by timing: each group one contiguous slice
+        y = np.empty_like(d)
+        for (a, b), comp in self._groups:
+            y[a:b] = comp.process(d[a:b], self.sample_rate, reset=False)
+        g = _held_ratio(y, d, self._held)
+        self._held = g[:, -1].copy()
+        np.maximum(g, np.float32(1e-15), out=g)
+        # JUCE's gain at the probe setting is (env / T) ** (1 / PROBE_RATIO - 1): env = T * g ** _PROBE_EXP
+        env = _PROBE_T / (g * g) if _PROBE_EXP == -2.0 else _PROBE_T * g**_PROBE_EXP
+        return env[self._unorder]
+
+
+_PROBE_T = np.float32(10.0 ** (PROBE_THRESHOLD_DB / 20.0))
+_PROBE_EXP = 1.0 / (1.0 / PROBE_RATIO - 1.0)
+_GAIN_ROWS = ("left", "right", "send_left", "send_right", "drive", "ratio_exp", "master")
+
+
+def _gains(v: np.ndarray, master_db: float) -> np.ndarray:
+    """(rows of _GAIN_ROWS, tracks) linear gains of the controls ``v`` (CONTROLS, tracks): the fader with the
+    normalization's gain and the pan per channel, the same post-pan for the reverb send, the compressor's drive
+    (gain over threshold), the ratio's exponent, the master gain (every column)."""
+    c = dict(zip(CONTROLS, v))
+    level = 10.0 ** ((c["gain_db"] + c["drive_db"]) / 20.0)
+    left, right = pan_gains(c["pan"])
+    send = 10.0 ** (c["send_db"] / 20.0)
+    drive = 10.0 ** ((c["drive_db"] - c["threshold_db"]) / 20.0)
+    master = np.full_like(level, 10.0 ** (master_db / 20.0))
+    return np.stack([level * left, level * right, level * left * send, level * right * send, drive,
+                     c["ratio_exp"], master])
+
+
+def _held_ratio(y: np.ndarray, d: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """y / d per sample where d is live (> 1e-7), else the previous live value of the row (``held`` before
+    the block's first live sample)."""
+    live = d > 1e-7
+    g = np.ones(d.shape, np.float32)
+    np.divide(y, d, out=g, where=live, casting="unsafe")
+    if not live.all():
+        idx = np.where(live, np.arange(d.shape[1])[None, :], -1)
+        np.maximum.accumulate(idx, axis=1, out=idx)
+        g = np.where(idx >= 0, np.take_along_axis(g, np.maximum(idx, 0), axis=1), held[:, None])
+    return np.minimum(g, np.float32(1.0)).astype(np.float32, copy=False)
+

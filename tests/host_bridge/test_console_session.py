@@ -1,0 +1,221 @@
+"""The real-time console mixer: the per-track chain against its pedalboard twin, a real session through the
+console path, and parameter changes without clicks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fxmix.dsp.audio import read_audio
+from fxmix.dsp.bands import band_weights
+from fxmix.dsp.features import integrated_loudness
+from fxmix.host_bridge.console_chain import ConsoleChain, console_curve_on_grid
+from fxmix.host_bridge.console_session import ConsoleSession
+from fxmix.host_bridge.sessions import make_session_factory
+from fxmix.model.console import ConsoleParams, render_console_pedalboard
+
+SR = 44100
+BLOCK = 256
+CLASSES = ["vocals", "drums", "bass", "other"]
+DEMO = Path(__file__).resolve().parents[2] / "fxmix" / "demo"
+
+
+def _demo(seconds: float) -> np.ndarray:
+    n = int(seconds * SR)
+    return np.stack([read_audio(DEMO / f"{c}.flac").audio[:, :n] for c in CLASSES]).astype(np.float32)
+
+
+def _fixed_params() -> ConsoleParams:
+    rng = np.random.default_rng(1)
+    base = ConsoleParams.neutral(1, 4, CLASSES)
+    return ConsoleParams(
+        gain_db=torch.tensor([[-3.0, 2.0, -6.0, 0.0]]),
+        pan=torch.tensor([[0.3, -0.5, 0.0, 0.8]]),
+        eq_db=torch.tensor(rng.uniform(-6, 6, (1, 4, base.eq_db.shape[-1])), dtype=torch.float32),
+        comp_threshold_db=torch.tensor([[-20.0, -15.0, -25.0, -10.0]]),
+        comp_ratio=torch.tensor([[4.0, 3.0, 2.0, 6.0]]),
+        comp_attack_ms=base.comp_attack_ms,
+        comp_release_ms=base.comp_release_ms,
+        reverb_send_db=torch.tensor([[-12.0, -20.0, -40.0, -15.0]]),
+        master_gain_db=torch.tensor([-2.0]),
+    )
+
+
+def _chain_render(x: np.ndarray, p: ConsoleParams) -> np.ndarray:
+    """The chain with fixed decisions over whole blocks, its latency removed: (2, n) aligned with ``x``."""
+    v = p.map(lambda t: t.detach().double()[0].numpy())
+    chain = ConsoleChain(SR, BLOCK, x.shape[0])
+    chain.set_timing(v.comp_attack_ms, v.comp_release_ms)
+    chain.set_targets(gain_db=v.gain_db, pan=v.pan, threshold_db=v.comp_threshold_db, ratio=v.comp_ratio,
+                      send_db=v.reverb_send_db, drive_db=np.zeros(x.shape[0]), master_db=float(v.master_gain_db))
+    chain.jump()
+    for i in range(x.shape[0]):
+        chain.set_eq(i, console_curve_on_grid(v.eq_db[i]))
+    chain.conv.apply_pending()
+    lat, n = chain.latency_samples, x.shape[-1]
+    padded = np.pad(x, ((0, 0), (0, 0), (0, lat + BLOCK)))
+    total = (n + lat) // BLOCK * BLOCK + BLOCK
+    try:
+        out = np.concatenate([chain.process(padded[:, :, k : k + BLOCK]) for k in range(0, total, BLOCK)], axis=1)
+    finally:
+        chain.close()
+    return out[:, lat : lat + n]
+
+
+def _bands_db(z: np.ndarray) -> np.ndarray:
+    z = z[:, SR // 2 : -SR // 2]  # the edges (compressor settling) left out
+    power = (np.abs(np.fft.rfft(z, axis=-1)) ** 2).sum(axis=0)
+    return 10 * np.log10(band_weights(z.shape[-1], SR) @ power + 1e-20)
+
+
+def test_chain_equals_pedalboard_twin_per_track():
+    """Each track alone through the chain and through the twin (EQ, compressor, fader, pan, reverb send,
+    master): within 0.1 dB in every 1/6-octave band within 50 dB of the track's loudest, and 0.1 LU."""
+    x = _demo(5.0)
+    p = _fixed_params()
+    for i in range(4):
+        solo = p.map(lambda t, i=i: t[:, i : i + 1] if t.ndim > 1 else t)
+        ref = render_console_pedalboard(x[i : i + 1], solo, SR)
+        got = _chain_render(x[i : i + 1], solo)
+        b_ref, b_got = _bands_db(ref), _bands_db(got)
+        live = b_ref > b_ref.max() - 50.0
+        assert np.abs(b_got - b_ref)[live].max() < 0.1, CLASSES[i]
+        assert abs(integrated_loudness(got, SR) - integrated_loudness(ref, SR)) < 0.1, CLASSES[i]
+
+
+def test_session_console_path_reports_each_track():
+    """A real session of four demo tracks through the console path (deterministic mode): a finite mix, and
+    every track's own decisions (normalization gain towards its class loudness, the console's gain and pan)."""
+    x = _demo(6.0)
+    x[2] *= 0.1  # the bass 20 dB down: its normalization gain must make up for it
+    s = ConsoleSession(SR, BLOCK, 4)
+    try:
+        for i, c in enumerate(CLASSES):
+            s.set_track(i, name=c.capitalize(), class_name=c)
+        n = x.shape[-1] // BLOCK * BLOCK
+        y = np.concatenate([s.process(x[:, :, k : k + BLOCK]) for k in range(0, n, BLOCK)], axis=1)
+        assert np.isfinite(y).all() and np.abs(y).max() > 1e-3
+        params = s.all_track_params()
+        stats = s.stats()
+    finally:
+        s.close()
+    assert stats["decisions"] >= 5 and stats["tracks_decided"] == 4 and stats["mixer"] == "console"
+    for e in params:
+        total = e["normalization"]["gain_db"] + e["console"]["gain_db"] + e["console"]["master_gain_db"]
+        assert e["gain_db"] == pytest.approx(total, abs=2e-3)
+        assert -1.0 <= e["pan"] <= 1.0 and e["normalization"]["decided"]
+    gains = [e["normalization"]["gain_db"] for e in params]
+    # each track its own gain: the quiet bass gets the most (its raw loudness is the lowest by far)
+    assert len({round(g, 1) for g in gains}) == 4 and int(np.argmax(gains)) == 2
+
+
+def test_factory_opens_console_sessions():
+    factory = make_session_factory("console", realtime=False)
+    s = factory(48000, 512, 3, None)
+    try:
+        assert isinstance(s, ConsoleSession)
+        assert s.latency_samples == 512 + s.chain.latency_samples
+        out = s.process(np.zeros((3, 2, 512), np.float32))
+        assert out.shape == (2, 512) and not out.any()
+        assert [set(e) >= {"gain_db", "pan", "console", "normalization"} for e in s.all_track_params()] == [True] * 3
+    finally:
+        s.close()
+
+
+def _max_step(chain: ConsoleChain, x: np.ndarray, change, jump: bool) -> float:
+    """Largest sample-to-sample difference of the chain's output over a change made at block 40."""
+    outs = []
+    for k in range(0, x.shape[-1], BLOCK):
+        if k == 40 * BLOCK:
+            change(chain)
+            if jump:
+                chain.jump()
+                chain.conv.apply_pending()
+        outs.append(chain.process(x[:, :, k : k + BLOCK]))
+    chain.close()
+    y = np.concatenate(outs, axis=1)
+    return float(np.abs(np.diff(y[:, 30 * BLOCK :], axis=1)).max())
+
+
+@pytest.mark.parametrize(
+    ("change", "max_gain"),
+    [
+        (lambda c: c.set_targets(gain_db=np.array([12.0]), pan=np.array([-1.0])), 10 ** (12 / 20) * np.sqrt(2)),
+        (lambda c: c.set_eq(0, console_curve_on_grid(np.array([0, 0, 0, 0, 12.0, 12.0, 0, 0, 0, 0]))), 10 ** (12 / 20)),
+        (lambda c: c.set_targets(threshold_db=np.array([-30.0]), ratio=np.array([8.0])), 1.0),
+    ],
+    ids=["gain+pan", "eq", "compressor"],
+)
+def test_parameter_changes_make_no_clicks(change, max_gain):
+    """A sine through the chain: after a sudden new target the output moves no faster from one sample to the
+    next than the sine itself can at the largest gain reached (+5 %), while the same change applied at once
+    (``jump``, no cross-fade) steps past that bound."""
+    f, amp = 440.0, 0.25
+    t = np.arange(80 * BLOCK) / SR
+    x = np.tile((amp * np.sin(2 * np.pi * f * t)).astype(np.float32), (1, 2, 1))
+    bound = amp * 2 * np.pi * f / SR * max_gain * 1.05
+    smoothed = _max_step(ConsoleChain(SR, BLOCK, 1), x, change, jump=False)
+    stepped = _max_step(ConsoleChain(SR, BLOCK, 1), x, change, jump=True)
+    assert smoothed <= bound
+    assert stepped > 2 * bound
+
+
+def test_analysis_features_equal_the_mixers_track_features():
+    """The session computes the console mixer's features from its own STFT (one STFT feeds the features, the
+    spectrum and the loudness): equal to :func:`fxmix.model.mixer.track_features` on the same frames."""
+    from fxmix.model.mixer import track_features
+
+    s = ConsoleSession(48000, 256, 2)
+    try:
+        x = (0.1 * np.random.default_rng(0).standard_normal((2, 2, 48000))).astype(np.float32)
+        power = s._new_power(x)
+        bands = power @ s._band_w.T
+        t, _, f, b = bands.shape
+        ours = (np.log10(bands + 1e-10) * 0.5).transpose(0, 1, 3, 2).reshape(t, 2 * b, f)
+        ref = track_features(torch.from_numpy(x), s.config).numpy()
+        j0 = s.config.n_fft // 2 // s.config.hop
+        np.testing.assert_allclose(ours, ref[..., j0 : j0 + f], atol=1e-4, rtol=0)
+    finally:
+        s.close()
+
+
+def test_osc_params_and_reaper_feedback_carry_each_tracks_gain_and_pan():
+    """``fxmix serve --model console`` over real UDP: /fxmix/params and the Reaper feedback give each track
+    its own gain and pan (the normalization's gain + the console's fader and master; the console's pan)."""
+    import json
+    import socket
+
+    from fxmix.host_bridge.osc.client import stream_mix
+    from fxmix.host_bridge.osc.codec import parse_messages
+    from support import osc as S
+
+    reaper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    reaper.bind(("127.0.0.1", 0))
+    reaper.settimeout(0.05)
+    try:
+        with (
+            S.running_server(model="console", reaper_feedback=reaper.getsockname()) as server,
+            S.open_client(server) as client,
+        ):
+            mix, report = stream_mix(client, S.stems(4.0), S.SR, timeout_s=20.0)
+            client.send("/fxmix/query/params", 0)
+            params = [json.loads(client.wait_reply("/fxmix/params", 10.0)[2]) for _ in S.TRACKS]
+            got: dict[str, float] = {}
+            deadline = time.monotonic() + 5.0
+            while len(got) < 2 * len(S.TRACKS) and time.monotonic() < deadline:
+                try:
+                    data, _ = reaper.recvfrom(65535)
+                except TimeoutError:
+                    continue
+                got.update({m.address: m.params[0] for m in parse_messages(data)})
+    finally:
+        reaper.close()
+    assert report.blocks_lost == 0 and np.isfinite(mix).all() and np.abs(mix).max() > 1e-3
+    assert all(p["mixer"] == "console" and p["normalization"]["decided"] for p in params)
+    assert len({round(p["gain_db"], 2) for p in params}) == len(params)  # each track its own gain
+    for k, p in enumerate(params):
+        assert got[f"/track/{k + 1}/volume/db"] == pytest.approx(p["gain_db"], abs=1e-3)
+        assert got[f"/track/{k + 1}/pan"] == pytest.approx(0.5 * (p["pan"] + 1.0), abs=1e-3)
