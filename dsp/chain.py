@@ -35,6 +35,7 @@ from .features import (
 from .fir import fir_power_response
 from .params import PARAM_TYPES, EqParams
 from .profile import Profile
+from .scratch import ScratchPool
 from .stages import compression, eq, loudness, panning, reverb
 
 log = logging.getLogger("fxmix.dsp")
@@ -83,6 +84,7 @@ def normalize_stem(
     reverb_options: Mapping | None = None,
     where: str | None = None,
     in_place: bool = False,
+    scratch: ScratchPool | None = None,
 ) -> StemResult:
     """Effect-normalize one stereo stem of class ``class_name`` to ``profile``'s targets.
 
@@ -97,11 +99,14 @@ def normalize_stem(
         where: name for messages (a file or track).
         in_place: the caller gives ``audio`` up: where it is (2, n) float32 already, the result is written
             into it and ``result.audio`` is that array (one stem of working memory instead of two).
+        scratch: files for the copies the EQ refinement sets aside while it works in the input's array
+            (the stems of a song share them); a pool of this stem's own where None.
     """
     where = where or class_name
     x0 = check_audio(audio, where)
     stages = check_stages(stages)
-    st = _Stem(sample_rate, class_name, profile.targets_for(class_name), StemResult(x0), where)
+    pool = ScratchPool() if scratch is None else scratch
+    st = _Stem(sample_rate, class_name, profile.targets_for(class_name), StemResult(x0), where, pool=pool)
     st.owned = in_place or x0 is not audio
     if is_silent(x0):
         st.result.silent = True
@@ -118,15 +123,21 @@ def normalize_stem(
     refine = "eq" in stages and st.has_target("eq") and any(
         s in stages and st.has_target(s) for s in ("compression", "panning")
     )
-    x, sums = _first_pass(x0, st, stages, rng, reverb_options, defer=refine)
-    if refine:
-        t0, staged = time.perf_counter(), sum(st.result.timings_s.values())
-        work = [x]
-        del x  # _refine holds the first pass's stem alone, so that it can let it go before the replay
-        x = _refine(work, sums, x0, st, stages)
-        # the stages' own plans and applies in the replay are timed as theirs; the rest is the refinement's
-        spent = time.perf_counter() - t0 - (sum(st.result.timings_s.values()) - staged)
-        st.result.timings_s["eq_refine"] = spent
+    try:
+        x, sums = _first_pass(x0, st, stages, rng, reverb_options, defer=refine)
+        if refine:
+            t0, staged = time.perf_counter(), sum(st.result.timings_s.values())
+            work = [x]
+            del x  # _refine holds the first pass's stem alone, so that it can let it go before the replay
+            x = _refine(work, sums, x0, st, stages)
+            # the stages' own plans and applies in the replay are timed as theirs; the rest is the refinement's
+            spent = time.perf_counter() - t0 - (sum(st.result.timings_s.values()) - staged)
+            st.result.timings_s["eq_refine"] = spent
+    finally:
+        for copy in st.scratch.values():
+            pool.give_back(copy)
+        if scratch is None:
+            pool.close()
     st.result.audio = x
     return st.result
 
@@ -141,6 +152,33 @@ class _Stem:
     result: StemResult
     where: str
     owned: bool = False  # the input array may be written
+    #: what the refinement needs again while the input's array is worked in, by slot: "stem" (the input,
+    #: later the refined EQ's output), "finished" (the replay's finished stem)
+    scratch: dict = field(default_factory=dict)
+    pool: ScratchPool | None = None
+
+    def set_aside(self, x: np.ndarray, slot: str = "stem") -> bool:
+        """Keep a copy of ``x`` in the stem's scratch file ``slot``, so that its array can be worked in;
+        False where it cannot be (the caller did not give the input up, or no scratch file could be
+        written): the caller then works in a new array."""
+        if not self.owned:
+            return False
+        copy = self.scratch.get(slot)
+        if copy is None:
+            copy = self.pool.copy_of(x)
+            if copy is not None:
+                self.scratch[slot] = copy
+            return copy is not None
+        try:
+            copy.save(x)
+        except OSError:
+            self.scratch.pop(slot).close()
+            return False
+        return True
+
+    def bring_back(self, out: np.ndarray, slot: str = "stem") -> np.ndarray:
+        """The copy set aside in ``slot``, read into ``out``."""
+        return self.scratch[slot].load(out)
 
     def has_target(self, stage: str) -> bool:
         t = self.targets
@@ -192,7 +230,11 @@ def _first_pass(x0, st: _Stem, stages, rng, reverb_options, *, defer: bool):
             st.add_time("panning", t0)
             continue
         if st.plan(stage, x, rng=rng, reverb_options=reverb_options) is not None:
-            x = st.run(stage, x, in_place=x is not x0 or (st.owned and not defer))
+            # with a refinement to follow, the input is set aside (scratch file) before its array is used
+            in_place = x is not x0 or (st.owned and not defer)
+            if not in_place and defer and st.owned and stage != "reverb":
+                in_place = "stem" in st.scratch or st.set_aside(x0)
+            x = st.run(stage, x, in_place=in_place)
     return x, sums
 
 
@@ -272,25 +314,34 @@ def _refine(work: list, sums, x0, st: _Stem, stages) -> np.ndarray:
             return _into_input(_finish(x, st, stages, from_stage="panning"), x0, st)
     st.result.params["eq"] = refined
     del x  # the first pass's work goes before the replay's
+    if "stem" in st.scratch:  # the first pass worked in the input's array: the input comes back
+        st.bring_back(x0)
     y = _up_to_eq(x0, st, stages)
     if "compression" not in st.result.params:
         return _into_input(_finish(y, st, stages, from_stage="panning"), x0, st)
     gain_db = peak_normalize_gain_db(y)
     st.result.params["compression"] = replace(st.result.params["compression"], input_gain_db=gain_db or 0.0)
     # the refined EQ's output is kept for a second threshold search: where the input was given up it
-    # sits in the input's array; else the compressor writes into it and it is made again if needed
-    z = st.run("compression", y, in_place=not st.owned, out=np.empty_like(y) if st.owned else None)
+    # sits in the input's array, set aside in the scratch file (else in a new array the compressor writes);
+    # where it was not, the compressor writes into it and it is made again if needed
+    aside = y is x0 and "stem" in st.scratch and st.set_aside(y)
+    kept = False  # the finished stem z is in the scratch's "finished" slot
+    fresh = st.owned and not aside
+    z = st.run("compression", y, in_place=not fresh, out=np.empty_like(y) if fresh else None)
     z = _finish(z, st, stages, from_stage="panning")
     t = st.targets
     if compression.in_band(z, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db):
         return _into_input(z, x0, st)
     if not st.owned:
         y = _up_to_eq(x0, st, stages)
+    elif aside:  # the finished stem z is in y's array: z is set aside and y comes back
+        kept = st.set_aside(z, "finished")
+        y, z = st.bring_back(x0), None
     rep = compression.plan(y, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db, st.class_name)
     if rep.note and not rep.in_band:
         st.result.notes.append(f"{st.where}: compression (after EQ refinement): {rep.note}")
-    if rep.params == st.result.params["compression"]:  # the search lands where the replay was (a limit)
-        return _into_input(z, x0, st)
+    if rep.params == st.result.params["compression"] and (z is not None or kept):  # lands where it was
+        return _into_input(z, x0, st) if z is not None else st.bring_back(x0, "finished")
     st.result.params["compression"] = rep.params
     z = None
     return _finish(y, st, stages, from_stage="compression")
@@ -467,14 +518,19 @@ def normalize_stems(
                 reverb_options=reverb_options,
                 where=names[i],
                 in_place=in_place,
+                scratch=scratch,
             )
         if on_stem_done is not None:
             on_stem_done(names[i])
         return result
 
-    if workers <= 1 or len(names) <= 1:
-        results = [one(i) for i in range(len(names))]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(one, range(len(names))))
+    scratch = ScratchPool()  # the stems pass their scratch files on (see normalize_stem)
+    try:
+        if workers <= 1 or len(names) <= 1:
+            results = [one(i) for i in range(len(names))]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(one, range(len(names))))
+    finally:
+        scratch.close()
     return dict(zip(names, results))

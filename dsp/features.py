@@ -91,7 +91,7 @@ class KWeighted:
     edges: np.ndarray  # (n_edges,) sorted sample positions of block starts and ends
     block_edges: np.ndarray  # (2, n_blocks) index in ``edges`` of each block's start and end
     energies: np.ndarray  # (channels, n_edges - 1) float64 sums of the squared K-weighted signal
-    states: np.ndarray  # (channels, n_chunks, sections, 2) float32 filter state at each chunk start
+    states: np.ndarray  # (n_chunks, sections, channels, 2) float32 filter state at each chunk start
 
     def lufs(self, gain: float = 1.0) -> float:
         """Integrated loudness (LUFS) of the stem scaled by ``gain``; -inf for silence."""
@@ -119,7 +119,7 @@ class KWeighted:
         """The energies of a copy of the stem that differs from it only inside the sample ``ranges``
         ((start, end) pairs); ``source(a, b)`` returns that copy's samples a..b ((channels, b - a))."""
         k = _SEGMENTS_PER_CHUNK
-        n_chunks = self.states.shape[1]
+        n_chunks = self.states.shape[0]
         chunk_of = lambda i: int(np.searchsorted(self.edges, i, side="right") - 1) // k  # noqa: E731
         spans: list[list[int]] = []  # chunk spans to re-filter; one chunk more after each change
         for a, b in sorted(ranges):
@@ -131,24 +131,24 @@ class KWeighted:
         energies = self.energies.copy()
         sos = k_weighting_sos(self.sample_rate)
         for c0, c1 in spans:
-            for ch in range(energies.shape[0]):
-                zi = self.states[ch, c0]
-                for c in range(c0, c1 + 1):
-                    zi = _filter_chunk(source, ch, self, c, sos, zi, energies[ch])
+            zi = self.states[c0]
+            for c in range(c0, c1 + 1):
+                zi = _filter_chunk(source, self, c, sos, zi, energies)
         return KWeighted(self.sample_rate, self.n, self.edges, self.block_edges, energies, self.states)
 
 
-def _filter_chunk(source, ch: int, kw: KWeighted, c: int, sos, zi, energies: np.ndarray) -> np.ndarray:
-    """K-weight chunk ``c`` of channel ``ch`` of ``source`` from state ``zi``: its segment energies go
-    into ``energies``; returns the state at the chunk's end."""
+def _filter_chunk(source, kw: KWeighted, c: int, sos, zi, energies: np.ndarray) -> np.ndarray:
+    """K-weight chunk ``c`` of every channel of ``source`` from state ``zi`` (sections, channels, 2), all
+    channels in one call (each channel filtered on its own, as one call per channel would): the segment
+    energies go into ``energies`` (channels, segments); returns the state at the chunk's end."""
     k = _SEGMENTS_PER_CHUNK
     a, b = kw.chunk_bounds(c)
     if b <= a:
         return zi
-    y, zi = sosfilt(sos, source(a, b)[ch], zi=zi)
+    y, zi = sosfilt(sos, source(a, b), axis=-1, zi=zi)
     first = c * k
     local = kw.edges[first : min(first + k, kw.edges.size - 1)] - a
-    energies[first : first + local.size] = np.add.reduceat(np.square(y, dtype=np.float64), local)
+    energies[:, first : first + local.size] = np.add.reduceat(np.square(y, dtype=np.float64), local, axis=1)
     return zi
 
 
@@ -170,15 +170,14 @@ def k_weighted(audio: np.ndarray, sample_rate: int) -> KWeighted:
     sos = k_weighting_sos(sample_rate)
     n_chunks = -(-(edges.size - 1) // _SEGMENTS_PER_CHUNK)
     energies = np.zeros((x.shape[0], edges.size - 1))
-    states = np.zeros((x.shape[0], max(n_chunks, 1), sos.shape[0], 2), np.float32)
+    states = np.zeros((max(n_chunks, 1), sos.shape[0], x.shape[0], 2), np.float32)
     kw = KWeighted(sample_rate, n, edges, inverse.reshape(2, n_blocks), energies, states)
     if not np.any(x):
         return kw
-    for ch in range(x.shape[0]):
-        zi = np.zeros((sos.shape[0], 2), np.float32)
-        for c in range(n_chunks):
-            states[ch, c] = zi
-            zi = _filter_chunk(lambda a, b: x[:, a:b], ch, kw, c, sos, zi, energies[ch])
+    zi = np.zeros(states.shape[1:], np.float32)
+    for c in range(n_chunks):
+        states[c] = zi
+        zi = _filter_chunk(lambda a, b: x[:, a:b], kw, c, sos, zi, energies)
     return kw
 
 
@@ -221,7 +220,7 @@ def _stft_power_chunks(audio: np.ndarray, n_fft: int, hop: int):
     x = np.asarray(audio, np.float32)
     step = max(1, _STFT_CHUNK // n_fft)  # frames per chunk: temporaries of a few MB whatever the length
     for i, fr in _frame_chunks(lambda a, b: x[..., a:b], x.shape[-1], n_fft, hop, step):
-        spec = scipy.fft.rfft(fr * win, axis=-1, workers=-1)
+        spec = scipy.fft.rfft(fr * win, axis=-1)  # one thread: stems already run in parallel
         yield i, np.add(np.square(spec.real), np.square(spec.imag))
 
 
@@ -356,9 +355,11 @@ def onset_boundaries_from(mono_at, n: int, sample_rate: int) -> np.ndarray:
     for _, fr in _frame_chunks(
         lambda a, b: np.asarray(mono_at(a, b), np.float32), n, C.ONSET_FFT, C.ONSET_HOP, _ONSET_FRAMES
     ):
-        logmag = np.abs(scipy.fft.rfft(fr * win, axis=-1, workers=-1))
-        logmag *= 100.0
-        np.log1p(logmag, out=logmag)
+        logmag = np.abs(scipy.fft.rfft(fr * win, axis=-1))  # one thread: stems already run in parallel
+        # log(1 + 100 |X|) less its constant log(100), which every frame-to-frame rise cancels; np.log has a
+        # vectorized float32 loop, log1p none (several times slower)
+        logmag += 0.01
+        np.log(logmag, out=logmag)
         rise = np.empty_like(logmag)  # frame-to-frame rise, from the previous chunk's last frame on
         np.subtract(logmag[1:], logmag[:-1], out=rise[1:])
         if prev is not None:
@@ -434,22 +435,41 @@ def linked_envelope(audio: np.ndarray, gain: np.float32 | None = None) -> np.nda
     n = audio.shape[-1]
     env = None
     for a in range(0, n, _CHUNK_SAMPLES):
-        c = _scaled(audio, gain, a, min(a + _CHUNK_SAMPLES, n))
+        c = linked_envelope_at(audio, gain, a, min(a + _CHUNK_SAMPLES, n))
         if env is None:
             env = np.empty(n, c.dtype)
-        np.max(np.abs(c), axis=0, out=env[a : a + c.shape[-1]])
+        env[a : a + c.shape[-1]] = c
     return env
 
 
 def linked_envelope_at(audio: np.ndarray, gain: np.float32 | None, a: int, b: int) -> np.ndarray:
-    """Samples a..b of ``linked_envelope(audio, gain)``."""
-    return np.abs(_scaled(audio, gain, a, b)).max(axis=0)
+    """Samples a..b of ``linked_envelope(audio, gain)``: for a stereo stem max(|L|, |R|) * gain, the same
+    values without the scaled copy (|x| * g rounds monotonically, so max_c |x_c * g| == max_c |x_c| * g)."""
+    if audio.ndim != 2 or audio.shape[0] != 2 or audio.dtype != np.float32:
+        return np.abs(_scaled(audio, gain, a, b)).max(axis=0)
+    env = np.abs(audio[0, a:b])
+    np.maximum(env, np.abs(audio[1, a:b]), out=env)
+    return env if gain is None else np.multiply(env, gain, out=env, casting="unsafe")
 
 
 def _scaled(audio: np.ndarray, gain: np.float32 | None, a: int, b: int) -> np.ndarray:
     """Samples a..b of ``(audio * gain).astype(float32)`` (``audio`` itself where gain is None)."""
     c = audio[:, a:b]
     return c if gain is None else (c * gain).astype(np.float32, copy=False)
+
+
+def _scaled_mono(audio: np.ndarray, gain: np.float32 | None, a: int, b: int) -> np.ndarray:
+    """Samples a..b of ``_scaled(audio, gain).mean(axis=0)``: for a stereo float32 stem (L g + R g) / 2, the
+    same float32 arithmetic without the (channels, b - a) copy."""
+    if audio.ndim != 2 or audio.shape[0] != 2 or audio.dtype != np.float32:
+        return _scaled(audio, gain, a, b).mean(axis=0)
+    if gain is None:
+        m = audio[0, a:b] + audio[1, a:b]
+    else:
+        m = audio[0, a:b] * gain
+        m += audio[1, a:b] * gain
+    m *= np.float32(0.5)
+    return m
 
 
 def peak_normalize_gain_db(audio: np.ndarray, level_db: float = C.DYNAMICS_PEAK_NORM_DB) -> float | None:
@@ -492,9 +512,7 @@ def peak_normalized_bounds(
     :func:`peak_normalized_onsets` gives but the envelope (``linked_envelope_at`` makes it by pieces)."""
     g = peak_normalize_gain_db(audio, level_db)
     gain = db_to_gain32(g)
-    bounds = onset_boundaries_from(
-        lambda a, b: _scaled(audio, gain, a, b).mean(axis=0), audio.shape[-1], sample_rate
-    )
+    bounds = onset_boundaries_from(lambda a, b: _scaled_mono(audio, gain, a, b), audio.shape[-1], sample_rate)
     return bounds, gain, (0.0 if g is None else g)
 
 

@@ -165,14 +165,18 @@ def apply_fir(
     return out
 
 
-#: output samples per batch of overlap-save blocks (bounds the temporaries of :func:`apply_fir`)
-_BATCH_SAMPLES = 1 << 17
+#: output samples per batch of overlap-save blocks (bounds the temporaries of :func:`apply_fir` to a
+#: few MB; fewer, larger batches cost less Python per sample)
+_BATCH_SAMPLES = 1 << 18
+#: overlap-save block size in filter lengths: 3 (m - 1) keeps each block's transform in cache; measured
+#: faster per output sample than 8 (m - 1), whose larger blocks waste less on the overlap
+_BLOCK_FACTOR = 3
 
 
 def _filter_spectrum(h: np.ndarray, n: int) -> tuple[np.ndarray, int]:
     """rfft of ``h`` on the block size used for a signal of ``n`` samples: (spectrum, n_fft)."""
     m = len(h)
-    n_fft = scipy.fft.next_fast_len(min(max(8 * (m - 1), 1 << 12), n + m - 1), real=True)
+    n_fft = scipy.fft.next_fast_len(min(max(_BLOCK_FACTOR * (m - 1), 1 << 12), n + m - 1), real=True)
     n_fft = max(n_fft, m)
     return scipy.fft.rfft(h, n_fft), n_fft
 

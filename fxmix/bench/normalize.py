@@ -286,12 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     stems, what = load_content(args)
     scale = _scale(next(iter(stems.values())).shape[-1])
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="fxmix-bench-normalize-") as tmp:
         rep, normalized = run_library(stems, Path(tmp), args)
         cli = run_cli(stems, Path(tmp), args) if args.cli else None
     n_s = next(iter(stems.values())).shape[-1] / C.SAMPLE_RATE
     print(f"\nnormalize {n_s:.0f} s x {len(stems)} stems: {what}"
           + (f" (reference figures scaled to {n_s:.0f} s)" if abs(scale - 1.0) > 1e-3 else ""))
+    print(f"  load average (1 min) {load_before:.2f} before the runs, {os.getloadavg()[0]:.2f} after, on "
+          f"{os.cpu_count()} CPUs: other work slows the wall clock, CPU time (user + system) is the fair figure")
     print_library(rep, args, scale)
     if cli is not None:
         print_cli(cli, args, scale)
