@@ -31,11 +31,11 @@ class ScratchCopy:
         self.shape: tuple[int, ...] | None = None
 
     @classmethod
-    def of(cls, x: np.ndarray) -> ScratchCopy | None:
-        """A copy of ``x`` (C-contiguous float32); None, with a debug message, where the temporary folder
-        cannot take it (the caller keeps a copy in memory instead)."""
+    def of(cls, x: np.ndarray, copy: ScratchCopy | None = None) -> ScratchCopy | None:
+        """A copy of ``x`` (C-contiguous float32) in ``copy``'s file or a new one; None, with a debug
+        message, where the temporary folder cannot take it (the caller keeps a copy in memory instead)."""
         try:
-            copy = cls()
+            copy = copy or cls()
         except OSError as e:
             log.debug("no scratch file for a stem copy (%s); keeping it in memory", e)
             return None
@@ -88,15 +88,7 @@ class ScratchPool:
         """A copy of ``x`` in a free file of the pool or a new one; None where none can be written."""
         with self._lock:
             copy = self._free.pop() if self._free else None
-        if copy is None:
-            return ScratchCopy.of(x)
-        try:
-            copy.save(x)
-        except OSError as e:
-            copy.close()
-            log.debug("scratch file full (%s); keeping the stem copy in memory", e)
-            return None
-        return copy
+        return ScratchCopy.of(x, copy)
 
     def give_back(self, copy: ScratchCopy) -> None:
         with self._lock:

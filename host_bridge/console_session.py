@@ -47,12 +47,12 @@ from fxmix.dsp.errors import AudioInputError, ConfigError
 from fxmix.dsp.features import k_weighting_sos
 from fxmix.dsp.profile import Profile, load_profile
 from fxmix.dsp.streaming import TAU_S
-from fxmix.dsp.track_classes import classify_track_name
 from fxmix.model.console import ConsoleParams
 from fxmix.model.console.params import class_timing
 from fxmix.model.mixer import class_indices
 
 from .console_chain import ConsoleChain, console_curve_on_grid
+from .engine import assign_track
 from .samples import MAX_SAMPLE, clip_huge
 
 log = logging.getLogger("fxmix.engine")
@@ -189,16 +189,9 @@ class ConsoleSession:
 
     def set_track(self, index: int, class_name: str | None = None, name: str | None = None) -> str:
         """Assign a track's class (or guess it from ``name``); returns the class in force."""
-        if not 0 <= int(index) < self.n_tracks:
-            raise ConfigError(f"set_track: track index {index} is out of range [0, {self.n_tracks - 1}]")
-        if name is not None:
-            self.track_name[index] = str(name)
-        if class_name is None and name is not None:
-            class_name = classify_track_name(name)
-        if class_name is not None:
-            if class_name not in self.classes:
-                raise ConfigError(f"set_track: unknown class {class_name!r}; classes are {list(self.classes)}")
-            self.track_class[index] = class_name
+        before = list(self.track_class)
+        assign_track(self, index, class_name, name)
+        if self.track_class != before:
             self.chain.set_timing(*class_timing(self.track_class))
         return self.track_class[index]
 

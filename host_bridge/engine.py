@@ -154,6 +154,22 @@ def _bus_summary(p: dict) -> dict:
     return out
 
 
+def assign_track(session, index: int, class_name: str | None, name: str | None) -> str:
+    """A session's ``set_track``: check the index, record the name, take the class given or guessed from the
+    name (checked against ``session.classes``); returns the class in force."""
+    if not 0 <= int(index) < session.n_tracks:
+        raise ConfigError(f"set_track: track index {index} is out of range [0, {session.n_tracks - 1}]")
+    if name is not None:
+        session.track_name[index] = str(name)
+    if class_name is None and name is not None:
+        class_name = classify_track_name(name)
+    if class_name is not None:
+        if class_name not in session.classes:
+            raise ConfigError(f"set_track: unknown class {class_name!r}; classes are {list(session.classes)}")
+        session.track_class[index] = class_name
+    return session.track_class[index]
+
+
 class Session:
     """Tracks -> class buses -> streaming normalizer -> causal network -> stereo mix, block by block.
 
@@ -258,19 +274,7 @@ class Session:
 
     def set_track(self, index: int, class_name: str | None = None, name: str | None = None) -> str:
         """Assign a track's class (or guess it from ``name``); returns the class in force."""
-        if not 0 <= int(index) < self.n_tracks:
-            raise ConfigError(f"set_track: track index {index} is out of range [0, {self.n_tracks - 1}]")
-        if name is not None:
-            self.track_name[index] = str(name)
-        if class_name is None and name is not None:
-            class_name = classify_track_name(name)
-        if class_name is not None:
-            if class_name not in self.classes:
-                raise ConfigError(
-                    f"set_track: unknown class {class_name!r}; classes are {list(self.classes)}"
-                )
-            self.track_class[index] = class_name
-        return self.track_class[index]
+        return assign_track(self, index, class_name, name)
 
     def set_control(self, name: str, value=None) -> None:
         self._settle()
