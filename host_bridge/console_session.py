@@ -147,7 +147,7 @@ class ConsoleSession:
         self.sample_rate, self.block_samples, self.n_tracks = int(sample_rate), int(block_samples), int(n_tracks)
         self.runner = resolve_console_runner(model)
         self.model_label = str(self.runner.name)
-        from fxmix.model.runtime import model_profile
+        from fxmix.model.names import model_profile
 
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile or model_profile(self.runner))
         self.classes = tuple(classes)

@@ -15,7 +15,8 @@ from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.profile import Profile, load_profile
 
 from .console_runtime import mix_tracks
-from .runtime import DEFAULT_PROFILE, model_profile, resolve_model
+from .names import DEFAULT_PROFILE, model_profile
+from .runtime import resolve_model
 
 
 @dataclass

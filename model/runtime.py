@@ -5,8 +5,8 @@
 * One resolver of model names: ``none``, ``default`` (a packaged model), ``offline`` / ``causal`` (the packaged
   model of that kind) or a path. :func:`resolve_model` gives an offline :class:`Runtime`,
   :func:`resolve_streaming_model` the eager streaming network a real-time session steps, and
-  :func:`resolve_model_path` the folder alone; they share :func:`packaged_kind`.
-* :func:`model_profile`: the profile a network was trained with.
+  :func:`resolve_model_path` the folder alone; they share :func:`fxmix.model.names.packaged_kind`.
+* The names themselves and the profile a model was trained with: :mod:`fxmix.model.names` (no torch).
 """
 
 from __future__ import annotations
@@ -19,23 +19,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from fxmix.dsp.constants import REFERENCE_PROFILE
 from fxmix.dsp.errors import ConfigError, ModelLoadError
 
 from . import default_model_path
 from .apply import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, mix_stems
+from .names import packaged_kind
 from .nets import PaperNet
 from .paper_runtime import PaperRuntime
 from .states import CARD_NAME, ONNX_NAME, TS_NAME, load_model, read_card, read_sidecar, verify_export_file
 
 log = logging.getLogger(__name__)
 
-#: The profile for inputs of a model whose sidecar does not name its training profile.
-DEFAULT_PROFILE = REFERENCE_PROFILE
-
-#: Kinds of packaged model (``model/weights/<kind>/``), each also a model name; ``console`` is the track-level
-#: mixer (:class:`fxmix.model.console_runtime.MixerRunner`), the others mix the four class buses.
-PACKAGED_KINDS = ("offline", "causal", "console")
 
 #: Inference backends of :func:`load_runtime`.
 BACKENDS = ("auto", "fast", "onnx", "torchscript", "eager")
@@ -168,20 +162,6 @@ def load_runtime(path: str | os.PathLike, backend: str = "auto") -> Runtime:
 # ---------------------------------------------------------------- choosing a model by name
 
 
-def packaged_kind(spec: Any, *, streaming: bool = False) -> str | None:
-    """The packaged model kind a model name means, or None for anything else (a path, a loaded network).
-
-    ``default`` is the offline model, or the causal one for a streaming session; ``offline`` and ``causal``
-    name their kind. Names are case-insensitive.
-    """
-    if not isinstance(spec, str):
-        return None
-    name = spec.lower()
-    if name == "default":
-        return "causal" if streaming else "offline"
-    return name if name in PACKAGED_KINDS else None
-
-
 def resolve_model_path(spec: str, where: str = "model") -> Path:
     """A packaged model name -> its folder; anything else is a path.
 
@@ -270,24 +250,3 @@ def resolve_streaming_model(spec) -> tuple[Any, str]:
         )
     net.eval()
     return net, label
-
-
-def model_profile(runtime) -> str:
-    """The profile a network was trained with (normalize its inputs the same way), else DEFAULT_PROFILE."""
-    info = getattr(runtime, "info", None) or {}
-    return str((info.get("training") or {}).get("profile") or DEFAULT_PROFILE)
-
-
-def training_profile(spec, *, streaming: bool = False) -> str:
-    """The profile the model ``spec`` names was trained with, read from its sidecar alone (no weights loaded):
-    the profile every verb normalizes with unless told otherwise. ``none`` (and a model whose sidecar names no
-    profile) -> :data:`DEFAULT_PROFILE`."""
-    if spec is None or (isinstance(spec, str) and spec.lower() == "none"):
-        return DEFAULT_PROFILE
-    if not isinstance(spec, (str, Path)):
-        return model_profile(spec)
-    kind = packaged_kind(spec, streaming=streaming)
-    path = Path(spec) if kind is None else default_model_path(kind)
-    if path is None:
-        return DEFAULT_PROFILE
-    return str((read_sidecar(path).get("training") or {}).get("profile") or DEFAULT_PROFILE)

@@ -45,7 +45,8 @@ from ..dsp.errors import ConfigError
 from ..dsp.profile import load_profile
 from ..model.automix import automix_tracks
 from ..model.console_runtime import MixerRunner
-from ..model.runtime import load_runtime, resolve_model_path, training_profile
+from ..model.names import training_profile
+from ..model.runtime import load_runtime, resolve_model_path
 from ..model.states import read_sidecar
 from .data import MultitrackDataset
 from .engineer import mean_engineer_decisions, render_decisions

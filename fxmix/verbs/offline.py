@@ -228,7 +228,7 @@ def run_profile(args) -> Profile:
     """``--profile``, else the training profile of ``--model`` (read from its sidecar, before any loading)."""
     if args.profile:
         return load_profile(args.profile)
-    from fxmix.model.runtime import training_profile
+    from fxmix.model.names import training_profile  # the sidecar alone: torch is not imported
 
     return load_profile(training_profile(args.model))
 

@@ -14,7 +14,7 @@ from fxmix.dsp.stems import find_stem_files, load_buses
 from fxmix.dsp.track_classes import assign_classes, load_rules
 from fxmix.host_bridge.reaper import read_project, render_buses
 from fxmix.model.decisions import read_decisions
-from fxmix.model.runtime import training_profile
+from fxmix.model.names import training_profile
 from fxmix.plugin_presets.export import DECISION_FORMATS, FORMATS, export_decisions, export_track_decisions
 from fxmix.plugin_presets.schema import factory_presets, load_preset, preset_from_dict
 

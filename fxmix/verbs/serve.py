@@ -15,7 +15,7 @@ from fxmix.host_bridge.osc import addresses as A
 from fxmix.host_bridge.osc.worker import IDLE_TIMEOUT_S
 from fxmix.host_bridge.sessions import make_session_factory, prebuild_steps
 from fxmix.host_bridge.step_builder import start_export_child
-from fxmix.model.runtime import training_profile
+from fxmix.model.names import training_profile
 
 log = logging.getLogger("fxmix")
 

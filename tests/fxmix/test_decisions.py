@@ -14,7 +14,8 @@ from fxmix.dsp.stages.master import master
 from fxmix.model.console import render_console_pedalboard
 from fxmix.model.decisions import DECISIONS_FORMAT, bus_band_gains, read_decisions, track_names
 from fxmix.model.losses import CONTRIB_BAND_EDGES_HZ
-from fxmix.model.runtime import packaged_kind, resolve_model
+from fxmix.model.names import packaged_kind
+from fxmix.model.runtime import resolve_model
 from support import signals
 
 import fxmix

@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 from fxmix.dsp.features import integrated_loudness
 from fxmix.dsp.profile import load_profile
-from fxmix.model.runtime import training_profile
+from fxmix.model.names import training_profile
 from support import signals
 
 from fxmix.cli import main

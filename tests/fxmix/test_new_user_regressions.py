@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fxmix.dsp.constants import REFERENCE_PROFILE
-from fxmix.model.runtime import training_profile
+from fxmix.model.names import training_profile
 
 from fxmix.cli import main
 

@@ -10,8 +10,9 @@ import torch
 from fxmix.dsp.errors import ModelLoadError
 from fxmix.model.causal import CausalMixer
 from fxmix.model.config import CausalConfig
+from fxmix.model.names import packaged_kind
 from fxmix.model.registry import build_model
-from fxmix.model.runtime import packaged_kind, resolve_model, resolve_model_path, resolve_streaming_model
+from fxmix.model.runtime import resolve_model, resolve_model_path, resolve_streaming_model
 from fxmix.model.states import save_model
 from fxmix.model.streaming_runtime import OrtStep, realtime_step, step_graph
 

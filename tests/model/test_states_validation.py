@@ -12,8 +12,9 @@ import soundfile as sf
 import torch
 from fxmix.dsp.constants import SAMPLE_RATE
 from fxmix.dsp.errors import ModelLoadError
+from fxmix.model.names import training_profile
 from fxmix.model.registry import build_model
-from fxmix.model.runtime import load_runtime, training_profile
+from fxmix.model.runtime import load_runtime
 from fxmix.model.states import CARD_NAME, ONNX_NAME, TS_NAME, load_model, save_model, sha256_file
 from safetensors.torch import load_file, save_file
 
@@ -139,3 +140,11 @@ def test_cli_names_the_bad_model_folder_without_a_traceback(folder, tmp_path, ca
     err = capsys.readouterr().err
     assert "model.json" in err and "n_filters = 200000" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_sidecar_arch_names_are_the_registry():
+    """The torch-free sidecar check accepts exactly the registered architectures."""
+    from fxmix.model.registry import ARCHS
+    from fxmix.model.sidecar import ARCH_NAMES
+
+    assert sorted(ARCH_NAMES) == sorted(ARCHS)

@@ -15,7 +15,8 @@ from fxmix.dsp.profile import load_profile
 from fxmix.dsp.stems import load_buses
 from fxmix.model.apply import chunk_weights, cut_samples, plan_chunks
 from fxmix.model.automix import automix
-from fxmix.model.runtime import model_profile, resolve_model
+from fxmix.model.names import model_profile
+from fxmix.model.runtime import resolve_model
 from fxmix.model.streamed import EXCERPT_S, N_EXCERPTS, excerpt_ranges, mix_song, normalize_song
 
 from tests.support import signals

@@ -13,7 +13,7 @@ from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.chain import normalize_stem
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.profile import load_profile
-from fxmix.model.runtime import training_profile
+from fxmix.model.names import training_profile
 from fxmix.plugin_presets.peq import (
     FILTER_GAIN_LIMIT_DB,
     OUTPUT_GAIN_LIMIT_DB,
