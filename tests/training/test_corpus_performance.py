@@ -11,7 +11,13 @@ from fxmix.dsp.constants import SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.features import integrated_loudness, measure_dynamics
 from fxmix.training.corpus.build import build_corpus
-from fxmix.training.corpus.material import SINGER_REGISTERS, in_register
+from fxmix.training.corpus.material import (
+    LOW_VOICING_RANGE,
+    SINGER_REGISTERS,
+    in_register,
+    low_voiced,
+    with_low_voicing,
+)
 from fxmix.training.corpus.notes import NoteEvent, Part
 from fxmix.training.corpus.performance import perform_audio, perform_parts
 
@@ -63,6 +69,33 @@ def test_lead_moves_by_octaves_into_the_singers_register(singer):
     assert len(shift) == 1 and next(iter(shift)) % 12 == 0
     centre = SINGER_REGISTERS[singer][1]
     assert abs(np.median([e.pitch for e in moved.notes]) - centre) <= 6
+
+
+def _chords(program: int = 0, role: str = "chords", cls: str = "other") -> Part:
+    """C major (second inversion), D minor, G major: close-voiced from C4 up, as MMA and the composer write."""
+    voicings = [(67, 72, 76), (62, 65, 69), (67, 71, 74)]
+    notes = [NoteEvent(1.0 * k + 0.002 * j, 0.9, p, 80 + k) for k, ch in enumerate(voicings) for j, p in enumerate(ch)]
+    return Part("comp", cls, f"GM {program}", notes, program, False, role)
+
+
+def test_low_voicing_doubles_each_chord_root_in_the_second_octave():
+    out = low_voiced(_chords())
+    low = [n for n in out.notes if n.pitch < 60]
+    assert [n.pitch % 12 for n in low] == [0, 2, 7]  # roots C, D, G, not the inversion's bass note
+    assert all(LOW_VOICING_RANGE[0] <= n.pitch < LOW_VOICING_RANGE[1] for n in low)
+    assert [n.start_s for n in low] == [0.0, 1.0, 2.0] and [n.velocity for n in low] == [80, 81, 82]
+    assert len(out.notes) == len(_chords().notes) + 3
+
+
+def test_low_voicing_leaves_pads_bass_and_other_programs_alone():
+    parts = [_chords(), _chords(role="pad"), _chords(33, "bass", "bass"), _chords(56)]  # piano, pad, bass, trumpet
+    for seed in range(20):
+        out = with_low_voicing(parts, np.random.default_rng(seed))
+        assert out[1:] == parts[1:]
+        if out[0] != parts[0]:
+            break
+    else:
+        raise AssertionError("no song of 20 got a low-voiced piano")
 
 
 def test_remix_verb_remixes_a_built_corpus_and_names_a_missing_split(tmp_path: Path, capsys):

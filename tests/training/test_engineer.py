@@ -200,6 +200,30 @@ def test_exciter_adds_the_top_end_a_dull_bus_lacks_and_spares_a_bright_one():
     assert bright_mix is None or bright_mix < mix - 6.0
 
 
+def _plr_db(x: np.ndarray) -> float:
+    return 20 * np.log10(np.max(np.abs(x))) - integrated_loudness(x, SR)
+
+
+def test_bus_peak_control_catches_transients_beyond_the_ceiling_and_spares_a_bus_within_it():
+    kit = _kick(7) * np.float32(0.2)
+    spiky = kit.copy()
+    spiky[:, SR : SR + 40] = 0.9  # one stray transient far above the rest of the kit
+    for x, caught in ((spiky, True), (kit, False)):
+        bus = {"tonal_amount": 0.0, "gr_db": 0.0, "eq": None, "threshold_db": None, "exciter_db": None,
+               "peak_plr_db": 16.0, "peak_threshold_db": None}
+        half = [x * np.float32(0.5), x * np.float32(0.5)]  # two tracks of one bus share one gain
+        out = apply_buses(half, ["drums", "drums"], {"drums": bus}, SR)
+        assert np.abs(out[0] - out[1]).max() == 0.0
+        total = out[0] + out[1]
+        assert bus["peak_threshold_db"] == pytest.approx(integrated_loudness(x, SR) + 16.0, abs=0.01)
+        if caught:
+            assert _plr_db(x) > 20.0 and _plr_db(total) < _plr_db(x) - 3.0
+        else:
+            assert _plr_db(x) < 16.0 and np.abs(total - x).max() < 1e-4
+        again = apply_buses(half, ["drums", "drums"], {"drums": dict(bus)}, SR)  # replays the recorded threshold
+        np.testing.assert_array_equal(again[0], out[0])
+
+
 def test_mean_engineer_ignores_the_arrangement():
     sparse = _session(_base_tracks())
     dense = _session(_base_tracks() + [_track("keys2", "other", _tone(330, 9), "chords", "synth")])

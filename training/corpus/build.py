@@ -125,7 +125,8 @@ def song_json(plan: SongPlan, session: DrySession, mixed) -> dict:
         "split": plan.split,
         "seed": plan.seed,
         "index": plan.index,
-        "seed_note": "dry rng = default_rng([seed, index, 1]); engineer rng = default_rng([seed, index, 2])",
+        "seed_note": "dry rng = default_rng([seed, index, 1]); engineer rng = default_rng([seed, index, 2]); "
+        "low voicing rng = default_rng([seed, index, 4])",
         "seconds": plan.seconds,
         "sample_rate": SAMPLE_RATE,
         "tempo_bpm": None if session.tempo_bpm is None else round(float(session.tempo_bpm), 3),

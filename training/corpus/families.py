@@ -10,8 +10,10 @@
   MIDI songs per track with FluidR3_GM in every split.
 
 Every family's parts get performed dynamics (:mod:`.performance`): the procedural and gm parts in their notes'
-velocities, module solos (sample replay) at their onsets with their loudness kept; the human MIDI songs keep
-their composers' velocities. Leads are moved by octaves into a drawn singer's register (:mod:`.material`).
+velocities; module solos (sample replay) and the rendered tracks of the human MIDI songs (whose composers'
+velocities are written dynamics, often one value a part) at their onsets, with their loudness kept. Leads are
+moved by octaves into a drawn singer's register (:mod:`.material`); a share of the gm songs gets its chord
+parts voiced low (:func:`.material.with_low_voicing`).
 
 Dry tracks of the procedural and gm families are peak-normalised to a random recording level (-18..-6 dBFS);
 human tracks are peak-normalised to -6 dBFS with the gain folded into ``level_db``.
@@ -84,7 +86,9 @@ def _tracks_from_parts(parts: list[Part], plan: SongPlan, rng: np.random.Generat
         if float(np.max(np.abs(x))) < SILENT_PEAK:
             continue
         if human_levels:
-            x, g_db = _normalised(x, HUMAN_PEAK_DB)
+            # a composer's velocities are written dynamics, not a performance: performed dynamics on top,
+            # loudness kept, as for module solos (the composer's balance is loudness-based)
+            x, g_db = _normalised(perform_audio(x, SAMPLE_RATE, rng), HUMAN_PEAK_DB)
             level = None if p.level_db is None else round(p.level_db - g_db, 3)
         else:
             x, _ = _normalised(x, float(rng.uniform(-18.0, -6.0)))
@@ -150,6 +154,8 @@ def gm_session(plan: SongPlan) -> DrySession:
         parts = material.score_parts(score, rng)
         bpm = score.bpm
     parts = [p for p in parts if p.active_in(0.0, plan.seconds)]
+    # its own stream, so the draw does not move the song's other choices
+    parts = material.with_low_voicing(parts, np.random.default_rng([plan.seed, plan.index, 4]))
     kits = (RED_ZEPPELIN,) if plan.split == "test" else (None, BLACK_PEARL)
     drum_font = kits[int(rng.integers(len(kits)))]
     sung = festival.festival_available() and rng.random() < FESTIVAL_SHARE

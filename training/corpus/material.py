@@ -38,12 +38,24 @@ PROCEDURAL_LICENCE = "MIT (fxmix procedural composer)"
 _NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 #: GM programs for the lead melody (0-based): choir aahs, voice oohs, synth voice, flute, sax, lead synths.
 LEAD_PROGRAMS = (52, 53, 54, 73, 65, 66, 80, 81, 85, 56, 71)
-#: Singing registers of the lead: (share of songs, centre MIDI pitch). Male leads centre on G3 (196 Hz; range
-#: roughly A2-A4), female on F4 (349 Hz); MUSDB18's vocals are mostly male, and their average spectrum carries
-#: the 100-200 Hz fundamentals that a C4-G5 melody lacks. The lead moves by octaves (harmony unchanged).
-SINGER_REGISTERS = {"male": (0.6, 55.0), "female": (0.4, 65.0)}
+#: Singing registers of the lead: (share of songs, centre MIDI pitch). Male leads centre on E3 (165 Hz, a
+#: baritone's tessitura; range roughly A2-A4), female on F4 (349 Hz); MUSDB18's vocals are mostly male, and
+#: their average spectrum carries the 100-200 Hz fundamentals that a C4-G5 melody lacks (on a 20-s corpus, a
+#: G3 centre left the 100-125 Hz band 8.6 dB short of MUSDB18's, E3 6.6 dB: training/DATA.md). The lead moves
+#: by octaves (harmony unchanged).
+SINGER_REGISTERS = {"male": (0.6, 52.0), "female": (0.4, 65.0)}
 #: GM programs for chorale inner voices: organ, strings, brass, reeds, piano, guitars.
 INNER_PROGRAMS = (19, 48, 49, 61, 68, 70, 0, 24, 42, 57)
+#: Low voicing of the accompaniment: a pianist's left hand, a guitarist's low strings. MMA's and the procedural
+#: composer's chord parts are voiced from C4 up, while real accompaniment (and MUSDB18's "other" stems, whose
+#: average spectrum is within 3 dB of its maximum down to 90 Hz) carries chord roots in the second octave.
+#: A share of the songs gets each chord's root doubled in LOW_VOICING_RANGE (MIDI E2..D#3) on its piano,
+#: organ and guitar chord parts.
+LOW_VOICING_PROGRAMS = frozenset(range(0, 32))
+LOW_VOICING_SHARE = 0.6
+LOW_VOICING_RANGE = (40, 52)
+#: Notes starting within this many seconds form one chord.
+CHORD_GAP_S = 0.03
 
 
 def gm_class(program: int, drum: bool) -> str:
@@ -146,6 +158,39 @@ def score_parts(score: Score, rng: np.random.Generator, with_melody: bool = True
     if with_melody:
         parts.append(melody_part(score, rng))
     return parts
+
+
+def root_pc(pitches) -> int:
+    """Pitch class of a chord's root: the lowest pitch class whose fifth is in the chord, else the lowest note's."""
+    pcs = {p % 12 for p in pitches}
+    return next((r for r in sorted(pcs, key=lambda q: (q - min(pitches)) % 12) if (r + 7) % 12 in pcs),
+                min(pitches) % 12)
+
+
+def low_voiced(part: Part) -> Part:
+    """``part`` with each chord's root doubled in LOW_VOICING_RANGE (a left hand under the chord)."""
+    chords: list[list[NoteEvent]] = []
+    for n in sorted(part.notes, key=lambda e: e.start_s):
+        if chords and n.start_s - chords[-1][0].start_s < CHORD_GAP_S:
+            chords[-1].append(n)
+        else:
+            chords.append([n])
+    lo, hi = LOW_VOICING_RANGE
+    added = []
+    for ch in chords:
+        pitch = lo + (root_pc([n.pitch for n in ch]) - lo) % 12
+        if pitch < hi and pitch < min(n.pitch for n in ch):
+            added.append(NoteEvent(ch[0].start_s, max(n.dur_s for n in ch), pitch, max(n.velocity for n in ch)))
+    return replace(part, notes=sorted(part.notes + added, key=lambda e: e.start_s))
+
+
+def with_low_voicing(parts: list[Part], rng: np.random.Generator) -> list[Part]:
+    """In LOW_VOICING_SHARE of the songs (one draw from ``rng``), the piano/organ/guitar chord parts of the
+    "other" class voiced low (:func:`low_voiced`)."""
+    if rng.random() >= LOW_VOICING_SHARE:
+        return parts
+    return [low_voiced(p) if p.cls == "other" and p.role == "chords" and not p.drum
+            and p.program in LOW_VOICING_PROGRAMS else p for p in parts]
 
 
 def melody_part(score: Score, rng: np.random.Generator) -> Part:

@@ -39,6 +39,7 @@ TASTE_SPEC: dict[str, tuple[float, float, float, float]] = {
     "delay_db": (0.0, 2.5, -6.0, 5.0),
     "tonal_amount": (0.95, 0.04, 0.85, 1.0),  # how far each class bus is EQ'd toward the tonal target
     "bus_gr_db": (1.5, 0.5, 0.5, 3.0),  # class-bus glue gain reduction at the bus peaks
+    "bus_plr_db": (0.0, 1.0, -2.0, 2.0),  # offset on the drum bus's peak-to-loudness ceiling
     "master_gr_db": (MASTER_GLUE_GR_DB, 0.6, 0.5, 3.5),
     "master_lufs": (MASTER_LUFS, 1.2, -14.0, -9.0),
 }
@@ -69,6 +70,7 @@ class Taste:
     delay_db: float
     tonal_amount: float
     bus_gr_db: float
+    bus_plr_db: float
     master_gr_db: float
     master_lufs: float
     side: float = 1.0  # which side the first spread part goes to (+1 right, -1 left)
