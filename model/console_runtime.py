@@ -126,8 +126,8 @@ def mix_tracks(
     audio = np.stack([np.asarray(t[2], np.float32) for t in tracks])
     params = decide(runner, audio, classes)
     mix = render_console_pedalboard(audio, params, SAMPLE_RATE)
-    plan = default_plan() if master else None
-    if plan is not None and np.any(mix):
+    plan = default_plan() if master and np.any(mix) else None  # a silent sum stays silent, with no plan
+    if plan is not None:
         mix = master_stage(mix, plan, SAMPLE_RATE)
     decisions = params.to_dict(0, names)
     decisions["master"] = plan
