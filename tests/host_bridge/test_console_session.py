@@ -3,7 +3,6 @@ console path, and parameter changes without clicks."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +188,6 @@ def test_osc_params_and_reaper_feedback_carry_each_tracks_gain_and_pan():
     import socket
 
     from fxmix.host_bridge.osc.client import stream_mix
-    from fxmix.host_bridge.osc.codec import parse_messages
     from support import osc as S
 
     reaper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -203,14 +201,7 @@ def test_osc_params_and_reaper_feedback_carry_each_tracks_gain_and_pan():
             mix, report = stream_mix(client, S.stems(4.0), S.SR, timeout_s=20.0)
             client.send("/fxmix/query/params", 0)
             params = [json.loads(client.wait_reply("/fxmix/params", 10.0)[2]) for _ in S.TRACKS]
-            got: dict[str, float] = {}
-            deadline = time.monotonic() + 5.0
-            while len(got) < 2 * len(S.TRACKS) and time.monotonic() < deadline:
-                try:
-                    data, _ = reaper.recvfrom(65535)
-                except TimeoutError:
-                    continue
-                got.update({m.address: m.params[0] for m in parse_messages(data)})
+            got = S.reaper_feedback(reaper, 2 * len(S.TRACKS))
     finally:
         reaper.close()
     assert report.blocks_lost == 0 and np.isfinite(mix).all() and np.abs(mix).max() > 1e-3

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 from fxmix.dsp.errors import FxmixError
 from fxmix.host_bridge.osc.client import BridgeClient, stream_mix
-from fxmix.host_bridge.osc.codec import parse_messages
 from support import osc as S
 
 from fxmix.bench.bridge import main as bench_bridge_main
@@ -109,15 +107,7 @@ def test_queries_controls_and_parameter_output():
             params = [client.wait_reply("/fxmix/params", 5.0) for _ in S.TRACKS]
             state_after = client.query_state()
             # Reaper's pattern: /track/N/volume/db (dB) and /track/N/pan (0..1), N from 1.
-            got: dict[str, float] = {}
-            deadline = time.monotonic() + 5.0
-            while len(got) < 2 * len(S.TRACKS) and time.monotonic() < deadline:
-                try:
-                    data, _ = reaper.recvfrom(65535)
-                except TimeoutError:
-                    continue
-                for m in parse_messages(data):
-                    got[m.address] = m.params[0]
+            got = S.reaper_feedback(reaper, 2 * len(S.TRACKS))
     finally:
         reaper.close()
     assert latency == client.latency_samples >= 0

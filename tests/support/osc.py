@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from fxmix.host_bridge.osc.client import BridgeClient
-from fxmix.host_bridge.osc.codec import encode_block
+from fxmix.host_bridge.osc.codec import encode_block, parse_messages
 from fxmix.host_bridge.osc.server import BridgeServer
 from fxmix.host_bridge.sessions import make_session_factory
 
@@ -88,3 +88,17 @@ def collect(client: BridgeClient, n_blocks: int, timeout_s: float = 10.0) -> np.
         if not client.wait_mix(seq, max(0.0, deadline - time.monotonic())):
             raise AssertionError(f"mixed block {seq} of {n_blocks} did not arrive within {timeout_s} s")
     return np.concatenate([client.mixes[s][0] for s in range(n_blocks)], axis=1)
+
+
+def reaper_feedback(sock, n_values: int, timeout_s: float = 5.0) -> dict[str, float]:
+    """Address -> value of the Reaper feedback messages a socket receives, until ``n_values`` addresses are in
+    or ``timeout_s`` passes (the socket has a short timeout of its own)."""
+    got: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(got) < n_values and time.monotonic() < deadline:
+        try:
+            data, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            continue
+        got.update({m.address: m.params[0] for m in parse_messages(data)})
+    return got
