@@ -136,14 +136,16 @@ def test_a_method_that_reproduces_the_target_scores_zero_balance_error(sessions)
 
 
 def test_eval_runs_a_console_mixer_on_track_normalized_tracks(sessions, tmp_path):
-    """A console mixer is evaluated from the songs' dry tracks, each normalized to its class target; a neutral
-    (untrained) console's mix is then the sum of those normalized tracks (its compressors at their neutral
-    settings and its flat FIR EQ barely act: the difference stays 30 dB under the mix, where a wrong profile or
-    a bus instead of per-track normalization would differ by whole dB)."""
+    """A console mixer is evaluated from the songs' dry tracks, each normalized to its class target, and its sum
+    mastered as `fxmix mix` does; a neutral (untrained) console's mix is then the master of the sum of those
+    normalized tracks (its compressors at their neutral settings and its flat FIR EQ barely act: the difference
+    stays 30 dB under the mix, where a wrong profile or a bus instead of per-track normalization would differ by
+    whole dB)."""
     import torch
     from fxmix.dsp.chain import normalize_stem
     from fxmix.dsp.constants import SAMPLE_RATE
     from fxmix.dsp.profile import load_profile
+    from fxmix.dsp.stages.master import default_plan, master
     from fxmix.model.mixer import ConsoleMixer
     from fxmix.model.states import save_model
     from fxmix.training.eval_songs import load_eval_song
@@ -156,6 +158,7 @@ def test_eval_runs_a_console_mixer_on_track_normalized_tracks(sessions, tmp_path
     prof = load_profile("musdb18-reference")
     mix = _console_mix(song, runner, prof)
     expected = sum(np.nan_to_num(normalize_stem(t.audio, SAMPLE_RATE, t.cls, prof).audio) for t in song.tracks)
+    expected = master(expected, default_plan(), SAMPLE_RATE)
     assert np.sqrt(np.mean((mix - expected) ** 2)) < 3e-2 * np.sqrt(np.mean(expected**2))
     res = evaluate(sessions, "train", models=[str(folder)], jobs=1, progress=False)
     name = str(folder)
