@@ -32,11 +32,13 @@ import numpy as np
 import pedalboard
 from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.fir import design_fir
+from fxmix.dsp.stages.compression import held_ratio
 from fxmix.dsp.streaming.track_conv import TrackConv, track_filter_spectra
 from fxmix.model.console.designs import (
     EQ_FIR_TAPS,
     PROBE_RATIO,
     PROBE_THRESHOLD_DB,
+    envelope_from_probe_gain,
     eq_band_centers_hz,
     pan_gains,
     reverb_ir,
@@ -221,16 +223,11 @@ class ConsoleChain:
         y = np.empty_like(d)
         for (a, b), comp in self._groups:
             y[a:b] = comp.process(d[a:b], self.sample_rate, reset=False)
-        g = _held_ratio(y, d, self._held)
+        g = held_ratio(y, d, self._held)
         self._held = g[:, -1].copy()
-        np.maximum(g, np.float32(1e-15), out=g)
-        # JUCE's gain at the probe setting is (env / T) ** (1 / PROBE_RATIO - 1): env = T * g ** _PROBE_EXP
-        env = _PROBE_T / (g * g) if _PROBE_EXP == -2.0 else _PROBE_T * g**_PROBE_EXP
-        return env[self._unorder]
+        return envelope_from_probe_gain(g)[self._unorder]
 
 
-_PROBE_T = np.float32(10.0 ** (PROBE_THRESHOLD_DB / 20.0))
-_PROBE_EXP = 1.0 / (1.0 / PROBE_RATIO - 1.0)
 _GAIN_ROWS = ("left", "right", "send_left", "send_right", "drive", "ratio_exp", "master")
 
 
@@ -246,17 +243,3 @@ def _gains(v: np.ndarray, master_db: float) -> np.ndarray:
     master = np.full_like(level, 10.0 ** (master_db / 20.0))
     return np.stack([level * left, level * right, level * left * send, level * right * send, drive,
                      c["ratio_exp"], master])
-
-
-def _held_ratio(y: np.ndarray, d: np.ndarray, held: np.ndarray) -> np.ndarray:
-    """y / d per sample where d is live (> 1e-7), else the previous live value of the row (``held`` before
-    the block's first live sample)."""
-    live = d > 1e-7
-    g = np.ones(d.shape, np.float32)
-    np.divide(y, d, out=g, where=live, casting="unsafe")
-    if not live.all():
-        idx = np.where(live, np.arange(d.shape[1])[None, :], -1)
-        np.maximum.accumulate(idx, axis=1, out=idx)
-        g = np.where(idx >= 0, np.take_along_axis(g, np.maximum(idx, 0), axis=1), held[:, None])
-    return np.minimum(g, np.float32(1.0)).astype(np.float32, copy=False)
-

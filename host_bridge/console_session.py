@@ -49,7 +49,7 @@ from fxmix.dsp.profile import Profile, load_profile
 from fxmix.dsp.streaming import TAU_S
 from fxmix.model.console import ConsoleParams
 from fxmix.model.console.params import class_timing
-from fxmix.model.mixer import class_indices
+from fxmix.model.mixer import POWER_FLOOR, class_indices
 
 from .console_chain import ConsoleChain, console_curve_on_grid
 from .engine import assign_track
@@ -232,7 +232,6 @@ class ConsoleSession:
         self._designed = np.full((t, b), np.nan)
         self._since_decide = 0.0
         self.console = _numpy_params(ConsoleParams.neutral(1, t, [self.track_class]))
-        self._report: list[dict] = [self._entry(i) for i in range(t)]
         self._push(jump=True)
 
     # ------------------------------------------------------------------ audio thread
@@ -334,7 +333,7 @@ class ConsoleSession:
         bands = power @ self._band_w.T  # (tracks, 2, frames, bands)
         t, _, f, b = bands.shape
         # the console mixer's features, as fxmix.model.mixer.track_features: log10 band power / 2, mid then side
-        feats = (np.log10(bands + 1e-10) * 0.5).transpose(0, 1, 3, 2).reshape(t, 2 * b, f)
+        feats = (np.log10(bands + POWER_FLOOR) * 0.5).transpose(0, 1, 3, 2).reshape(t, 2 * b, f)
         if self.learning and f:
             curve, _ = self._norm_in_force()
             eq_bins = 10.0 ** ((curve @ self._to_bins.T) / 10.0)  # (tracks, bins) the EQ in force, in power
@@ -436,15 +435,15 @@ class ConsoleSession:
         if jump:
             self.chain.jump()
             self.chain.conv.apply_pending()
-        self._report = [self._entry(i) for i in range(self.n_tracks)]
+        self._report = [self._entry(i, curve, gain) for i in range(self.n_tracks)]
 
     # ------------------------------------------------------------------ reporting
 
-    def _entry(self, i: int) -> dict:
-        """Track ``i``'s decisions in force: ``gain_db`` and ``pan`` are what the track gets in the mix
-        (normalization gain + console fader + master gain; the console's pan), then each part."""
+    def _entry(self, i: int, curve: np.ndarray, gain: np.ndarray) -> dict:
+        """Track ``i``'s decisions in force (``curve``, ``gain``: the normalization's, :meth:`_norm_in_force`):
+        ``gain_db`` and ``pan`` are what the track gets in the mix (normalization gain + console fader + master
+        gain; the console's pan), then each part."""
         p = self.console
-        curve, gain = self._norm_in_force()
         fader = float(p["gain_db"][i]) if not self.bypass["model"] else 0.0
         master = float(p["master_gain_db"]) if not self.bypass["model"] else 0.0
         pan = float(p["pan"][i]) if not self.bypass["model"] else 0.0

@@ -32,7 +32,7 @@ from .config import MixerConfig
 from .console import UNIT_SIZE
 
 #: log floor of the band powers (power 1e-10 = -100 dB)
-_POWER_FLOOR = 1e-10
+POWER_FLOOR = 1e-10
 
 
 def track_features(tracks: torch.Tensor, config: MixerConfig) -> torch.Tensor:
@@ -50,7 +50,7 @@ def track_features(tracks: torch.Tensor, config: MixerConfig) -> torch.Tensor:
     spec = torch.stft(ms, config.n_fft, config.hop, window=window, center=True, return_complex=True)
     w = torch.tensor(np.array(band_weights(config.n_fft, config.sample_rate)), dtype=torch.float32, device=x.device)
     bands = torch.einsum("kf,bft->bkt", w, spec.real.square() + spec.imag.square())
-    feats = torch.log10(bands + _POWER_FLOOR) * 0.5  # dB / 20
+    feats = torch.log10(bands + POWER_FLOOR) * 0.5  # dB / 20
     return feats.reshape(*lead, 2 * w.shape[0], feats.shape[-1])
 
 

@@ -65,6 +65,23 @@ def _chunk_edges(n: int) -> list[int]:
     return edges
 
 
+def held_ratio(y: np.ndarray, detector: np.ndarray, held) -> np.ndarray:
+    """A compressor's gain recovered from its output ``y`` for a non-negative ``detector`` input, per sample of
+    (n,) or (rows, n) arrays: ``y / detector`` where the detector is live (> 1e-7), else the row's last live
+    value (``held``, a scalar or (rows,), before the first), at most 1; float32."""
+    d = np.atleast_2d(detector)
+    live = d > 1e-7
+    g = np.ones(d.shape, np.float32)
+    np.divide(np.atleast_2d(y), d, out=g, where=live, casting="unsafe")
+    if not live.all():
+        idx = np.where(live, np.arange(d.shape[1])[None, :], -1)
+        np.maximum.accumulate(idx, axis=1, out=idx)
+        last = np.take_along_axis(g, np.maximum(idx, 0), axis=1)
+        g = np.where(idx >= 0, last, np.reshape(np.asarray(held, np.float32), (-1, 1))).astype(np.float32)
+    np.minimum(g, np.float32(1.0), out=g)
+    return g if np.ndim(detector) > 1 else g[0]
+
+
 class _LinkedGain:
     """:func:`linked_gain` one chunk at a time; the compressor state and the held gain carry over."""
 
@@ -77,16 +94,10 @@ class _LinkedGain:
             0
         ]
         self.reset = False
-        live = detector > 1e-7
-        g = np.ones(detector.shape, np.float32)
-        np.divide(y, detector, out=g, where=live, casting="unsafe")
-        if not live.all():
-            idx = np.where(live, np.arange(live.size), -1)
-            np.maximum.accumulate(idx, out=idx)
-            g = np.where(idx >= 0, g[idx], self.held).astype(np.float32, copy=False)
+        g = held_ratio(y, detector, self.held)
         if g.size:
             self.held = g[-1]
-        return np.minimum(g, np.float32(1.0), out=g)
+        return g
 
     def prime(self, head: np.ndarray) -> None:
         """Settle the compressor on the mirror image of ``head`` (the detector's first samples), as if the

@@ -141,5 +141,15 @@ def compressor_envelope(
         release_ms=float(release_ms),
     )
     g = linked_gain(np.ascontiguousarray(detector, np.float32), sample_rate, comp).astype(np.float64)
+    return envelope_from_probe_gain(g)
+
+
+def envelope_from_probe_gain(g: np.ndarray) -> np.ndarray:
+    """The compressor envelope (linear) behind gains ``g`` of a Compressor at the probe setting: JUCE's gain
+    ``(env / T) ** (1 / PROBE_RATIO - 1)`` inverted, ``env = T * g ** (1 / (1 / PROBE_RATIO - 1))``; keeps the
+    dtype of ``g`` (float32 on the audio thread)."""
     exponent = 1.0 / (1.0 / PROBE_RATIO - 1.0)
-    return 10.0 ** (PROBE_THRESHOLD_DB / 20.0) * np.maximum(g, 1e-30) ** exponent
+    floor = 1e-30 if g.dtype == np.float64 else 1e-15
+    t = np.asarray(10.0 ** (PROBE_THRESHOLD_DB / 20.0), g.dtype)
+    gg = np.maximum(g, np.asarray(floor, g.dtype))
+    return t / (gg * gg) if exponent == -2.0 else t * gg**exponent
