@@ -35,7 +35,7 @@ from .features import (
 from .fir import fir_power_response
 from .params import PARAM_TYPES, EqParams
 from .profile import Profile
-from .scratch import ScratchPool
+from .scratch import ScratchCopy, ScratchPool
 from .stages import compression, eq, loudness, panning, reverb
 
 log = logging.getLogger("fxmix.dsp")
@@ -163,18 +163,11 @@ class _Stem:
         written): the caller then works in a new array."""
         if not self.owned:
             return False
-        copy = self.scratch.get(slot)
-        if copy is None:
-            copy = self.pool.copy_of(x)
-            if copy is not None:
-                self.scratch[slot] = copy
-            return copy is not None
-        try:
-            copy.save(x)
-        except OSError:
-            self.scratch.pop(slot).close()
-            return False
-        return True
+        held = self.scratch.pop(slot, None)
+        copy = self.pool.copy_of(x) if held is None else ScratchCopy.of(x, held)
+        if copy is not None:
+            self.scratch[slot] = copy
+        return copy is not None
 
     def bring_back(self, out: np.ndarray, slot: str = "stem") -> np.ndarray:
         """The copy set aside in ``slot``, read into ``out``."""

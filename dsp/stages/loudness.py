@@ -273,6 +273,18 @@ def peak_limit(
     return y
 
 
+def peak_limit_gain(
+    x: np.ndarray, sample_rate: int, ceiling_db: float, lookahead_ms: float = LOOKAHEAD_MS
+) -> np.ndarray:
+    """(n,) float32 gain that :func:`peak_limit` applies to ``x`` (1 where it does not act): for a group of
+    signals limited together (one gain from their sum, on each of them)."""
+    dips, _ = _limit(np.asarray(x, np.float32), 1.0, 10 ** (ceiling_db / 20), sample_rate, lookahead_ms)
+    g = np.ones(x.shape[-1], np.float32)
+    for d in dips:
+        g[d.a : d.b] *= d.gain
+    return g
+
+
 def apply(
     audio: np.ndarray, sample_rate: int, params: LoudnessParams, *, out: np.ndarray | None = None
 ) -> np.ndarray:

@@ -14,16 +14,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from .conv import PartitionedConv, fade_ramp, minimum_phase_spectra
+from .conv import PartitionedConv, fade_ramp
 
 
-def track_filter_spectra(taps: np.ndarray, part: int, *, minimum_phase_taps: int | None = None) -> np.ndarray:
-    """(K, part+1) complex64 partition spectra of ``taps`` for :meth:`TrackConv.set_filter`: the filter itself
-    (zero-padded to K x part; a linear-phase FIR keeps its (len - 1) / 2 samples of delay), or with
-    ``minimum_phase_taps`` the minimum-phase filter of that length with its magnitude
-    (:func:`~fxmix.dsp.streaming.conv.minimum_phase_spectra`)."""
-    if minimum_phase_taps is not None:
-        return minimum_phase_spectra(taps, minimum_phase_taps, part).astype(np.complex64)
+def track_filter_spectra(taps: np.ndarray, part: int) -> np.ndarray:
+    """(K, part+1) complex64 partition spectra of ``taps`` (zero-padded to K x part; a linear-phase FIR keeps
+    its (len - 1) / 2 samples of delay) for :meth:`TrackConv.set_filter`."""
     k = -(-len(taps) // part)
     padded = np.zeros(k * part)
     padded[: len(taps)] = taps
@@ -56,9 +52,6 @@ class TrackConv(PartitionedConv):
         if spectra.shape != (self.n_parts, self.part + 1):
             raise ValueError(f"filter spectra must be {(self.n_parts, self.part + 1)}, got {spectra.shape}")
         self._pending[int(track)] = np.asarray(spectra, np.complex64)
-
-    def pending(self) -> int:
-        return len(self._pending)
 
     def apply_pending(self) -> None:
         """Take every queued filter now, without a cross-fade (before any audio)."""

@@ -21,7 +21,7 @@ from pedalboard import Delay, HighpassFilter, LowpassFilter, PeakFilter, Pedalbo
 
 from ...dsp.audio import db_to_gain
 from ...dsp.features import integrated_loudness, measure_spectrum
-from ...dsp.stages.loudness import peak_limit
+from ...dsp.stages.loudness import peak_limit_gain
 from ...dsp.stages.master import compress_linked
 from .tonal import excitation, exciter_mix_db, tonal_eq
 
@@ -134,20 +134,8 @@ def _peak_control(idx: list[int], out: list[np.ndarray], bus: dict, sr: int) -> 
     if bus.get("peak_threshold_db") is None:
         lufs = integrated_loudness(total, sr)
         bus["peak_threshold_db"] = round(float(lufs + bus["peak_plr_db"]), 3) if math.isfinite(lufs) else 0.0
-    g = limiter_gain(total, sr, bus["peak_threshold_db"])
+    g = peak_limit_gain(total, sr, bus["peak_threshold_db"])
     return [_f32(w * g[None, :]) if i in idx else w for i, w in enumerate(out)]
-
-
-#: Level of the probe channel :func:`limiter_gain` reads the limiter's gain from (far under any ceiling).
-_PROBE = 1e-3
-
-
-def limiter_gain(x: np.ndarray, sr: int, ceiling_db: float) -> np.ndarray:
-    """(n,) gain of dsp's stereo-linked look-ahead peak limiter on ``x`` at ``ceiling_db``: read from a
-    constant probe channel limited together with ``x`` (too quiet to be detected, it only takes the gain)."""
-    probe = np.full((1, x.shape[-1]), _PROBE, np.float32)
-    y = peak_limit(np.concatenate([_f32(x), probe]), sr, ceiling_db)
-    return (y[-1] / np.float32(_PROBE)).astype(np.float32)
 
 
 def _excite(out: list[np.ndarray], idx: list[int], total: np.ndarray, cls: str, bus: dict, sr: int):
