@@ -186,9 +186,8 @@ def measure(
     skipped = sum(b.plans_skipped for b in buses)
     updates = sum(b.k // UPDATE_HOPS for b in buses)
     s.close()
-    if mixer == "console":  # CPU of the analysis thread per block: its total over the timed blocks
-        n_timed = max(len(times), 1)
-        net_cpu = [sum(net_cpu) * len(times) / max(len(times) + n_warm, 1) / n_timed] * (n_warm + n_timed)
+    if mixer == "console":  # the analysis thread runs every few blocks: its CPU spread over all the blocks
+        net_cpu = [sum(net_cpu) / max(len(times) + n_warm, 1)] * max(len(times) + n_warm, 1)
     gc.unfreeze()
     period_s = block / sample_rate
     t = np.asarray(times) / period_s
