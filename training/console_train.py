@@ -197,16 +197,23 @@ def _valid_names(valid: list[Session]) -> list[str]:
     return sorted(s.folder.name for s in valid)
 
 
-def _resumed_best(state: dict | None, valid: list[Session]) -> float:
-    """The best validation loss to beat: the resumed run's, unless its validation sessions were others (a
-    rebuilt corpus, or a checkpoint that did not record them), whose losses do not compare with these; then
-    the first validation sets the best again."""
+def _loss_setup(cfg: ConsoleTrainConfig) -> dict:
+    """What the validation loss's value depends on besides the weights: its terms' weights and resolutions."""
+    return {"w_mrstft": cfg.w_mrstft, "w_balance": cfg.w_balance, "w_param": cfg.w_param,
+            "fft_sizes": list(cfg.fft_sizes)}
+
+
+def _resumed_best(state: dict | None, valid: list[Session], cfg: ConsoleTrainConfig) -> float:
+    """The best validation loss to beat: the resumed run's, unless its losses do not compare with these
+    (other validation sessions: a rebuilt corpus; other loss weights: a fine-tune with a new objective; or a
+    checkpoint that did not record them); then the first validation sets the best again."""
     if not state:
         return math.inf
-    if state.get("valid_sessions") != _valid_names(valid):
-        log.warning("validation sessions differ from the resumed run's: its best (%.4f) is not compared",
-                    float(state.get("best_valid", math.inf)))
-        return math.inf
+    for key, now in (("valid_sessions", _valid_names(valid)), ("loss_setup", _loss_setup(cfg))):
+        if state.get(key) != now:
+            log.warning("%s differ from the resumed run's: its best (%.4f) is not compared",
+                        key.replace("_", " "), float(state.get("best_valid", math.inf)))
+            return math.inf
     return float(state.get("best_valid", math.inf))
 
 
@@ -259,7 +266,7 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
     state = resume_checkpoint(out, net, opt) if resume else None
     step = int(state["step"]) if state else 0
     _trim_log(out / "log.csv", step)
-    best = _resumed_best(state, valid)
+    best = _resumed_best(state, valid, cfg)
     crop = int(round(cfg.crop_s * cfg.net.sample_rate))
     last = min(cfg.steps, step + stop_after) if stop_after else cfg.steps
     bar = tqdm(total=last - step, disable=not progress, desc="console train")
@@ -287,7 +294,8 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
         _append_log(out / "log.csv", row)
         if step % cfg.checkpoint_every == 0 or step == last:
             save_checkpoint(out, step, net, opt, {"format": STATE_FORMAT, "best_valid": best,
-                                                  "valid_sessions": _valid_names(valid)}, cfg.keep)
+                                                  "valid_sessions": _valid_names(valid),
+                                                  "loss_setup": _loss_setup(cfg)}, cfg.keep)
         bar.update(1)
         bar.set_postfix(loss=row["loss"])
     bar.close()

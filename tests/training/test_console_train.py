@@ -4,6 +4,7 @@ parameter targets, the loss terms' zero points, a run with checkpoints, resume a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -102,8 +103,9 @@ def test_run_checkpoints_resumes_logs_and_evaluates(cache, tmp_path):
     assert all(np.isfinite(v["mrstft"]) and v["balance_db"] >= 0 for v in fam.values())
 
 
-def test_a_resume_on_other_validation_sessions_does_not_compare_their_losses(cache, tmp_path):
-    """A rebuilt corpus validates on other sessions: the resumed run's best loss is not the one to beat."""
+def test_a_resume_on_other_validation_sessions_or_loss_weights_does_not_compare_their_losses(cache, tmp_path):
+    """A rebuilt corpus validates on other sessions, and a fine-tune with other loss weights scores on another
+    scale: in both cases the resumed run's best loss is not the one to beat."""
     net = MixerConfig(conv_channels=8, d_model=16, n_heads=2, n_layers=1, ff_size=16)
     cfg = ConsoleTrainConfig(cache=str(cache), out_dir=str(tmp_path / "run"), steps=2, batch=1, crop_s=0.5,
                              valid_every=2, checkpoint_every=2, lr=1e-3, net=net)
@@ -111,10 +113,11 @@ def test_a_resume_on_other_validation_sessions_does_not_compare_their_losses(cac
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "state.json").read_text())
     assert state["valid_sessions"] == ["song-a"]
     valid = load_sessions(cache, "valid")
-    assert _resumed_best(state, valid) == state["best_valid"]
-    assert _resumed_best(dict(state, valid_sessions=["song-b"]), valid) == math.inf
-    assert _resumed_best({k: v for k, v in state.items() if k != "valid_sessions"}, valid) == math.inf
-    assert _resumed_best(None, valid) == math.inf
+    assert _resumed_best(state, valid, cfg) == state["best_valid"]
+    assert _resumed_best(dict(state, valid_sessions=["song-b"]), valid, cfg) == math.inf
+    assert _resumed_best({k: v for k, v in state.items() if k != "valid_sessions"}, valid, cfg) == math.inf
+    assert _resumed_best(state, valid, dataclasses.replace(cfg, w_balance=3.0)) == math.inf
+    assert _resumed_best(None, valid, cfg) == math.inf
 
 
 def test_console_configs_are_recognised(tmp_path):
