@@ -7,7 +7,8 @@ decisions (:func:`fxmix.plugin_presets.exporters.mixer_chain`: PEQ > compressor,
 Reaper project the fader and pan go to the track's ``VOLPAN`` (the console's constant-power pan turned into
 the project's balance pan plus volume: the same channel gains), and a first utility restores the gains fxmix
 rendered the track with (its own and its folder parents' volume and pan), because Reaper runs track FX
-before the track's fader.
+before the track's fader. The console mixer's master stage goes to the master track's FX chain
+(:mod:`fxmix.plugin_presets.master`: compressor > utility > limiter).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fxmix.dsp.constants import SAMPLE_RATE
 from fxmix.host_bridge.reaper import Project, TrackSettings, track_gains, volpan_from_gains
 from fxmix.plugin_presets.export import track_chains
+from fxmix.plugin_presets.master import LIMITER_TOLERANCE_DB, latency_samples, master_sliders
 from fxmix.plugin_presets.rfxchain import chain_text
 
 #: utility JSFX sliders that leave the signal as it is, but for the channel gains (dB) in front
@@ -61,13 +64,41 @@ def reaper_track_settings(
         settings[i] = TrackSettings(volume, pan, tuple(_lines(text)))
     for p in parents:  # their gains are in the children's first utility
         settings.setdefault(p, TrackSettings(1.0, 0.0))
-    if doc.get("master"):
-        notes.append("the master stage (glue compressor, gain to the loudness target, -1 dBTP limiter) is not "
-                     "written to the master track; its settings are in decisions.json")
     if doc.get("mixer") == "console" and any(t["mixer"]["reverb_send_db"] > -40.0 for t in doc["tracks"]):
         notes.append("the console's reverb sends are not written (no reverb JSFX); their levels are in "
                      "decisions.json")
     return settings, notes
+
+
+def reaper_master_lines(project: Project, doc: Mapping) -> tuple[tuple[str, ...], list[str]]:
+    """The master track's plug-in lines for a decisions document with a master stage (none without one) and
+    notes on what is written and how REAPER's playback of it differs from the rendered mix."""
+    plan = doc.get("master")
+    if not plan:
+        return (), []
+    sliders = master_sliders(plan)
+    text = chain_text("master", sliders)
+    lag = latency_samples(SAMPLE_RATE)
+    notes = [
+        f"master track FX: the master stage as fxmix compressor (glue: threshold {sliders['comp'][1]:.2f} dB, "
+        f"ratio {plan['ratio']:g}, {plan['attack_ms']:g}/{plan['release_ms']:g} ms"
+        + (f", input {sliders['comp'][0]:+.2f} dB" if sliders["comp"][0] else "")
+        + f") > fxmix utility (gain {sliders['utility'][2]:+.2f} dB to {plan['target_lufs']:g} LUFS) > fxmix "
+        f"limiter ({plan['ceiling_dbtp']:g} dBTP, true-peak, {sliders['limiter'][1]:g} ms look-ahead, "
+        f"{lag} samples of latency that REAPER compensates)",
+        "the limiter JSFX detects true peaks as fxmix does but decides once (fxmix re-measures the places it "
+        "limited and limits them again) and sees silence past the song's edges (fxmix mirrors them), so REAPER's "
+        "master can pass the ceiling slightly where fxmix's re-check would act (on the tests the chain's emulation "
+        f"differs from fxmix's master by less than {LIMITER_TOLERANCE_DB:g} dB of the signal); the tracks' FX are "
+        "parametric approximations, so the master's input differs as they do",
+    ]
+    if project.master_fx:
+        notes.append(f"the project's own {len(project.master_fx)} master FX stay before fxmix's (fxmix did not "
+                     "render them): bypass them to hear the mix as rendered")
+    if abs(project.master_volume - 1.0) > 1e-9:
+        notes.append(f"the project's master volume ({20 * np.log10(max(abs(project.master_volume), 1e-9)):+.1f} "
+                     "dB) follows the master FX in REAPER; fxmix's mix has none: set it to 0 dB to compare")
+    return tuple(_lines(text)), notes
 
 
 def _ancestors(project: Project, index: int) -> list[int]:

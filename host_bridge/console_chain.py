@@ -17,6 +17,12 @@ and every track's gain ``(env / T) ** (1 / ratio - 1)`` above its threshold is t
 The normalization's loudness gain (``drive``) is applied before the compressor, folded into its detector
 and the output gain, so changing it redesigns no filter.
 
+State (:meth:`ConsoleChain.state_dict`): the controls, the EQ's filters and input history, and for the two
+pedalboard effects, whose memory stays inside them, the last :data:`TRACE_S` of their inputs (each track's
+compressor detector, the reverb sends): a restored chain replays them into fresh effects, which then hold
+what the originals held (the compressor's envelope forgets faster than that; the reverb is a convolution
+shorter than it).
+
 Smoothing: every control moves towards its target at a bounded slew (:data:`SLEW_DB_PER_S`,
 :data:`PAN_SLEW_PER_S`), ramped sample by sample inside the block; EQ changes are cross-faded over one block,
 a few tracks per block (:data:`MAX_FILTER_CHANGES`). Nothing steps, so parameter changes make no clicks.
@@ -54,6 +60,9 @@ MAX_FILTER_CHANGES = 4
 #: the per-track controls, rows of the chain's (controls, tracks) state, and their neutral values
 CONTROLS = ("gain_db", "drive_db", "threshold_db", "send_db", "pan", "ratio_exp")
 _NEUTRAL = (0.0, 0.0, 0.0, -120.0, 0.0, 1.0 / 2.0 - 1.0)
+#: seconds of compressor detector and reverb send kept for a restored chain to replay (longer than the
+#: reverb's impulse response and 14 time constants of the slowest class release)
+TRACE_S = 1.6
 
 
 def console_curve_on_grid(eq_db: np.ndarray) -> np.ndarray:
@@ -93,6 +102,9 @@ class ConsoleChain:
         self._ramp = (np.arange(1, self.block + 1) / self.block).astype(np.float32)
         self._reverb_setup()
         self._set_groups()
+        span = self.block * -(-int(TRACE_S * self.sample_rate) // self.block)
+        self._traces = (np.zeros((t, span), np.float32), np.zeros((2, span), np.float32))  # detector, sends
+        self._trace_at = 0
 
     # ------------------------------------------------------------------ controls
 
@@ -173,10 +185,9 @@ class ConsoleChain:
     def reset(self) -> None:
         self.conv.reset()
         self._set_groups()
-        if self._reverb_job is not None:
-            self._reverb_job.result()
-            self._reverb_job = None
-        self.reverb.reset()
+        self.reset_reverb()
+        for trace in self._traces:
+            trace[:] = 0.0
 
     # ------------------------------------------------------------------ audio
 
@@ -193,8 +204,11 @@ class ConsoleChain:
         y *= comp[:, None, :]
         dot = lambda a, w: np.einsum("tn,tn->n", a, np.broadcast_to(w, a.shape))  # noqa: E731
         out = np.stack([dot(y[:, 0], r["left"]), dot(y[:, 1], r["right"])])
-        send = np.stack([dot(y[:, 0], r["send_left"]), dot(y[:, 1], r["send_right"])])
-        wet = self._reverb(send.astype(np.float32))
+        send = np.stack([dot(y[:, 0], r["send_left"]), dot(y[:, 1], r["send_right"])]).astype(np.float32)
+        at = self._trace_at
+        self._traces[1][:, at : at + self.block] = send
+        self._trace_at = (at + self.block) % self._traces[1].shape[1]
+        wet = self._reverb(send)
         return ((out + wet) * r["master"][0]).astype(np.float32)
 
     def _advance(self) -> dict[str, np.ndarray]:
@@ -219,6 +233,7 @@ class ConsoleChain:
     def _envelope(self, detector: np.ndarray) -> np.ndarray:
         """(tracks, n) envelope (linear) of each track's compressor, from the probe compressor of its timing
         group; where the detector is ~0 the last live sample's envelope is held (as the twin's linked gain)."""
+        self._traces[0][:, self._trace_at : self._trace_at + self.block] = detector
         d = detector[self._order]  # tracks grouped by timing: each group one contiguous slice
         y = np.empty_like(d)
         for (a, b), comp in self._groups:
@@ -226,6 +241,59 @@ class ConsoleChain:
         g = held_ratio(y, d, self._held)
         self._held = g[:, -1].copy()
         return envelope_from_probe_gain(g)[self._unorder]
+
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        """Everything a restored chain needs to continue (numpy arrays and numbers; call between blocks)."""
+        wet = self._reverb_job.result() if self._reverb_job is not None else None
+        conv = self.conv
+        return {
+            "controls": self.cur.copy(), "targets": self.target.copy(), "master_db": self.master_db,
+            "master_target": self.master_target, "timing": self.timing.copy(), "held": self._held.copy(),
+            "conv": conv.state_dict() | {"spectra": conv.spectra[:, :, 0].copy(),
+                                         "pending_tracks": np.array(list(conv._pending), np.int64),
+                                         "pending": np.array(list(conv._pending.values()), np.complex64)},
+            "detector": np.roll(self._traces[0], -self._trace_at, axis=1),
+            "sends": np.roll(self._traces[1], -self._trace_at, axis=1),
+            "reverb_next": wet if wet is not None else np.zeros((2, 0), np.float32),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` of a chain of the same rate, block and track count: the controls and
+        filters as saved, fresh compressors and reverb fed the saved detector and sends (their outputs
+        dropped), so their memory is what the saved chain's was."""
+        self.cur, self.target = np.array(state["controls"], float), np.array(state["targets"], float)
+        self.master_db, self.master_target = float(state["master_db"]), float(state["master_target"])
+        self._static = None
+        self.timing = np.array(state["timing"], float)
+        self._set_groups()
+        self.conv.reset()
+        self.conv.load_state_dict(state["conv"])
+        self.conv.spectra[:, :, 0] = np.asarray(state["conv"]["spectra"], np.complex64)
+        self.conv._pending = {int(k): np.asarray(v, np.complex64)
+                              for k, v in zip(state["conv"]["pending_tracks"], state["conv"]["pending"])}
+        detector, sends = np.asarray(state["detector"], np.float32), np.asarray(state["sends"], np.float32)
+        for a in range(0, detector.shape[1], self.block):
+            self._envelope(np.ascontiguousarray(detector[:, a : a + self.block]))
+        self._held = np.asarray(state["held"], np.float32).copy()
+        self.reset_reverb()
+        for a in range(0, sends.shape[1], self.block):
+            self.reverb.process(np.ascontiguousarray(sends[:, a : a + self.block]), self.sample_rate, reset=False)
+        self._traces = (detector.copy(), sends.copy())
+        self._trace_at = 0
+        wet = np.asarray(state["reverb_next"], np.float32)
+        if self._late and wet.shape[1]:
+            self._reverb_job = Future()
+            self._reverb_job.set_result(wet)
+
+    def reset_reverb(self) -> None:
+        """The reverb's tail and the block in flight dropped."""
+        if self._reverb_job is not None:
+            self._reverb_job.result()
+            self._reverb_job = None
+        self.reverb.reset()
 
 
 _GAIN_ROWS = ("left", "right", "send_left", "send_right", "drive", "ratio_exp", "master")

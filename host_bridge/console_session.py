@@ -24,6 +24,10 @@ of audio per decision); the console's own compressor and pan act instead.
 
 Latency: one block (the FIFO) + the EQ's linear-phase delay (:attr:`ConsoleChain.latency_samples`).
 
+State: :meth:`ConsoleSession.save_state` / :meth:`ConsoleSession.load_state`, as the bus session's (nested dicts
+of numpy arrays, numbers and strings: an ``.npz`` plus JSON, no pickles); a restored session continues as the
+saved one would have.
+
 streaming-safe: yes.
 """
 
@@ -481,10 +485,74 @@ class ConsoleSession:
             "decisions": self.decisions, "tracks_decided": int(self.decided.sum()),
         }
 
+    # ------------------------------------------------------------------ state
+
+    def save_state(self) -> dict:
+        """Session state as nested dicts of numpy arrays / numbers / strings (no pickles): the tracks' classes
+        and names, controls, the audio in the FIFO, dry delay and waiting for analysis, per track the running
+        statistics and normalization, the console mixer's window of features and decisions in force, and the
+        chain's (:meth:`ConsoleChain.state_dict`). Waits for an analysis in flight."""
+        self._settle()
+        s = self._stats
+        pending = np.concatenate(self._pending, axis=-1) if self._pending else np.zeros((self.n_tracks, 2, 0), np.float32)
+        return {
+            "mixer": "console", "sample_rate": self.sample_rate, "block_samples": self.block_samples,
+            "track_class": list(self.track_class), "track_name": list(self.track_name),
+            "amount": self.amount, "bypass": dict(self.bypass), "learning": self.learning,
+            "counters": {"analyses": self.analyses, "analyses_late": self.analyses_late, "decisions": self.decisions,
+                         "clipped_samples": self.clipped_samples},
+            "fifo_in": self._fifo_in.copy(), "fifo_out": self._fifo_out.copy(), "dry": self._dry.copy(),
+            "pending": pending, "tail": self._tail.copy(), "frames": self._frames.copy(),
+            "stats": {k: getattr(s, k).copy() for k in _STATS},
+            "norm_curve": self.norm_curve.copy(), "norm_gain_db": self.norm_gain_db.copy(),
+            "decided": self.decided.copy(), "designed": self._designed.copy(), "since_decide": self._since_decide,
+            "console": {k: np.array(v, copy=True) for k, v in self.console.items()},
+            "chain": self.chain.state_dict(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Continue from :meth:`save_state` of a console session with the same rate, block and track count (and
+        the same model, for the decisions to come).
+
+        Raises:
+            ConfigError: the state is not a console session's, or its rate, block or track count differ.
+        """
+        if state.get("mixer") != "console":
+            raise ConfigError("load_state: not a console session's state (save it from a ConsoleSession)")
+        for key, mine in (("sample_rate", self.sample_rate), ("block_samples", self.block_samples),
+                          ("n_tracks", self.n_tracks)):
+            theirs = len(state["track_class"]) if key == "n_tracks" else int(state[key])
+            if theirs != mine:
+                raise ConfigError(f"load_state: the state has {key} {theirs}, this session {mine}; "
+                                  "open the session with the saved settings")
+        self._settle()
+        self.track_class, self.track_name = list(state["track_class"]), list(state["track_name"])
+        self.amount, self.learning = float(state["amount"]), bool(state["learning"])
+        self.bypass = {k: bool(v) for k, v in state["bypass"].items()}
+        for k, v in state["counters"].items():
+            setattr(self, k, int(v))
+        f32 = lambda v: np.array(v, np.float32)  # noqa: E731
+        self._fifo_in, self._fifo_out, self._dry = f32(state["fifo_in"]), f32(state["fifo_out"]), f32(state["dry"])
+        pending = f32(state["pending"])
+        self._pending, self._pending_n = ([pending] if pending.shape[-1] else []), int(pending.shape[-1])
+        self._tail, self._frames = f32(state["tail"]), f32(state["frames"])
+        for k in _STATS:
+            setattr(self._stats, k, np.array(state["stats"][k], float))
+        self.norm_curve, self.norm_gain_db = np.array(state["norm_curve"], float), np.array(state["norm_gain_db"], float)
+        self.decided, self._designed = np.array(state["decided"], bool), np.array(state["designed"], float)
+        self._since_decide = float(state["since_decide"])
+        self.console = {k: np.array(v, float) for k, v in state["console"].items()}
+        self.chain.load_state_dict(state["chain"])
+        self._report = [self._entry(i, *self._norm_in_force()) for i in range(self.n_tracks)]
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self.chain.close()
+
+
+#: the running statistics' arrays (:class:`_Running`)
+_STATS = ("power", "weight", "k_energy", "k_weight", "active_s")
 
 
 def _numpy_params(p: ConsoleParams) -> dict[str, np.ndarray]:

@@ -15,8 +15,9 @@ from ..dsp import constants as C
 from ..dsp.audio import write_text_atomic
 from ..dsp.chain import normalize_stem
 from .exporters import ExportedChain, MixerChain, build_chain, mixer_chain, scale_params
+from .master import master_sliders
 from .peq import ParametricEq
-from .rfxchain import chain_text, copy_jsfx, install_steps
+from .rfxchain import MASTER_CHAIN, chain_text, copy_jsfx, install_steps
 from .schema import Preset, preset_from_dict, save_preset
 
 FORMATS = ("json", "pedalboard", "rfxchain")
@@ -112,7 +113,9 @@ def export_track_decisions(
 ) -> ExportResult:
     """Write each track's final decisions, normalization followed by the mixer: ``<track>.RfxChain`` (PEQ >
     compressor > utility of the normalization, then the mixer's PEQ > compressor > utility with its pan and
-    fader) and ``<track>.decisions.json`` (the track's entry of the document with the JSFX slider values)."""
+    fader) and ``<track>.decisions.json`` (the track's entry of the document with the JSFX slider values); a
+    console mix's master stage likewise as ``fxmix-master.*`` (compressor > utility > limiter, for the master
+    track: :mod:`fxmix.plugin_presets.master`)."""
     out = Path(out_dir)
     written: list[Path] = []
     chains: list[Path] = []
@@ -132,6 +135,15 @@ def export_track_decisions(
             d = {"format": doc["format"], "model": doc.get("model"), "mixer": doc.get("mixer"),
                  "track": entry, "jsfx_sliders": sliders}
             written.append(write_text_atomic(out / f"{base.name}.decisions.json", json.dumps(d, indent=1) + "\n"))
+    if doc.get("master"):
+        sliders = master_sliders(doc["master"])
+        if "rfxchain" in formats:
+            chains.append(write_text_atomic(out / f"{MASTER_CHAIN}.RfxChain", chain_text("master", sliders)))
+            written.append(chains[-1])
+        if "json" in formats:
+            d = {"format": doc["format"], "model": doc.get("model"), "mixer": doc.get("mixer"),
+                 "master": doc["master"], "jsfx_sliders": sliders}
+            written.append(write_text_atomic(out / f"{MASTER_CHAIN}.decisions.json", json.dumps(d, indent=1) + "\n"))
     steps = None
     if "rfxchain" in formats:
         written += copy_jsfx(out)

@@ -1,8 +1,9 @@
 """Reaper ``.RfxChain`` export: the chain text, the shipped JSFX it loads and how to install both.
 
 An exported ``.RfxChain`` loads three JSFX shipped in ``plugin_presets/jsfx`` (fxmix PEQ, the stereo-linked
-compressor, the utility with channel gains and gain) by their path under Reaper's ``Effects`` folder,
-``fxmix/<file>.jsfx``. :func:`copy_jsfx` puts those files into ``OUT/Effects/fxmix/`` next to the exported
+compressor, the utility with channel gains and gain); the master stage's chain adds the look-ahead
+true-peak limiter (:mod:`fxmix.plugin_presets.master`). Chains load them by their path under Reaper's
+``Effects`` folder, ``fxmix/<file>.jsfx``. :func:`copy_jsfx` puts those files into ``OUT/Effects/fxmix/`` next to the exported
 chains, so the export folder holds everything Reaper needs; :func:`install_steps` says where they go.
 
 Chain text, per effect: ``BYPASS 0 0 0``, ``<JS "fxmix/<file>.jsfx" ""``, one line of 64 slider values
@@ -27,7 +28,10 @@ JSFX = {
     "peq": ("fxmix/fxmix_peq.jsfx", 26),
     "comp": ("fxmix/fxmix_comp.jsfx", 5),
     "utility": ("fxmix/fxmix_utility.jsfx", 6),
+    "limiter": ("fxmix/fxmix_limiter.jsfx", 2),
 }
+#: file name (without suffix) of the master stage's chain in an export (:mod:`fxmix.plugin_presets.master`)
+MASTER_CHAIN = "fxmix-master"
 #: Reaper writes 64 slider values per JS block ("-" = slider not used)
 RFX_SLIDERS = 64
 #: where the JSFX go inside an export folder (the same layout as Reaper's resource folder)
@@ -98,21 +102,26 @@ def install_steps(out_dir: str | Path, chains: Iterable[str | Path]) -> str:
     out = Path(out_dir)
     names = [Path(c).name for c in chains]
     where = "\n".join(f"     {system + ':':<9} {path}" for system, path in RESOURCE_PATHS.items())
-    return "\n".join(
-        [
-            "Installing the .RfxChain export in REAPER:",
-            "  1. Find REAPER's resource folder: Options > Show REAPER resource path in explorer/finder. Usually",
-            where,
-            "  2. Copy the folder",
-            f"       {out / EFFECTS_SUBDIR}",
-            "     into <resource folder>/Effects/, giving <resource folder>/Effects/fxmix/ with",
-            f"     {', '.join(Path(p).name for p, _ in JSFX.values())} (the chains load them by that path).",
-            "  3. Copy the .RfxChain files into <resource folder>/FXChains/ (a subfolder such as FXChains/fxmix/",
-            f"     is fine): {', '.join(names) if names else '(none written)'}.",
-            "  4. If REAPER was running, press F5 in the FX browser (or restart REAPER) so it sees the new JSFX.",
-            "  5. Load a chain on a track: open the track's FX window (its FX button), then",
-            "     FX > FX chains > Load FX chain... (or pick it under FX Chains in the Add FX browser, or drag the",
-            "     .RfxChain file from your file manager onto the track). The chain is fxmix PEQ > fxmix compressor",
-            "     (stereo-linked) > fxmix utility (L/R gain, gain); every value stays editable.",
+    steps = [
+        "Installing the .RfxChain export in REAPER:",
+        "  1. Find REAPER's resource folder: Options > Show REAPER resource path in explorer/finder. Usually",
+        where,
+        "  2. Copy the folder",
+        f"       {out / EFFECTS_SUBDIR}",
+        "     into <resource folder>/Effects/, giving <resource folder>/Effects/fxmix/ with",
+        f"     {', '.join(Path(p).name for p, _ in JSFX.values())} (the chains load them by that path).",
+        "  3. Copy the .RfxChain files into <resource folder>/FXChains/ (a subfolder such as FXChains/fxmix/",
+        f"     is fine): {', '.join(names) if names else '(none written)'}.",
+        "  4. If REAPER was running, press F5 in the FX browser (or restart REAPER) so it sees the new JSFX.",
+        "  5. Load a chain on a track: open the track's FX window (its FX button), then",
+        "     FX > FX chains > Load FX chain... (or pick it under FX Chains in the Add FX browser, or drag the",
+        "     .RfxChain file from your file manager onto the track). The chain is fxmix PEQ > fxmix compressor",
+        "     (stereo-linked) > fxmix utility (L/R gain, gain); every value stays editable.",
+    ]
+    if f"{MASTER_CHAIN}.RfxChain" in names:
+        steps += [
+            f"  6. {MASTER_CHAIN}.RfxChain is the master stage: load it on the master track (its FX button in the",
+            "     mixer): fxmix compressor (glue) > fxmix utility (gain) > fxmix limiter (true peak; REAPER",
+            "     compensates its latency).",
         ]
-    )
+    return "\n".join(steps)

@@ -14,7 +14,9 @@ tracks) or of a synthetic corpus (``<song>/dry/``), what ``fxmix mix`` sees in p
 * each model: the network applied to the normalized stems (chunked runtime, :func:`load_runtime`);
 * a console mixer (arch ``console``, :mod:`fxmix.model.console_runtime`): every dry track (every input stem
   of a song without tracks) effect-normalized to its class target with the profile the mixer was trained with,
-  then the mixer's decisions rendered by the pedalboard console, as ``fxmix mix --model console`` does.
+  then the mixer's decisions rendered by the pedalboard console and mastered, as ``fxmix mix --model console``
+  does; with ``no_master`` also the same sum without the master stage (method ``NAME`` + :data:`NO_MASTER`),
+  so the figures before and after the master come from one set of decisions on the same split.
 
 Metrics and their bounds: :mod:`.eval_metrics`. Balances (:mod:`.eval_balance`): the class balance of the
 target is measured on its wet stems, of the sums and the mean engineer on the stems they summed, of a model by
@@ -43,6 +45,7 @@ from ..dsp.chain import DEFAULT_STAGES, check_stages
 from ..dsp.constants import CLASSES, SAMPLE_RATE
 from ..dsp.errors import ConfigError
 from ..dsp.profile import load_profile
+from ..dsp.stages.master import default_plan, master
 from ..model.automix import automix_tracks
 from ..model.console_runtime import MixerRunner
 from ..model.names import training_profile
@@ -60,6 +63,8 @@ from .preprocess import CacheSpec, profile_sha256
 log = logging.getLogger(__name__)
 
 BASELINES = ("sum", "equal_loudness_sum", "normalized_sum", "mean_engineer")
+#: suffix of a console mixer's method evaluated without its master stage
+NO_MASTER = ":no-master"
 #: Kept for callers of the time-domain estimate (plots, tests); balances use :mod:`.eval_balance`.
 __all__ = [
     "BASELINES", "BOUNDS", "METRICS", "estimate_contributions", "evaluate", "format_table", "write_json",
@@ -74,7 +79,8 @@ def _gain_to(x: np.ndarray, lufs: float) -> np.ndarray:
 class _Context:
     """What every song's evaluation needs (built once per worker process)."""
 
-    def __init__(self, models, profile, stages, cache, split, plot_dir, save_audio, input_source, threads):
+    def __init__(self, models, profile, stages, cache, split, plot_dir, save_audio, input_source, no_master,
+                 threads):
         if threads:
             torch.set_num_threads(threads)
         self.prof = load_profile(profile)
@@ -83,7 +89,7 @@ class _Context:
                                if isinstance(self.runtimes[name], MixerRunner)}
         self.stages, self.split, self.input_source = stages, split, input_source
         self.cache = StemCache(cache, _spec(self.prof, stages, input_source))
-        self.plot_dir, self.save_audio = plot_dir, save_audio
+        self.plot_dir, self.save_audio, self.no_master = plot_dir, save_audio, no_master
 
 
 def _load_model(path: str):
@@ -91,12 +97,23 @@ def _load_model(path: str):
     return MixerRunner(path) if read_sidecar(path).get("arch") == "console" else load_runtime(path)
 
 
-def _console_mix(song: EvalSong, runner: MixerRunner, prof) -> np.ndarray:
+def _console_mix(song: EvalSong, runner: MixerRunner, prof, *, master_stage: bool = True) -> np.ndarray:
     """The console mixer's mix of the song's dry tracks (its input stems when it has none), each track
-    effect-normalized to its class target first, as ``fxmix mix --model console`` does."""
+    effect-normalized to its class target first, as ``fxmix mix --model console`` does (``master_stage``:
+    through the master stage, else the console's bare sum)."""
     parts = [(t.name, t.cls, t.audio) for t in song.tracks] or [
         (c, c, x) for c, x in song.inputs.items() if np.any(x)]
-    return automix_tracks(parts, model=runner, profile=prof).mix
+    return automix_tracks(parts, model=runner, profile=prof, master=master_stage).mix
+
+
+def _console_mixes(song: EvalSong, runner: MixerRunner, prof, no_master: bool) -> tuple[np.ndarray, ...]:
+    """(mastered mix,) or, with ``no_master``, (mastered mix, bare sum): one normalization and one decision,
+    the bare sum mastered as :func:`fxmix.model.console_runtime.mix_tracks` masters it (a silent sum stays
+    silent)."""
+    if not no_master:
+        return (_console_mix(song, runner, prof),)
+    bare = _console_mix(song, runner, prof, master_stage=False)
+    return (master(bare, default_plan(), SAMPLE_RATE) if np.any(bare) else bare), bare
 
 
 def _spec(prof, stages, input_source) -> CacheSpec:
@@ -132,7 +149,10 @@ def _song_mixes(song: EvalSong, normalized: dict[str, np.ndarray], ctx: _Context
     stack = np.stack([normalized[c] for c in CLASSES])
     for name, rt in ctx.runtimes.items():
         if isinstance(rt, MixerRunner):
-            mixes[name] = (_console_mix(song, rt, ctx.track_profiles[name]), None, normalized)
+            both = _console_mixes(song, rt, ctx.track_profiles[name], ctx.no_master)
+            mixes[name] = (both[0], None, normalized)
+            if len(both) > 1:
+                mixes[name + NO_MASTER] = (both[1], None, normalized)
         else:
             mixes[name] = (rt.mix(stack), None, normalized)
     return mixes
@@ -210,6 +230,7 @@ def evaluate(
     cache: str | os.PathLike | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    no_master: bool = False,
 ) -> dict:
     """Evaluate baselines and ``models`` on ``root``'s ``split``. Returns the JSON-ready results.
 
@@ -227,6 +248,8 @@ def evaluate(
         cache: keep the normalized stems here between runs (training-cache layout).
         jobs: songs evaluated in parallel processes (default: CPU count, at most 4 and the number of songs).
         progress: tqdm bar.
+        no_master: also evaluate each console mixer without its master stage (method ``NAME:no-master``),
+            from the same decisions as its mastered mix.
 
     Raises:
         ConfigError: no songs in the split, unknown input_source, a model that cannot be loaded.
@@ -242,7 +265,7 @@ def evaluate(
     paths = ds.songs[: len(ds) if max_songs is None else max_songs]
     named = tuple((m, str(resolve_model_path(m, where="--models"))) for m in models)  # a bad name fails here
     jobs = min(jobs or min(os.cpu_count() or 1, 4), len(paths))
-    args = (named, profile, stages, cache, split, plot_dir, save_audio, input_source)
+    args = (named, profile, stages, cache, split, plot_dir, save_audio, input_source, no_master)
     ctx = _Context(*args, 0) if jobs <= 1 else None  # loads the models here: a bad one fails before any work
     rows = []
     bar = tqdm(total=len(paths), desc="eval", unit="song", disable=not progress)

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="keep each method's mix, the target and the stems per song in DIR (input of `fxmix listen build`)",
     )
+    p.add_argument(
+        "--no-master",
+        action="store_true",
+        help="also evaluate each console mixer without its master stage (method NAME:no-master), from the same "
+        "decisions, so the figures before and after the master come from the same songs",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         cache=args.cache,
         jobs=args.jobs,
         progress=not args.no_progress,
+        no_master=args.no_master,
     )
     print(format_table(res))
     if args.json:

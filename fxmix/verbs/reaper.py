@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fxmix import __version__
-from fxmix.decisions import reaper_track_settings
+from fxmix.decisions import reaper_master_lines, reaper_track_settings
 from fxmix.dsp.constants import SAMPLE_RATE
 from fxmix.dsp.errors import AudioInputError, ConfigError
 from fxmix.dsp.features import integrated_loudness
@@ -191,6 +191,8 @@ def _nothing_to_mix(project) -> None:
 def _write_copy(project, classes, run: _ProjectMix, decisions: dict, args, out: Path) -> None:
     n = run.result.mix.shape[-1]
     settings, notes_extra = reaper_track_settings(project, decisions, run.index, run.heard)
+    master_lines, master_notes = reaper_master_lines(project, decisions)
+    notes_extra = master_notes + notes_extra
     header = [
         f"fxmix automix of {project.path.name}: model={args.model}, profile={run.result.profile}, seed={args.seed}",
         f"window {args.start:.3f} s + {n / SAMPLE_RATE:.3f} s, mix file {out.name}",
@@ -202,8 +204,10 @@ def _write_copy(project, classes, run: _ProjectMix, decisions: dict, args, out: 
     notes = build_notes(project, classes, run.buses, run.result, header=header, suggest=not run.result.per_track)
     solo = bool(args.solo_mix)
     written = write_project_copy(project, args.write_rpp, out, position_s=args.start, length_s=n / SAMPLE_RATE,
-                                 notes=notes, solo=solo, mute=args.solo_mix is None, track_settings=settings)
-    print(f"wrote {written} (per-track volume, pan and FX chains; an added 'fxmix mix' track with the mix)")
+                                 notes=notes, solo=solo, mute=args.solo_mix is None, track_settings=settings,
+                                 master_fx_lines=master_lines)
+    master = "; the master stage on the master track" if master_lines else ""
+    print(f"wrote {written} (per-track volume, pan and FX chains{master}; an added 'fxmix mix' track with the mix)")
     for line in notes_extra:
         print(f"  note: {line}")
 

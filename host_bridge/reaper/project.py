@@ -134,6 +134,9 @@ class Project:
     sample_rate: int
     warnings: tuple[str, ...]
     text: str = field(repr=False, compare=False, default="")
+    #: the master track's FX chain (``<MASTERFXLIST``; fxmix does not render it) and ``MASTER_VOLUME``
+    master_fx: tuple[FxSlot, ...] = ()
+    master_volume: float = 1.0
 
     @property
     def folder(self) -> Path:
@@ -339,7 +342,7 @@ def _slider(token: str) -> float | None:
 
 
 def read_fx_chain(chunk: Chunk) -> tuple[FxSlot, ...]:
-    """The plug-ins of an ``FXCHAIN`` chunk in order: a ``BYPASS`` line, then the plug-in's chunk."""
+    """The plug-ins of an ``FXCHAIN`` (or ``MASTERFXLIST``) chunk in order: a ``BYPASS`` line, then the plug-in's chunk."""
     slots, bypassed = [], False
     for child in chunk.children:
         if isinstance(child, Line):
@@ -371,7 +374,7 @@ def parse_project(text: str, path: str | os.PathLike) -> Project:
     warnings: list[str] = []
     rate_tokens = root.first("SAMPLERATE")
     sample_rate = _int(rate_tokens, 0, SAMPLE_RATE, f"{path}: SAMPLERATE")
-    if root.chunks("MASTERFXLIST"):
+    if any(c.chunks() for c in root.chunks("MASTERFXLIST")):
         warnings.append(f"{path}: master FX are not rendered")
     tracks: list[Track] = []
     stack: list[int] = []  # open folder parents
@@ -427,7 +430,10 @@ def parse_project(text: str, path: str | os.PathLike) -> Project:
             del stack[max(0, len(stack) + delta) :]
     for message in warnings:
         log.warning(message)
-    return Project(path, tuple(tracks), sample_rate, tuple(warnings), text)
+    master = root.chunks("MASTERFXLIST")
+    return Project(path, tuple(tracks), sample_rate, tuple(warnings), text,
+                   master_fx=read_fx_chain(master[0]) if master else (),
+                   master_volume=_float(root.first("MASTER_VOLUME"), 0, 1.0, f"{path.name}: MASTER_VOLUME", MAX_GAIN))
 
 
 def read_project(path: str | os.PathLike) -> Project:

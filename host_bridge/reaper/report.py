@@ -35,6 +35,16 @@ def _pan(p: float) -> str:
     return "C" if abs(p) < 5e-4 else (f"{abs(p) * 100:.0f}%L" if p < 0 else f"{p * 100:.0f}%R")
 
 
+def _fx_lines(fx_chain, indent: str) -> list[str]:
+    """One line per plug-in: its kind, name, bypass and JSFX slider values."""
+    out = []
+    for k, fx in enumerate(fx_chain):
+        values = " ".join("-" if v is None else f"{v:.6g}" for v in fx.sliders)
+        out.append(f"{indent}fx {k + 1}: {fx.kind} {fx.name}" + (" (bypassed)" if fx.bypassed else "")
+                   + (f" [{values}]" if values else ""))
+    return out
+
+
 def format_inspect(project: Project, classes: Sequence[str]) -> str:
     """Human-readable listing of the project (what ``fxmix reaper inspect`` prints)."""
     audible = audible_tracks(project)
@@ -43,6 +53,9 @@ def format_inspect(project: Project, classes: Sequence[str]) -> str:
         f"  {len(project.tracks)} tracks, length {project.length_s:.3f} s, project rate {project.sample_rate} Hz "
         f"(rendered at {SAMPLE_RATE} Hz)",
     ]
+    if project.master_fx or project.master_volume != 1.0:
+        out.append(f"  master vol {_db(abs(project.master_volume))}")
+        out += _fx_lines(project.master_fx, "    ")
     for t in project.tracks:
         flags = []
         if t.is_folder:
@@ -58,10 +71,7 @@ def format_inspect(project: Project, classes: Sequence[str]) -> str:
             f"{indent}#{t.index + 1} {t.name!r} [{classes[t.index]}] vol {_db(t.volume)} pan {_pan(t.pan)}"
             + (f" ({', '.join(flags)})" if flags else "")
         )
-        for k, fx in enumerate(t.fx):
-            values = " ".join("-" if v is None else f"{v:.6g}" for v in fx.sliders)
-            out.append(f"{indent}    fx {k + 1}: {fx.kind} {fx.name}" + (" (bypassed)" if fx.bypassed else "")
-                       + (f" [{values}]" if values else ""))
+        out += _fx_lines(t.fx, indent + "    ")
         for it in t.items:
             state = "muted" if it.muted else (f"skipped: {it.skip_reason}" if it.skip_reason else "")
             media = ""

@@ -116,6 +116,7 @@ def write_project_copy(
     solo: bool = True,
     mute: bool = False,
     track_settings: Mapping[int, TrackSettings] | None = None,
+    master_fx_lines: Sequence[str] = (),
 ) -> Path:
     """Write a copy of the project with an added "fxmix mix" track (atomic; never over the input).
 
@@ -132,6 +133,9 @@ def write_project_copy(
         solo: solo the fxmix track so the project opens playing the automix (unsolo to hear the original).
         mute: mute the fxmix track (the tracks themselves carry the decisions; unmute it to compare).
         track_settings: per track index, the decided volume, pan and plug-ins written into that track.
+        master_fx_lines: plug-in lines (as :class:`TrackSettings`' ``fx_lines``) appended to the master track's
+            FX chain (``<MASTERFXLIST``, made before the first track when the project has none; a
+            ``MASTER_FX 0``, the master chain bypassed, is turned on).
 
     Raises:
         AudioInputError: ``out_path`` is the input project, or the project has no text.
@@ -155,17 +159,7 @@ def write_project_copy(
                 "write_project_copy: a note line contains a newline; pass one line per entry"
             )
     track_chunks = root.chunks("TRACK")
-    depth = sum(t.folder_delta for t in project.tracks)
-    if track_chunks and depth <= 0:
-        insert_at = track_chunks[-1].end_lineno + 1
-        base_indent = lines[track_chunks[-1].lineno][
-            : len(lines[track_chunks[-1].lineno]) - len(lines[track_chunks[-1].lineno].lstrip())
-        ]
-    elif track_chunks:
-        insert_at = track_chunks[0].lineno
-        base_indent = lines[insert_at][: len(lines[insert_at]) - len(lines[insert_at].lstrip())]
-    else:
-        insert_at, base_indent = root.end_lineno, "  "
+    insert_at, base_indent = _new_track_place(lines, root, sum(t.folder_delta for t in project.tracks))
     new = fxmix_track_lines(
         _rel_or_abs(Path(mix_path), out_dir), position_s=position_s, length_s=length_s, notes=notes, solo=solo
     )
@@ -174,6 +168,8 @@ def write_project_copy(
     inserts: dict[int, list[str]] = {insert_at: [base_indent + s for s in new]}
     for index, settings in (track_settings or {}).items():
         _set_track(lines, inserts, track_chunks[index], settings)
+    if master_fx_lines:
+        _set_master(lines, inserts, root, master_fx_lines)
     out_lines: list[str] = []
     for k, line in enumerate(lines + [None]):
         out_lines += inserts.get(k, [])
@@ -183,6 +179,17 @@ def write_project_copy(
     # The copy must parse again.
     parse_rpp_text(text, str(out_path))
     return write_text_atomic(out_path, text)
+
+
+def _new_track_place(lines: list[str], root: Chunk, depth: int) -> tuple[int, str]:
+    """(line, indent) of the added track: after the last track, before the first when the last leaves a
+    folder open (``depth`` > 0), at the project's end when it has none."""
+    tracks = root.chunks("TRACK")
+    if tracks and depth <= 0:
+        return tracks[-1].end_lineno + 1, _indent_of(lines[tracks[-1].lineno])
+    if tracks:
+        return tracks[0].lineno, _indent_of(lines[tracks[0].lineno])
+    return root.end_lineno, "  "
 
 
 def _repoint_media(lines: list[str], root: Chunk, project_dir: Path, out_dir: Path) -> None:
@@ -234,6 +241,26 @@ def _set_track(lines: list[str], inserts: dict[int, list[str]], chunk: Chunk, se
     block = [f"{inner}<FXCHAIN", f"{inner}  SHOW 0", f"{inner}  LASTSEL 0", f"{inner}  DOCKED 0"]
     block += [f"{inner}  {ln}" for ln in settings.fx_lines] + [f"{inner}>"]
     inserts.setdefault(at, []).extend(block)
+
+
+def _set_master(lines: list[str], inserts: dict[int, list[str]], root: Chunk, fx_lines: Sequence[str]) -> None:
+    """Append plug-ins to the project's ``MASTERFXLIST`` (a new one before the first track, as Reaper places
+    it, when there is none) and switch a bypassed master chain (``MASTER_FX 0``) on."""
+    for ln in root.lines("MASTER_FX"):
+        tokens = tokenize(lines[ln.lineno].strip())
+        if len(tokens) > 1 and tokens[1] == "0":
+            lines[ln.lineno] = _indent_of(lines[ln.lineno]) + " ".join([tokens[0], "1"] + tokens[2:])
+    chains = root.chunks("MASTERFXLIST")
+    if chains:
+        fx_indent = _indent_of(lines[chains[0].lineno]) + "  "
+        inserts.setdefault(chains[0].end_lineno, []).extend(fx_indent + ln for ln in fx_lines)
+        return
+    tracks = root.chunks("TRACK")
+    at = tracks[0].lineno if tracks else root.end_lineno
+    inner = _indent_of(lines[at]) if tracks else _indent_of(lines[root.lineno]) + "  "
+    block = [f"{inner}<MASTERFXLIST", f"{inner}  SHOW 0", f"{inner}  LASTSEL 0", f"{inner}  DOCKED 0"]
+    block += [f"{inner}  {ln}" for ln in fx_lines] + [f"{inner}>"]
+    inserts.setdefault(at, [])[:0] = block
 
 
 def suggest_track_settings(

@@ -22,6 +22,7 @@ from fxmix.host_bridge.reaper import (
 )
 from fxmix.model.console.designs import pan_gains
 from fxmix.model.decisions import read_decisions
+from fxmix.plugin_presets.master import master_sliders
 from fxmix.plugin_presets.rfxchain import JSFX
 from support import signals
 
@@ -136,6 +137,57 @@ def test_inspect_and_the_rpp_package_read_the_same_decisions(written, capsys):
         assert any(JSFX["comp"][0] in ln for ln in fx_lines)
         vol_db = 20 * math.log10(ours.volume)
         assert f"#{i + 1} {d['name']!r}" in listing and f"vol {vol_db:+.1f} dB" in listing
+
+
+def test_the_master_stage_goes_to_the_master_track(written, capsys):
+    """The console's master stage is the copy's master FX chain (compressor > utility > limiter, the plan's
+    values), before the first track as REAPER writes it; `fxmix reaper inspect` and the `rpp` package read it
+    back, and the copy's notes say what differs from fxmix's master."""
+    _, out, copy = written
+    plan = read_decisions(out.with_suffix(".decisions.json"))["master"]
+    assert plan["gain_db"] is not None
+    want = master_sliders(plan)
+    back = read_project(copy)
+    assert [(f.kind, _JS[f.name]) for f in back.master_fx] == [("JS", "comp"), ("JS", "utility"), ("JS", "limiter")]
+    for f, key in zip(back.master_fx, ("comp", "utility", "limiter")):
+        assert not f.bypassed and list(f.sliders) == pytest.approx(want[key], abs=1e-9)
+    assert want["comp"][1:] == pytest.approx([plan["glue_threshold_db"], 2.0, 25.0, 250.0])
+    assert want["utility"][2] == plan["gain_db"] and want["limiter"][0] == -1.0
+    text = copy.read_text(encoding="utf-8")
+    assert text.index("<MASTERFXLIST") < text.index("<TRACK")
+    assert "master track FX: the master stage" in text and "decides once" in text
+    tree = rpp.loads(text)
+    js = [c for c in tree.find("MASTERFXLIST") if not isinstance(c, list) and c.tag == "JS"]
+    assert [j.attrib[0] for j in js] == [JSFX[k][0] for k in ("comp", "utility", "limiter")]
+    for j, key in zip(js, ("comp", "utility", "limiter")):
+        assert len(j.children[0]) == 64
+        assert [float(v) for v in j.children[0] if v != "-"] == pytest.approx(want[key], abs=1e-9)
+    capsys.readouterr()
+    assert reaper_main(["inspect", str(copy)]) == 0
+    listing = capsys.readouterr().out
+    assert f"fx 3: JS {JSFX['limiter'][0]} [-1 5]" in listing and "master vol +0.0 dB" in listing
+
+
+def test_master_fx_append_to_an_existing_chain_and_turn_it_on(session, tmp_path):
+    """A project with master FX of its own (and the master chain bypassed, MASTER_FX 0): ours go after them and
+    the chain is switched on; the project's master volume is read."""
+    own = ("  MASTER_VOLUME 0.5 0 -1 -1 1\n  MASTER_FX 0\n  <MASTERFXLIST\n    SHOW 0\n    BYPASS 0 0 0\n"
+           '    <JS "utility/volume" ""\n      -3 - - -\n    >\n    FXID {00000000-0000-0000-0000-000000000003}\n'
+           "  >\n")
+    text = session.read_text().replace("  SAMPLERATE 44100 0 0\n", "  SAMPLERATE 44100 0 0\n" + own)
+    project_path = tmp_path / "own.RPP"
+    project_path.write_text(text)
+    project = read_project(project_path)
+    assert [f.name for f in project.master_fx] == ["utility/volume"] and project.master_volume == 0.5
+    fx = ("BYPASS 0 0 0", f'<JS "{JSFX["limiter"][0]}" ""', "-1 5" + " -" * 62, ">", "FLOATPOS 0 0 0 0",
+          "FXID {00000000-0000-0000-0000-000000000004}", "WAK 0 0")
+    copy = write_project_copy(project, tmp_path / "c.RPP", tmp_path / "mix.wav", position_s=0.0, length_s=2.0,
+                              master_fx_lines=fx)
+    back = read_project(copy)
+    assert [f.name for f in back.master_fx] == ["utility/volume", JSFX["limiter"][0]]
+    assert back.master_fx[1].sliders == (-1.0, 5.0)
+    assert "  MASTER_FX 1\n" in copy.read_text() and copy.read_text().count("<MASTERFXLIST") == 1
+    assert len(rpp.loads(copy.read_text()).find("MASTERFXLIST").findall("JS")) == 2
 
 
 def test_bus_networks_write_their_per_band_contribution(session, tmp_path):

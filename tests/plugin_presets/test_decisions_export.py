@@ -26,9 +26,10 @@ def mixed(tmp_path_factory):
     return out.with_suffix(".decisions.json")
 
 
-def test_export_writes_normalization_then_mixer_per_track(mixed, tmp_path):
+def test_export_writes_normalization_then_mixer_per_track(mixed, tmp_path, capsys):
     out = tmp_path / "presets"
     assert main(["-q", "preset", "export", "--decisions", str(mixed), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
     doc = json.loads(mixed.read_text())
     for t in doc["tracks"]:
         name = t["name"].replace(" ", "_")
@@ -52,6 +53,16 @@ def test_export_writes_normalization_then_mixer_per_track(mixed, tmp_path):
         values = [float(v) for v in lines[last_utility + 1].split() if v != "-"]
         assert values == pytest.approx(mixer["utility"], abs=1e-6)  # the chain file holds the same values
     assert (out / "Effects" / "fxmix" / "fxmix_peq.jsfx").is_file()
+    # the master stage: its chain for the master track, with the plan's values
+    text = (out / "fxmix-master.RfxChain").read_text()
+    assert [ln.split('"')[1] for ln in text.splitlines() if ln.startswith("<JS ")] == [
+        JSFX[k][0] for k in ("comp", "utility", "limiter")]
+    exported = json.loads((out / "fxmix-master.decisions.json").read_text())
+    plan = doc["master"]
+    assert exported["master"] == plan and exported["jsfx_sliders"]["limiter"] == [plan["ceiling_dbtp"], 5.0]
+    assert exported["jsfx_sliders"]["utility"][2] == pytest.approx(plan["gain_db"] - exported["jsfx_sliders"]["comp"][0])
+    assert (out / "Effects" / "fxmix" / "fxmix_limiter.jsfx").is_file()
+    assert "fxmix-master.RfxChain is the master stage" in printed
 
 
 def test_export_refuses_what_is_not_a_decisions_document(tmp_path, capsys):

@@ -213,7 +213,7 @@ def test_rfxchain_export_ships_its_jsfx_and_says_how_to_install(tmp_path, capsys
     printed = capsys.readouterr().out
     chain = (out / "vocals.RfxChain").read_text()
     loaded = re.findall(r'^<JS "([^"]+)" ""$', chain, re.M)
-    assert loaded == [path for path, _ in JSFX.values()]
+    assert loaded == [JSFX[k][0] for k in ("peq", "comp", "utility")]
     for path in loaded:
         copied = out / "Effects" / path
         assert copied.parent == out / EFFECTS_SUBDIR

@@ -140,7 +140,7 @@ def test_eval_runs_a_console_mixer_on_track_normalized_tracks(sessions, tmp_path
     mastered as `fxmix mix` does; a neutral (untrained) console's mix is then the master of the sum of those
     normalized tracks (its compressors at their neutral settings and its flat FIR EQ barely act: the difference
     stays 30 dB under the mix, where a wrong profile or a bus instead of per-track normalization would differ by
-    whole dB)."""
+    whole dB). `--no-master` adds the same decisions' bare sum as a method of its own, on the same songs."""
     import torch
     from fxmix.dsp.chain import normalize_stem
     from fxmix.dsp.constants import SAMPLE_RATE
@@ -148,21 +148,35 @@ def test_eval_runs_a_console_mixer_on_track_normalized_tracks(sessions, tmp_path
     from fxmix.dsp.stages.master import default_plan, master
     from fxmix.model.mixer import ConsoleMixer
     from fxmix.model.states import save_model
+    from fxmix.training.eval_metrics import loudness
     from fxmix.training.eval_songs import load_eval_song
-    from fxmix.training.evaluate import _console_mix, _load_model, evaluate
+    from fxmix.training.evaluate import NO_MASTER, _console_mix, _console_mixes, _load_model
+
+    from fxmix.verbs.eval import main as eval_main
 
     torch.manual_seed(0)
     folder = save_model(tmp_path / "neutral", ConsoleMixer().eval())
     runner = _load_model(str(folder))
     song = load_eval_song(next((sessions / "train").iterdir()))
     prof = load_profile("musdb18-reference")
-    mix = _console_mix(song, runner, prof)
-    expected = sum(np.nan_to_num(normalize_stem(t.audio, SAMPLE_RATE, t.cls, prof).audio) for t in song.tracks)
-    expected = master(expected, default_plan(), SAMPLE_RATE)
+    mix, bare = _console_mixes(song, runner, prof, True)
+    summed = sum(np.nan_to_num(normalize_stem(t.audio, SAMPLE_RATE, t.cls, prof).audio) for t in song.tracks)
+    expected = master(summed, default_plan(), SAMPLE_RATE)
     assert np.sqrt(np.mean((mix - expected) ** 2)) < 3e-2 * np.sqrt(np.mean(expected**2))
-    res = evaluate(sessions, "train", models=[str(folder)], jobs=1, progress=False)
+    assert np.sqrt(np.mean((bare - summed) ** 2)) < 3e-2 * np.sqrt(np.mean(summed**2))
+    # the mastered mix of the pair is the one `fxmix mix` makes (one decision, mastered the same way)
+    assert np.max(np.abs(mix - _console_mix(song, runner, prof))) <= 1e-6
+    assert loudness(bare) < loudness(mix) - 3  # the master's gain to its loudness target
+    out = tmp_path / "eval.json"
+    assert eval_main([str(sessions), "--split", "train", "--models", str(folder), "--no-master", "--jobs", "1",
+                      "--no-progress", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
     name = str(folder)
+    assert res["methods"][-2:] == [name, name + NO_MASTER]
     for row in res["songs"]:
-        m = row["methods"][name]
-        assert all(np.isfinite(m[k]) and m[k] <= BOUNDS[k] for k in METRICS), row["song"]
-        assert set(m["track_balance"]) == set(row["target_track_balance"])
+        for method in (name, name + NO_MASTER):
+            m = row["methods"][method]
+            assert all(np.isfinite(m[k]) and m[k] <= BOUNDS[k] for k in METRICS), (row["song"], method)
+            assert set(m["track_balance"]) == set(row["target_track_balance"])
+        # the master moves the level (its decisions are the same): the two rows differ in loudness
+        assert row["methods"][name]["loudness_err_lu"] != row["methods"][name + NO_MASTER]["loudness_err_lu"]
