@@ -15,6 +15,7 @@ import numpy as np
 from fxmix.dsp.constants import CLASSES
 from fxmix.dsp.errors import FxmixError
 from fxmix.host_bridge.osc.client import BridgeClient, StreamReport
+from fxmix.host_bridge.osc.priority import realtime_thread
 
 
 def _bench_source(n_tracks: int, sample_rate: int, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
@@ -68,11 +69,19 @@ def run_bench_client(
         while sum(1 for s in range(n_blocks) if s in client.mixes) < n_blocks and time.monotonic() < deadline:
             time.sleep(0.01)
         wall_s = time.perf_counter() - t0
-        rtt = [1000.0 * (client.mixes[s][1] - sent_t[s]) for s in range(n_blocks) if s in client.mixes]
+        got = [s for s in range(n_blocks) if s in client.mixes]
+        rtt = [1000.0 * (client.mixes[s][1] - sent_t[s]) for s in got]
+        rtt_read = [1000.0 * (client.mix_read_t[s] - sent_t[s]) for s in got if s in client.mix_read_t]
         stats = client.query_stats() or {}
         client.close()
     report = StreamReport(n_blocks, len(rtt), n_blocks - len(rtt), latency, rtt, wall_s).to_dict()
     report["client_late_sends"] = late_sends
+    # the round trip above ends when the mix reached the client's socket (the kernel's stamp where there is
+    # one); this one when the client's receive thread read it (its own wake-up included)
+    report["kernel_stamps"] = client.kernel_stamps
+    report["rtt_read_p50_ms"], report["rtt_read_p99_ms"] = (
+        [float(v) for v in np.percentile(rtt_read, (50, 99))] if rtt_read else [float("nan")] * 2
+    )
     report["server_stats"] = stats
     return report
 
@@ -87,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block-samples", type=int, default=512)
     p.add_argument("--sample-rate", type=int, default=48000)
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority of the client's threads (0: as is)")
     args = p.parse_args(argv)
+    if args.rt_priority > 0:  # before the client's receive thread starts: it inherits this thread's class
+        realtime_thread(args.rt_priority)
     try:
         result = run_bench_client(
             args.host, args.port, args.tracks, args.block_samples, args.sample_rate, args.seconds

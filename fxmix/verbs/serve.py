@@ -94,6 +94,14 @@ def get_serve_parser() -> argparse.ArgumentParser:
     )
     add_torch_threads_flag(p)
     add_pipeline_flag(p)
+    p.add_argument(
+        "--rt-priority",
+        type=int,
+        default=0,
+        help="run the audio path (receive and worker threads) in SCHED_FIFO at this priority (1-99; e.g. 10, "
+        "under JACK's default), as a DAW runs its audio threads; needs root, CAP_SYS_NICE or an rtprio limit "
+        "(the log says when it was refused); 0 (default): normal scheduling",
+    )
     return p
 
 
@@ -170,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         default_profile=args.profile,
         shared_control=args.shared_control,
         idle_timeout_s=args.idle_timeout if args.idle_timeout > 0 else None,
+        realtime_priority=args.rt_priority if args.rt_priority > 0 else None,
     )
     host, port = server.address
     log.info(

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import socket
+import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -29,6 +32,23 @@ from .codec import (
     mix_header,
     parse_messages,
 )
+
+#: Linux's SO_TIMESTAMPNS (asm-generic value; Python does not name it): the kernel stamps each datagram with its
+#: arrival time, so a reply's time does not include the receive thread's wake-up. None where it is not known.
+_SO_TIMESTAMPNS = (
+    35 if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "i686", "armv7l", "riscv64") else None
+)
+_STAMP = struct.Struct("@qq")  # struct timespec: seconds, nanoseconds
+
+
+def _enable_stamps(sock: socket.socket) -> bool:
+    if _SO_TIMESTAMPNS is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -86,6 +106,10 @@ class BridgeClient:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf_bytes)
         self.sock.bind((bind_host, 0))
         self.sock.settimeout(0.05)
+        #: reply times are the kernel's arrival stamps (Linux), not when the receive thread got to them
+        self.kernel_stamps = _enable_stamps(self.sock)
+        #: mixed block -> when the receive thread read it (perf_counter); ``mixes`` holds its arrival time
+        self.mix_read_t: dict[int, float] = {}
         self.block_samples = 0
         self.n_tracks = 0
         self.latency_samples = 0
@@ -108,20 +132,20 @@ class BridgeClient:
     def _recv_loop(self) -> None:
         while self._running:
             try:
-                data, _ = self.sock.recvfrom(65535)
+                data, t, t_read = self._receive()
             except TimeoutError:
                 continue
             except OSError:  # closed by close_socket(), or an ICMP error reported on the socket
                 if not self._running:
                     return
                 continue
-            t = time.perf_counter()
             header = mix_header(data)
             if header is not None:  # a mixed block: no parse objects
                 audio = np.frombuffer(data, A.BLOB_DTYPE, offset=MIX_AUDIO_OFFSET).astype(np.float32)
                 if audio.size % 2 == 0:
                     with self._cond:
                         self.mixes[header[1]] = (audio.reshape(2, -1), t)
+                        self.mix_read_t[header[1]] = t_read
                         self._cond.notify_all()
                 continue
             try:
@@ -139,6 +163,21 @@ class BridgeClient:
                     else:
                         self.replies.append((m.address, params))
                 self._cond.notify_all()
+
+    def _receive(self) -> tuple[bytes, float, float]:
+        """One datagram, when it arrived (perf_counter; the kernel's stamp where there is one) and when it was
+        read (perf_counter)."""
+        if not self.kernel_stamps:
+            data, _ = self.sock.recvfrom(65535)
+            t = time.perf_counter()
+            return data, t, t
+        data, ancillary, _, _ = self.sock.recvmsg(65535, socket.CMSG_SPACE(_STAMP.size))
+        t_read, now_ns = time.perf_counter(), time.time_ns()
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(raw) >= _STAMP.size:
+                sec, nsec = _STAMP.unpack_from(raw)
+                return data, t_read - max(0, now_ns - (sec * 1_000_000_000 + nsec)) / 1e9, t_read
+        return data, t_read, t_read
 
     def wait_reply(self, address: str, timeout_s: float = 5.0) -> list[Any] | None:
         """Pop and return the args of the first reply with ``address`` (or ``/fxmix/error``: raises)."""
@@ -205,6 +244,7 @@ class BridgeClient:
         self.latency_samples = int(reply[1])
         with self._cond:
             self.mixes.clear()
+            self.mix_read_t.clear()
         return self.latency_samples
 
     def set_track(self, track: int, class_name: str = "", name: str = "") -> None:
@@ -212,11 +252,18 @@ class BridgeClient:
 
     def send_block(self, seq: int, blocks: np.ndarray) -> float:
         """Send one multitrack block (n_tracks, 2, block_samples) as one datagram per track; return the
-        time (perf_counter) the last track left."""
+        time (perf_counter) the last track was handed to the socket.
+
+        (Taken before that send, not after: on loopback the send wakes the server, which may run before this
+        thread does again, and a time taken then would leave the server's reply time out of the round trip.)"""
         sendto, server, session = self.sock.sendto, self.server, self.session
-        for track in range(blocks.shape[0]):
+        last = blocks.shape[0] - 1
+        for track in range(last):
             sendto(encode_track_block(session, track, seq, blocks[track]), server)
-        return time.perf_counter()
+        datagram = encode_track_block(session, last, seq, blocks[last])
+        t = time.perf_counter()
+        sendto(datagram, server)
+        return t
 
     def control(self, name: str, value: float) -> None:
         self.send("/fxmix/control", self.session, name, float(value))
@@ -228,6 +275,7 @@ class BridgeClient:
         self.send("/fxmix/reset", self.session)
         with self._cond:
             self.mixes.clear()
+            self.mix_read_t.clear()
 
     def close(self) -> None:
         self.send("/fxmix/close", self.session)

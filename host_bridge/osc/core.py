@@ -115,6 +115,8 @@ class BridgeCore:
             it and other senders' requests for it are refused with ``/fxmix/error``.
         idle_timeout_s: close a session that had no request (block, control, query) for this long; None: never.
         trust_loopback: loopback senders count as verified (see :meth:`reply_limit`).
+        realtime_priority: run the receive and worker threads in SCHED_FIFO at this priority, the engine's
+            between-blocks thread one step under (:mod:`.priority`); None: leave scheduling as it is.
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class BridgeCore:
         shared_control: bool = False,
         idle_timeout_s: float | None = IDLE_TIMEOUT_S,
         trust_loopback: bool = True,
+        realtime_priority: int | None = None,
     ) -> None:
         self._send_raw = send
         self.shared_control = bool(shared_control)
@@ -148,7 +151,7 @@ class BridgeCore:
         self.inbox = Inbox(self.errors, queue_size, max_queued_bytes)
         options = WorkerOptions(
             default_profile, reply_to, reaper_feedback, int(reaper_track_offset), reorder_timeout_s,
-            params_interval_s, max_backlog_s, idle_timeout_s,
+            params_interval_s, max_backlog_s, idle_timeout_s, realtime_priority,
         )  # fmt: skip
         self.worker = Worker(
             self.inbox, self.errors, self.counters, self.send, self._worker_error, session_factory, options,

@@ -16,6 +16,7 @@ from ...dsp.errors import ConfigError
 from . import addresses as A
 from .core import BridgeCore
 from .log import log
+from .priority import describe_thread, realtime_thread
 from .requests import Address
 from .worker import SessionFactory
 
@@ -137,6 +138,8 @@ class BridgeServer:
         lets the loop see :meth:`stop`, makes CPython ``poll`` before each ``recvfrom``.)
         """
         sock, srv, core = self._server.socket, self._server, self.core
+        priority = core.worker.options.realtime_priority
+        core.worker.scheduling["receive"] = describe_thread() if priority is None else realtime_thread(priority)
         sock.settimeout(poll_s)
         size = srv.max_packet_size
         while self._running.is_set():

@@ -18,11 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ...dsp.errors import FxmixError
 from . import addresses as A
 from .codec import encode_mix, to_json
 from .inbox import Inbox
 from .log import PYTHON_OSC_ERRORS, ErrorLog, log
+from .priority import below_creator, describe_thread, leave_realtime, realtime_thread
 from .requests import (
     Address,
     BuiltRequest,
@@ -60,6 +63,8 @@ MAX_HELD = 256
 MAX_HELD_BYTES = 16 << 20
 #: Default of ``--idle-timeout`` (s): a session with no request for this long is closed.
 IDLE_TIMEOUT_S = 300.0
+#: Most recent blocks whose turnaround (last track read -> mix sent) a session keeps for its statistics.
+TURNAROUND_BLOCKS = 8192
 
 
 @dataclass
@@ -77,6 +82,8 @@ class LiveSession:
     process_s_max: float = 0.0
     skipped_blocks: int = 0
     mixed: int = 0  # blocks the engine mixed
+    #: per mixed block, seconds from its completion on the receive thread to its mix sent (the most recent ones)
+    turnaround_s: deque = field(default_factory=lambda: deque(maxlen=TURNAROUND_BLOCKS))
     last_active_t: float = field(default_factory=time.monotonic)
     #: the profile switch being built (a newer one makes an older build stale)
     switch: object = None
@@ -104,6 +111,7 @@ class WorkerOptions:
     params_interval_s: float | None = 0.5
     max_backlog_s: float | None = 0.2
     idle_timeout_s: float | None = IDLE_TIMEOUT_S
+    realtime_priority: int | None = None
 
 
 def close_engine(engine: Any) -> None:
@@ -175,6 +183,8 @@ class Worker:
         self.busy_since = 0.0
         self.skipped_total = 0
         self._next_idle_check = 0.0
+        #: thread -> its scheduling (:func:`~.priority.describe_thread`), reported by the stats query
+        self.scheduling: dict[str, str] = {}
         #: request type -> its one handler
         self.handlers: dict[type, Callable[[Any], None]] = {
             OpenRequest: self._open,
@@ -199,7 +209,8 @@ class Worker:
         """Start the worker thread (idempotent)."""
         if self._thread is None:
             self._stop.clear()
-            self._opener = ThreadPoolExecutor(1, "fxmix-bridge-opener")
+            # session builds take a core for ~0.3 s: never in the real-time class the worker may have
+            self._opener = ThreadPoolExecutor(1, "fxmix-bridge-opener", initializer=leave_realtime)
             self._thread = threading.Thread(target=self._run, name="fxmix-bridge-worker", daemon=True)
             self._thread.start()
 
@@ -221,6 +232,8 @@ class Worker:
             close_engine(engine)
 
     def _run(self) -> None:
+        priority = self.options.realtime_priority
+        self.scheduling["worker"] = describe_thread() if priority is None else realtime_thread(priority)
         while not self._stop.is_set():
             request = self.inbox.get(self._wait_s())
             self.busy_since = time.monotonic()
@@ -371,6 +384,7 @@ class Worker:
             self._engine_error(b.sender, session, f"open failed: {b.error}")
             return
         engine = b.engine
+        self._step_below(engine)
         reply_to = self.options.reply_to or b.sender
         self.live[session] = LiveSession(cfg, engine, reply_to, b.profile)
         log.info(
@@ -382,6 +396,22 @@ class Worker:
         )
         for request in op.held:  # (blocks held longer than the backlog limit are skipped as overload)
             self.process(request)
+
+    def _step_below(self, engine: Any) -> None:
+        """Schedule the engine's background thread, which this thread creates (so it inherits its class): a
+        pipelined engine's between-blocks thread computes the block the next one waits for, so it stays real-time,
+        one step under the worker (whose arrivals preempt it); any other background work (statistics, a console
+        session's analyses) may wait, so it leaves the real-time class. A no-op in the normal class."""
+        defer, worker = getattr(engine, "defer", None), threading.get_native_id()
+        if defer is None:
+            return
+        step = below_creator if getattr(engine, "pipeline", False) else leave_realtime
+
+        def lower() -> None:
+            if threading.get_native_id() != worker:  # (inline on the worker for sessions without the thread)
+                self.scheduling["between_blocks"] = step()
+
+        defer(lower)
 
     def _close(self, req: CloseRequest) -> None:
         self.opening.pop(req.session, None)  # a build in flight is closed when it arrives
@@ -482,6 +512,7 @@ class Worker:
             lv.process_s_max = max(lv.process_s_max, dt)
             lv.mixed += 1
             self.send_datagram(encode_mix(req.session, req.seq, mix), lv.reply_to)
+            lv.turnaround_s.append(time.monotonic() - req.t_ready)
         finally:
             if start_later:
                 lv.session.start_background()
@@ -566,6 +597,7 @@ class Worker:
                 "opening": sorted(self.opening),
                 "skipped_blocks": self.skipped_total,
                 "python_osc_errors": PYTHON_OSC_ERRORS.snapshot(),  # process-wide
+                "scheduling": dict(self.scheduling),
             },
             "errors": self.errors.snapshot(),
         }
@@ -577,6 +609,17 @@ class Worker:
                 "engine_mixed_blocks": lv.mixed,
                 "process_ms_max": 1000.0 * lv.process_s_max,
                 "skipped_blocks": lv.skipped_blocks,
+                **turnaround_ms(lv.turnaround_s),
                 "engine": lv.session.stats(),
             }
         return out
+
+
+def turnaround_ms(samples: deque) -> dict[str, float | None]:
+    """p50/p99/max (ms) of a session's block turnarounds (the block complete on the receive thread -> its mix
+    sent): the server's share of a round trip, the rest being the sockets and the receive thread's wake-up."""
+    if not samples:
+        return {"turnaround_ms_p50": None, "turnaround_ms_p99": None, "turnaround_ms_max": None}
+    ms = 1000.0 * np.asarray(samples)
+    p50, p99 = np.percentile(ms, (50, 99))
+    return {"turnaround_ms_p50": float(p50), "turnaround_ms_p99": float(p99), "turnaround_ms_max": float(ms.max())}
