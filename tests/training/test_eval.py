@@ -94,7 +94,7 @@ def test_eval_cli_prints_baselines_and_json(tmp_path_factory, tmp_path, capsys):
 def sessions(tmp_path_factory):
     """Two session songs (procedural and a freedroid-data module excerpt), both in the train split."""
     root = tmp_path_factory.mktemp("sessions")
-    build_corpus(root, 2, 4.0, 1, families=("procedural", "human"), progress=False)
+    build_corpus(root, 2, 4.0, 19, families=("procedural", "human"), progress=False)
     return root
 
 

@@ -229,7 +229,7 @@ def _merge_quietest(solos: list[tuple[dict, np.ndarray]]) -> list[tuple[dict, np
 def _midi_session(plan: SongPlan, ex: human.Excerpt) -> DrySession:
     entry = human.file_entry("midi", ex.package, ex.file)
     table = {t["key"]: t for t in entry["tracks"]}
-    tracks, bpm, _ = read_midi(human.package_root(ex.package) / ex.file)
+    tracks, _, bpm = read_midi(human.package_root(ex.package) / ex.file)
     lic = human.package_licence(ex.package)
     end = ex.start_s + plan.seconds
     parts = []

@@ -49,6 +49,9 @@ MIDI_PACKAGES = {
 }
 MODULE_EXTENSIONS = (".mod", ".xm", ".s3m", ".it")
 MAX_EXCERPTS_PER_FILE = 6
+#: A file's weight in the split shares is what it can lend: at most MAX_EXCERPTS_PER_FILE songs of the corpus's
+#: default 20 s (a 30-min MIDI file lends no more than a 2-min one).
+SPLIT_WEIGHT_CAP_S = MAX_EXCERPTS_PER_FILE * 20.0
 HUMAN_INSTALL = "apt-get install -y --no-install-recommends libopenmpt0 " + " ".join(
     [*MODULE_PACKAGES, *MIDI_PACKAGES]
 )
@@ -224,13 +227,15 @@ def _pick_lead(insts: list[dict]) -> None:
 
 
 def assign_splits(entries: list[dict], share_valid: float = 0.15, share_test: float = 0.15) -> None:
-    """Per file, by a stable hash order: test until ~15 % of the duration, then valid ~15 %, then train."""
-    total = sum(e["duration_s"] for e in entries)
+    """Per file, by a stable hash order: test until ~15 % of the weight, then valid ~15 %, then train (a file
+    weighs its duration up to :data:`SPLIT_WEIGHT_CAP_S`)."""
+    weight = {id(e): min(float(e["duration_s"]), SPLIT_WEIGHT_CAP_S) for e in entries}
+    total = sum(weight.values())
     order = sorted(entries, key=lambda e: zlib.crc32(f"{e['package']}/{e['file']}".encode()))
     acc = 0.0
     for e in order:
         e["split"] = "test" if acc < share_test * total else "valid" if acc < (share_test + share_valid) * total else "train"
-        acc += e["duration_s"]
+        acc += weight[id(e)]
 
 
 def draft_midi(package: str, path: Path) -> dict:
@@ -238,7 +243,7 @@ def draft_midi(package: str, path: Path) -> dict:
     from .material import gm_class, gm_role  # material imports the procedural composer; only needed here
     from .midi import read_midi
 
-    tracks, bpm, dur = read_midi(path)
+    tracks, dur, bpm = read_midi(path)
     n_s = int(min(dur, 900.0))
     active = np.zeros(n_s, int)
     out = []

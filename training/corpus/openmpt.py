@@ -77,6 +77,7 @@ def _lib() -> C.CDLL:
         "openmpt_free_string": (None, [_VP]),
         "openmpt_module_get_duration_seconds": (cd, [_VP]),
         "openmpt_module_set_repeat_count": (C.c_int, [_VP, i32]),
+        "openmpt_module_ctl_set_boolean": (C.c_int, [_VP, C.c_char_p, C.c_int]),
         "openmpt_module_set_position_seconds": (cd, [_VP, cd]),
         "openmpt_module_read_interleaved_float_stereo": (C.c_size_t, [_VP, i32, C.c_size_t, _VP]),
         "openmpt_module_get_order_pattern": (i32, [_VP, i32]),
@@ -131,6 +132,9 @@ class _Instance:
         if not lib.openmpt_module_ext_get_interface(self.ext, b"interactive", C.byref(self.ia), C.sizeof(self.ia)):
             raise RuntimeError("libopenmpt has no interactive interface; install libopenmpt0 >= 0.3")
         lib.openmpt_module_set_repeat_count(self.mod, 0)
+        # a seek also restores the notes that are still sounding there (a held pad or bass would otherwise be
+        # silent until its next note)
+        lib.openmpt_module_ctl_set_boolean(self.mod, b"seek.sync_samples", 1)
 
     def close(self) -> None:
         if self.ext:
