@@ -73,6 +73,14 @@ def console_curve_on_grid(eq_db: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(x, xp, row) for row in flat]).reshape(*np.shape(eq_db)[:-1], len(x))
 
 
+def eq_spectra(curve_db: np.ndarray, sample_rate: int, block: int) -> np.ndarray:
+    """A track's EQ (``curve_db`` on the profile's 1/6-octave grid) as the chain's filter partition spectra
+    (:meth:`TrackConv.set_filter`)."""
+    taps = design_fir(band_centers_hz(), np.asarray(curve_db, float), sample_rate, EQ_FIR_TAPS)
+    # the design's last tap is 0 (Hann window): EQ_FIR_TAPS - 1 taps fill whole partitions at power-of-2 blocks
+    return track_filter_spectra(taps[:-1], block)
+
+
 class ConsoleChain:
     """The per-track console of :mod:`this module <fxmix.host_bridge.console_chain>` for ``n_tracks`` tracks.
 
@@ -96,7 +104,7 @@ class ConsoleChain:
         # per-block steps; the ratio's exponent moves 0.05 per block (its gain curve about as fast as the levels)
         self._slew = np.array([SLEW_DB_PER_S * dt] * 4 + [PAN_SLEW_PER_S * dt, 0.05])[:, None]
         self.master_db = self.master_target = 0.0
-        self._static: dict[str, np.ndarray] | None = None
+        self._static: np.ndarray | None = None
         self.timing = np.tile([[10.0, 300.0]], (t, 1))
         self._groups: list[tuple[tuple[int, int], pedalboard.Compressor]] = []
         self._ramp = (np.arange(1, self.block + 1) / self.block).astype(np.float32)
@@ -110,8 +118,7 @@ class ConsoleChain:
 
     def set_eq(self, track: int, curve_db: np.ndarray) -> None:
         """Queue track ``track``'s EQ: ``curve_db`` on the profile's 1/6-octave grid (normalization + console)."""
-        taps = design_fir(band_centers_hz(), np.asarray(curve_db, float), self.sample_rate, EQ_FIR_TAPS)
-        self.conv.set_filter(track, track_filter_spectra(taps[:-1], self.block))
+        self.conv.set_filter(track, eq_spectra(curve_db, self.sample_rate, self.block))
 
     def set_targets(self, **values) -> None:
         """New targets: any of ``gain_db``, ``drive_db``, ``threshold_db``, ``send_db``, ``pan``, ``ratio``
@@ -194,41 +201,61 @@ class ConsoleChain:
     def process(self, x: np.ndarray) -> np.ndarray:
         """One block (tracks, 2, block) float32 -> the console's (2, block) mix."""
         y = self.conv.process_tracks(x, MAX_FILTER_CHANGES)
-        r = self._advance()
+        start, delta = self._advance()
         over = self._envelope(np.maximum(np.abs(y[:, 0]), np.abs(y[:, 1])))
-        over *= r["drive"]  # the compressor's envelope relative to its threshold
-        above = over > 1.0
-        comp = np.ones_like(over)
-        if above.any():  # the gain curve only where the envelope is over the threshold
-            np.power(over, np.broadcast_to(r["ratio_exp"], over.shape), out=comp, where=above)
+        over *= self._per_sample(start, delta, _ROW["drive"])  # the compressor's envelope relative to its threshold
+        # gain (env / T) ** (1 / ratio - 1) above the threshold, 1 below: exp of the clipped log (one pass each)
+        comp = np.log(over, out=over)
+        np.maximum(comp, np.float32(0.0), out=comp)
+        comp *= self._per_sample(start, delta, _ROW["ratio_exp"])
+        np.exp(comp, out=comp)
         y *= comp[:, None, :]
-        dot = lambda a, w: np.einsum("tn,tn->n", a, np.broadcast_to(w, a.shape))  # noqa: E731
-        out = np.stack([dot(y[:, 0], r["left"]), dot(y[:, 1], r["right"])])
-        send = np.stack([dot(y[:, 0], r["send_left"]), dot(y[:, 1], r["send_right"])]).astype(np.float32)
+        out, send = self._mix(y, start, delta)
         at = self._trace_at
         self._traces[1][:, at : at + self.block] = send
         self._trace_at = (at + self.block) % self._traces[1].shape[1]
         wet = self._reverb(send)
-        return ((out + wet) * r["master"][0]).astype(np.float32)
+        master = self._per_sample(start, delta, _ROW["master"])[0]
+        return ((out + wet) * master).astype(np.float32)
 
-    def _advance(self) -> dict[str, np.ndarray]:
-        """Move the running values one block towards their targets; the block's linear gains per track, as
-        (tracks, 1) while nothing moves, else (tracks, n) per-sample ramps from the old values to the new."""
+    def _per_sample(self, start: np.ndarray, delta: np.ndarray | None, row: int) -> np.ndarray:
+        """A gain row's (tracks, 1) value while nothing moves, else its (tracks, n) ramp."""
+        if delta is None:
+            return start[row][:, None]
+        return start[row][:, None] + delta[row][:, None] * self._ramp
+
+    def _mix(self, y: np.ndarray, start: np.ndarray, delta: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Fader, pan and send of the compressed tracks ``y``, summed: one (samples x tracks) @ (tracks x gains)
+        product per channel. A linear ramp g = a + d * r sums as (y @ a) + r * (y @ d): the ramps are never built
+        per track. -> (2, n) mix, (2, n) float32 reverb send."""
+        rows = ((_ROW["left"], _ROW["send_left"]), (_ROW["right"], _ROW["send_right"]))
+        out, send = np.empty((2, self.block), np.float32), np.empty((2, self.block), np.float32)
+        for c, (level, sent) in enumerate(rows):
+            w = start[[level, sent]] if delta is None else np.concatenate([start[[level, sent]], delta[[level, sent]]])
+            r = y[:, c].T @ w.T  # (n, 2 or 4)
+            out[c], send[c] = r[:, 0], r[:, 1]
+            if delta is not None:
+                out[c] += self._ramp * r[:, 2]
+                send[c] += self._ramp * r[:, 3]
+        return out, send
+
+    def _advance(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Move the running values one block towards their targets -> the block's linear gains (rows of
+        ``_GAIN_ROWS``, tracks) float32 where it starts, and their change over the block (None while nothing
+        moves; the gains then ramp linearly sample by sample)."""
         prev, target = self.cur, self.target
         step = target - prev
         self.cur = np.where(np.abs(step) <= self._slew, target, prev + np.sign(step) * self._slew)  # lands exactly
         m0 = self.master_db
         self.master_db = m0 + float(np.clip(self.master_target - m0, -self._slew[0, 0], self._slew[0, 0]))
         if self._static is not None and m0 == self.master_db and np.array_equal(prev, self.cur):
-            return self._static
+            return self._static, None
         a, b = _gains(prev, m0), _gains(self.cur, self.master_db)
         if np.array_equal(a, b):
-            self._static = {k: a[i][:, None].astype(np.float32) for i, k in enumerate(_GAIN_ROWS)}
-            return self._static
+            self._static = a.astype(np.float32)
+            return self._static, None
         self._static = None
-        a32, d32 = a.astype(np.float32)[:, :, None], (b - a).astype(np.float32)[:, :, None]
-        ramp = a32 + d32 * self._ramp
-        return {k: ramp[i] for i, k in enumerate(_GAIN_ROWS)}
+        return a.astype(np.float32), (b - a).astype(np.float32)
 
     def _envelope(self, detector: np.ndarray) -> np.ndarray:
         """(tracks, n) envelope (linear) of each track's compressor, from the probe compressor of its timing
@@ -297,6 +324,7 @@ class ConsoleChain:
 
 
 _GAIN_ROWS = ("left", "right", "send_left", "send_right", "drive", "ratio_exp", "master")
+_ROW = {k: i for i, k in enumerate(_GAIN_ROWS)}
 
 
 def _gains(v: np.ndarray, master_db: float) -> np.ndarray:

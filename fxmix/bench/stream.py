@@ -9,6 +9,11 @@ path's (buses), and the network thread's CPU per block is printed next to them. 
 (``--no-realtime`` / ``--no-paced`` for the deterministic mode / back-to-back blocks). The network is the packaged causal
 default if there is one, else ``model/configs/causal.toml`` (or the default ``CausalConfig``) randomly
 initialised (seed 0): the cost does not depend on the weights. Procedural noise input, seeded.
+``--mixer console`` streams a :class:`ConsoleSession` instead: in realtime sessions the per-track console chain
+runs on a worker thread during the block the session's FIFO waits anyway (its CPU per block is printed beside
+the audio thread's: the wall figures are the audio thread's, which waits for it at the next block), the analysis
+and decisions in a child process, whose share of a core is printed with the number of analyses and decisions it
+made (and the blocks at which an analysis was due while the last one still ran).
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ def get_parser() -> argparse.ArgumentParser:
         choices=("bus", "console"),
         default="bus",
         help="bus: class buses -> normalizer -> causal network; console: every track normalized on its own and "
-        "mixed by the console mixer (decisions on a background thread, whose CPU per block is printed too)",
+        "mixed by the console mixer (analysis and decisions in a child process, whose CPU is printed too)",
     )
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
     return p
@@ -96,19 +101,20 @@ def _causal_model():
 
 
 def _time_network_thread(s) -> list[float]:
-    """With a pipelined network (or a console session's analysis thread), wrap its per-block call to collect
-    that thread's CPU seconds."""
+    """With a pipelined network (a console session: its chain on a worker thread), wrap its per-block call to
+    collect that thread's CPU seconds."""
     net_cpu: list[float] = []
-    if getattr(s, "mixer", None) == "console":
-        inner_analyse = s._analyse
+    if getattr(s, "mixer", None) == "console" and s.stats().get("chain") == "thread":
+        inner_chain = s.chain.process
 
-        def timed_analyse(chunk):
+        def timed_chain(x):
             c0 = time.thread_time()
-            inner_analyse(chunk)
+            out = inner_chain(x)
             net_cpu.append(time.thread_time() - c0)
+            return out
 
-        s._analyse = timed_analyse
-    elif s.pipeline:
+        s.chain.process = timed_chain
+    elif getattr(s, "pipeline", False):
         inner = s._net_block
 
         def timed_net_block(buses):
@@ -122,8 +128,9 @@ def _time_network_thread(s) -> list[float]:
 
 
 def _stream(s: Session, n_tracks: int, sample_rate: int, block: int, seconds: float, warmup_s: float, paced: bool):
-    """Feed seeded noise block by block; -> (wall s per timed block, thread CPU s per block, planner core share,
-    number of warm-up blocks)."""
+    """Feed seeded noise block by block; -> (wall s per timed block, thread CPU s per block, core share of the
+    planner process (a console session: of its analysis process), number of warm-up blocks)."""
+    cpu_seconds = getattr(s, "analysis_cpu_seconds", planner_cpu_seconds)
     rng = np.random.default_rng(0)
     n_blocks = int(seconds * sample_rate / block)
     n_warm = int(warmup_s * sample_rate / block)
@@ -134,7 +141,7 @@ def _stream(s: Session, n_tracks: int, sample_rate: int, block: int, seconds: fl
     planner_cpu0 = wall0 = None
     for k in range(n_warm + n_blocks):
         if k == n_warm:
-            planner_cpu0, wall0 = planner_cpu_seconds(), time.perf_counter()
+            planner_cpu0, wall0 = cpu_seconds(), time.perf_counter()
         j = (k % 64) * block
         x = src[:, :, j : j + block] * np.float32(0.5 + 0.5 * ((k // 40) % 2))
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -146,7 +153,7 @@ def _stream(s: Session, n_tracks: int, sample_rate: int, block: int, seconds: fl
         if paced:  # blocks arrive at the block rate, as from an audio device
             t_next += period_s
             time.sleep(max(0.0, t_next - time.perf_counter()))
-    planner_cpu1, wall1 = planner_cpu_seconds(), time.perf_counter()
+    planner_cpu1, wall1 = cpu_seconds(), time.perf_counter()
     planner_frac = (
         (planner_cpu1 - planner_cpu0) / (wall1 - wall0)
         if planner_cpu0 is not None and planner_cpu1 is not None
@@ -185,9 +192,8 @@ def measure(
     buses = getattr(s, "buses", [])
     skipped = sum(b.plans_skipped for b in buses)
     updates = sum(b.k // UPDATE_HOPS for b in buses)
+    info = s.stats()
     s.close()
-    if mixer == "console":  # the analysis thread runs every few blocks: its CPU spread over all the blocks
-        net_cpu = [sum(net_cpu) / max(len(times) + n_warm, 1)] * max(len(times) + n_warm, 1)
     gc.unfreeze()
     period_s = block / sample_rate
     t = np.asarray(times) / period_s
@@ -205,7 +211,11 @@ def measure(
         "cpu_p99_frac": float(np.percentile(c, 99)),
         "mixer": mixer,
         "pipelined_network": getattr(s, "pipeline", False),
-        "console_thread": mixer == "console",
+        "console_analysis": info.get("analysis"),
+        "console_chain": info.get("chain"),
+        "analyses": info.get("analyses"),
+        "analyses_late_blocks": info.get("analyses_late"),
+        "decisions": info.get("decisions"),
         "net_thread_cpu_mean_frac": float(nc.mean()),
         "net_thread_cpu_p99_frac": float(np.percentile(nc, 99)),
         "latency_samples": s.latency_samples,
@@ -232,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         f"fxmix bench stream: {args.sample_rate} Hz, block {args.block} ({block_ms:.2f} ms), "
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
         f"torch threads {args.threads}, {mode}, {'paced at the block rate' if args.paced else 'unpaced'}"
-        + (", console mixer: per-track chain on the audio thread, analysis and decisions on a background thread"
+        + (", console mixer: per-track chain on a worker thread (realtime; else the audio thread), analysis and "
+           "decisions in a child process"
            if args.mixer == "console" else
            f", network {'pipelined (one block behind, own thread)' if args.pipeline else 'in the audio thread'}")
     )
@@ -261,13 +272,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"network thread (pipelined, off the audio path) CPU mean "
                     f"{100 * r['net_thread_cpu_mean_frac']:4.1f} %  p99 {100 * r['net_thread_cpu_p99_frac']:4.1f} %; "
                     if r["pipelined_network"]
-                    else f"analysis thread (off the audio path) CPU mean {100 * r['net_thread_cpu_mean_frac']:4.1f} % "
-                    "of each block; "
-                    if r["console_thread"]
+                    else f"chain thread (in the block the FIFO waits) CPU mean {100 * r['net_thread_cpu_mean_frac']:4.1f} %  "
+                    f"p99 {100 * r['net_thread_cpu_p99_frac']:4.1f} %; "
+                    if r["console_chain"] == "thread"
                     else ""
                 )
                 + f"latency {r['latency_samples']} samples ({1000 * r['latency_samples'] / args.sample_rate:.1f} ms)"
-                + ("" if args.mixer == "console" else
+                + (f"; analysis ({r['console_analysis']}) {100 * r['planner_process_core_frac']:.0f} % of a core, "
+                   f"{r['analyses']} analyses, {r['decisions']} decisions, {r['analyses_late_blocks']} blocks late"
+                   if args.mixer == "console" else
                    f"; planner busy at {100 * r['planner_skipped_fraction']:.0f} % of updates, "
                    f"planner process {100 * r['planner_process_core_frac']:.0f} % of a core")
             )

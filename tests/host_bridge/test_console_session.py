@@ -171,8 +171,9 @@ def test_analysis_features_equal_the_mixers_track_features():
     s = ConsoleSession(48000, 256, 2)
     try:
         x = (0.1 * np.random.default_rng(0).standard_normal((2, 2, 48000))).astype(np.float32)
-        power = s._new_power(x)
-        bands = power @ s._band_w.T
+        an = s.analysis
+        power = an._new_power(x)
+        bands = power @ an._band_w.T
         t, _, f, b = bands.shape
         ours = (np.log10(bands + 1e-10) * 0.5).transpose(0, 1, 3, 2).reshape(t, 2 * b, f)
         ref = track_features(torch.from_numpy(x), s.config).numpy()
@@ -308,3 +309,64 @@ def test_a_restored_session_continues_as_the_original(tmp_path):
             c.load_state(a.save_state())
         finally:
             c.close()
+
+
+def test_analysis_process_decides_as_the_inline_analysis():
+    """The console analysis in its child process (audio through the shared ring, requests and replies as
+    frames) gives the same decisions as the same analysis in this process: EQ filter spectra, chain targets,
+    report and counts, analysis after analysis (decisions of the console mixer included)."""
+    from fxmix.dsp.streaming.windows import Windows
+    from fxmix.host_bridge.console_analysis import ANALYSIS_S, AnalysisProcess, ConsoleAnalysis
+
+    x = _demo(3.0)
+    s = ConsoleSession(SR, BLOCK, 4)
+    ring = Windows((4, 2, x.shape[-1]), shared=True)
+    ring.array[...] = x
+    config = {"sample_rate": SR, "block_samples": BLOCK, "n_tracks": 4, "classes": list(s.classes),
+              "profile": s.profile.to_dict(), "model_dir": str(s.runner.folder), "name": s.model_label,
+              "backend": "onnx" if s.runner.session is not None else "eager"}
+    child = AnalysisProcess(config, ring.ref())
+    try:
+        here = ConsoleAnalysis(SR, BLOCK, 4, s.runner, s.profile, s.classes)
+        here.reset()
+        here.set_tracks(CLASSES, CLASSES)
+        child.call({"op": "tracks", "classes": CLASSES, "names": CLASSES})
+        hop, designs = int(ANALYSIS_S * SR), 0
+        for a in range(0, x.shape[-1] - hop + 1, hop):
+            mine = here.analyse(np.ascontiguousarray(x[:, :, a : a + hop]))
+            theirs = child.call({"op": "analyse", "start": a, "stop": a + hop}).result(60)
+            assert theirs["report"] == mine["report"] and theirs["counts"] == mine["counts"]
+            np.testing.assert_array_equal(theirs["eq_tracks"], mine["eq_tracks"])
+            np.testing.assert_array_equal(theirs["eq_spectra"], mine["eq_spectra"])
+            designs += len(mine["eq_tracks"])
+            for k, v in mine["targets"].items():
+                np.testing.assert_array_equal(theirs["targets"][k], v)
+        assert mine["counts"]["analyses"] == 12 and mine["counts"]["decisions"] >= 3 and designs >= 4
+    finally:
+        child.close()
+        ring.close()
+        s.close()
+    assert child.proc.returncode == 0
+
+
+def test_realtime_session_streams_as_the_inline_one_while_frozen():
+    """A realtime console session (chain on its worker thread in the FIFO's block, analysis in a child process)
+    with its decisions frozen gives the same blocks as an inline one, at the same latency: running the chain
+    on another thread adds no delay and changes no sample."""
+    x = _demo(2.0)
+    a, b = ConsoleSession(SR, BLOCK, 4), ConsoleSession(SR, BLOCK, 4, realtime=True)
+    try:
+        assert b.stats()["analysis"] == "process" and b.stats()["chain"] == "thread"
+        assert b.latency_samples == a.latency_samples
+        for s in (a, b):
+            for i, c in enumerate(CLASSES):
+                s.set_track(i, class_name=c)
+            s.set_control("freeze")
+        n = x.shape[-1] // BLOCK * BLOCK
+        ya, yb = (np.concatenate([s.process(x[:, :, k : k + BLOCK]) for k in range(0, n, BLOCK)], axis=1)
+                  for s in (a, b))
+    finally:
+        a.close()
+        b.close()
+    assert np.abs(ya).max() > 1e-3
+    np.testing.assert_array_equal(ya, yb)
