@@ -23,7 +23,6 @@ import soxr
 
 from .audio import atomic_path, check_audio, writing
 from .errors import AudioInputError
-from .streaming.meters import RunningLoudness
 
 #: soundfile container by suffix, and the default sample format of each (as write_audio writes them)
 _FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
@@ -60,6 +59,10 @@ class AudioStreamWriter:
         self.clip = self.subtype.startswith("PCM") or self.format == "OGG"
         self.in_rate, self.out_rate, self.channels = int(in_rate), int(out_rate), int(channels)
         self.peak, self.n_over, self.frames = 0.0, 0, 0
+        # imported here: fxmix.dsp.streaming loads scipy.signal (about a second of start-up), which the
+        # verbs that import this module but write no stream (`fxmix normalize`) never need
+        from .streaming.meters import RunningLoudness
+
         self._loudness = RunningLoudness(self.in_rate)
         self._resampler = None
         if self.in_rate != self.out_rate:

@@ -11,13 +11,14 @@ streaming-safe: no (whole-stem planning); see ``fxmix.dsp.streaming``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.signal import sosfreqz
+import scipy.fft
 
 from . import constants as C
 from .audio import check_audio, peak_db
@@ -27,7 +28,7 @@ from .features import (
     active_seconds,
     is_silent,
     k_weighted,
-    k_weighting_sos,
+    k_weighting_response,
     peak_normalize_gain_db,
     spectrum_from_mean_power,
     stft_power_sums,
@@ -85,6 +86,7 @@ def normalize_stem(
     where: str | None = None,
     in_place: bool = False,
     scratch: ScratchPool | None = None,
+    fft_workers: Callable[[], int] | None = None,
 ) -> StemResult:
     """Effect-normalize one stereo stem of class ``class_name`` to ``profile``'s targets.
 
@@ -101,12 +103,15 @@ def normalize_stem(
             into it and ``result.audio`` is that array (one stem of working memory instead of two).
         scratch: files for the copies the EQ refinement sets aside while it works in the input's array
             (the stems of a song share them); a pool of this stem's own where None.
+        fft_workers: the threads each step's FFTs may use, asked at every step (:func:`normalize_stems`
+            lends a song's idle workers to its last stem); one where None.
     """
     where = where or class_name
     x0 = check_audio(audio, where)
     stages = check_stages(stages)
     pool = ScratchPool() if scratch is None else scratch
-    st = _Stem(sample_rate, class_name, profile.targets_for(class_name), StemResult(x0), where, pool=pool)
+    st = _Stem(sample_rate, class_name, profile.targets_for(class_name), StemResult(x0), where, pool=pool,
+               fft_workers=fft_workers or _one)
     st.owned = in_place or x0 is not audio
     if is_silent(x0):
         st.result.silent = True
@@ -142,6 +147,10 @@ def normalize_stem(
     return st.result
 
 
+def _one() -> int:
+    return 1
+
+
 @dataclass
 class _Stem:
     """What every step of one stem's normalization needs."""
@@ -156,6 +165,7 @@ class _Stem:
     #: later the refined EQ's output), "finished" (the replay's finished stem)
     scratch: dict = field(default_factory=dict)
     pool: ScratchPool | None = None
+    fft_workers: Callable[[], int] = _one  # the threads a step's FFTs may use, asked at each step
 
     def set_aside(self, x: np.ndarray, slot: str = "stem") -> bool:
         """Keep a copy of ``x`` in the stem's scratch file ``slot``, so that its array can be worked in;
@@ -182,18 +192,25 @@ class _Stem:
             "loudness": t.loudness_lufs,
         }[stage] is not None
 
+    def threads(self):
+        """Context of the next step: its FFTs use :attr:`fft_workers` threads (scipy's setting is per
+        thread, so the song's other stems keep theirs)."""
+        return scipy.fft.set_workers(self.fft_workers())
+
     def run(self, stage: str, x: np.ndarray, *, in_place: bool, out=None) -> np.ndarray:
         """Apply ``stage``'s recorded params to ``x`` (timed)."""
         t0 = time.perf_counter()
-        y = _run(stage, x, self.sample_rate, self.result.params[stage], in_place=in_place, out=out)
+        with self.threads():
+            y = _run(stage, x, self.sample_rate, self.result.params[stage], in_place=in_place, out=out)
         self.add_time(stage, t0)
         return y
 
     def plan(self, stage: str, x: np.ndarray, **kw):
         """Plan ``stage`` on ``x`` (timed), record its params; None when the profile has no target."""
         t0 = time.perf_counter()
-        p = _plan_stage(stage, x, self.sample_rate, self.class_name, self.targets, self.result.notes,
-                        self.where, **kw)
+        with self.threads():
+            p = _plan_stage(stage, x, self.sample_rate, self.class_name, self.targets, self.result.notes,
+                            self.where, **kw)
         if p is not None:
             self.result.params[stage] = p
             self.add_time(stage, t0)
@@ -215,7 +232,8 @@ def _first_pass(x0, st: _Stem, stages, rng, reverb_options, *, defer: bool):
             continue
         if defer and stage == "panning" and st.has_target("panning"):
             t0 = time.perf_counter()
-            sums = stft_power_sums(x)
+            with st.threads():
+                sums = stft_power_sums(x)
             t = st.targets
             st.result.params["panning"] = panning.plan_from_sums(
                 sums.power[0], sums.power[1], sums.cross, st.sample_rate, t.phi, st.class_name
@@ -323,14 +341,17 @@ def _refine(work: list, sums, x0, st: _Stem, stages) -> np.ndarray:
     z = st.run("compression", y, in_place=not fresh, out=np.empty_like(y) if fresh else None)
     z = _finish(z, st, stages, from_stage="panning")
     t = st.targets
-    if compression.in_band(z, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db):
+    with st.threads():
+        done = compression.in_band(z, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db)
+    if done:
         return _into_input(z, x0, st)
     if not st.owned:
         y = _up_to_eq(x0, st, stages)
     elif aside:  # the finished stem z is in y's array: z is set aside and y comes back
         kept = st.set_aside(z, "finished")
         y, z = st.bring_back(x0), None
-    rep = compression.plan(y, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db, st.class_name)
+    with st.threads():
+        rep = compression.plan(y, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db, st.class_name)
     if rep.note and not rep.in_band:
         st.result.notes.append(f"{st.where}: compression (after EQ refinement): {rep.note}")
     if rep.params == st.result.params["compression"] and (z is not None or kept):  # lands where it was
@@ -372,8 +393,7 @@ def _panned_loudness(x: np.ndarray, sums, st: _Stem) -> float:
     if raw <= 0.0 or mean_square <= 0.0:
         return float("-inf")
     bins_hz = np.fft.rfftfreq(C.ANALYSIS_FFT, 1.0 / st.sample_rate)
-    _, k = sosfreqz(k_weighting_sos(st.sample_rate), worN=bins_hz, fs=st.sample_rate)
-    k2 = np.abs(k) ** 2
+    k2 = np.abs(k_weighting_response(bins_hz, st.sample_rate)) ** 2
     taps = panning.taps(st.result.params["panning"], st.sample_rate)
     weighted = sum(float(np.dot(p * fir_power_response(h, C.ANALYSIS_FFT), k2)) for p, h in zip(sums.power, taps))
     return -0.691 + 10.0 * np.log10(max(mean_square * weighted / raw, 1e-30))
@@ -477,6 +497,7 @@ def normalize_stems(
     reverb_options: Mapping | None = None,
     workers: int = 2,
     on_stem_done: Callable[[str], None] | None = None,
+    on_result: Callable[[str, StemResult], None] | None = None,
     in_place: bool = False,
     classes: Mapping[str, str] | None = None,
     silence_gate: bool = True,
@@ -488,7 +509,8 @@ def normalize_stems(
     as the console mixer is trained).
 
     Each stem gets its own child generator of ``seed`` so results do not depend on ``workers``.
-    ``on_stem_done`` is called with each stem's name as it finishes (from its worker thread).
+    ``on_stem_done`` is called with each stem's name as it finishes (from its worker thread), after
+    ``on_result`` with its name and result (a caller that writes each stem while the others are at work).
     ``in_place``: the caller gives the arrays up; each result is written into its stem's array where that
     is (2, n) float32 (peak memory: the stems plus about one stem of work per worker).
     """
@@ -497,6 +519,12 @@ def normalize_stems(
     peaks = {k: peak_db(np.asarray(stems[k])) for k in names}
     gate = silence_gate_db(peaks) if silence_gate else float("-inf")
     classes = classes or {k: k for k in names}
+
+    unfinished = [len(names)]
+    lock = threading.Lock()
+
+    def fft_workers() -> int:  # one thread per idle worker joins the last stems' FFTs
+        return max(1, workers - unfinished[0] + 1)
 
     def one(i: int) -> StemResult:
         result = near_silent_result(names[i], stems[names[i]], peaks[names[i]], gate)
@@ -512,7 +540,12 @@ def normalize_stems(
                 where=names[i],
                 in_place=in_place,
                 scratch=scratch,
+                fft_workers=fft_workers,
             )
+        with lock:
+            unfinished[0] -= 1
+        if on_result is not None:
+            on_result(names[i], result)
         if on_stem_done is not None:
             on_stem_done(names[i])
         return result

@@ -9,15 +9,18 @@ streaming-safe: no (whole-stem statistics; see ``fxmix.dsp.streaming`` for the r
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
-import pyloudnorm
+import scipy
 import scipy.fft
 from scipy.ndimage import maximum_filter1d, median_filter
-from scipy.signal import sosfilt, tf2sos
 
 from . import constants as C
 from .audio import peak_db
@@ -51,11 +54,76 @@ class StemFeatures:
 # ---------------------------------------------------------------- loudness
 
 
+#: BS.1770 K-weighting as pyloudnorm designs it (RBJ cookbook biquads, the same coefficients):
+#: (gain dB, Q, corner Hz, kind) of the high shelf and the high pass
+_K_STAGES = ((4.0, 1 / np.sqrt(2), 1500.0, "high_shelf"), (0.0, 0.5, 38.0, "high_pass"))
+
+
+def _k_biquad(gain_db: float, q: float, fc: float, kind: str, rate: int) -> np.ndarray:
+    """[b0, b1, b2, 1, a1, a2] of one K-weighting stage (pyloudnorm's ``IIRfilter`` formulas)."""
+    big_a = 10 ** (gain_db / 40.0)
+    w0 = 2.0 * np.pi * (fc / rate)
+    alpha, cos = np.sin(w0) / (2.0 * q), np.cos(w0)
+    if kind == "high_shelf":
+        root = 2 * np.sqrt(big_a) * alpha
+        b = [big_a * ((big_a + 1) + (big_a - 1) * cos + root), -2 * big_a * ((big_a - 1) + (big_a + 1) * cos),
+             big_a * ((big_a + 1) + (big_a - 1) * cos - root)]
+        a = [(big_a + 1) - (big_a - 1) * cos + root, 2 * ((big_a - 1) - (big_a + 1) * cos),
+             (big_a + 1) - (big_a - 1) * cos - root]
+    else:  # high pass
+        b = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]
+        a = [1 + alpha, -2 * cos, 1 - alpha]
+    return np.concatenate([np.array(b) / a[0], np.array(a) / a[0]])
+
+
 @lru_cache(maxsize=8)
 def k_weighting_sos(sample_rate: int) -> np.ndarray:
     """BS.1770 K-weighting (pyloudnorm's own shelf + high-pass coefficients) as second-order sections."""
-    meter = pyloudnorm.Meter(sample_rate)
-    return np.concatenate([tf2sos(f.b, f.a) for f in meter._filters.values()]).astype(np.float32)
+    return np.stack([_k_biquad(*stage, sample_rate) for stage in _K_STAGES]).astype(np.float32)
+
+
+def k_weighting_response(freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Complex response of :func:`k_weighting_sos` at ``freqs_hz`` (float64)."""
+    z = np.exp(-2j * np.pi * np.asarray(freqs_hz, np.float64) / sample_rate)
+    h = np.ones(z.shape, complex)
+    for b0, b1, b2, a0, a1, a2 in k_weighting_sos(sample_rate).astype(np.float64):
+        h *= (b0 + z * (b1 + z * b2)) / (a0 + z * (a1 + z * a2))
+    return h
+
+
+def _load_sos_kernel():
+    """scipy's compiled second-order-section loop (``scipy.signal._sosfilt``, what ``scipy.signal.sosfilt``
+    runs), loaded on its own: importing ``scipy.signal`` costs most of a second of CPU (it imports
+    scipy.stats and parses the docstrings of every function), more than K-weighting a whole song, and the
+    K-weighting needs nothing else of it. A private module of scipy, so tested bit for bit against
+    ``scipy.signal.sosfilt``; None where scipy's layout differs (then :func:`sosfilt` takes the public one)."""
+    name = "scipy.signal._sosfilt"
+    try:
+        if name in sys.modules:  # scipy.signal is loaded already: its own module
+            return sys.modules[name]._sosfilt
+        so = next((Path(scipy.__file__).parent / "signal").glob("_sosfilt.*.so"))
+        loader = importlib.machinery.ExtensionFileLoader(name, str(so))
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+        loader.exec_module(module)
+        return module._sosfilt
+    except (StopIteration, ImportError, AttributeError, OSError):
+        return None
+
+
+_SOS_KERNEL = _load_sos_kernel()
+
+
+def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.sosfilt(sos, x, axis=-1, zi=zi)`` of float32 (channels, n) audio: (y, final state),
+    the state (sections, channels, 2) float32; the same loop on the same float32 numbers."""
+    if _SOS_KERNEL is None:
+        from scipy.signal import sosfilt as scipy_sosfilt
+
+        return scipy_sosfilt(sos, x, axis=-1, zi=zi)
+    y = np.array(x, np.float32, order="C")  # the kernel filters in place
+    state = np.ascontiguousarray(np.moveaxis(zi, 0, 1), np.float32)  # (channels, sections, 2)
+    _SOS_KERNEL(np.ascontiguousarray(sos, np.float32), y, state)
+    return y, np.moveaxis(state, 1, 0)
 
 
 def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
@@ -145,7 +213,7 @@ def _filter_chunk(source, kw: KWeighted, c: int, sos, zi, energies: np.ndarray) 
     a, b = kw.chunk_bounds(c)
     if b <= a:
         return zi
-    y, zi = sosfilt(sos, source(a, b), axis=-1, zi=zi)
+    y, zi = sosfilt(sos, source(a, b), zi)
     first = c * k
     local = kw.edges[first : min(first + k, kw.edges.size - 1)] - a
     energies[:, first : first + local.size] = np.add.reduceat(np.square(y, dtype=np.float64), local, axis=1)
@@ -162,23 +230,45 @@ def k_weighted(audio: np.ndarray, sample_rate: int) -> KWeighted:
     block = int(round(0.4 * sample_rate))
     if x.shape[-1] < block + 1:
         x = np.pad(x, ((0, 0), (0, block + 1 - x.shape[-1])))
-    n = x.shape[-1]
+    return _k_weighted_from(lambda a, b: x[:, a:b], x.shape[0], x.shape[-1], sample_rate, silent=not np.any(x))
+
+
+def _k_weighted_from(source, channels: int, n: int, sample_rate: int, *, silent: bool = False) -> KWeighted:
+    """:func:`k_weighted` of an ``n``-sample signal (n > one block) whose samples a..b are ``source(a, b)``
+    ((channels, b - a) float32), asked for chunk by chunk in order; ``silent``: all zeros (not filtered)."""
+    block = int(round(0.4 * sample_rate))
     n_blocks = int(round(((n / sample_rate) - 0.4) / 0.1)) + 1
     starts = np.round(np.arange(n_blocks) * (block / 4.0)).astype(np.int64)
     ends = np.minimum(starts + block, n)
     edges, inverse = np.unique(np.concatenate([starts, ends]), return_inverse=True)
     sos = k_weighting_sos(sample_rate)
     n_chunks = -(-(edges.size - 1) // _SEGMENTS_PER_CHUNK)
-    energies = np.zeros((x.shape[0], edges.size - 1))
-    states = np.zeros((max(n_chunks, 1), sos.shape[0], x.shape[0], 2), np.float32)
+    energies = np.zeros((channels, edges.size - 1))
+    states = np.zeros((max(n_chunks, 1), sos.shape[0], channels, 2), np.float32)
     kw = KWeighted(sample_rate, n, edges, inverse.reshape(2, n_blocks), energies, states)
-    if not np.any(x):
+    if silent:
         return kw
     zi = np.zeros(states.shape[1:], np.float32)
     for c in range(n_chunks):
         states[c] = zi
-        zi = _filter_chunk(lambda a, b: x[:, a:b], kw, c, sos, zi, energies)
+        zi = _filter_chunk(source, kw, c, sos, zi, energies)
     return kw
+
+
+def summed_loudness(stems: Sequence[np.ndarray], sample_rate: int) -> float:
+    """:func:`integrated_loudness` of the sum of equal-shape (channels, n) float32 stems, added in the given
+    order chunk by chunk: the float32 sum ``total += stem`` makes in that order, without the summed copy."""
+    n = stems[0].shape[-1]
+    if n < int(round(0.4 * sample_rate)) + 1:  # shorter than a block: measured zero-padded, as a whole
+        return integrated_loudness(np.sum(np.stack(stems), axis=0, dtype=np.float32), sample_rate)
+
+    def source(a: int, b: int) -> np.ndarray:
+        total = np.array(stems[0][:, a:b], np.float32)
+        for x in stems[1:]:
+            total += x[:, a:b]
+        return total
+
+    return _k_weighted_from(source, stems[0].shape[0], n, sample_rate).lufs()
 
 
 # ---------------------------------------------------------------- STFT helpers

@@ -15,8 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy.linalg import solve_toeplitz
-from scipy.signal import lfilter
+from scipy.linalg import solve_toeplitz, solve_triangular
 
 from .constants import EQ_FIR_TAPS
 
@@ -112,12 +111,31 @@ def _extrapolate(history: np.ndarray, n_pad: int) -> np.ndarray:
         a = solve_toeplitz(r[:order], r[1:])  # x[t] ~ sum_k a[k] x[t-1-k]
     except np.linalg.LinAlgError:  # a history of a few isolated samples: nothing to predict from
         return _mirrored(h, n_pad)
-    # filter state (transposed direct form) holding the last `order` samples: zi[m] = sum_j a[m+j] x[-1-j]
-    zi = np.correlate(a, h[::-1][:order], "full")[order - 1 :]
-    y, _ = lfilter([1.0], np.concatenate([[1.0], -a]), np.zeros(n_pad), zi=zi)
+    y = _all_pole_run(a, h, n_pad)
     if not np.all(np.isfinite(y)) or np.abs(y).max() > 2.0 * np.abs(h).max():  # not a continuation
         return _mirrored(h, n_pad)
     return y
+
+
+#: samples per block of :func:`_all_pole_run`
+_RUN_BLOCK = 64
+
+
+def _all_pole_run(a: np.ndarray, history: np.ndarray, n: int) -> np.ndarray:
+    """``n`` samples of y[t] = sum_k a[k] y[t-1-k] after ``history`` (at least ``a.size`` samples): what
+    ``lfilter([1], [1, -a], zeros(n), zi)`` gives, by blocks of :data:`_RUN_BLOCK` samples, each one matrix
+    product with the ``a.size`` samples before it (the recursion inside a block solved once for all
+    blocks: a triangular solve): a few BLAS calls, and no scipy.signal (whose import costs most of a second)."""
+    p, m = a.size, _RUN_BLOCK
+    i, j = np.arange(m)[:, None], np.arange(p)[None, :]
+    before = np.where(j >= i, a[np.clip(i + p - 1 - j, 0, p - 1)], 0.0)  # lags reaching back before the block
+    lag = np.arange(m)[:, None] - np.arange(m)[None, :]
+    within = np.where(lag > 0, -a[np.clip(lag - 1, 0, p - 1)], 0.0) + np.eye(m)  # lags inside the block
+    step = solve_triangular(within, before, lower=True, unit_diagonal=True, check_finite=False)
+    y = np.concatenate([history[-p:], np.zeros(-(-n // m) * m)])
+    for s in range(p, p + n, m):
+        y[s : s + m] = step @ y[s - p : s]
+    return y[p : p + n]
 
 
 def _mirrored(h: np.ndarray, n_pad: int) -> np.ndarray:

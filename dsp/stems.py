@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +163,10 @@ def find_stem_files(
     return resolve_stems(stems_dir, tracks, classes=classes).by_class()
 
 
+#: files read at once by :func:`load_buses`
+READ_WORKERS = 2
+
+
 @dataclass
 class LoadedBuses:
     buses: dict[str, np.ndarray]  # class -> (2, n) float32 at SAMPLE_RATE (silence for missing classes)
@@ -182,9 +187,10 @@ def load_buses(
     rates: Counter = Counter()
     per_class: dict[str, list[np.ndarray]] = {}
     inputs: list[Path] = []
-    for c, paths in files.items():
-        for p in paths:
-            a = read_audio(p)
+    order = [(c, p) for c, paths in files.items() for p in paths]
+    # two files at a time: libsndfile and the copies into the (2, n) layout run without the GIL
+    with ThreadPoolExecutor(max_workers=min(READ_WORKERS, max(len(order), 1))) as pool:
+        for (c, p), a in zip(order, pool.map(lambda cp: read_audio(cp[1]), order)):
             rates[a.source_rate] += 1
             inputs.append(p)
             if a.source_rate != C.SAMPLE_RATE:

@@ -98,12 +98,14 @@ def write_mix_with_params(
 
 
 def write_stems(folder: Path, stems: dict[str, np.ndarray], rate: int, fmt: str | None, protect) -> dict[str, str]:
-    written = {}
-    for name, x in stems.items():
-        path = folder / f"{name}.wav"
-        written[name] = str(write_audio(path, resample(x, C.SAMPLE_RATE, rate), rate,
-                                        subtype=subtype_for(path, fmt), protect=protect))
-    return written
+    return {name: write_stem(folder, name, x, rate, fmt, protect) for name, x in stems.items()}
+
+
+def write_stem(folder: Path, name: str, x: np.ndarray, rate: int, fmt: str | None, protect) -> str:
+    """``folder/<name>.wav`` in ``fmt``'s sample format at ``rate``; returns its path."""
+    path = folder / f"{name}.wav"
+    return str(write_audio(path, resample(x, C.SAMPLE_RATE, rate), rate, subtype=subtype_for(path, fmt),
+                           protect=protect))
 
 
 def write_json(path: Path, doc: dict) -> str:
@@ -111,4 +113,4 @@ def write_json(path: Path, doc: dict) -> str:
 
 
 __all__ = ["FORMATS", "atomic_folder", "check_destination", "clipping_notes", "subtype_for", "write_json",
-           "write_mix", "write_stems"]
+           "write_mix", "write_stem", "write_stems"]

@@ -70,16 +70,28 @@ def held_ratio(y: np.ndarray, detector: np.ndarray, held) -> np.ndarray:
     (n,) or (rows, n) arrays: ``y / detector`` where the detector is live (> 1e-7), else the row's last live
     value (``held``, a scalar or (rows,), before the first), at most 1; float32."""
     d = np.atleast_2d(detector)
-    live = d > 1e-7
-    g = np.ones(d.shape, np.float32)
-    np.divide(np.atleast_2d(y), d, out=g, where=live, casting="unsafe")
-    if not live.all():
-        idx = np.where(live, np.arange(d.shape[1])[None, :], -1)
-        np.maximum.accumulate(idx, axis=1, out=idx)
-        last = np.take_along_axis(g, np.maximum(idx, 0), axis=1)
-        g = np.where(idx >= 0, last, np.reshape(np.asarray(held, np.float32), (-1, 1))).astype(np.float32)
+    if d.size and d.min() > 1e-7:  # all live (the usual case): a plain division, no mask
+        g = np.divide(np.atleast_2d(y), d, dtype=np.float32)
+    else:
+        live = d > 1e-7
+        g = np.ones(d.shape, np.float32)
+        np.divide(np.atleast_2d(y), d, out=g, where=live, casting="unsafe")
+        before = np.broadcast_to(np.reshape(np.asarray(held, np.float32), (-1,)), (d.shape[0],))
+        for row, mask, first in zip(g, live, before):
+            _hold(row, mask, first)
     np.minimum(g, np.float32(1.0), out=g)
     return g if np.ndim(detector) > 1 else g[0]
+
+
+def _hold(g: np.ndarray, live: np.ndarray, first: np.float32) -> None:
+    """In place: every sample of ``g`` where ``live`` is False takes the last live sample's value (``first``
+    before any); only those samples are touched (a detector is dead in a few places, if any)."""
+    dead = np.flatnonzero(~live)
+    if dead.size == 0:
+        return
+    alive = np.flatnonzero(live)
+    last = np.searchsorted(alive, dead) - 1  # the live sample before each dead one (-1: none)
+    g[dead] = np.where(last >= 0, g[alive[np.maximum(last, 0)]] if alive.size else first, first)
 
 
 class _LinkedGain:
@@ -143,11 +155,14 @@ def linked_gain(
 
 
 def _compress(
-    x: np.ndarray, sample_rate: int, threshold_db: float, settings: dict, *, out=None, detector=None
+    x: np.ndarray, sample_rate: int, threshold_db: float, settings: dict, *, out=None, detector=None,
+    input_gain: np.float32 | None = None,
 ) -> np.ndarray:
     """Stereo-linked compression of ``x`` (channels, n) into ``out`` (may be ``x`` itself) or a new array.
 
     ``detector`` is ``linked_envelope(x)`` where the caller has it; otherwise it is made chunk by chunk.
+    ``input_gain``: compress ``x * input_gain`` (float32), each chunk scaled on the way (one pass over the
+    stem instead of two; ``detector`` is then that of the scaled stem).
     """
     comp = pedalboard.Compressor(
         threshold_db=threshold_db,
@@ -159,11 +174,13 @@ def _compress(
         out = np.empty(x.shape, np.result_type(x.dtype, np.float32))
     gain = _LinkedGain(comp, sample_rate, True)
     n_head = 1 + int(PRIME_S * sample_rate)
-    gain.prime(linked_envelope(x[:, :n_head]) if detector is None else detector[:n_head])
+    head = x[:, :n_head] if input_gain is None else np.multiply(x[:, :n_head], input_gain, dtype=np.float32)
+    gain.prime(linked_envelope(head) if detector is None else detector[:n_head])
     edges = _chunk_edges(x.shape[-1])
     for a, b in zip(edges[:-1], edges[1:]):
-        d = linked_envelope(x[:, a:b]) if detector is None else detector[a:b]
-        np.multiply(x[:, a:b], gain(d)[None, :], out=out[:, a:b])
+        c = x[:, a:b] if input_gain is None else np.multiply(x[:, a:b], input_gain, out=out[:, a:b])
+        d = linked_envelope(c) if detector is None else detector[a:b]
+        np.multiply(c, gain(d)[None, :], out=out[:, a:b])
     return out
 
 
@@ -264,8 +281,9 @@ def uncompressed(params: CompressorParams) -> CompressorParams:
 class _Search:
     """The onset feature of the peak-normalized stem compressed at a given threshold, as the search needs it:
     :meth:`fast` reuses the input's onsets, :meth:`full` re-detects onsets on the output. The linked
-    detector (also max_ch |y| of the output: gain >= 0) is made chunk by chunk at each step, never kept
-    whole."""
+    detector (also max_ch |y| of the output: gain >= 0) is made once (half a stem of memory) and read by
+    the bisection's steps; :meth:`release` lets it go before the verification, whose gain curve takes
+    that memory (each step then makes the detector chunk by chunk)."""
 
     def __init__(self, audio: np.ndarray, sample_rate: int, class_name: str):
         self.audio, self.sample_rate = audio, sample_rate
@@ -273,9 +291,13 @@ class _Search:
         self.bounds, self.gain, self.gain_db = peak_normalized_bounds(audio, sample_rate)
         self.n = audio.shape[-1]
         self._plain = None
+        self.env = linked_envelope(audio, self.gain)
 
     def env_at(self, a: int, b: int) -> np.ndarray:
-        return linked_envelope_at(self.audio, self.gain, a, b)
+        return self.env[a:b] if self.env is not None else linked_envelope_at(self.audio, self.gain, a, b)
+
+    def release(self) -> None:
+        self.env = None
 
     def _compressor(self, threshold_db: float) -> pedalboard.Compressor:
         s = self.settings
@@ -375,6 +397,7 @@ def plan(
         note = f"band not reached at the {t_min:.0f} dB threshold limit (limit of search: {at_min:.2f} dB)"
         return report(t_min, at_min, note)
     best_t = _bisect(search.fast, target_mean_db, target_std_db)
+    search.release()
     best_t, best_f = _verify(search.full, best_t, target_mean_db, target_std_db)
     hit = feature_in_band(best_f, target_mean_db, target_std_db)
     return report(best_t, best_f, "" if hit else f"bisection ended outside the band at {best_f:.2f} dB")
@@ -388,11 +411,9 @@ def apply(
     ``out``: (channels, n) float32 array for the result, may be ``audio`` itself (processed in place).
     """
     gain = np.float32(10 ** (params.input_gain_db / 20))
-    if out is None:
-        x = (audio * gain).astype(np.float32, copy=False)  # a new array
-    else:
-        x = np.multiply(audio, gain, out=out)
     if params.ratio <= 1.0 or params.threshold_db >= 0.0:
-        return x
+        return (audio * gain).astype(np.float32, copy=False) if out is None else np.multiply(audio, gain, out=out)
+    if out is None:
+        out = np.empty(np.shape(audio), np.float32)
     settings = {"ratio": params.ratio, "attack_ms": params.attack_ms, "release_ms": params.release_ms}
-    return _compress(x, sample_rate, params.threshold_db, settings, out=x)
+    return _compress(audio, sample_rate, params.threshold_db, settings, out=out, input_gain=gain)

@@ -80,7 +80,8 @@ for c, r in res.items():
     for k, v in r.timings_s.items():
         stages[k] = stages.get(k, 0.0) + v
 limited = [c for c, r in res.items() if getattr(r.params.get("loudness"), "limiter_threshold_db", None) is not None]
-print(json.dumps({{"wall_s": wall, "cpu_s": cpu, "peak_gb": peak, "base_gb": base, "stages": stages,
+per_stem = {{c: sum(r.timings_s.values()) for c, r in res.items()}}
+print(json.dumps({{"wall_s": wall, "cpu_s": cpu, "peak_gb": peak, "base_gb": base, "stages": stages, "per_stem": per_stem,
                   "notes": {{c: r.notes for c, r in res.items()}}, "limited": limited}}))
 """
 
@@ -216,6 +217,8 @@ def print_library(rep: dict, args, scale: float) -> None:
           "4 input stems")
     print("  per-stage time (wall clock inside each worker thread, summed over stems): "
           + ", ".join(f"{k} {v:.2f} s" for k, v in rep["stages"].items()))
+    print(f"  per stem (the same, by stem; {args.workers} worker thread(s) take the stems in this order): "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in rep["per_stem"].items()))
     print(f"  the -1 dBTP limiter acted on: {', '.join(rep['limited']) or 'no stem'}"
           + (" (this content is meant to engage it: the figures do not show its cost)"
              if args.content == "transients" and not rep["limited"] else ""))

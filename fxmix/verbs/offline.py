@@ -29,7 +29,7 @@ from fxmix.dsp.audio import atomic_path, writing
 from fxmix.dsp.audio_stream import AudioStreamWriter
 from fxmix.dsp.chain import ALL_STAGES, DEFAULT_STAGES, normalize_stems
 from fxmix.dsp.errors import ConfigError
-from fxmix.dsp.features import integrated_loudness
+from fxmix.dsp.features import integrated_loudness, summed_loudness
 from fxmix.dsp.profile import Profile, load_profile
 from fxmix.dsp.stages.master import MASTER_LUFS
 from fxmix.dsp.stems import LoadedBuses, StemMap, load_buses, resolve_stems
@@ -42,6 +42,7 @@ from fxmix.outputs import (
     write_json,
     write_mix,
     write_mix_with_params,
+    write_stem,
     write_stems,
 )
 from fxmix.report import demo_report, eq_limit_notes, plot_mix, plot_spectra
@@ -255,9 +256,9 @@ def normalize_main(argv: list[str] | None = None) -> int:
     check_output_folder(out)
     announce(song)
     stages = stages_from_args(args)
-    loaded, res, mix_lufs = normalize_buses(song, profile, stages, args.seed, keep_inputs=args.plot)
     with atomic_folder(out) as tmp:
-        written = write_stems(tmp, res.normalized, loaded.input_rate, args.format, song.inputs)
+        loaded, res, mix_lufs, written = normalize_buses(song, profile, stages, args.seed, keep_inputs=args.plot,
+                                                         write_to=(tmp, args.format))
         written = {k: str(out / Path(v).name) for k, v in written.items()}
         doc = params_doc(song, loaded, res, stages, written, [], mix_lufs=mix_lufs)
         if args.plot:
@@ -280,32 +281,39 @@ class NormalizedBuses:
     model: str = "none (normalized sum)"
 
 
-def normalize_buses(song: Song, profile: Profile, stages, seed: int, *, keep_inputs: bool):
+def normalize_buses(song: Song, profile: Profile, stages, seed: int, *, keep_inputs: bool, write_to=None):
     """Read and normalize one song's class buses under one progress bar (hidden with ``fxmix -q``): the
     library call alone, no network. Each bus is normalized in its own array unless ``keep_inputs`` (the
     plots compare input and output), so the song takes its buses plus a stem of work per worker.
+    ``write_to``: (folder, format): each normalized bus is written there as soon as it is done, while
+    the others are still at work.
 
-    Returns (loaded, :class:`NormalizedBuses`, integrated loudness of the normalized sum)."""
+    Returns (loaded, :class:`NormalizedBuses`, integrated loudness of the normalized sum, class -> path
+    written)."""
     quiet = not log.isEnabledFor(logging.INFO)
+    written: dict[str, str] = {}
     with tqdm(total=len(song.tracks.files) + len(profile.classes), desc=song.name, unit="step", disable=quiet,
               leave=False) as bar:
         bar.set_postfix_str("reading")
         loaded = load_buses(song.tracks.by_class(), profile.classes, on_file_done=lambda _p: bar.update())
+
+        def write(c: str, r) -> None:
+            written[c] = write_stem(write_to[0], c, r.audio, loaded.input_rate, write_to[1], song.inputs)
+
         bar.set_postfix_str("normalizing")
         t0 = time.perf_counter()
         results = normalize_stems(loaded.buses, C.SAMPLE_RATE, profile, stages=stages, seed=seed,
-                                  on_stem_done=lambda _c: bar.update(), in_place=not keep_inputs)
+                                  on_stem_done=lambda _c: bar.update(), on_result=write if write_to else None,
+                                  in_place=not keep_inputs)
     t1 = time.perf_counter()
     normalized = {c: r.audio for c, r in results.items()}
-    total = np.zeros_like(next(iter(normalized.values())))
-    for x in normalized.values():  # in class order, as the normalized-sum mix adds them
-        total += x
-    mix_lufs = integrated_loudness(total, C.SAMPLE_RATE)
-    del total
+    written = {c: written[c] for c in normalized if c in written}  # in class order, as write_stems lists them
+    # in class order, as the normalized-sum mix adds them; summed chunk by chunk (no summed copy)
+    mix_lufs = summed_loudness(list(normalized.values()), C.SAMPLE_RATE)
     res = NormalizedBuses(normalized, {c: r.params_dict() for c, r in results.items()},
                           [m for r in results.values() for m in r.notes],
                           {"normalize_s": t1 - t0, "mix_s": time.perf_counter() - t1}, profile.name)
-    return loaded, res, mix_lufs
+    return loaded, res, mix_lufs, written
 
 
 def check_output_folder(out: Path) -> None:
