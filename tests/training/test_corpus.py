@@ -93,9 +93,10 @@ def test_module_solos_sum_to_the_full_render() -> None:
 
 
 def test_a_seek_keeps_the_notes_that_are_still_sounding() -> None:
-    """tecnoballz's high-score.mod holds a pad (unit 0) across 10 s: an excerpt starting there hears it at once."""
-    mod = TrackerModule(package_root("tecnoballz-data") / "high-score.mod")
-    held = mod.render(10.0, 0.2, solo=0)
+    """freedroid's AnarchyMenu1.mod holds a note of unit 1 across 10 s (silent over the first 0.1 s of an
+    excerpt starting there when a seek drops sounding notes): the excerpt hears it at once."""
+    mod = TrackerModule(package_root("freedroid-data") / "AnarchyMenu1.mod")
+    held = mod.render(10.0, 0.1, solo=1)
     assert np.max(np.abs(held)) > 0.1
 
 
