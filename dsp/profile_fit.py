@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import savgol_filter
 
 from . import constants as C
 from .audio import read_audio, write_text_atomic
@@ -31,12 +32,21 @@ from .features import (
     measure_dynamics,
     measure_phi,
     measure_spectrum,
+    onset_boundaries,
+    onset_peak_stats,
+    peak_normalize,
 )
+from .params import CompressorParams
 from .profile import FIT_STAGES, Profile, empty_profile, smooth_bands
+from .stages import compression
 
 log = logging.getLogger("fxmix.dsp")
 PARTIAL_FORMAT = "fxmix-profile-partial"
 STEM_EXTS = (".wav", ".flac", ".ogg")
+#: The reference's EQ-feature STFT (FFT 65536, hop 16384, sqrt-Hann) and its Savitzky-Golay smoothing of
+#: the dataset spectrum (order 1, window in bins per class; fxnorm-spec.md §1.3).
+REFERENCE_FFT = 65536
+REFERENCE_EQ_SMOOTH_BINS = {"vocals": 401, "other": 401, "drums": 151, "bass": 151}
 
 
 # ---------------------------------------------------------------- dataset discovery
@@ -147,7 +157,9 @@ def _song_pass(args) -> tuple[str, dict, str | None]:
             if is_silent(x):
                 continue
             done = [s for s in FIT_STAGES if s in profile.stages_fitted]
-            if done:
+            if stage == "loudness" and "compression" in done:
+                x = _as_reference_loudness_input(x, c, profile, done, str(f))
+            elif done:
                 x = normalize_stem(x, C.SAMPLE_RATE, c, profile, stages=done, where=str(f)).audio
             out[c] = _stage_values(stage, x, C.SAMPLE_RATE)
     except AudioInputError as exc:
@@ -218,7 +230,8 @@ def new_profile(root: str | Path, *, split: str | None = None, name: str | None 
             "dataset": str(Path(root).resolve()),
             "split": split,
             "fxmix": C.VERSION,
-            "method": "sequential per-stage averages (fxnorm-spec.md §1.2), dB means, 3-band smoothing once",
+            "method": "sequential per-stage averages (fxnorm-spec.md §1.2), dB means, 3-band smoothing once; "
+            "loudness after the reference's compression search (absolute onset level)",
         },
     )
 
@@ -286,6 +299,134 @@ def merge_partials(paths: Sequence[str | Path]) -> Profile:
     return finalize_stage(Profile.from_dict(base), total)
 
 
+# ---------------------------------------------------------------- the loudness feature as the reference measures it
+
+
+def _as_reference_loudness_input(
+    x: np.ndarray, c: str, profile: Profile, done: list, where: str
+) -> np.ndarray:
+    """The stem the loudness pass measures: the fitted stages before loudness, with the compression stage
+    as the reference runs it (:func:`reference_compressed`) in place of the chain's."""
+    t = profile.targets_for(c)
+    if "eq" in done:
+        x = normalize_stem(x, C.SAMPLE_RATE, c, profile, stages=["eq"], where=where).audio
+    if t.onset_peak_mean_db is not None:
+        x = reference_compressed(x, C.SAMPLE_RATE, c, t.onset_peak_mean_db, t.onset_peak_std_db)
+    rest = [s for s in done if s not in ("eq", "compression")]
+    return normalize_stem(x, C.SAMPLE_RATE, c, profile, stages=rest, where=where).audio if rest else x
+
+
+def reference_compressed(
+    audio: np.ndarray, sample_rate: int, class_name: str, target_mean_db: float, target_std_db: float
+) -> np.ndarray:
+    """The stem as the reference's compression stage leaves it (fxnorm-spec.md §1.3), for the loudness feature.
+
+    The reference peak-normalizes to -10 dBFS, then reads the onset-peak feature of the compressor's output
+    *as it comes out* (no new peak normalization, no make-up gain), so compressing always lowers it: it keeps
+    the first setting of its grid (the class ratio, thresholds from -10 dB down to -40 dB, then higher ratios
+    up to 20) that puts the feature under the band's upper edge, and the last one (ratio 20, -40 dB) where none
+    does. The chain's stage reads the feature re-normalized to -10 dBFS (what compression does to the peaks'
+    spread), so a stem of near-equal peaks never reaches the band there and gets the threshold limit, 10-15 LU
+    quieter than the reference would leave it. Here: the chain's linked compressor, the input's onsets, and a
+    bisection for the highest threshold (the smallest ratio that reaches the band at -40 dB first)."""
+    x, _ = peak_normalize(audio)
+    s = compression.class_settings(class_name)
+    bounds = onset_boundaries(x, sample_rate)
+    top = target_mean_db + target_std_db
+
+    def feature(threshold_db: float, ratio: float) -> tuple[float, np.ndarray]:
+        p = CompressorParams(threshold_db, ratio, s["attack_ms"], s["release_ms"])
+        y = compression.apply(x, sample_rate, p)
+        return onset_peak_stats(y, bounds)[0], y
+
+    if onset_peak_stats(x, bounds)[0] < top:
+        return x  # in the band or below it: left peak-normalized, as the reference does
+    t_min, ratio = C.COMPRESSOR_MIN_THRESHOLD_DB, _reference_ratio(feature, s["ratio"], top)
+    f, y = feature(t_min, ratio)
+    if f >= top:
+        return y
+    lo, hi = t_min, C.DYNAMICS_PEAK_NORM_DB  # feature(lo) under the edge, feature(hi) = the input's
+    for _ in range(7):  # to 0.25 dB, half the reference's 0.5-dB grid step
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if feature(mid, ratio)[0] < top else (lo, mid)
+    return feature(lo, ratio)[1]
+
+
+def _reference_ratio(feature, start: float, top: float) -> float:
+    """The smallest whole ratio from ``start`` to COMPRESSOR_MAX_RATIO whose -40 dB setting puts the feature
+    under ``top`` (the maximum where none does)."""
+    lo, hi = int(start), int(C.COMPRESSOR_MAX_RATIO)
+    if feature(C.COMPRESSOR_MIN_THRESHOLD_DB, float(lo))[0] < top:
+        return float(lo)
+    while hi - lo > 1:  # feature(lo) above the edge; hi is the answer or the maximum
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if feature(C.COMPRESSOR_MIN_THRESHOLD_DB, float(mid))[0] < top else (mid, hi)
+    return float(hi)
+
+
+# ---------------------------------------------------------------- the EQ feature as the reference averages it
+
+
+def mean_stft_magnitude(audio: np.ndarray, n_fft: int = REFERENCE_FFT) -> np.ndarray:
+    """Mean |STFT| per bin over frames and channels (hop n_fft/4, sqrt-Hann), frames taken a few at a time."""
+    x = np.asarray(audio, np.float64)
+    x = x if x.ndim == 2 else x[None, :]
+    win = np.sqrt(np.hanning(n_fft + 1)[:-1])
+    fr = frames(x, n_fft, n_fft // 4)
+    total = np.zeros(n_fft // 2 + 1)
+    for i in range(0, fr.shape[1], 8):
+        total += np.abs(np.fft.rfft(fr[:, i : i + 8] * win, axis=-1)).sum(axis=(0, 1))
+    return total / (fr.shape[0] * fr.shape[1])
+
+
+def reference_eq_feature(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The reference's per-stem EQ feature: :func:`mean_stft_magnitude` of the stem normalized to -30 LUFS
+    (divided by its peak where that exceeds 1), a linear magnitude per bin of the 65536-point FFT."""
+    x = np.asarray(audio, np.float64) * 10 ** (
+        (C.SPECTRUM_REF_LUFS - integrated_loudness(audio, sample_rate)) / 20
+    )
+    return mean_stft_magnitude(x / max(1.0, float(np.abs(x).max())))
+
+
+def reference_style_spectrum(mean_magnitude: np.ndarray, class_name: str, sample_rate: int) -> np.ndarray:
+    """Band dB of a class's mean EQ feature the way the reference's published spectra became profile
+    targets: the reference's Savitzky-Golay smoothing, then band power (:func:`profile_from_reference_npz`,
+    less its level offset, which the comparison's level alignment removes)."""
+    smoothed = savgol_filter(mean_magnitude, REFERENCE_EQ_SMOOTH_BINS.get(class_name, 401), 1, mode="mirror")
+    return _reference_style_band_db(np.maximum(smoothed, 0.0), REFERENCE_FFT, sample_rate)
+
+
+def _song_eq_features(song: str) -> dict:
+    out = {}
+    for c in C.CLASSES:
+        f = stem_file(Path(song), c)
+        if f is not None and not is_silent(x := read_audio(f).audio):
+            out[c] = reference_eq_feature(x, C.SAMPLE_RATE)
+    return out
+
+
+def linear_mean_spectra(root: str | Path, split: str | None = None, *, jobs: int = 1) -> dict:
+    """Per class, the band spectrum of the wet stems of ``root/split`` averaged as the reference averages
+    its dataset feature (fxnorm-spec.md §1.3): the arithmetic mean of the stems' linear magnitude spectra
+    at -30 LUFS, smoothed and banded as the reference's published spectra are
+    (:func:`reference_style_spectrum`); the like-for-like counterpart of a ``musdb18-reference`` target.
+
+    A profile's own spectrum target is the mean of the stems' dB spectra instead, which lies under this one
+    where the stems differ a lot from song to song (a dB mean is the log of a geometric mean)."""
+    songs = [str(s) for s in find_songs(root, split)]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            per_song = list(pool.map(_song_eq_features, songs, chunksize=1))
+    else:
+        per_song = [_song_eq_features(s) for s in songs]
+    out = {}
+    for c in C.CLASSES:
+        mags = [d[c] for d in per_song if c in d]
+        if mags:
+            out[c] = reference_style_spectrum(np.mean(mags, axis=0), c, C.SAMPLE_RATE)
+    return out
+
+
 # ---------------------------------------------------------------- the reference's published features
 
 
@@ -302,7 +443,7 @@ def profile_from_reference_npz(path: str | Path, seed: int = 0) -> Profile:
     targets are copied (note: the onset targets came from aubio 'hfc' onsets per channel; ours differ).
     """
     data = np.load(path, allow_pickle=False)
-    sr, n_ref = C.SAMPLE_RATE, 65536
+    sr, n_ref = C.SAMPLE_RATE, REFERENCE_FFT
     rng = np.random.default_rng(seed)
     white = rng.standard_normal((2, sr * 30))
     pink = np.fft.irfft(
@@ -311,8 +452,7 @@ def profile_from_reference_npz(path: str | Path, seed: int = 0) -> Profile:
     pink = pink.astype(np.float32)
     pink *= np.float32(10 ** ((C.SPECTRUM_REF_LUFS - integrated_loudness(pink, sr)) / 20))
     ours = measure_spectrum(pink, sr)
-    win = np.sqrt(np.hanning(n_ref + 1)[:-1])
-    ref_mag = np.abs(np.fft.rfft(frames(pink, n_ref, n_ref // 4) * win, axis=-1)).mean(axis=(0, 1))
+    ref_mag = mean_stft_magnitude(pink, n_ref)
     offset = float(np.mean(ours - _reference_style_band_db(ref_mag, n_ref, sr)))
     prof = empty_profile(
         C.REFERENCE_PROFILE,
@@ -344,4 +484,11 @@ def default_jobs() -> int:
     return max(1, min(4, (os.cpu_count() or 2)))
 
 
-__all__ = ["band_centers_hz", "fit_profile", "merge_partials", "profile_from_reference_npz"]
+__all__ = [
+    "band_centers_hz",
+    "fit_profile",
+    "linear_mean_spectra",
+    "merge_partials",
+    "profile_from_reference_npz",
+    "reference_compressed",
+]

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from fxmix.dsp.audio import write_text_atomic
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.profile import load_profile
-from fxmix.dsp.profile_fit import fit_profile
+from fxmix.dsp.profile_fit import fit_profile, linear_mean_spectra
 from fxmix.training.corpus.build import build_corpus
 from fxmix.training.corpus.families import FAMILIES
 from fxmix.training.data import SPLITS, MultitrackDataset
@@ -237,7 +237,9 @@ def _compare(root: Path, args: argparse.Namespace) -> dict:
         bar.close()
         if args.save_profile:
             fitted.save(args.save_profile)
-    rows = compare_profiles(fitted, reference)
+    # the spectra as the reference averages them (linear magnitudes), from the same split's stems
+    spectra = linear_mean_spectra(root, args.fit_split, jobs=args.jobs)
+    rows = compare_profiles(fitted, reference, spectra)
     print()
     print(format_compare(rows, fitted.name, reference.name))
     return {"fitted": fitted.name, "reference": reference.name, "rows": rows}

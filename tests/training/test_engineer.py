@@ -21,7 +21,7 @@ from fxmix.training.engineer import (
     render_decisions,
 )
 from fxmix.training.engineer.calibration import REFERENCE_PREPAN_LU, compare_profiles, remix_corpus
-from fxmix.training.engineer.render import apply_buses, track_chain
+from fxmix.training.engineer.render import apply_buses, track_chain, transient_gain
 from fxmix.training.engineer.taste import Taste
 from fxmix.training.engineer.tonal import excitation, exciter_mix_db
 
@@ -222,6 +222,36 @@ def test_bus_peak_control_catches_transients_beyond_the_ceiling_and_spares_a_bus
             assert _plr_db(x) < 16.0 and np.abs(total - x).max() < 1e-4
         again = apply_buses(half, ["drums", "drums"], {"drums": dict(bus)}, SR)  # replays the recorded threshold
         np.testing.assert_array_equal(again[0], out[0])
+
+
+def _notes_at(levels: list[float], note_s: float = 0.5) -> np.ndarray:
+    """Harmonic notes (2-ms attack, 0.15-s decay) one after another at the given linear levels."""
+    t = np.arange(int(note_s * SR)) / SR
+    note = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t)
+    note *= np.minimum(t / 0.002, 1.0) * np.exp(-t / 0.15)
+    y = np.concatenate([lv * note for lv in levels]).astype(np.float32) * np.float32(0.3)
+    return np.stack([y, y])
+
+
+def test_transient_cut_lowers_every_onset_by_its_depth_whatever_its_level_and_spares_the_body():
+    levels = [1.0, 0.25, 1.0, 0.5, 0.25, 1.0]
+    x = _notes_at(levels)
+    y = x * transient_gain(x, SR, 4.0)[None, :]
+    n = int(0.5 * SR)
+    for k in range(1, len(levels)):  # the first note has no body before it to be measured against
+        a = k * n
+        onset = 20 * np.log10(np.abs(y[0, a : a + n // 10]).max() / np.abs(x[0, a : a + n // 10]).max())
+        body = 20 * np.log10(np.abs(y[0, a + n // 2 : a + n]).max() / np.abs(x[0, a + n // 2 : a + n]).max())
+        assert -4.5 < onset < -3.0, (k, onset)
+        assert abs(body) < 0.3, (k, body)
+    bus = {"tonal_amount": 0.0, "gr_db": 0.0, "eq": None, "threshold_db": None, "exciter_db": None,
+           "transient_cut_db": 4.0}
+    half = [x * np.float32(0.5), x * np.float32(0.5)]  # two tracks of one bus share one gain
+    out = apply_buses(half, ["vocals", "vocals"], {"vocals": bus}, SR)
+    assert np.abs(out[0] - out[1]).max() == 0.0
+    total = out[0] + out[1]
+    assert 20 * np.log10(np.abs(x).max() / np.abs(total).max()) > 3.0  # every onset, the loudest too
+    assert _plr_db(total) < _plr_db(x) - 0.5  # the body keeps its level: loudness falls less than the peak
 
 
 def test_mean_engineer_ignores_the_arrangement():

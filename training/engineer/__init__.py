@@ -22,7 +22,7 @@ from ...dsp.constants import CLASSES, SAMPLE_RATE
 from ...dsp.stages.master import master
 from . import rules
 from .analysis import analyse_session, arrangement_density
-from .render import BUS_PLR_DB, apply_buses, render_track
+from .render import BUS_PLR_DB, BUS_TRANSIENT_DB, apply_buses, render_track
 from .taste import Taste, draw_taste
 
 #: Mean-engineer high-pass per class (Hz): the class means of the register rule on typical parts.
@@ -62,6 +62,7 @@ def song_plan(taste: Taste, returns: dict) -> dict:
                 "threshold_db": None,
                 "peak_plr_db": round(BUS_PLR_DB[c] + taste.bus_plr_db, 3) if c in BUS_PLR_DB else None,
                 "peak_threshold_db": None,
+                "transient_cut_db": BUS_TRANSIENT_DB[c],
             }
             for c in CLASSES
         },

@@ -31,7 +31,7 @@ TASTE_SPEC: dict[str, tuple[float, float, float, float]] = {
     "mask_threshold_db": (3.0, 1.0, 0.0, 6.0),  # cut only where the others lie this far above the track
     "mask_depth": (0.35, 0.08, 0.15, 0.6),  # dB of cut per dB of masking excess
     "mask_max_db": (6.0, 1.0, 3.0, 9.0),
-    "comp_amount": (0.5, 0.12, 0.2, 0.9),  # fraction of the crest excess taken off as gain reduction
+    "comp_amount": (0.75, 0.12, 0.4, 0.95),  # fraction of the crest excess taken off as gain reduction
     "ratio_scale": (1.0, 0.12, 0.75, 1.3),
     "width": (0.8, 0.1, 0.55, 1.0),  # pan magnitude of the highest-register parts
     "reverb_db": (0.0, 2.0, -5.0, 4.0),  # offset on every reverb send

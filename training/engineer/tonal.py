@@ -21,13 +21,13 @@ from pedalboard import Distortion, HighpassFilter, Pedalboard
 
 from ...dsp.bands import band_centers_hz
 from ...dsp.constants import REFERENCE_PROFILE, SAMPLE_RATE
-from ...dsp.features import integrated_loudness, measure_spectrum
 from ...dsp.profile import load_profile
+from ...dsp.profile_fit import mean_stft_magnitude, reference_style_spectrum
 
 #: Graphic EQ bands: half-octave centres 40 Hz .. 16 kHz, Q for half-octave spacing, gain limit (dB).
 GEQ_HZ = tuple(float(40.0 * 2 ** (k / 2)) for k in range(18))
 GEQ_Q = 2.87
-GEQ_MAX_CUT_DB = 12.0
+GEQ_MAX_CUT_DB = 24.0
 GEQ_MAX_BOOST_DB = 15.0
 #: The band range the tonal match looks at (outside it the buses keep their own balance).
 MATCH_RANGE_HZ = (60.0, 16000.0)
@@ -70,8 +70,8 @@ def eq_response_db(bands: list[dict]) -> np.ndarray:
 
 
 def tonal_eq(measured_db: np.ndarray, cls: str, amount: float) -> list[dict]:
-    """Graphic-EQ bands that move ``measured_db`` (a -30 LUFS-referenced band spectrum) ``amount`` of the way
-    to the class target, level-aligned over MATCH_RANGE_HZ."""
+    """Graphic-EQ bands that move ``measured_db`` (a band spectrum, :func:`bus_spectrum_db`) ``amount`` of the
+    way to the class target, level-aligned over MATCH_RANGE_HZ."""
     f = band_centers_hz()
     sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
     diff = tonal_targets()[cls] - measured_db
@@ -112,11 +112,16 @@ def excitation(x: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE) -> np.nd
     return (e * np.float32(gain)).astype(np.float32)
 
 
-def _band_power_db(x: np.ndarray, sample_rate: int) -> np.ndarray | None:
-    lufs = integrated_loudness(x, sample_rate)
-    if not np.isfinite(lufs):
+def bus_spectrum_db(x: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
+    """A bus's band spectrum (dB, at its own level) measured the way its tonal target was: the mean STFT
+    magnitude, smoothed and banded as the reference's published spectra (``reference_style_spectrum``).
+
+    Measured with dsp's power spectrum instead, a bus matched to its target reads 2-3 dB brighter at
+    7-9 kHz on that target's own scale (the reference smooths magnitudes along linear frequency, which lowers
+    harmonic low mids more than a noisy top; training/DATA.md, calibration). None for silence."""
+    if not np.any(x):
         return None
-    return measure_spectrum(x, sample_rate, lufs) + lufs + 30.0
+    return reference_style_spectrum(mean_stft_magnitude(x), cls, sample_rate)
 
 
 def exciter_mix_db(
@@ -125,7 +130,7 @@ def exciter_mix_db(
     """The exciter level (dB) that brings the bus's bands above the class corner closest (least squares, after
     level alignment over MATCH_RANGE_HZ) to the class target; None when the lowest level tried is best."""
     f = band_centers_hz()
-    px, pe = _band_power_db(bus, sample_rate), _band_power_db(excited, sample_rate)
+    px, pe = bus_spectrum_db(bus, cls, sample_rate), bus_spectrum_db(excited, cls, sample_rate)
     if px is None or pe is None:
         return None
     target = tonal_targets()[cls]
