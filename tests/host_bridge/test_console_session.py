@@ -311,6 +311,14 @@ def test_a_restored_session_continues_as_the_original(tmp_path):
             c.close()
 
 
+def _assert_close_to_scale(actual, desired, rel=1e-5):
+    """Equal within `rel` of the array's largest magnitude (float32 rounding, not a different decision)."""
+    desired = np.asarray(desired)
+    assert np.shape(actual) == desired.shape
+    scale = float(np.abs(desired).max()) if desired.size else 0.0
+    np.testing.assert_allclose(actual, desired, rtol=0, atol=rel * scale)
+
+
 def test_analysis_process_decides_as_the_inline_analysis():
     """The console analysis in its child process (audio through the shared ring, requests and replies as
     frames) gives the same decisions as the same analysis in this process: EQ filter spectra, chain targets,
@@ -337,10 +345,11 @@ def test_analysis_process_decides_as_the_inline_analysis():
             theirs = child.call({"op": "analyse", "start": a, "stop": a + hop}).result(60)
             assert theirs["report"] == mine["report"] and theirs["counts"] == mine["counts"]
             np.testing.assert_array_equal(theirs["eq_tracks"], mine["eq_tracks"])
-            np.testing.assert_array_equal(theirs["eq_spectra"], mine["eq_spectra"])
+            # float32 FFTs may take other kernels (thread counts) in another process: equal to rounding
+            _assert_close_to_scale(theirs["eq_spectra"], mine["eq_spectra"])
             designs += len(mine["eq_tracks"])
             for k, v in mine["targets"].items():
-                np.testing.assert_array_equal(theirs["targets"][k], v)
+                _assert_close_to_scale(theirs["targets"][k], v)
         assert mine["counts"]["analyses"] == 12 and mine["counts"]["decisions"] >= 3 and designs >= 4
     finally:
         child.close()
