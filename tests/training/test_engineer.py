@@ -169,6 +169,21 @@ def test_human_tracks_keep_the_composers_level_and_pan():
     assert gap == pytest.approx(6.0, abs=0.5)
 
 
+def test_a_track_its_composer_muted_renders_silent_and_finite():
+    """A MIDI composer's CC7 = 0 sets a level of -84 dB: the fader goes to its floor and the class bus sits below
+    the loudness gate (-inf LUFS before and after its EQ). The bus must not turn that into NaN samples."""
+    tracks = [
+        _track("bass", "bass", _tone(55, 3), "bass", "GM 33", level_db=-84.0, pan=0.0),
+        _track("keys", "other", _tone(300, 11), "chords", "GM 1", level_db=0.0, pan=0.0),
+        _track("lead", "vocals", _tone(440, 1), "lead", "GM 74", level_db=-3.0, pan=0.0),
+    ]
+    s = _session(tracks)
+    m = render_decisions(s, *engineer_decisions(s, Taste.mean()))
+    assert all(np.isfinite(w).all() for w in m.wet) and np.isfinite(m.mixture).all()
+    assert m.master["buses"]["bass"]["eq_makeup_db"] == 0.0
+    assert float(np.max(np.abs(m.wet[0]))) < 10 ** (-50 / 20) < float(np.max(np.abs(m.wet[1])))
+
+
 def test_human_low_end_and_lead_are_centred_whatever_the_module_pans():
     tracks = [
         _track("bass", "bass", _tone(55, 3), "bass", "bass", level_db=0.0, pan=-0.59),

@@ -86,7 +86,7 @@ def gm_role(program: int, drum: bool, name: str = "") -> str:
 # ----------------------------------------------------------------------------------------------- MMA
 @lru_cache(maxsize=1)
 def mma_grooves() -> tuple[str, ...]:
-    """Main 4/4 grooves of MMA's standard library (no intros, endings or fills), sorted."""
+    """Main 4/4 grooves of MMA's standard library (no intros, endings, fills or metronome clicks), sorted."""
     if not MMA_LIB.is_dir() or shutil.which("mma") is None:
         raise ConfigError(f"MMA not found ({MMA_LIB}); install it: {MMA_INSTALL}")
     out = []
@@ -95,7 +95,8 @@ def mma_grooves() -> tuple[str, ...]:
         if not re.search(r"^\s*Time\s+4\b", text, re.M | re.I):
             continue
         for name in re.findall(r"^\s*DefGroove\s+(\S+)", text, re.M | re.I):
-            if not re.search(r"(intro|end|fill|break)", name, re.I):
+            # a metronome groove plays only a click (nothing the kits sound): a song of its lead alone
+            if not re.search(r"(intro|end|fill|break|metronome)", name, re.I):
                 out.append(name)
     return tuple(sorted(set(out)))
 

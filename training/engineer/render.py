@@ -143,7 +143,10 @@ def apply_buses(wet: list[np.ndarray], classes: list[str], buses: dict, sr: int)
             out[i] = board(_f32(out[i]), sr)
         total = np.sum([out[i] for i in idx], axis=0)
         if bus.get("eq_makeup_db") is None:  # a tone control, not a fader: the bus keeps its loudness
-            bus["eq_makeup_db"] = round(float(np.clip(before - integrated_loudness(total, sr), -12, 12)), 4)
+            after = integrated_loudness(total, sr)
+            # a bus below the loudness gate (a track its composer muted) reads -inf: no makeup, not NaN
+            ok = math.isfinite(before) and math.isfinite(after)
+            bus["eq_makeup_db"] = round(float(np.clip(before - after, -12, 12)), 4) if ok else 0.0
         makeup = np.float32(db_to_gain(bus["eq_makeup_db"]))
         out = [_f32(w * makeup) if i in idx else w for i, w in enumerate(out)]
         total = total * makeup
