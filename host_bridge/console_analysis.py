@@ -47,6 +47,7 @@ from fxmix.dsp.streaming.planner_process import (
     _write_all,
     encode,
     read_message,
+    spawn_child,
 )
 from fxmix.dsp.streaming.windows import Windows
 from fxmix.model.console import ConsoleParams
@@ -426,20 +427,8 @@ class AnalysisProcess:
     """
 
     def __init__(self, config: dict, ring: dict):
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        cmd = [sys.executable, "-m", "fxmix.host_bridge.console_analysis", str(to_child_r), str(from_child_w)]
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        try:
-            self.proc = subprocess.Popen(cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, env=env)
-        except OSError as exc:
-            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
-                os.close(fd)
-            raise PlannerDied(f"cannot start the console analysis process {sys.executable!r} ({exc})") from exc
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self.wfd, self.rfd = to_child_w, from_child_r
+        self.proc, self.wfd, self.rfd = spawn_child("fxmix.host_bridge.console_analysis",
+                                                    "the console analysis process")
         self._lock = threading.Lock()
         self._futures: collections.deque[Future] = collections.deque()
         self._alive = True

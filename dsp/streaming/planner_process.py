@@ -351,30 +351,34 @@ def child_main(read_fd: int, write_fd: int) -> None:
             return
 
 
+def spawn_child(module: str, what: str) -> tuple[subprocess.Popen, int, int]:
+    """Start ``python -m module READ_FD WRITE_FD`` with one BLAS/OpenMP thread (a single worker beside the
+    audio threads); returns the process and this side's write and read ends of its two pipes.
+
+    Raises:
+        PlannerDied: the interpreter cannot be started (``what`` names the child in the message).
+    """
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    cmd = [sys.executable, "-m", module, str(to_child_r), str(from_child_w)]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    try:
+        proc = subprocess.Popen(cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, env=env)
+    except OSError as exc:
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            os.close(fd)
+        raise PlannerDied(f"cannot start {what} {sys.executable!r} ({exc})") from exc
+    os.close(to_child_r)
+    os.close(from_child_w)
+    return proc, to_child_w, from_child_r
+
+
 class _Child:
     """One running planner process and the futures of its jobs in flight."""
 
     def __init__(self) -> None:
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        cmd = [sys.executable, "-m", "fxmix.dsp.streaming.planner_process", str(to_child_r), str(from_child_w)]
-        try:
-            # one BLAS/OpenMP thread: the planner is a single low-priority worker
-            env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-            self.proc = subprocess.Popen(
-                cmd,
-                pass_fds=(to_child_r, from_child_w),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                env=env,
-            )
-        except OSError as exc:
-            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
-                os.close(fd)
-            raise PlannerDied(f"cannot start the planner process {sys.executable!r} ({exc})") from exc
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self.wfd, self.rfd = to_child_w, from_child_r
+        self.proc, self.wfd, self.rfd = spawn_child("fxmix.dsp.streaming.planner_process", "the planner process")
         self.pending: dict[int, Future] = {}
         self.lock = threading.Lock()
         self.alive = True
