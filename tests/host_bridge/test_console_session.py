@@ -313,8 +313,7 @@ def test_a_restored_session_continues_as_the_original(tmp_path):
 
 def _assert_close_to_scale(actual, desired, rel=1e-5):
     """Equal within `rel` of the array's largest magnitude (float32 rounding, not a different decision)."""
-    desired = np.asarray(desired)
-    assert np.shape(actual) == desired.shape
+    desired = np.asarray(desired)  # assert_allclose checks the shapes too
     scale = float(np.abs(desired).max()) if desired.size else 0.0
     np.testing.assert_allclose(actual, desired, rtol=0, atol=rel * scale)
 
