@@ -76,6 +76,8 @@ def get_parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     b.add_argument("--shard", default=None, help="K/N: build only songs i with i %% N == K-1 (default all)")
     b.add_argument("--families", default=",".join(FAMILIES), help=f"comma list of {','.join(FAMILIES)}")
+    b.add_argument("--resume", action="store_true",
+                   help="keep the songs an earlier run of the same build wrote whole; render only the rest")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     rm = sub.add_parser(
         "remix", help="re-mix the dry tracks of a built corpus with the current engineer (no re-rendering)"
@@ -131,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 def _build(args: argparse.Namespace, argv: list[str] | None) -> int:
     fams = tuple(f for f in args.families.split(",") if f)
     m = build_corpus(args.out, args.songs, args.seconds, args.seed, jobs=args.jobs, shard=args.shard,
-                     families=fams, progress=not args.no_progress, command=_command(argv, "fxmix data"))
-    print(f"wrote {len(m['songs'])} songs (shard {m['shard']}) of {m['seconds']:g} s to {args.out}")
+                     families=fams, progress=not args.no_progress, command=_command(argv, "fxmix data"),
+                     resume=args.resume)
+    kept = f" ({m['kept']} kept from an earlier run)" if m["kept"] else ""
+    print(f"wrote {len(m['songs'])} songs (shard {m['shard']}) of {m['seconds']:g} s to {args.out}{kept}")
     print("  splits: " + ", ".join(f"{k}={v}" for k, v in m["split_counts"].items()))
     print("  families: " + ", ".join(f"{k}={v}" for k, v in m["family_counts"].items()))
     print(f"  {m['wall_s']:.1f} s wall, {m['cpu_s']:.1f} s CPU in workers, {args.jobs} job(s)")

@@ -117,3 +117,21 @@ def test_midi_entries_take_the_song_length_and_tempo_the_right_way_round(tmp_pat
     entry = human.draft_midi("openttd-openmsx", tmp_path / "song.mid")
     assert abs(entry["tempo_bpm"] - 100.0) < 1e-3 and abs(entry["duration_s"] - 24.0) < 0.1
     assert len(entry["active_per_s"]) == 24
+
+
+def test_a_failing_song_stops_the_build_and_resume_renders_only_the_rest(tmp_path) -> None:
+    plans = plan_corpus(3, 2.0, 7, ("procedural",))
+    last = plans[-1]
+    blocker = tmp_path / last.split / last.name  # a file where the song's folder must go: a real write error
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    with pytest.raises(Exception, match=f"song {last.name} .*--resume"):
+        build_corpus(tmp_path, 3, 2.0, 7, families=("procedural",), progress=False)
+    assert not (tmp_path / "corpus.json").exists()
+    first = tmp_path / plans[0].split / plans[0].name / "song.json"
+    stamp = first.stat().st_mtime_ns
+    blocker.unlink()
+    m = build_corpus(tmp_path, 3, 2.0, 7, families=("procedural",), progress=False, resume=True)
+    assert m["kept"] == 2 and len(m["songs"]) == 3
+    assert first.stat().st_mtime_ns == stamp  # kept, not rendered again
+    assert (tmp_path / last.split / last.name / "song.json").is_file()

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from fxmix.dsp.audio import write_audio, write_text_atomic
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
-from fxmix.dsp.errors import ConfigError
+from fxmix.dsp.errors import ConfigError, FxmixError
 from fxmix.dsp.profile_fit import parse_shard
 
 from . import human, material
@@ -178,28 +178,76 @@ def _work(job: tuple[SongPlan, str]) -> dict:
             "cpu_s": round(time.process_time() - t0, 2)}
 
 
+def written_song(root: Path, plan: SongPlan) -> dict | None:
+    """The result row of a song an earlier build of the same plan wrote whole, else None. ``song.json`` is
+    written last and atomically, so its presence with the plan's identity means the audio beside it is whole."""
+    folder = root / plan.split / plan.name
+    try:
+        meta = json.loads((folder / "song.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = {"corpus_version": CORPUS_VERSION, "name": plan.name, "family": plan.family, "split": plan.split,
+            "seed": plan.seed, "index": plan.index, "seconds": plan.seconds}
+    if any(meta.get(k) != v for k, v in same.items()):
+        return None
+    files = [folder / t["wet"] for t in meta.get("tracks", [])] + [folder / "mixture.flac"]
+    if not meta.get("tracks") or not all(f.is_file() for f in files):
+        return None
+    return {"name": plan.name, "split": plan.split, "family": plan.family, "tracks": len(meta["tracks"]),
+            "cpu_s": 0.0}
+
+
+def _failed(plan: SongPlan, exc: BaseException, root: Path) -> Exception:
+    """The error of a song that did not render: it names the song and how to go on without redoing the rest."""
+    hint = (f"the songs finished so far are kept: after fixing the cause, rerun the same command with --resume "
+            f"to render only the missing ones into {root}")
+    kind = type(exc) if isinstance(exc, FxmixError) else RuntimeError  # the CLI prints FxmixError plainly
+    return kind(f"song {plan.name} ({plan.family}, {plan.split}, index {plan.index}) failed: {exc}; {hint}")
+
+
+def _render_all(plans: list[SongPlan], root: Path, jobs: int, bar) -> list[dict]:
+    """Render ``plans``; stops at the first song that fails (pending songs are cancelled, running ones end)."""
+    results: list[dict] = []
+    if jobs <= 1:
+        for p in plans:
+            try:
+                results.append(_work((p, str(root))))
+            except Exception as exc:
+                raise _failed(p, exc, root) from exc
+            bar.update(1)
+        return results
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_work, (p, str(root))): p for p in plans}
+        for fut in as_completed(futures):
+            try:
+                results.append(fut.result())
+            except Exception as exc:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise _failed(futures[fut], exc, root) from exc
+            bar.update(1)
+    return results
+
+
 def build_corpus(out: str | os.PathLike, n_songs: int, seconds: float = 20.0, seed: int = 0, *, jobs: int = 1,
                  shard: str | None = None, families: tuple[str, ...] = FAMILIES, progress: bool = True,
-                 command: str = "") -> dict:
-    """Build (a shard of) the corpus; returns and writes the manifest (corpus.json or shards/K-of-N.json)."""
+                 command: str = "", resume: bool = False) -> dict:
+    """Build (a shard of) the corpus; returns and writes the manifest (corpus.json or shards/K-of-N.json).
+
+    The first song that fails stops the build (songs written whole stay). ``resume`` keeps the songs an earlier
+    build of the same plan wrote whole (:func:`written_song`) and renders the rest; without it every song is
+    rendered again and its files replaced."""
     from tqdm import tqdm
 
     root = Path(out)
     k, n_shards = parse_shard(shard)
     plans = [p for p in plan_corpus(n_songs, seconds, seed, families) if p.index % n_shards == k - 1]
     t0 = time.perf_counter()
-    results: list[dict] = []
-    bar = tqdm(total=len(plans), desc=f"build {k}/{n_shards}", unit="song", disable=not progress)
-    work = [(p, str(root)) for p in plans]
-    if jobs <= 1:
-        for w in work:
-            results.append(_work(w))
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for fut in as_completed([pool.submit(_work, w) for w in work]):
-                results.append(fut.result())
-                bar.update(1)
+    kept = [r for r in (written_song(root, p) for p in plans) if r is not None] if resume else []
+    done = {r["name"] for r in kept}
+    todo = [p for p in plans if p.name not in done]
+    bar = tqdm(total=len(plans), initial=len(kept), desc=f"build {k}/{n_shards}", unit="song",
+               disable=not progress)
+    results = kept + _render_all(todo, root, jobs, bar)
     bar.close()
     results.sort(key=lambda r: r["name"])
     manifest = {"corpus_version": CORPUS_VERSION, "songs_total": n_songs, "seconds": seconds, "seed": seed,
@@ -211,4 +259,5 @@ def build_corpus(out: str | os.PathLike, n_songs: int, seconds: float = 20.0, se
     write_text_atomic(target, json.dumps(manifest, indent=1) + "\n")
     manifest["wall_s"] = round(time.perf_counter() - t0, 2)
     manifest["cpu_s"] = round(sum(r["cpu_s"] for r in results), 2)
+    manifest["kept"] = len(kept)
     return manifest
