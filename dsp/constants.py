@@ -83,3 +83,8 @@ REVERB_CLASSES = ("vocals", "other")
 ONSET_FFT = 1024
 ONSET_HOP = 256
 ONSET_MIN_GAP_S = 0.05
+
+#: the console mixer's reverb (fxmix.model.console): the corpus engineer's shared reverb return at its mean
+#: taste and tempo (room, damping, width of pedalboard's Reverb; the send's high- and low-pass in Hz). A send of
+#: S dB on the console is a send of S dB on the engineer's console.
+REVERB_RETURN = {"room_size": 0.5, "damping": 0.5, "width": 0.7, "send_hpf_hz": 400.0, "send_lpf_hz": 9000.0}

@@ -227,7 +227,8 @@ class ConsoleChain:
     def _mix(self, y: np.ndarray, start: np.ndarray, delta: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Fader, pan and send of the compressed tracks ``y``, summed: one (samples x tracks) @ (tracks x gains)
         product per channel. A linear ramp g = a + d * r sums as (y @ a) + r * (y @ d): the ramps are never built
-        per track. -> (2, n) mix, (2, n) float32 reverb send."""
+        per track. -> (2, n) mix, (2, n) float32 reverb input: the send bus's L + R in both channels (the console's
+        reverb sums its inputs; the convolution then needs no cross terms)."""
         rows = ((_ROW["left"], _ROW["send_left"]), (_ROW["right"], _ROW["send_right"]))
         out, send = np.empty((2, self.block), np.float32), np.empty((2, self.block), np.float32)
         for c, (level, sent) in enumerate(rows):
@@ -237,6 +238,8 @@ class ConsoleChain:
             if delta is not None:
                 out[c] += self._ramp * r[:, 2]
                 send[c] += self._ramp * r[:, 3]
+        send[0] += send[1]
+        send[1] = send[0]
         return out, send
 
     def _advance(self) -> tuple[np.ndarray, np.ndarray | None]:

@@ -5,7 +5,9 @@
   FIR by :func:`fxmix.dsp.fir.design_fir` (frequency sampling, log-frequency interpolation, Hann window);
   :func:`eq_fir_torch` is the same design in torch, differentiable in the band gains.
 - Pan: :data:`PAN_LAW`.
-- Reverb: one seeded stereo impulse response made here in code (:func:`reverb_ir`), no file.
+- Reverb: the corpus engineer's mean reverb return (:data:`REVERB_RETURN`): pedalboard's ``Reverb`` (JUCE's
+  freeverb, fed the sum of its two input channels) after the send's high- and low-pass, linear and time
+  invariant at fixed settings, so the torch console convolves with its impulse response (:func:`reverb_ir`).
 - Compressor ballistics: :func:`compressor_envelope`, the envelope of pedalboard's ``Compressor`` (JUCE
   ``dsp::Compressor``: peak rectifier, one-pole attack/release) of each track's linked detector.
 
@@ -21,7 +23,7 @@ import numpy as np
 import pedalboard
 import torch
 from fxmix.dsp.bands import band_centers_hz
-from fxmix.dsp.constants import BANDS_PER_OCTAVE
+from fxmix.dsp.constants import BANDS_PER_OCTAVE, REVERB_RETURN
 from fxmix.dsp.fir import design_fir
 from fxmix.dsp.stages.compression import linked_gain
 
@@ -29,11 +31,8 @@ from fxmix.dsp.stages.compression import linked_gain
 EQ_FIR_TAPS = 4097
 #: pan law of every track (stereo input: a balance control with these channel gains)
 PAN_LAW = "constant-power sin/cos, 0 dB at centre: theta = (pan + 1) pi / 4, L x sqrt2 cos, R x sqrt2 sin"
-#: reverb impulse response: seed, length (s), pre-delay (s), RT60 (s) per octave band from 62.5 Hz up
-REVERB_SEED = 20220
+#: length of the reverb's impulse response: its energy is 60 dB down after 1.23 s, 65 dB by the fade-out
 REVERB_IR_SECONDS = 1.5
-REVERB_PREDELAY_S = 0.012
-REVERB_RT60_S = (1.9, 1.8, 1.7, 1.6, 1.5, 1.3, 1.1, 0.85, 0.6)
 #: compressor envelope probe: a threshold far below RANGES' lowest, where gain = (env / T) ** (1 / 2 - 1)
 PROBE_THRESHOLD_DB = -120.0
 PROBE_RATIO = 2.0
@@ -82,36 +81,31 @@ def pan_gains(pan):
 
 
 @lru_cache(maxsize=4)
-def reverb_ir(sample_rate: int) -> np.ndarray:
-    """(2, n) float32 stereo impulse response of the console's reverb, made from :data:`REVERB_SEED`.
+def reverb_board(sample_rate: int | None = None) -> pedalboard.Pedalboard:
+    """The console's reverb return as pedalboard effects: high-pass, low-pass, ``Reverb`` (wet only) at
+    :data:`REVERB_RETURN`. JUCE's reverb feeds its tank with the sum of the two input channels, so a stereo send
+    (2, n) returns ``(L + R)`` convolved with each channel of :func:`reverb_ir`. ``sample_rate`` is unused (the
+    effects take it at ``process``); it is accepted so callers can name the rate they will use."""
+    r = REVERB_RETURN
+    return pedalboard.Pedalboard([
+        pedalboard.HighpassFilter(cutoff_frequency_hz=r["send_hpf_hz"]),
+        pedalboard.LowpassFilter(cutoff_frequency_hz=r["send_lpf_hz"]),
+        pedalboard.Reverb(room_size=r["room_size"], damping=r["damping"], wet_level=1.0, dry_level=0.0,
+                          width=r["width"]),
+    ])
 
-    Decorrelated noise per channel split into octave bands (complementary raised-cosine masks in log
-    frequency), each decaying at its :data:`REVERB_RT60_S`; after a :data:`REVERB_PREDELAY_S` pre-delay,
-    2 ms fade-in, a fade-out over the last 10 %; each channel at unit energy, so a 0 dB send of white noise
-    returns about the dry level.
-    """
-    rng = np.random.default_rng(REVERB_SEED)
+
+@lru_cache(maxsize=8)
+def reverb_ir(sample_rate: int) -> np.ndarray:
+    """(2, n) float32 (read-only): the reverb return's response, per output channel, to a unit impulse in
+    either input channel (:func:`reverb_board`), :data:`REVERB_IR_SECONDS` long with a fade-out over the last
+    10 % (the response there is more than 65 dB down)."""
     n = int(round(REVERB_IR_SECONDS * sample_rate))
-    t = np.arange(n) / sample_rate
-    spectrum = np.fft.rfft(rng.standard_normal((2, n)), axis=-1)
-    logf = np.log2(np.maximum(np.fft.rfftfreq(n, 1.0 / sample_rate), 1.0) / 62.5)
-    ir = np.zeros((2, n))
-    n_bands = len(REVERB_RT60_S)
-    for k, rt60 in enumerate(REVERB_RT60_S):
-        d = np.clip(logf - k, -1.0, 1.0)  # octave k's mask, held to the ends for the first/last band
-        if k == 0:
-            d = np.maximum(d, 0.0)
-        if k == n_bands - 1:
-            d = np.minimum(d, 0.0)
-        mask = 0.5 * (1.0 + np.cos(np.pi * d))
-        ir += np.fft.irfft(spectrum * mask, n, axis=-1) * np.exp(-6.907755 * t / rt60)
-    pre = int(round(REVERB_PREDELAY_S * sample_rate))
-    ir = np.concatenate([np.zeros((2, pre)), ir[:, : n - pre]], axis=-1)
-    fade_in = int(0.002 * sample_rate)
-    ir[:, pre : pre + fade_in] *= np.linspace(0.0, 1.0, fade_in)
+    impulse = np.zeros((2, n), np.float32)
+    impulse[0, 0] = 1.0
+    ir = reverb_board(sample_rate).process(impulse, sample_rate).astype(np.float64)
     tail = n // 10
     ir[:, n - tail :] *= np.cos(0.5 * np.pi * np.arange(tail) / tail) ** 2
-    ir /= np.sqrt((ir**2).sum(axis=-1, keepdims=True))
     out = ir.astype(np.float32)
     out.setflags(write=False)
     return out

@@ -24,7 +24,7 @@ import torch
 from fxmix.dsp import constants as C
 from fxmix.dsp.errors import ConfigError
 
-from .designs import EQ_FIR_TAPS, PAN_LAW, REVERB_IR_SECONDS, REVERB_SEED, eq_band_centers_hz
+from .designs import EQ_FIR_TAPS, PAN_LAW, REVERB_IR_SECONDS, eq_band_centers_hz
 
 #: (low, high, neutral) of every bounded parameter; the neutral value is what ``u = 0`` maps to.
 RANGES: dict[str, tuple[float, float, float]] = {
@@ -228,8 +228,8 @@ class ConsoleParams:
                 "pan_law": PAN_LAW,
                 "eq_band_hz": [round(float(f), 4) for f in eq_band_centers_hz()],
                 "eq_fir_taps": EQ_FIR_TAPS,
-                "reverb_ir_seed": REVERB_SEED,
-                "reverb_ir_s": REVERB_IR_SECONDS,
+                "reverb": {"effect": "pedalboard.Reverb, wet only, fed L + R", **C.REVERB_RETURN,
+                           "ir_s": REVERB_IR_SECONDS},
             },
             "master_gain_db": round(float(p.master_gain_db), 6),
             "tracks": tracks,

@@ -114,9 +114,11 @@ def compressor_gain(
 
 
 def reverb(bus: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """The reverb return for a send bus (batch, 2, n): each channel convolved with its channel of
-    :func:`~fxmix.model.console.designs.reverb_ir`, cut to n samples (the IR's spectrum is cached)."""
+    """The reverb return for a send bus (batch, 2, n): the sum of its channels convolved with each channel of
+    :func:`~fxmix.model.console.designs.reverb_ir` (JUCE's reverb sums its inputs), cut to n samples (the IR's
+    spectrum is cached)."""
     n = bus.shape[-1]
+    bus = bus.sum(dim=-2, keepdim=True)
     n_fft = scipy.fft.next_fast_len(n + reverb_ir(sample_rate).shape[-1] - 1, real=True)
     spectrum = _reverb_spectrum(sample_rate, n_fft, bus.dtype, bus.device)
     return torch.fft.irfft(torch.fft.rfft(bus, n_fft) * spectrum, n_fft)[..., :n]

@@ -2,7 +2,8 @@
 
 Per track: ``Convolution`` (the EQ FIR, zero phase) -> ``Compressor`` (stereo-linked through
 :func:`fxmix.dsp.stages.compression.linked_gain`) -> ``Gain`` (fader) -> one ``Gain`` per channel (pan) ->
-``Gain`` (reverb send); the sends' sum through ``Convolution`` (the reverb IR); the sum -> ``Gain`` (master).
+``Gain`` (reverb send); the sends' sum through the reverb return itself (high-pass, low-pass, ``Reverb``:
+:func:`~fxmix.model.console.designs.reverb_board`); the sum -> ``Gain`` (master).
 This is what a host applies outside torch (the OSC bridge, exported chains); the parity tests hold it to
 the torch renderer within 0.1 dB per band and 0.1 LU.
 
@@ -23,7 +24,7 @@ import pedalboard
 from fxmix.dsp.constants import SAMPLE_RATE
 from fxmix.dsp.stages.compression import linked_gain
 
-from .designs import eq_fir, linked_detector, pan_gains, reverb_ir
+from .designs import eq_fir, linked_detector, pan_gains, reverb_board
 from .params import ConsoleParams
 
 
@@ -66,7 +67,7 @@ def render_console_pedalboard(
         y = twin_pan(y, float(v.pan[i]), sample_rate)
         dry += y
         bus += pedalboard.Gain(gain_db=float(v.reverb_send_db[i])).process(y, sample_rate)
-    wet = convolution(reverb_ir(sample_rate), sample_rate).process(bus, sample_rate)
+    wet = reverb_board(sample_rate).process(bus, sample_rate)
     master = pedalboard.Gain(gain_db=float(v.master_gain_db))
     return master.process(np.ascontiguousarray(dry + wet), sample_rate)
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from fxmix.dsp import constants as C
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.fir import design_fir
 from fxmix.model.console import (
@@ -22,7 +23,7 @@ from fxmix.model.console import (
     render_console_stages,
     reverb_ir,
 )
-from fxmix.model.console.designs import compressor_envelope
+from fxmix.model.console.designs import compressor_envelope, reverb_board
 from support import signals
 
 SR = signals.SR
@@ -104,15 +105,26 @@ def test_eq_fir_follows_a_musical_curve():
     assert abs(resp[0] - curve[0]) < 1.5  # 31 Hz: the FIR's resolution
 
 
-def test_reverb_ir_is_seeded_unit_energy_decaying_and_decorrelated():
+def test_reverb_ir_is_the_engineer_mean_return_and_decays():
+    from fxmix.training.engineer import rules
+    from fxmix.training.engineer.taste import Taste
+
+    mean = rules.returns(rules.DEFAULT_BPM, 3.0, Taste.mean())["reverb"]
+    assert mean == C.REVERB_RETURN  # the corpus engineer's reverb at its mean taste and tempo
     ir = reverb_ir(SR)
     assert np.array_equal(ir, reverb_ir.__wrapped__(SR))
     assert ir.shape == (2, int(1.5 * SR))
-    assert np.allclose((ir.astype(np.float64) ** 2).sum(axis=-1), 1.0, rtol=1e-4)
     energy = np.cumsum(ir.astype(np.float64) ** 2, axis=-1)
-    assert np.all(energy[:, int(0.5 * SR)] > 0.9)  # most energy in the first half second
-    corr = np.dot(ir[0], ir[1]) / np.sqrt(np.dot(ir[0], ir[0]) * np.dot(ir[1], ir[1]))
-    assert abs(corr) < 0.1
+    assert np.all(energy[:, int(1.3 * SR)] > (1 - 1e-6) * energy[:, -1])  # 60 dB down by 1.3 s
+    assert np.abs(ir[:, : int(0.02 * SR)]).max() == 0.0  # freeverb's shortest comb: no output before 20 ms
+    # the reverb sums its inputs: a send in either channel, or split between them, returns the same
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(SR // 2).astype(np.float32)
+    left = reverb_board().process(np.stack([x, np.zeros_like(x)]), SR)
+    split = reverb_board().process(np.stack([0.3 * x, 0.7 * x]), SR)
+    assert np.abs(left - split).max() < 1e-4 * np.abs(left).max()
+    conv = np.stack([np.convolve(x, ir[c])[: x.size] for c in range(2)])
+    assert np.sqrt(np.mean((conv - left) ** 2) / np.mean(left**2)) < 1e-3  # linear, time invariant: its IR
 
 
 def _juce_envelope(x: np.ndarray, attack_ms: float, release_ms: float, sr: int) -> np.ndarray:

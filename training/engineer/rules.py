@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ...dsp.bands import band_centers_hz
+from ...dsp.constants import REVERB_RETURN
 from .analysis import TrackAnalysis, arrangement_density, masking_excess_db
 from .taste import Taste
 
@@ -67,8 +68,6 @@ DEFAULT_BPM = 100.0
 #: Drum-kit pieces off centre (x taste width), as a drummer-perspective overhead picture places them.
 HAT_PAN = 0.35
 TOM_PAN = 0.5
-#: Stereo width of the shared reverb (pedalboard Reverb ``width``).
-REVERB_WIDTH = 0.7
 
 
 def role_of(track) -> str:
@@ -280,10 +279,8 @@ def returns(bpm: float, mean_density: float, taste: Taste) -> dict:
     return {
         "reverb": {
             "room_size": round(room, 3),
-            "damping": 0.5,
-            "width": REVERB_WIDTH,
-            "send_hpf_hz": 400.0,
-            "send_lpf_hz": 9000.0,
+            # the rest as the console's reverb, which is this return at the mean taste and tempo
+            **{k: v for k, v in REVERB_RETURN.items() if k != "room_size"},
         },
         "delay": {
             "delay_s": round(taste.delay_beats * 60.0 / bpm, 5),
