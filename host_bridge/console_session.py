@@ -81,6 +81,8 @@ CONTROLS = ("amount", "bypass_eq", "bypass_loudness", "bypass_model", "freeze", 
 MAX_WAITING_S = 4 * ANALYSIS_S
 #: the shared audio ring (s): the waiting audio plus time for the analysis to copy it out before it is overwritten
 RING_S = 6 * ANALYSIS_S
+#: new analysis processes a session starts after one exits, before it keeps its last decisions for good
+MAX_ANALYSIS_RESTARTS = 3
 
 
 def resolve_console_runner(model):
@@ -135,7 +137,9 @@ class ConsoleSession:
         self.latency_samples = self.block_samples + self.chain.latency_samples
         self.amount, self.bypass = 1.0, {"eq": False, "loudness": False, "model": False}
         self.learning = True
-        self.clipped_samples = self.analyses_late = 0
+        self.clipped_samples = self.analyses_late = self.analysis_restarts = 0
+        self._restart_lock = threading.Lock()
+        self._restarting = self._gave_up = False
         self._counts = {"analyses": 0, "decisions": 0, "tracks_decided": 0}
         self._report_cache: tuple[str, list[dict]] | None = None
         # realtime: deferred host work (and the analysis, where the child cannot start) on one thread
@@ -154,12 +158,8 @@ class ConsoleSession:
         """The analysis: in a child process (realtime sessions whose console mixer is a folder), else here."""
         if self.realtime and hasattr(self.runner, "folder"):
             ring = Windows((self.n_tracks, 2, self._ring_samples()), shared=True)
-            config = {"sample_rate": self.sample_rate, "block_samples": self.block_samples,
-                      "n_tracks": self.n_tracks, "classes": list(self.classes), "profile": self.profile.to_dict(),
-                      "model_dir": str(self.runner.folder), "name": self.model_label,
-                      "backend": "onnx" if getattr(self.runner, "session", None) is not None else "eager"}
             try:
-                worker = AnalysisProcess(config, ring.ref())
+                worker = AnalysisProcess(self._analysis_config(), ring.ref())
                 self._ring, self._ring_array = ring, np.asarray(ring.array)
                 return worker
             except PlannerDied as exc:
@@ -168,6 +168,51 @@ class ConsoleSession:
         an = ConsoleAnalysis(self.sample_rate, self.block_samples, self.n_tracks, self.runner, self.profile,
                              self.classes)
         return InProcess(an, self._pool, self._pool_ident)
+
+    def _analysis_config(self) -> dict:
+        return {"sample_rate": self.sample_rate, "block_samples": self.block_samples,
+                "n_tracks": self.n_tracks, "classes": list(self.classes), "profile": self.profile.to_dict(),
+                "model_dir": str(self.runner.folder), "name": self.model_label,
+                "backend": "onnx" if getattr(self.runner, "session", None) is not None else "eager"}
+
+    def _analysis_died(self) -> None:
+        """The analysis process has exited: a new one starts on the host thread, at most
+        :data:`MAX_ANALYSIS_RESTARTS` times; the chain keeps the last decisions meanwhile (and for good after)."""
+        with self._restart_lock:
+            if self._restarting or self._pool is None or self._ring is None:
+                return
+            if self.analysis_restarts >= MAX_ANALYSIS_RESTARTS:
+                if not self._gave_up:
+                    self._gave_up = True
+                    log.error("console session: the analysis process exited again after %d restarts; the "
+                              "console keeps its last decisions (reopen the session to start a new one)",
+                              self.analysis_restarts)
+                return
+            self._restarting = True
+        log.warning("console session: the analysis process exited (code %s); starting a new one (the mixer "
+                    "learns the tracks again, the console keeps its last decisions meanwhile)",
+                    getattr(getattr(self._worker, "proc", None), "returncode", None))
+        self._pool.submit(self._restart_analysis)
+
+    def _restart_analysis(self) -> None:
+        """A new analysis process on the same audio ring, told the tracks and controls in force."""
+        old = self._worker
+        try:
+            worker = AnalysisProcess(self._analysis_config(), self._ring.ref())
+            worker.call({"op": "tracks", "classes": list(self.track_class), "names": list(self.track_name)}).result()
+            for name, on in self.bypass.items():
+                if on:
+                    worker.call({"op": "control", "name": f"bypass_{name}", "value": True}).result()
+            worker.call({"op": "control", "name": "learn", "value": self.learning}).result()
+        except Exception as exc:  # noqa: BLE001 - the next analysis due tries again
+            log.error("console session: a new analysis process did not start (%s)", exc)
+        else:
+            self._worker = worker
+            old.close()
+        finally:
+            with self._restart_lock:
+                self.analysis_restarts += 1
+                self._restarting = False
 
     def _ring_samples(self) -> int:
         return self.block_samples * -(-int(RING_S * self.sample_rate) // self.block_samples)
@@ -339,6 +384,8 @@ class ConsoleSession:
         if it failed."""
         try:
             self._apply(job.result())
+        except PlannerDied:
+            self._analysis_died()
         except Exception:  # noqa: BLE001
             log.exception("console session analysis failed")
         finally:
@@ -397,6 +444,7 @@ class ConsoleSession:
             "amount": self.amount, "bypass_model": self.bypass["model"], "clipped_samples": self.clipped_samples,
             "learning": self.learning, "analyses": self._counts["analyses"], "analyses_late": self.analyses_late,
             "decisions": self._counts["decisions"], "tracks_decided": self._counts["tracks_decided"],
+            "analysis_restarts": self.analysis_restarts,
             "analysis": "process" if self._ring is not None else ("thread" if self._pool is not None else "inline"),
             "chain": "thread" if self._chain_pool is not None else "inline",
         }

@@ -378,3 +378,44 @@ def test_realtime_session_streams_as_the_inline_one_while_frozen():
         b.close()
     assert np.abs(ya).max() > 1e-3
     np.testing.assert_array_equal(ya, yb)
+
+
+def test_a_killed_analysis_process_is_replaced_and_decisions_resume():
+    """The analysis child killed mid-session (SIGKILL): the session starts a new one, tells it the tracks and
+    controls in force, and decisions resume from the audio that follows; the chain keeps its last decisions
+    meanwhile and the audio never stops."""
+    import os
+    import signal
+    import time
+
+    x = np.tile(_demo(4.0), (1, 1, 6))  # 24 s
+    s = ConsoleSession(SR, BLOCK, 4, realtime=True)
+    try:
+        assert s.stats()["analysis"] == "process"
+        for i, c in enumerate(CLASSES):
+            s.set_track(i, class_name=c)
+        s.set_control("bypass_eq", True)
+        k = 0
+
+        def feed(until, limit_s=120.0):
+            nonlocal k
+            t0 = time.monotonic()
+            while not until():
+                assert time.monotonic() - t0 < limit_s, s.stats()
+                y = s.process(x[:, :, k % (x.shape[-1] - BLOCK) : k % (x.shape[-1] - BLOCK) + BLOCK])
+                assert y.shape == (2, BLOCK) and np.isfinite(y).all()
+                k += BLOCK
+                time.sleep(0.001)  # the child analyses while the blocks arrive
+
+        feed(lambda: s.stats()["decisions"] >= 2)
+        first = s._worker
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        before = s.stats()["decisions"]
+        feed(lambda: s.stats()["analysis_restarts"] == 1 and s.stats()["decisions"] >= before + 2)
+        assert s._worker is not first and s._worker.proc.poll() is None
+        assert s.stats()["analysis"] == "process"
+        # the control reached the new child: its reports keep every normalization EQ flat
+        assert all(e["eq"] == {"low_db": 0.0, "mid_db": 0.0, "high_db": 0.0} for e in s.all_track_params())
+    finally:
+        s.close()
