@@ -40,6 +40,7 @@ from fxmix.model.states import save_model
 
 from .checkpoints import STATE_FORMAT, has_checkpoints, resume_checkpoint, save_checkpoint
 from .console_data import Session, crop_batch, load_sessions, prepare_corpus
+from .train import cosine_lr
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class ConsoleTrainConfig:
     steps: int = 400
     batch: int = 4
     lr: float = 5e-4
+    lr_final_ratio: float = 1.0  # 1: constant; else a half cosine from decay_from to steps, to lr * this
+    decay_from: int = 0
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     valid_every: int = 50
@@ -276,6 +279,9 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
         rng = np.random.default_rng([cfg.seed, step])  # per step: a resumed run draws what a whole run draws
         picks = rng.choice(len(train), size=min(cfg.batch, len(train)), replace=False)
         batch = crop_batch([train[i] for i in picks], rng, crop, cfg.max_tracks)
+        lr = cosine_lr(cfg.lr, cfg.lr_final_ratio, step, cfg.decay_from, cfg.steps)
+        for group in opt.param_groups:  # the config's, also on resume (the checkpoint's optimizer holds the last)
+            group["lr"] = lr
         terms = objective(net, batch)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -283,7 +289,7 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
         opt.step()
         step += 1
         row = {k: round(float(terms[k].detach()), 5) for k in ("loss", "mrstft", "balance", "param")}
-        row.update(step=step, lr=cfg.lr, cpu_s=round(time.process_time() - t0, 2))
+        row.update(step=step, lr=lr, cpu_s=round(time.process_time() - t0, 2))
         if step % cfg.valid_every == 0 or step == last:
             v = validate(net, objective, valid)
             row.update({f"valid_{k}": round(x, 5) for k, x in v.items()})

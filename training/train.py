@@ -191,9 +191,15 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     """Learning rate for ``step``: linear warm-up, then cosine from ``lr`` to ``lr * lr_final_ratio``."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
-    t = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.lr * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    return cosine_lr(cfg.lr, cfg.lr_final_ratio, step, cfg.warmup_steps, cfg.steps)
+
+
+def cosine_lr(lr: float, final_ratio: float, step: int, start: int, end: int) -> float:
+    """``lr`` until ``start``, then a half cosine to ``lr * final_ratio`` at ``end`` (held after it)."""
+    if step < start:
+        return lr
+    t = min(1.0, (step - start) / max(1, end - start))
+    return lr * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 class Objective(torch.nn.Module):

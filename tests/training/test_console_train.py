@@ -90,10 +90,13 @@ def test_run_checkpoints_resumes_logs_and_evaluates(cache, tmp_path):
     assert res["step"] == 2
     with pytest.raises(ConfigError, match="resume"):
         train_console(cfg, progress=False)
+    # resumed with a decaying rate: the config's rate acts, not the one the checkpoint's optimizer holds
+    cfg = dataclasses.replace(cfg, lr_final_ratio=0.1, decay_from=2)
     res = train_console(cfg, resume=True, progress=False)
     assert res["step"] == 4 and np.isfinite(res["best_valid"])
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv", encoding="utf-8")))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3, 1e-3, 1e-3, 0.55e-3])
     assert all(np.isfinite(float(r["loss"])) for r in rows) and rows[-1]["valid_loss"]
     model, sidecar = load_model(tmp_path / "run" / "best")
     assert sidecar["arch"] == "console" and sidecar["training_step"] in (2, 4)
