@@ -80,12 +80,10 @@ def pan_gains(pan):
     return math.sqrt(2.0) * lib.cos(theta), math.sqrt(2.0) * lib.sin(theta)
 
 
-@lru_cache(maxsize=4)
-def reverb_board(sample_rate: int | None = None) -> pedalboard.Pedalboard:
-    """The console's reverb return as pedalboard effects: high-pass, low-pass, ``Reverb`` (wet only) at
-    :data:`REVERB_RETURN`. JUCE's reverb feeds its tank with the sum of the two input channels, so a stereo send
-    (2, n) returns ``(L + R)`` convolved with each channel of :func:`reverb_ir`. ``sample_rate`` is unused (the
-    effects take it at ``process``); it is accepted so callers can name the rate they will use."""
+def reverb_board() -> pedalboard.Pedalboard:
+    """A new instance of the console's reverb return as pedalboard effects: high-pass, low-pass, ``Reverb`` (wet
+    only) at :data:`REVERB_RETURN`. JUCE's reverb feeds its tank with the sum of the two input channels, so a
+    stereo send (2, n) returns ``(L + R)`` convolved with each channel of :func:`reverb_ir`."""
     r = REVERB_RETURN
     return pedalboard.Pedalboard([
         pedalboard.HighpassFilter(cutoff_frequency_hz=r["send_hpf_hz"]),
@@ -103,7 +101,7 @@ def reverb_ir(sample_rate: int) -> np.ndarray:
     n = int(round(REVERB_IR_SECONDS * sample_rate))
     impulse = np.zeros((2, n), np.float32)
     impulse[0, 0] = 1.0
-    ir = reverb_board(sample_rate).process(impulse, sample_rate).astype(np.float64)
+    ir = reverb_board().process(impulse, sample_rate).astype(np.float64)
     tail = n // 10
     ir[:, n - tail :] *= np.cos(0.5 * np.pi * np.arange(tail) / tail) ** 2
     out = ir.astype(np.float32)

@@ -67,7 +67,7 @@ def render_console_pedalboard(
         y = twin_pan(y, float(v.pan[i]), sample_rate)
         dry += y
         bus += pedalboard.Gain(gain_db=float(v.reverb_send_db[i])).process(y, sample_rate)
-    wet = reverb_board(sample_rate).process(bus, sample_rate)
+    wet = reverb_board().process(bus, sample_rate)
     master = pedalboard.Gain(gain_db=float(v.master_gain_db))
     return master.process(np.ascontiguousarray(dry + wet), sample_rate)
 
