@@ -4,7 +4,7 @@ Signal flow (the pedalboard twin, :mod:`fxmix.model.console.twin`, renders the s
 
     track (2, n) -> EQ (linear-phase FIR, zero phase) -> compressor (stereo-linked) -> fader gain_db
       -> pan (PAN_LAW) -> dry bus, and x reverb_send_db -> reverb bus
-    mix = (dry bus + reverb IR * reverb bus) x master_gain_db
+    mix = (dry bus + reverb IR * (reverb bus L + R)) x master_gain_db   (IR: one per output channel)
 
 Convolutions are FFT convolutions. The EQ is zero phase (its (taps - 1) / 2 delay is trimmed) with silence
 outside the track; the reverb is causal and its tail past the last sample is dropped.

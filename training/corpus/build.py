@@ -174,8 +174,12 @@ def _work(job: tuple[SongPlan, str]) -> dict:
     t0 = time.process_time()
     session, mixed = render_song(plan)
     write_song(Path(root), plan, session, mixed)
-    return {"name": plan.name, "split": plan.split, "family": plan.family, "tracks": len(session.tracks),
-            "cpu_s": round(time.process_time() - t0, 2)}
+    return _row(plan, len(session.tracks), round(time.process_time() - t0, 2))
+
+
+def _row(plan: SongPlan, tracks: int, cpu_s: float) -> dict:
+    """A song's line of the build's results (the manifest keeps all but ``cpu_s``)."""
+    return {"name": plan.name, "split": plan.split, "family": plan.family, "tracks": tracks, "cpu_s": cpu_s}
 
 
 def written_song(root: Path, plan: SongPlan) -> dict | None:
@@ -193,8 +197,7 @@ def written_song(root: Path, plan: SongPlan) -> dict | None:
     files = [folder / t["wet"] for t in meta.get("tracks", [])] + [folder / "mixture.flac"]
     if not meta.get("tracks") or not all(f.is_file() for f in files):
         return None
-    return {"name": plan.name, "split": plan.split, "family": plan.family, "tracks": len(meta["tracks"]),
-            "cpu_s": 0.0}
+    return _row(plan, len(meta["tracks"]), 0.0)
 
 
 def _failed(plan: SongPlan, exc: BaseException, root: Path) -> Exception:
