@@ -51,7 +51,7 @@ from fxmix.dsp.streaming.planner_process import (
 )
 from fxmix.dsp.streaming.windows import Windows
 from fxmix.model.console import ConsoleParams
-from fxmix.model.mixer import POWER_FLOOR, class_indices
+from fxmix.model.mixer import COLOUR_MAX, POWER_FLOOR, class_indices
 
 from .console_chain import console_curve_on_grid, eq_spectra
 
@@ -160,7 +160,7 @@ class ConsoleAnalysis:
     def reset(self) -> dict:
         t, b = self.n_tracks, len(band_centers_hz())
         self._tail = np.zeros((t, 2, 0), np.float32)
-        self._frames = np.zeros((t, 2 * b, 0), np.float32)
+        self._frames = np.zeros((t, (3 if self.config.colour else 2) * b, 0), np.float32)
         self._stats = _Running(t, b)
         self.norm_curve, self.norm_gain_db = np.zeros((t, b)), np.zeros(t)
         self.decided = np.zeros(t, bool)
@@ -199,6 +199,9 @@ class ConsoleAnalysis:
         curve, gain = self._norm_in_force()
         shift = ((curve + gain[:, None]) / 20.0).astype(np.float32)
         norm = feats + np.concatenate([shift, shift], axis=1)[:, :, None]
+        if self.config.colour:  # what the normalization changed, as fxmix.model.mixer.colour_of measures it
+            colour = np.clip(-shift, -COLOUR_MAX, COLOUR_MAX)
+            norm = np.concatenate([norm, np.broadcast_to(colour[:, :, None], (t, b, f))], axis=1)
         keep = int(WINDOW_S * self.sample_rate / self.config.hop)
         self._frames = np.concatenate([self._frames, norm], axis=-1)[:, :, -keep:]
         self._since_decide += chunk.shape[-1] / self.sample_rate

@@ -152,7 +152,7 @@ def automix_tracks(
     t1 = time.perf_counter()
     normalized = {k: r.audio for k, r in results.items()}
     mix, console = mix_tracks([(k, classes[k], normalized[k]) for k in names], runner.folder, runner=runner,
-                                master=master)
+                              master=master, dry=[audio[k] for k in names])
     t2 = time.perf_counter()
     notes = [m for r in results.values() for m in r.notes]
     note = peak_note(float(np.max(np.abs(mix))) if mix.size else 0.0)

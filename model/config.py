@@ -460,6 +460,9 @@ class MixerConfig(NetConfig):
         ff_size: hidden width of each layer's feed-forward.
         dropout: dropout inside the layers (training only).
         master_hidden: hidden width of the master-gain head.
+        colour: the features also carry each track's *colour*, what the effect normalization changed per band
+            (the dry track's long-term band level over the normalized track's, :func:`fxmix.model.mixer.colour_of`),
+            so the network knows the recording's own level and timbre that the normalization took away.
     """
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -483,6 +486,7 @@ class MixerConfig(NetConfig):
     ff_size: int = 256
     dropout: float = 0.1
     master_hidden: int = 64
+    colour: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -30,7 +30,7 @@ from fxmix.dsp.stages.master import default_plan
 from fxmix.dsp.stages.master import master as master_stage
 
 from .console import ConsoleParams, render_console_pedalboard
-from .mixer import ConsoleMixer, class_indices, onnx_inputs, track_features
+from .mixer import ConsoleMixer, class_indices, colour_of, onnx_inputs, track_features
 from .states import ONNX_NAME, load_model
 
 _INPUTS = ("features", "class_idx", "mask")
@@ -45,7 +45,7 @@ def export_onnx(net: ConsoleMixer, path: str | os.PathLike, *, opset: int = 17) 
             "mask": {0: "batch", 1: "tracks"}, "units": {0: "batch", 1: "tracks"}, "master_unit": {0: "batch"}}
     with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, onnx_inputs(), str(tmp), input_names=list(_INPUTS), output_names=list(_OUTPUTS),
+        torch.onnx.export(net, onnx_inputs(net.config), str(tmp), input_names=list(_INPUTS), output_names=list(_OUTPUTS),
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
     return path
 
@@ -87,16 +87,24 @@ class MixerRunner:
         return u.numpy(), master.numpy()
 
 
-def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str]) -> ConsoleParams:
-    """Console decisions for normalized tracks ``audio`` (tracks, 2, n) of ``classes``."""
-    feats = track_features(torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None], runner.net.config)
+def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str], dry=None) -> ConsoleParams:
+    """Console decisions for normalized tracks ``audio`` (tracks, 2, n) of ``classes``; ``dry`` (the same
+    tracks before the normalization, a sequence of (2, n)) gives a network that reads the colour
+    (:func:`colour_of`, one track at a time to bound memory) its input."""
+    cfg = runner.net.config
+    x = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]
+    colour = None
+    if cfg.colour and dry is not None:
+        colour = torch.stack([colour_of(torch.from_numpy(np.asarray(d, np.float32)), x[0, i], cfg)
+                              for i, d in enumerate(dry)])[None]
+    feats = track_features(x, cfg, colour)
     u, master = runner(feats.numpy(), class_indices([classes]).numpy(), np.ones((1, len(classes)), np.float32))
     return ConsoleParams.from_unit(torch.from_numpy(u), [classes], master_u=torch.from_numpy(master))
 
 
 def mix_tracks(
     tracks: list[tuple[str, str, np.ndarray]], model_dir: str | os.PathLike, *, backend: str = "auto",
-    runner: MixerRunner | None = None, master: bool = True,
+    runner: MixerRunner | None = None, master: bool = True, dry: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Mix normalized tracks with the console mixer in ``model_dir``.
 
@@ -107,6 +115,8 @@ def mix_tracks(
         backend: ``auto`` (ONNX when exported), ``eager`` or ``onnx``.
         runner: a loaded :class:`MixerRunner` to reuse (``model_dir`` is then only named in messages).
         master: put the sum through the mean master stage (its filled plan is ``decisions["master"]``).
+        dry: the tracks before their normalization, in the same order (a mixer that reads the colour needs
+            them; without them it is told the normalization changed nothing).
 
     Returns:
         ``(mix (2, n) float32, decisions)``: the pedalboard rendering (mastered unless ``master=False``), and
@@ -124,7 +134,9 @@ def mix_tracks(
         raise ConfigError(f"mix_tracks: every track must be (2, n) of one length, got lengths {sorted(lengths)}")
     runner = runner or MixerRunner(model_dir, backend)
     audio = np.stack([np.asarray(t[2], np.float32) for t in tracks])
-    params = decide(runner, audio, classes)
+    if dry is not None and (len(dry) != len(tracks) or any(np.shape(d) != audio.shape[1:] for d in dry)):
+        raise ConfigError("mix_tracks: give one dry track per track, each the shape of its normalized track")
+    params = decide(runner, audio, classes, dry)
     mix = render_console_pedalboard(audio, params, SAMPLE_RATE)
     plan = default_plan() if master and np.any(mix) else None  # a silent sum stays silent, with no plan
     if plan is not None:

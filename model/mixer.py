@@ -33,12 +33,14 @@ from .console import UNIT_SIZE
 
 #: log floor of the band powers (power 1e-10 = -100 dB)
 POWER_FLOOR = 1e-10
+#: bound of a colour band (dB / 20): 60 dB of change by the normalization either way
+COLOUR_MAX = 3.0
 
 
-def track_features(tracks: torch.Tensor, config: MixerConfig) -> torch.Tensor:
-    """Log band energies (dB / 20) of mid and side per STFT frame: (..., 2, n) -> (..., 2 * bands, frames).
+def band_power(tracks: torch.Tensor, config: MixerConfig) -> torch.Tensor:
+    """Power of mid and side per 1/6-octave band and STFT frame: (..., 2, n) -> (..., 2, bands, frames).
 
-    Hann STFT of ``config.n_fft`` / ``config.hop``, bin powers to the 1/6-octave grid by
+    Hann STFT of ``config.n_fft`` / ``config.hop``, bin powers to the grid by
     :func:`fxmix.dsp.bands.band_weights`; mid = (L + R) / 2 and side = (L - R) / 2 keep the stereo image.
     """
     if tracks.shape[-2] != 2:
@@ -50,13 +52,44 @@ def track_features(tracks: torch.Tensor, config: MixerConfig) -> torch.Tensor:
     spec = torch.stft(ms, config.n_fft, config.hop, window=window, center=True, return_complex=True)
     w = torch.tensor(np.array(band_weights(config.n_fft, config.sample_rate)), dtype=torch.float32, device=x.device)
     bands = torch.einsum("kf,bft->bkt", w, spec.real.square() + spec.imag.square())
-    feats = torch.log10(bands + POWER_FLOOR) * 0.5  # dB / 20
-    return feats.reshape(*lead, 2 * w.shape[0], feats.shape[-1])
+    return bands.reshape(*lead, 2, w.shape[0], bands.shape[-1])
 
 
-def feature_size() -> int:
-    """Channels of :func:`track_features` (mid and side bands of the grid)."""
-    return 2 * len(band_centers_hz())
+def track_features(tracks: torch.Tensor, config: MixerConfig, colour: torch.Tensor | None = None) -> torch.Tensor:
+    """Log band energies (dB / 20) of mid and side per STFT frame (:func:`band_power`), and with
+    ``config.colour`` the track's colour (:func:`colour_of`, zeros where None: the normalization changed nothing)
+    repeated on every frame: (..., 2, n) -> (..., :func:`feature_size`, frames)."""
+    p = band_power(tracks, config)
+    feats = (torch.log10(p + POWER_FLOOR) * 0.5).flatten(-3, -2)  # dB / 20, mid bands then side bands
+    return with_colour(feats, colour, config)
+
+
+def with_colour(feats: torch.Tensor, colour: torch.Tensor | None, config: MixerConfig) -> torch.Tensor:
+    """``feats`` (..., 2 * bands, frames) with ``colour`` (..., bands) appended on every frame where
+    ``config.colour`` (zeros where ``colour`` is None); ``feats`` unchanged otherwise."""
+    if not config.colour:
+        return feats
+    if colour is None:
+        colour = feats.new_zeros((*feats.shape[:-2], len(band_centers_hz())))
+    colour = colour.to(feats)[..., None].expand(*colour.shape, feats.shape[-1])
+    return torch.cat([feats, colour], dim=-2)
+
+
+def colour_of(dry: torch.Tensor, normalized: torch.Tensor, config: MixerConfig) -> torch.Tensor:
+    """What the effect normalization changed per band, as the network reads it (dB / 20, clipped to
+    +-:data:`COLOUR_MAX`): the dry track's long-term band power (mid + side, mean over frames) over the
+    normalized track's: (..., 2, n) twice -> (..., bands). The streaming analysis has the same figure as
+    minus its normalization curve and gain over 20."""
+    def level(x):
+        return torch.log10(band_power(x, config).sum(dim=-3).mean(dim=-1) + POWER_FLOOR) * 0.5
+
+    return (level(dry) - level(normalized)).clamp(-COLOUR_MAX, COLOUR_MAX)
+
+
+def feature_size(config: MixerConfig | None = None) -> int:
+    """Channels of :func:`track_features`: mid and side bands of the grid (+ the colour's bands)."""
+    bands = len(band_centers_hz())
+    return (3 if config is not None and config.colour else 2) * bands
 
 
 def class_indices(classes) -> torch.Tensor:
@@ -121,7 +154,7 @@ class ConsoleMixer(nn.Module):
         self.latency_samples = 0
         self.receptive_field_samples = config.n_fft
         self.encoder = nn.Sequential(
-            nn.Conv1d(feature_size(), c, 3, padding=1),
+            nn.Conv1d(feature_size(config), c, 3, padding=1),
             nn.GELU(),
             nn.Conv1d(c, c, 3, padding=2, dilation=2),
             nn.GELU(),
@@ -160,18 +193,22 @@ class ConsoleMixer(nn.Module):
 
 
 def predict_units(
-    net: ConsoleMixer, tracks: torch.Tensor, classes, mask: torch.Tensor | None = None
+    net: ConsoleMixer, tracks: torch.Tensor, classes, mask: torch.Tensor | None = None,
+    colour: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``net`` on audio: (batch, tracks, 2, n) + nested class names -> (u, master_u)."""
-    feats = track_features(tracks, net.config)
+    """``net`` on audio: (batch, tracks, 2, n) + nested class names (+ the tracks' colour, (batch, tracks,
+    bands), for a network that reads it) -> (u, master_u)."""
+    feats = track_features(tracks, net.config, colour)
     if mask is None:
         mask = torch.ones(tracks.shape[:2], dtype=feats.dtype)
     return net(feats, class_indices(classes).to(feats.device), mask.to(feats.device))
 
 
-def onnx_inputs(batch: int = 1, tracks: int = 3, frames: int = 20) -> tuple[torch.Tensor, ...]:
+def onnx_inputs(
+    config: MixerConfig | None = None, batch: int = 1, tracks: int = 3, frames: int = 20
+) -> tuple[torch.Tensor, ...]:
     """Example inputs for tracing/exporting: features, class indices, mask."""
     rng = np.random.default_rng(0)
-    feats = torch.tensor(rng.normal(-3.0, 1.0, (batch, tracks, feature_size(), frames)), dtype=torch.float32)
+    feats = torch.tensor(rng.normal(-3.0, 1.0, (batch, tracks, feature_size(config), frames)), dtype=torch.float32)
     idx = torch.tensor(rng.integers(0, len(CLASSES), (batch, tracks)), dtype=torch.int64)
     return feats, idx, torch.ones(batch, tracks)

@@ -10,6 +10,9 @@
   the reverb and delay returns), whose sum is the training target;
 - ``mean.npy`` (tracks, 2, n) float16, valid and test songs only: the mean engineer's wet tracks
   (:func:`fxmix.training.engineer.mean_engineer_decisions`), the baseline;
+- ``colour.npy`` (tracks, bands) float32: what the normalization changed per band
+  (:func:`fxmix.model.mixer.colour_of` of the dry and the normalized track, the mixer's default features),
+  for a mixer that reads it;
 - ``meta.json``: names, classes, family, and the parameter targets (below).
 
 **Target: the sum of the wet tracks**, i.e. the engineer's mix before the master (glue compressor, gain,
@@ -34,18 +37,21 @@ from pathlib import Path
 
 import numpy as np
 import pyloudnorm
+import torch
 from fxmix.dsp.audio import read_audio, write_text_atomic
 from fxmix.dsp.chain import normalize_stem
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.profile import Profile, load_profile
+from fxmix.model.config import MixerConfig
+from fxmix.model.mixer import colour_of
 
 from .corpus.session import SPLITS, DrySession, DryTrack
 from .engineer import mean_engineer_decisions, render_decisions
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "fxmix-console-cache-1"
+CACHE_FORMAT = "fxmix-console-cache-2"
 
 
 def _loudness(audio: np.ndarray) -> float:
@@ -93,6 +99,10 @@ def prepare_song(folder: Path, out: Path, profile: Profile, *, seed: int = 0) ->
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "norm.npy", np.stack(norm).astype(np.float16))
     np.save(out / "wet.npy", np.stack(wet).astype(np.float16))
+    cfg = MixerConfig()
+    np.save(out / "colour.npy", np.stack([
+        colour_of(torch.from_numpy(d), torch.from_numpy(y), cfg).numpy() for d, y in zip(dry, norm)
+    ]).astype(np.float32))
     if song["split"] != "train":
         np.save(out / "mean.npy", _mean_engineer_tracks(song, dry))
     meta = {
@@ -141,6 +151,7 @@ class Session:
     meta: dict
     norm: np.ndarray  # (tracks, 2, n) float16
     wet: np.ndarray  # (tracks, 2, n) float16
+    colour: np.ndarray  # (tracks, bands) float32
 
     @property
     def n_samples(self) -> int:
@@ -159,14 +170,16 @@ def load_sessions(cache: str | Path, split: str) -> list[Session]:
         if meta.get("format") != CACHE_FORMAT:
             raise ConfigError(f"{meta_path}: not a console cache ({CACHE_FORMAT}); delete the cache and rebuild")
         f = meta_path.parent
-        out.append(Session(f, meta, np.load(f / "norm.npy", mmap_mode="r"), np.load(f / "wet.npy", mmap_mode="r")))
+        out.append(Session(f, meta, np.load(f / "norm.npy", mmap_mode="r"), np.load(f / "wet.npy", mmap_mode="r"),
+                           np.load(f / "colour.npy")))
     return out
 
 
 def crop_batch(sessions: list[Session], rng: np.random.Generator, crop: int | None, max_tracks: int = 24) -> dict:
     """A padded batch of crops (``crop`` samples at a random start; None = whole songs of equal length).
 
-    Returns ``norm`` and ``wet`` (batch, tracks, 2, crop) float32 (padding tracks are silent), ``mask``
+    Returns ``norm`` and ``wet`` (batch, tracks, 2, crop) float32 (padding tracks are silent), ``colour``
+    (batch, tracks, bands) (the whole song's; zeros for padding), ``mask``
     (batch, tracks), ``classes`` (nested names, padding tracks 'other'), ``gain_db`` and ``pan`` targets
     (batch, tracks; NaN where unknown or padding), ``families``.
     """
@@ -176,6 +189,7 @@ def crop_batch(sessions: list[Session], rng: np.random.Generator, crop: int | No
     norm = np.zeros((b, n_tr, 2, length), np.float32)
     wet = np.zeros_like(norm)
     mask = np.zeros((b, n_tr), np.float32)
+    colour = np.zeros((b, n_tr, sessions[0].colour.shape[-1]), np.float32)
     gain = np.full((b, n_tr), np.nan, np.float32)
     pan = np.full((b, n_tr), np.nan, np.float32)
     classes = [[CLASSES[-1]] * n_tr for _ in range(b)]
@@ -184,9 +198,10 @@ def crop_batch(sessions: list[Session], rng: np.random.Generator, crop: int | No
         start = int(rng.integers(0, max(1, s.n_samples - length + 1))) if crop else 0
         norm[i, :k] = s.norm[:k, :, start : start + length]
         wet[i, :k] = s.wet[:k, :, start : start + length]
+        colour[i, :k] = s.colour[:k]
         mask[i, :k] = 1.0
         classes[i][:k] = s.meta["classes"][:k]
         gain[i, :k] = [np.nan if g is None else g for g in s.meta["gain_db"][:k]]
         pan[i, :k] = s.meta["pan"][:k]
-    return {"norm": norm, "wet": wet, "mask": mask, "classes": classes, "gain_db": gain, "pan": pan,
+    return {"norm": norm, "wet": wet, "colour": colour, "mask": mask, "classes": classes, "gain_db": gain, "pan": pan,
             "families": [s.meta["family"] for s in sessions]}

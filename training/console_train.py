@@ -72,6 +72,7 @@ class ConsoleTrainConfig:
     keep: int = 2
     threads: int = 1
     seed: int = 0
+    init_from: str = ""  # a saved console mixer whose weights a new run starts from (see init_weights)
     fft_sizes: tuple = (4096, 1024, 256)
     w_mrstft: float = 1.0
     w_balance: float = 1.0
@@ -164,7 +165,8 @@ class ConsoleObjective:
     def __call__(self, net: ConsoleMixer, batch: dict) -> dict[str, torch.Tensor]:
         norm, wet = torch.from_numpy(batch["norm"]), torch.from_numpy(batch["wet"])
         mask = torch.from_numpy(batch["mask"])
-        u, master_u = predict_units(net, norm, batch["classes"], mask)
+        colour = torch.from_numpy(batch["colour"]) if "colour" in batch else None
+        u, master_u = predict_units(net, norm, batch["classes"], mask, colour)
         params = ConsoleParams.from_unit(u, batch["classes"], master_u=master_u)
         stages = render_console_stages(norm, params)
         target = wet.sum(dim=1)
@@ -267,6 +269,8 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     objective = ConsoleObjective(cfg)
     state = resume_checkpoint(out, net, opt) if resume else None
+    if state is None and cfg.init_from:
+        init_weights(net, cfg.init_from)
     step = int(state["step"]) if state else 0
     _trim_log(out / "log.csv", step)
     best = _resumed_best(state, valid, cfg)
@@ -306,6 +310,29 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
         bar.set_postfix(loss=row["loss"])
     bar.close()
     return {"step": step, "best_valid": best, "out_dir": str(out)}
+
+
+@torch.no_grad()
+def init_weights(net: ConsoleMixer, model_dir: str | Path) -> None:
+    """Start ``net`` from the saved console mixer in ``model_dir``. A tensor that grew (a network that reads
+    more input channels, e.g. the colour) takes the saved values in its leading slice and zeros in the rest,
+    so the new inputs start without effect and the network begins as the saved one."""
+    from fxmix.model.states import load_model
+
+    saved = load_model(model_dir)[0].state_dict()
+    own = net.state_dict()
+    missing = sorted(set(own) - set(saved))
+    if missing:
+        raise ConfigError(f"{model_dir}: not a console mixer of this design (no {missing[:3]})")
+    for name, value in own.items():
+        old = saved[name]
+        if old.shape == value.shape:
+            value.copy_(old)
+        elif old.dim() == value.dim() and all(a <= b for a, b in zip(old.shape, value.shape)):
+            value.zero_()
+            value[tuple(slice(0, a) for a in old.shape)] = old
+        else:
+            raise ConfigError(f"{model_dir}: {name} is {tuple(old.shape)}, cannot start {tuple(value.shape)} from it")
 
 
 @torch.no_grad()

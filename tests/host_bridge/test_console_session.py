@@ -419,3 +419,34 @@ def test_a_killed_analysis_process_is_replaced_and_decisions_resume():
         assert all(e["eq"] == {"low_db": 0.0, "mid_db": 0.0, "high_db": 0.0} for e in s.all_track_params())
     finally:
         s.close()
+
+
+def test_a_colour_mixer_reads_what_the_streaming_normalization_changed(tmp_path):
+    """A mixer that reads the colour gets, per track, minus the normalization's curve and gain (dB / 20) as
+    its extra feature bands: the offline colour of the same change (:func:`fxmix.model.mixer.colour_of`)."""
+    from fxmix.model.config import MixerConfig
+    from fxmix.model.mixer import ConsoleMixer
+    from fxmix.model.states import save_model
+
+    torch.manual_seed(0)
+    net = ConsoleMixer(MixerConfig(conv_channels=8, d_model=16, n_heads=2, n_layers=1, ff_size=16, colour=True))
+    torch.nn.init.normal_(net.track_head.weight, std=0.3)
+    save_model(tmp_path, net)
+    x = _demo(6.0)
+    x[2] *= 0.1  # the bass 20 dB down: the normalization raises it, its colour reads the dry as quieter
+    s = ConsoleSession(SR, BLOCK, 4, model=str(tmp_path), profile="musdb18-reference")
+    try:
+        for i, c in enumerate(CLASSES):
+            s.set_track(i, name=c, class_name=c)
+        n = x.shape[-1] // BLOCK * BLOCK
+        y = np.concatenate([s.process(x[:, :, k : k + BLOCK]) for k in range(0, n, BLOCK)], axis=1)
+        an = s.analysis
+        frames = an._frames
+        curve, gain = an._norm_in_force()
+        stats = s.stats()
+    finally:
+        s.close()
+    b = curve.shape[1]
+    assert np.isfinite(y).all() and stats["decisions"] >= 1 and frames.shape[1] == 3 * b
+    np.testing.assert_allclose(frames[:, 2 * b :, -1], -(curve + gain[:, None]) / 20.0, atol=1e-5)
+    assert float(frames[2, 2 * b :, -1].mean()) < float(frames[0, 2 * b :, -1].mean()) - 0.5  # bass: 10+ dB more raised

@@ -3,10 +3,13 @@ inference path (decisions rendered with pedalboard equal the torch console's mix
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyloudnorm
 import pytest
 import torch
+from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.constants import TRUE_PEAK_CEILING_DB
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.stages.loudness import true_peak_db
@@ -14,9 +17,18 @@ from fxmix.dsp.stages.master import MASTER_GLUE_GR_DB, MASTER_LUFS, master
 from fxmix.model.config import MixerConfig
 from fxmix.model.console import UNIT_SIZE, ConsoleParams, render_console
 from fxmix.model.console_runtime import MixerRunner, export_onnx, mix_tracks
-from fxmix.model.mixer import ConsoleMixer, feature_size, onnx_inputs, predict_units, track_features
+from fxmix.model.mixer import (
+    COLOUR_MAX,
+    ConsoleMixer,
+    colour_of,
+    feature_size,
+    onnx_inputs,
+    predict_units,
+    track_features,
+)
 from fxmix.model.params import count_parameters
 from fxmix.model.states import load_model, save_model
+from fxmix.training.console_train import init_weights
 from support import signals
 
 SR = signals.SR
@@ -133,3 +145,62 @@ def test_mix_tracks_refuses_unclassed_or_ragged_tracks(tmp_path):
         mix_tracks([(tracks[0][0], "piano", tracks[0][2])], tmp_path)
     with pytest.raises(ConfigError, match="one length"):
         mix_tracks([tracks[0], (tracks[1][0], tracks[1][1], tracks[1][2][:, :100])], tmp_path)
+
+
+def _colour_net(seed: int = 5) -> ConsoleMixer:
+    torch.manual_seed(seed)
+    net = ConsoleMixer(MixerConfig(conv_channels=16, d_model=32, n_heads=4, n_layers=2, ff_size=32, colour=True))
+    for head in (net.track_head, net.master_head[-1]):
+        torch.nn.init.normal_(head.weight, std=0.3)
+    return net.eval()
+
+
+def test_colour_is_what_the_normalization_changed_per_band():
+    cfg = MixerConfig()
+    dry = torch.from_numpy(signals.noise(1.0, seed=6))
+    louder = 2.0 * dry  # a normalization that raised the track by 6.02 dB
+    c = colour_of(dry, louder, cfg)
+    assert c.shape == (len(band_centers_hz()),)
+    np.testing.assert_allclose(c.numpy(), -np.log10(2.0), atol=1e-4)
+    assert float(colour_of(dry, dry, cfg).abs().max()) < 1e-6
+    silent = torch.zeros_like(dry)
+    assert float(colour_of(dry, silent, cfg).max()) == COLOUR_MAX  # bounded however much was taken away
+    feats = track_features(dry[None], MixerConfig(colour=True), c[None])
+    assert feats.shape[1] == feature_size(MixerConfig(colour=True)) == 3 * len(band_centers_hz())
+    np.testing.assert_allclose(feats[0, 2 * len(band_centers_hz()):].numpy(), c[:, None].expand(-1, feats.shape[-1]))
+
+
+def test_colour_network_started_from_a_colourless_one_decides_the_same(tmp_path):
+    old = _trained_like(6)
+    save_model(tmp_path, old)
+    cfg = dataclasses.replace(old.config, colour=True)
+    new = ConsoleMixer(cfg).eval()
+    init_weights(new, tmp_path)
+    audio = torch.from_numpy(np.stack([a for _, _, a in _session(0.5)]))[None]
+    classes = [["vocals", "drums", "bass", "other"]]
+    colour = torch.randn(1, 4, len(band_centers_hz()))
+    with torch.no_grad():
+        u0, m0 = predict_units(old, audio, classes)
+        u1, m1 = predict_units(new, audio, classes, colour=colour)
+    torch.testing.assert_close(u1, u0, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(m1, m0, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ConfigError, match="cannot start"):
+        init_weights(ConsoleMixer(dataclasses.replace(cfg, conv_channels=8)), tmp_path)
+
+
+def test_colour_network_reads_the_dry_tracks_and_exports(tmp_path):
+    save_model(tmp_path, _colour_net())
+    tracks = _session(1.0)
+    dry = [a for _, _, a in tracks]
+    norm = [(n, c, a * 0.5) for n, c, a in tracks]  # as if the normalization took 6 dB off every track
+    _, with_dry = mix_tracks(norm, tmp_path, master=False, dry=dry)
+    _, without = mix_tracks(norm, tmp_path, master=False)
+    assert with_dry["tracks"][0]["gain_db"] != pytest.approx(without["tracks"][0]["gain_db"], abs=1e-3)
+    with pytest.raises(ConfigError, match="one dry track per track"):
+        mix_tracks(norm, tmp_path, dry=dry[:2])
+    export_onnx(load_model(tmp_path)[0], tmp_path / "model.onnx")
+    feats, idx, mask = onnx_inputs(_colour_net().config, batch=1, tracks=4, frames=9)
+    ue, me = MixerRunner(tmp_path, backend="eager")(feats.numpy(), idx.numpy(), mask.numpy())
+    uo, mo = MixerRunner(tmp_path, backend="onnx")(feats.numpy(), idx.numpy(), mask.numpy())
+    np.testing.assert_allclose(uo, ue, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(mo, me, atol=1e-4, rtol=1e-4)
