@@ -13,10 +13,12 @@ import numpy as np
 import pyloudnorm
 import pytest
 import torch
-from fxmix.dsp.audio import write_audio
+from fxmix.dsp.audio import read_audio, write_audio
+from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.errors import ConfigError
 from fxmix.dsp.profile import load_profile
 from fxmix.model.config import MixerConfig
+from fxmix.model.mixer import colour_of
 from fxmix.model.states import load_model
 from fxmix.training.console_data import crop_batch, load_sessions, prepare_song
 from fxmix.training.console_train import (
@@ -130,3 +132,24 @@ def test_console_configs_are_recognised(tmp_path):
     bad.write_text('kind = "console"\n[train]\nstepz = 3\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="stepz"):
         ConsoleTrainConfig.from_toml(bad)
+
+
+def test_cache_holds_each_tracks_colour_and_a_colour_run_starts_from_a_colourless_one(cache, tmp_path):
+    """The cache's colour is colour_of(dry, normalized) per track; a run whose network reads it can start from a
+    saved colourless mixer (init_from) and then trains."""
+    (s,) = load_sessions(cache, "train")
+    assert s.colour.shape == (3, len(band_centers_hz())) and np.isfinite(s.colour).all()
+    dry = read_audio(cache.parent / "train" / "song-a" / "tracks" / "00_vocals.dry.flac").audio
+    ref = colour_of(torch.from_numpy(dry), torch.from_numpy(np.asarray(s.norm[0], np.float32)), MixerConfig())
+    np.testing.assert_allclose(s.colour[0], ref.numpy(), atol=2e-3)  # the cache's norm is float16
+    b = crop_batch([s], np.random.default_rng(0), 22050)
+    np.testing.assert_array_equal(b["colour"][0], s.colour)
+    net = MixerConfig(conv_channels=8, d_model=16, n_heads=2, n_layers=1, ff_size=16)
+    base = ConsoleTrainConfig(cache=str(cache), out_dir=str(tmp_path / "plain"), steps=2, batch=1, crop_s=0.5,
+                              valid_every=2, checkpoint_every=2, lr=1e-3, net=net)
+    train_console(base, progress=False)
+    cfg = dataclasses.replace(base, out_dir=str(tmp_path / "colour"), init_from=str(tmp_path / "plain" / "best"),
+                              net=dataclasses.replace(net, colour=True))
+    assert train_console(cfg, progress=False)["step"] == 2
+    model, _ = load_model(tmp_path / "colour" / "best")
+    assert model.config.colour and model.encoder[0].in_channels == 3 * len(band_centers_hz())
