@@ -463,6 +463,10 @@ class MixerConfig(NetConfig):
         colour: the features also carry each track's *colour*, what the effect normalization changed per band
             (the dry track's long-term band level over the normalized track's, :func:`fxmix.model.mixer.colour_of`),
             so the network knows the recording's own level and timbre that the normalization took away.
+        colour_eq: (with ``colour``) each track's console EQ starts from the curve that gives the track back its
+            own timbre, the colour on the EQ's octave bands less its mean (:meth:`ConsoleMixer.restoring_units`),
+            and the network decides the EQ relative to that: the engineer's EQ acted on the recording, not on
+            the normalized track.
     """
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -487,6 +491,7 @@ class MixerConfig(NetConfig):
     dropout: float = 0.1
     master_hidden: int = 64
     colour: bool = False
+    colour_eq: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -494,3 +499,5 @@ class MixerConfig(NetConfig):
             raise ConfigError(f"MixerConfig.d_model = {self.d_model} must be a multiple of n_heads = {self.n_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"MixerConfig.dropout = {self.dropout}: must be in [0, 1)")
+        if self.colour_eq and not self.colour:
+            raise ConfigError("MixerConfig.colour_eq needs colour = true (the EQ starts from the track's colour)")

@@ -29,7 +29,7 @@ from fxmix.dsp.constants import CLASSES
 from torch import nn
 
 from .config import MixerConfig
-from .console import UNIT_SIZE
+from .console import RANGES, UNIT_LAYOUT, UNIT_SIZE, eq_band_centers_hz
 
 #: log floor of the band powers (power 1e-10 = -100 dB)
 POWER_FLOOR = 1e-10
@@ -84,6 +84,23 @@ def colour_of(dry: torch.Tensor, normalized: torch.Tensor, config: MixerConfig) 
         return torch.log10(band_power(x, config).sum(dim=-3).mean(dim=-1) + POWER_FLOOR) * 0.5
 
     return (level(dry) - level(normalized)).clamp(-COLOUR_MAX, COLOUR_MAX)
+
+
+def colour_to_eq_matrix() -> np.ndarray:
+    """(bands, EQ bands) weights: each console EQ band (an octave of the grid) the mean of the grid bands within
+    half an octave of it."""
+    f, eq = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
+    near = (np.abs(f[:, None] - eq[None, :]) <= 0.5 + 1e-9).astype(np.float32)
+    return near / near.sum(axis=0, keepdims=True)
+
+
+def _eq_slice() -> slice:
+    start = 0
+    for name, width in UNIT_LAYOUT:
+        if name == "eq_db":
+            return slice(start, start + width)
+        start += width
+    raise AssertionError("UNIT_LAYOUT has no eq_db")
 
 
 def feature_size(config: MixerConfig | None = None) -> int:
@@ -171,6 +188,22 @@ class ConsoleMixer(nn.Module):
         for head in (self.track_head, self.master_head[-1]):  # start at the neutral console
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        # not a parameter: a fixed map, so saved mixers load as they were saved
+        self.register_buffer("colour_to_eq", torch.from_numpy(colour_to_eq_matrix()), persistent=False)
+
+    def restoring_units(self, features: torch.Tensor) -> torch.Tensor:
+        """The EQ units (batch, tracks, EQ bands) of the curve that gives each track back its own timbre: its
+        colour (the last bands of the features, mean over frames) on the EQ's octaves, less their mean (the
+        fader sets the level), inside the EQ's range."""
+        bands = self.colour_to_eq.shape[0]
+        colour_db = features[:, :, -bands:, :].mean(dim=-1) * 20.0
+        eq = colour_db @ self.colour_to_eq
+        lo, hi, _ = RANGES["eq_db"]
+        margin = 0.02 * (hi - lo)
+        eq = (eq - eq.mean(dim=-1, keepdim=True)).clamp(lo + margin, hi - margin)
+        frac = (eq - lo) / (hi - lo)
+        return torch.log(frac / (1.0 - frac)) - math.log(((RANGES["eq_db"][2] - lo) / (hi - lo))
+                                                         / (1.0 - (RANGES["eq_db"][2] - lo) / (hi - lo)))
 
     def encode_tracks(self, features: torch.Tensor) -> torch.Tensor:
         """Per-track summary (batch, tracks, 2 * conv_channels): mean and std over time of the conv stack."""
@@ -189,7 +222,11 @@ class ConsoleMixer(nn.Module):
             x = block(x, key_bias)
         x = self.norm(x)
         pooled = (x * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
-        return self.track_head(x), self.master_head(pooled)[:, 0]
+        u = self.track_head(x)
+        if self.config.colour_eq:
+            eq = _eq_slice()
+            u = torch.cat([u[..., : eq.start], u[..., eq] + self.restoring_units(features), u[..., eq.stop :]], dim=-1)
+        return u, self.master_head(pooled)[:, 0]
 
 
 def predict_units(

@@ -21,6 +21,7 @@ from fxmix.model.mixer import (
     COLOUR_MAX,
     ConsoleMixer,
     colour_of,
+    colour_to_eq_matrix,
     feature_size,
     onnx_inputs,
     predict_units,
@@ -149,7 +150,8 @@ def test_mix_tracks_refuses_unclassed_or_ragged_tracks(tmp_path):
 
 def _colour_net(seed: int = 5) -> ConsoleMixer:
     torch.manual_seed(seed)
-    net = ConsoleMixer(MixerConfig(conv_channels=16, d_model=32, n_heads=4, n_layers=2, ff_size=32, colour=True))
+    net = ConsoleMixer(MixerConfig(conv_channels=16, d_model=32, n_heads=4, n_layers=2, ff_size=32, colour=True,
+                                 colour_eq=True))
     for head in (net.track_head, net.master_head[-1]):
         torch.nn.init.normal_(head.weight, std=0.3)
     return net.eval()
@@ -204,3 +206,25 @@ def test_colour_network_reads_the_dry_tracks_and_exports(tmp_path):
     uo, mo = MixerRunner(tmp_path, backend="onnx")(feats.numpy(), idx.numpy(), mask.numpy())
     np.testing.assert_allclose(uo, ue, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(mo, me, atol=1e-4, rtol=1e-4)
+
+
+def test_colour_eq_starts_each_track_from_its_own_timbre():
+    """A fresh colour_eq network decides the EQ that gives each track back what the normalization took (on the
+    EQ's octaves, less its mean), and the neutral console for a track the normalization left alone."""
+    cfg = MixerConfig(conv_channels=8, d_model=16, n_heads=2, n_layers=1, ff_size=16, colour=True, colour_eq=True)
+    net = ConsoleMixer(cfg).eval()
+    f = band_centers_hz()
+    took = np.where(f >= 1000.0, 6.0, 0.0)  # the normalization cut 6 dB above 1 kHz: the EQ gives it back
+    feats, idx, mask = onnx_inputs(cfg, batch=1, tracks=2, frames=7)
+    b = len(f)
+    feats[0, 0, 2 * b :] = torch.tensor(took / 20.0, dtype=torch.float32)[:, None]
+    feats[0, 1, 2 * b :] = 0.0
+    with torch.no_grad():
+        u, m = net(feats, idx, mask)
+    eq = ConsoleParams.from_unit(u, [["vocals", "bass"]], master_u=m).eq_db[0].numpy()
+    octave = took @ colour_to_eq_matrix()
+    np.testing.assert_allclose(eq[0], octave - octave.mean(), atol=1e-3)
+    assert eq[0][-1] > 2.0 > -2.0 > eq[0][0]
+    np.testing.assert_allclose(eq[1], 0.0, atol=1e-5)
+    with pytest.raises(ConfigError, match="colour_eq needs colour"):
+        MixerConfig(colour_eq=True)
