@@ -464,9 +464,9 @@ class MixerConfig(NetConfig):
             (the dry track's long-term band level over the normalized track's, :func:`fxmix.model.mixer.colour_of`),
             so the network knows the recording's own level and timbre that the normalization took away.
         colour_eq: (with ``colour``) each track's console EQ starts from the curve that gives the track back its
-            own timbre, the colour on the EQ's octave bands less its mean (:meth:`ConsoleMixer.restoring_units`),
-            and the network decides the EQ relative to that: the engineer's EQ acted on the recording, not on
-            the normalized track.
+            own timbre, the colour on the EQ's octave bands at the normalized track's K-weighted level
+            (:meth:`fxmix.model.mixer.ConsoleMixer.restoring_units`), and the network decides the EQ relative to
+            that: the engineer's EQ acted on the recording, not on the normalized track.
     """
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {

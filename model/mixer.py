@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from fxmix.dsp.bands import band_centers_hz, band_weights
 from fxmix.dsp.constants import CLASSES
+from fxmix.dsp.features import k_weighting_sos
 from torch import nn
 
 from .config import MixerConfig
@@ -92,6 +93,24 @@ def colour_to_eq_matrix() -> np.ndarray:
     f, eq = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
     near = (np.abs(f[:, None] - eq[None, :]) <= 0.5 + 1e-9).astype(np.float32)
     return near / near.sum(axis=0, keepdims=True)
+
+
+def eq_to_grid_matrix() -> np.ndarray:
+    """(EQ bands, bands): the console EQ's curve on the grid, linear in log frequency between its octaves (as its
+    FIR design interpolates), held beyond the outer ones."""
+    f, eq = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
+    eye = np.eye(len(eq))
+    return np.stack([np.interp(f, eq, eye[j]) for j in range(len(eq))]).astype(np.float32)
+
+
+def k_band_weights(sample_rate: int) -> np.ndarray:
+    """(bands,) BS.1770 K-weighting power at each grid band times its width (the features are mean bin
+    powers per band): band power x this = its share of the loudness."""
+    import scipy.signal
+
+    f = band_centers_hz()
+    k = np.abs(scipy.signal.sosfreqz(k_weighting_sos(sample_rate), worN=f, fs=sample_rate)[1]) ** 2
+    return (k * f / f.max()).astype(np.float32)
 
 
 def _eq_slice() -> slice:
@@ -190,20 +209,27 @@ class ConsoleMixer(nn.Module):
             nn.init.zeros_(head.bias)
         # not a parameter: a fixed map, so saved mixers load as they were saved
         self.register_buffer("colour_to_eq", torch.from_numpy(colour_to_eq_matrix()), persistent=False)
+        self.register_buffer("eq_to_grid", torch.from_numpy(eq_to_grid_matrix()), persistent=False)
+        self.register_buffer("k_band", torch.from_numpy(k_band_weights(config.sample_rate)), persistent=False)
 
     def restoring_units(self, features: torch.Tensor) -> torch.Tensor:
         """The EQ units (batch, tracks, EQ bands) of the curve that gives each track back its own timbre: its
-        colour (the last bands of the features, mean over frames) on the EQ's octaves, less their mean (the
-        fader sets the level), inside the EQ's range."""
+        colour (the last bands of the features, mean over frames) on the EQ's octaves, shifted so that it keeps
+        the normalized track's K-weighted level (the fader sets the level, and its training target is the
+        normalized track's), inside the EQ's range."""
         bands = self.colour_to_eq.shape[0]
         colour_db = features[:, :, -bands:, :].mean(dim=-1) * 20.0
         eq = colour_db @ self.colour_to_eq
-        lo, hi, _ = RANGES["eq_db"]
+        eq = eq - eq.mean(dim=-1, keepdim=True)
+        power = (10.0 ** (2.0 * features[:, :, : 2 * bands, :])).mean(dim=-1)
+        weight = (power[:, :, :bands] + power[:, :, bands:]) * self.k_band  # K-weighted power per grid band
+        gain = 10.0 ** ((eq @ self.eq_to_grid) / 10.0)
+        shift = 10.0 * torch.log10(((weight * gain).sum(dim=-1) + 1e-12) / (weight.sum(dim=-1) + 1e-12))
+        lo, hi, neutral = RANGES["eq_db"]
         margin = 0.02 * (hi - lo)
-        eq = (eq - eq.mean(dim=-1, keepdim=True)).clamp(lo + margin, hi - margin)
-        frac = (eq - lo) / (hi - lo)
-        return torch.log(frac / (1.0 - frac)) - math.log(((RANGES["eq_db"][2] - lo) / (hi - lo))
-                                                         / (1.0 - (RANGES["eq_db"][2] - lo) / (hi - lo)))
+        frac = ((eq - shift[..., None]).clamp(lo + margin, hi - margin) - lo) / (hi - lo)
+        f0 = (neutral - lo) / (hi - lo)
+        return torch.log(frac / (1.0 - frac)) - math.log(f0 / (1.0 - f0))
 
     def encode_tracks(self, features: torch.Tensor) -> torch.Tensor:
         """Per-track summary (batch, tracks, 2 * conv_channels): mean and std over time of the conv stack."""

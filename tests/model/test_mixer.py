@@ -210,21 +210,26 @@ def test_colour_network_reads_the_dry_tracks_and_exports(tmp_path):
 
 def test_colour_eq_starts_each_track_from_its_own_timbre():
     """A fresh colour_eq network decides the EQ that gives each track back what the normalization took (on the
-    EQ's octaves, less its mean), and the neutral console for a track the normalization left alone."""
+    EQ's octaves) at the normalized track's loudness, and the neutral console for a track the normalization
+    left alone."""
+    import scipy.signal
+    from fxmix.model.console import eq_fir
+
     cfg = MixerConfig(conv_channels=8, d_model=16, n_heads=2, n_layers=1, ff_size=16, colour=True, colour_eq=True)
     net = ConsoleMixer(cfg).eval()
     f = band_centers_hz()
     took = np.where(f >= 1000.0, 6.0, 0.0)  # the normalization cut 6 dB above 1 kHz: the EQ gives it back
-    feats, idx, mask = onnx_inputs(cfg, batch=1, tracks=2, frames=7)
-    b = len(f)
-    feats[0, 0, 2 * b :] = torch.tensor(took / 20.0, dtype=torch.float32)[:, None]
-    feats[0, 1, 2 * b :] = 0.0
+    audio = np.stack([a for _, _, a in _session(3.0)])[[0, 2]]  # vocals, bass
+    colour = torch.tensor(np.stack([took, np.zeros_like(took)]) / 20.0, dtype=torch.float32)[None]
     with torch.no_grad():
-        u, m = net(feats, idx, mask)
+        u, m = predict_units(net, torch.from_numpy(audio)[None], [["vocals", "bass"]], colour=colour)
     eq = ConsoleParams.from_unit(u, [["vocals", "bass"]], master_u=m).eq_db[0].numpy()
     octave = took @ colour_to_eq_matrix()
-    np.testing.assert_allclose(eq[0], octave - octave.mean(), atol=1e-3)
-    assert eq[0][-1] > 2.0 > -2.0 > eq[0][0]
+    np.testing.assert_allclose(eq[0] - eq[0].mean(), octave - octave.mean(), atol=1e-3)  # the timbre back
+    assert eq[0][-1] - eq[0][0] > 5.0
+    meter = pyloudnorm.Meter(SR)
+    y = np.stack([scipy.signal.fftconvolve(ch, eq_fir(eq[0], SR), mode="same") for ch in audio[0]])
+    assert abs(meter.integrated_loudness(y.T) - meter.integrated_loudness(audio[0].T)) < 0.3  # the level kept
     np.testing.assert_allclose(eq[1], 0.0, atol=1e-5)
     with pytest.raises(ConfigError, match="colour_eq needs colour"):
         MixerConfig(colour_eq=True)
