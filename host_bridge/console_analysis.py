@@ -51,7 +51,7 @@ from fxmix.dsp.streaming.planner_process import (
 )
 from fxmix.dsp.streaming.windows import Windows
 from fxmix.model.console import ConsoleParams
-from fxmix.model.mixer import COLOUR_MAX, POWER_FLOOR, class_indices
+from fxmix.model.mixer import COLOUR_MAX, POWER_FLOOR, class_indices, k_band_weights
 
 from .console_chain import console_curve_on_grid, eq_spectra
 
@@ -152,7 +152,7 @@ class ConsoleAnalysis:
         eye = np.eye(len(band_hz))
         x = np.log2(np.maximum(freqs, 1e-3))
         self._to_bins = np.stack([np.interp(x, np.log2(band_hz), eye[k]) for k in range(len(band_hz))], axis=1)
-        self._k_band = np.abs(scipy.signal.sosfreqz(k_weighting_sos(sr), worN=band_hz, fs=sr)[1]) ** 2 * band_hz
+        self._k_band = k_band_weights(sr)
 
     def set_tracks(self, track_class, track_name) -> None:
         self.track_class, self.track_name = list(track_class), list(track_name)

@@ -5,9 +5,10 @@ per-track decisions of the differentiable console (:mod:`fxmix.model.console`) a
     u, master_u = net(feats, class_idx, mask)   # (batch, tracks, UNIT_SIZE), (batch,)
     params = ConsoleParams.from_unit(u, classes, master_u=master_u)
 
-Per track: log band energies of mid and side on the profile's 1/6-octave grid (:func:`track_features`),
-two 1-D convolutions over time, mean and standard deviation over time (so any length works), a linear
-projection plus a class embedding. Across tracks: a small pre-norm Transformer encoder *without* positional
+Per track: log band energies of mid and side on the profile's 1/6-octave grid (:func:`track_features`; a
+mixer configured with ``colour`` also reads what the normalization changed per band, :func:`colour_of`, since
+the normalized features no longer carry the recording's own level and timbre), two 1-D convolutions over
+time, mean and standard deviation over time (so any length works), a linear projection plus a class embedding. Across tracks: a small pre-norm Transformer encoder *without* positional
 encoding and with padding tracks masked out of the keys, so permuting the tracks permutes the outputs
 (permutation-equivariant, as DMC and Diff-MST). The master gain reads the masked mean of the track states
 (permutation-invariant). Both heads start at zero, so an untrained network is the neutral console.
