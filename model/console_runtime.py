@@ -17,6 +17,7 @@ streaming-safe: no (whole-track analysis and rendering).
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -32,6 +33,8 @@ from fxmix.dsp.stages.master import master as master_stage
 from .console import ConsoleParams, render_console_pedalboard
 from .mixer import ConsoleMixer, class_indices, colour_of, onnx_inputs, track_features
 from .states import ONNX_NAME, load_model
+
+log = logging.getLogger(__name__)
 
 _INPUTS = ("features", "class_idx", "mask")
 _OUTPUTS = ("units", "master_unit")
@@ -94,6 +97,9 @@ def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str], dry=None)
     cfg = runner.net.config
     x = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]
     colour = None
+    if cfg.colour and dry is None:
+        log.warning("%s reads each track's colour but got no dry tracks: it is told the normalization changed "
+                    "nothing (pass dry= to mix_tracks, or mix through fxmix.automix_tracks)", runner.name)
     if cfg.colour and dry is not None:
         colour = torch.stack([colour_of(torch.from_numpy(np.asarray(d, np.float32)), x[0, i], cfg)
                               for i, d in enumerate(dry)])[None]
