@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fxmix.dsp.audio import atomic_path
+from fxmix.dsp.audio import as_stereo, atomic_path
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError, ModelLoadError
 from fxmix.dsp.stages.master import default_plan
@@ -92,7 +92,7 @@ class MixerRunner:
 
 def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str], dry=None) -> ConsoleParams:
     """Console decisions for normalized tracks ``audio`` (tracks, 2, n) of ``classes``; ``dry`` (the same
-    tracks before the normalization, a sequence of (2, n)) gives a network that reads the colour
+    tracks before the normalization, a sequence of (2, n) or mono) gives a network that reads the colour
     (:func:`colour_of`, one track at a time to bound memory) its input."""
     cfg = runner.net.config
     x = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]
@@ -101,7 +101,7 @@ def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str], dry=None)
         log.warning("%s reads each track's colour but got no dry tracks: it is told the normalization changed "
                     "nothing (pass dry= to mix_tracks, or mix through fxmix.automix_tracks)", runner.name)
     if cfg.colour and dry is not None:
-        colour = torch.stack([colour_of(torch.from_numpy(np.asarray(d, np.float32)), x[0, i], cfg)
+        colour = torch.stack([colour_of(torch.from_numpy(as_stereo(d, f"dry track {i + 1}")), x[0, i], cfg)
                               for i, d in enumerate(dry)])[None]
     feats = track_features(x, cfg, colour)
     u, master = runner(feats.numpy(), class_indices([classes]).numpy(), np.ones((1, len(classes)), np.float32))
@@ -140,8 +140,9 @@ def mix_tracks(
         raise ConfigError(f"mix_tracks: every track must be (2, n) of one length, got lengths {sorted(lengths)}")
     runner = runner or MixerRunner(model_dir, backend)
     audio = np.stack([np.asarray(t[2], np.float32) for t in tracks])
-    if dry is not None and (len(dry) != len(tracks) or any(np.shape(d) != audio.shape[1:] for d in dry)):
-        raise ConfigError("mix_tracks: give one dry track per track, each the shape of its normalized track")
+    if dry is not None and (len(dry) != len(tracks) or any(np.shape(d)[-1] != audio.shape[-1] for d in dry)):
+        raise ConfigError("mix_tracks: give one dry track per track (mono or stereo), each the length of its "
+                          "normalized track")
     params = decide(runner, audio, classes, dry)
     mix = render_console_pedalboard(audio, params, SAMPLE_RATE)
     plan = default_plan() if master and np.any(mix) else None  # a silent sum stays silent, with no plan

@@ -233,3 +233,15 @@ def test_colour_eq_starts_each_track_from_its_own_timbre():
     np.testing.assert_allclose(eq[1], 0.0, atol=1e-5)
     with pytest.raises(ConfigError, match="colour_eq needs colour"):
         MixerConfig(colour_eq=True)
+
+
+def test_colour_mixer_takes_mono_and_silent_tracks_through_automix(tmp_path):
+    """The dry tracks a colour mixer reads may be mono ((n,) or (1, n)) or silent, as the normalizer accepts."""
+    from fxmix.model.automix import automix_tracks
+
+    save_model(tmp_path, _colour_net())
+    s = signals.song(2.0)
+    tracks = [("vox", "vocals", 0.1 * s["vocals"][0]), ("bass", "bass", 0.1 * s["bass"][:1]),
+              ("gtr", "other", 0.1 * s["other"]), ("kit", "drums", np.zeros_like(s["drums"]))]
+    res = automix_tracks(tracks, model=MixerRunner(tmp_path))
+    assert res.mix.shape == (2, s["vocals"].shape[-1]) and np.isfinite(res.mix).all() and np.abs(res.mix).max() > 0
