@@ -87,13 +87,16 @@ MAX_ANALYSIS_RESTARTS = 3
 
 def resolve_console_runner(model):
     """A loaded console mixer from ``"console"``, ``"default"``, a folder or a runner."""
-    if hasattr(model, "mixes_tracks"):
-        return model
     from fxmix.model.runtime import resolve_model
 
-    runner = resolve_model("console" if model in (None, "default", "console") else str(model))
+    runner = model if hasattr(model, "mixes_tracks") else resolve_model(
+        "console" if model in (None, "default", "console") else str(model))
     if not getattr(runner, "mixes_tracks", False):
         raise ConfigError(f"model {model!r} is not a console mixer; use --model console")
+    cfg = runner.net.config
+    if cfg.render_levelled or cfg.bus_eq:
+        raise ConfigError(f"console mixer {model!r} renders the levelled recordings and EQs its class buses, which "
+                          "the streaming session does not do yet; serve with the shipped console (--model console)")
     return runner
 
 

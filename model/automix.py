@@ -151,10 +151,17 @@ def automix_tracks(
                               classes=classes, silence_gate=False)
     t1 = time.perf_counter()
     normalized = {k: r.audio for k, r in results.items()}
-    mix, console = mix_tracks([(k, classes[k], normalized[k]) for k in names], runner.folder, runner=runner,
-                              master=master, dry=[audio[k] for k in names])
-    t2 = time.perf_counter()
     notes = [m for r in results.values() for m in r.notes]
+    levelled = None
+    if runner.net.config.render_levelled:  # the console renders the recordings at their class loudness
+        lv = normalize_stems(audio, sample_rate, prof, stages=("loudness",), seed=seed, classes=classes,
+                             silence_gate=False)
+        levelled = [lv[k].audio for k in names]
+    mix, console = mix_tracks([(k, classes[k], normalized[k]) for k in names], runner.folder, runner=runner,
+                              master=master, dry=[audio[k] for k in names], levelled=levelled, profile=prof)
+    if levelled is not None:  # the result holds what the console rendered, and how it was normalized
+        results, normalized = lv, dict(zip(names, levelled))
+    t2 = time.perf_counter()
     note = peak_note(float(np.max(np.abs(mix))) if mix.size else 0.0)
     if note:
         notes.append(note)

@@ -467,6 +467,12 @@ class MixerConfig(NetConfig):
             own timbre, the colour on the EQ's octave bands at the normalized track's K-weighted level
             (:meth:`fxmix.model.mixer.ConsoleMixer.restoring_units`), and the network decides the EQ relative to
             that: the engineer's EQ acted on the recording, not on the normalized track.
+        render_levelled: (with ``colour``) the console renders each *dry* track levelled to its class loudness
+            target (the normalization's loudness stage alone), not the effect-normalized track: the network
+            still reads the normalized track and its colour, and its EQ, compressor, fader and pan act on the
+            recording's own timbre and dynamics, as an engineer's do.
+        bus_eq: after the track chains, each class bus is EQ'd toward its profile's tonal target
+            (:mod:`fxmix.model.console.bus`, measured from the bus, not learned), as an engineer's bus EQ.
     """
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -492,6 +498,8 @@ class MixerConfig(NetConfig):
     master_hidden: int = 64
     colour: bool = False
     colour_eq: bool = False
+    render_levelled: bool = False
+    bus_eq: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -501,3 +509,6 @@ class MixerConfig(NetConfig):
             raise ConfigError(f"MixerConfig.dropout = {self.dropout}: must be in [0, 1)")
         if self.colour_eq and not self.colour:
             raise ConfigError("MixerConfig.colour_eq needs colour = true (the EQ starts from the track's colour)")
+        if self.render_levelled and not self.colour:
+            raise ConfigError("MixerConfig.render_levelled needs colour = true (the network must know the timbre the "
+                              "console acts on)")

@@ -27,11 +27,14 @@ import torch
 from fxmix.dsp.audio import as_stereo, atomic_path
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError, ModelLoadError
+from fxmix.dsp.profile import load_profile
 from fxmix.dsp.stages.master import default_plan
 from fxmix.dsp.stages.master import master as master_stage
 
 from .console import ConsoleParams, render_console_pedalboard
+from .console.bus import bus_curves, profile_targets
 from .mixer import ConsoleMixer, class_indices, colour_of, onnx_inputs, track_features
+from .names import model_profile
 from .states import ONNX_NAME, load_model
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,7 @@ def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str], dry=None)
 def mix_tracks(
     tracks: list[tuple[str, str, np.ndarray]], model_dir: str | os.PathLike, *, backend: str = "auto",
     runner: MixerRunner | None = None, master: bool = True, dry: list[np.ndarray] | None = None,
+    levelled: list[np.ndarray] | None = None, profile=None,
 ) -> tuple[np.ndarray, dict]:
     """Mix normalized tracks with the console mixer in ``model_dir``.
 
@@ -123,6 +127,10 @@ def mix_tracks(
         master: put the sum through the mean master stage (its filled plan is ``decisions["master"]``).
         dry: the tracks before their normalization, in the same order (a mixer that reads the colour needs
             them; without them it is told the normalization changed nothing).
+        levelled: for a mixer that renders the levelled dry tracks (``render_levelled``), each dry track
+            through the normalization's loudness stage alone, (2, n) in the same order (required there).
+        profile: the :class:`~fxmix.dsp.profile.Profile` whose tonal targets a mixer with ``bus_eq`` EQs its
+            class buses toward (default: the mixer's training profile).
 
     Returns:
         ``(mix (2, n) float32, decisions)``: the pedalboard rendering (mastered unless ``master=False``), and
@@ -144,12 +152,28 @@ def mix_tracks(
         raise ConfigError("mix_tracks: give one dry track per track (mono or stereo), each the length of its "
                           "normalized track")
     params = decide(runner, audio, classes, dry)
-    mix = render_console_pedalboard(audio, params, SAMPLE_RATE)
+    cfg = runner.net.config
+    if cfg.render_levelled:
+        if levelled is None or len(levelled) != len(tracks) or any(np.shape(x) != audio.shape[1:] for x in levelled):
+            raise ConfigError(f"mix_tracks: {runner.name} renders the levelled dry tracks; give levelled= one (2, n) "
+                              "track per track (or mix through fxmix.automix_tracks)")
+        audio = np.stack([np.asarray(x, np.float32) for x in levelled])
+    curves: dict = {}
+    bus_eq = None
+    if cfg.bus_eq:
+        targets = profile_targets(profile if profile is not None else load_profile(model_profile(runner)))
+        def bus_eq(buses):  # noqa: E306 - records what it measured, so the decisions replay
+            curves.update(bus_curves(buses, targets, SAMPLE_RATE))
+            return curves
+    mix = render_console_pedalboard(audio, params, SAMPLE_RATE, classes=classes, bus_eq=bus_eq)
     plan = default_plan() if master and np.any(mix) else None  # a silent sum stays silent, with no plan
     if plan is not None:
         mix = master_stage(mix, plan, SAMPLE_RATE)
     decisions = params.to_dict(0, names)
     decisions["master"] = plan
+    decisions["render_input"] = "levelled" if cfg.render_levelled else "normalized"
+    if cfg.bus_eq:
+        decisions["bus_eq_db"] = {c: [round(float(v), 4) for v in g] for c, g in curves.items()}
     for d, c in zip(decisions["tracks"], classes):
         d["class"] = c
     decisions["model"] = {"arch": "console", "folder": str(Path(model_dir)), "sample_rate": SAMPLE_RATE,

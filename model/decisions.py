@@ -96,6 +96,8 @@ def build_decisions(
         console = {t["name"]: t for t in res.console["tracks"]}
         doc |= {"mixer": "console", "master_gain_db": res.console["master_gain_db"],
                 "master": res.console.get("master"), "console": res.console["console"]}
+        if res.console.get("bus_eq_db"):
+            doc["bus_eq_db"] = res.console["bus_eq_db"]
         for name, file in files.items():
             mixer = {k: console[name][k] for k in CONSOLE_FIELDS}
             tracks.append(_track(name, file, classes[name], {"scope": "track", **res.params[name]}, mixer))

@@ -32,6 +32,7 @@ from torch import nn
 
 from .config import MixerConfig
 from .console import RANGES, UNIT_LAYOUT, UNIT_SIZE, eq_band_centers_hz
+from .console.designs import eq_to_grid_matrix
 
 #: log floor of the band powers (power 1e-10 = -100 dB)
 POWER_FLOOR = 1e-10
@@ -94,14 +95,6 @@ def colour_to_eq_matrix() -> np.ndarray:
     f, eq = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
     near = (np.abs(f[:, None] - eq[None, :]) <= 0.5 + 1e-9).astype(np.float32)
     return near / near.sum(axis=0, keepdims=True)
-
-
-def eq_to_grid_matrix() -> np.ndarray:
-    """(EQ bands, bands): the console EQ's curve on the grid, linear in log frequency between its octaves (as its
-    FIR design interpolates), held beyond the outer ones."""
-    f, eq = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
-    eye = np.eye(len(eq))
-    return np.stack([np.interp(f, eq, eye[j]) for j in range(len(eq))]).astype(np.float32)
 
 
 def k_band_weights(sample_rate: int) -> np.ndarray:

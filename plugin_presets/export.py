@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ..dsp import constants as C
 from ..dsp.audio import write_text_atomic
 from ..dsp.chain import normalize_stem
+from ..dsp.errors import ConfigError
 from .exporters import ExportedChain, MixerChain, build_chain, mixer_chain, scale_params
 from .master import master_sliders
 from .peq import ParametricEq
@@ -95,6 +96,10 @@ def track_chains(doc: Mapping, heard: Mapping[str, np.ndarray]) -> dict[str, tup
     """Per track of a decisions document (:mod:`fxmix.model.decisions`): its normalization chain (built on
     ``heard[name]``, what the normalization was decided on: the track, or its class bus) and its mixer chain.
     Chains on the same audio and parameters are built once (the tracks of one class bus)."""
+    if doc.get("bus_eq_db"):
+        raise ConfigError(f"this mix's console ({doc.get('model')}) EQs its class buses, which the Reaper write-back "
+                          "and the preset export do not write yet; mix with the shipped console (--model console) "
+                          "to take the decisions into a DAW")
     out: dict[str, tuple[ExportedChain, MixerChain]] = {}
     built: dict[tuple[int, str], ExportedChain] = {}
     for t in doc["tracks"]:

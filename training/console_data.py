@@ -10,6 +10,9 @@
   the reverb and delay returns), whose sum is the training target;
 - ``mean.npy`` (tracks, 2, n) float16, valid and test songs only: the mean engineer's wet tracks
   (:func:`fxmix.training.engineer.mean_engineer_decisions`), the baseline;
+- ``level.npy`` (tracks, 2, n) float16: each dry track through the normalization's loudness stage alone, levelled
+  to its class's loudness target with its own timbre and dynamics (what a console with ``render_levelled``
+  renders);
 - ``colour.npy`` (tracks, bands) float32: what the normalization changed per band
   (:func:`fxmix.model.mixer.colour_of` of the dry and the normalized track, the mixer's default features),
   for a mixer that reads it;
@@ -21,7 +24,8 @@ can reach; the master's loudness step is a separate decision.
 
 **Parameter targets** (the engineer's decisions that map onto the console): ``gain_db`` = the engineer's
 decided loudness of the track (``decisions.target_lufs``) minus the normalized track's integrated loudness,
-the effective fader (track gain + master gain) that puts the normalized track at the engineer's level; ``pan``
+the effective fader (track gain + master gain) that puts the normalized track at the engineer's level
+(``level_gain_db``: the same for the levelled track); ``pan``
 = the engineer's pan (the composer's for the human family). A silent track has no gain target (NaN).
 
 Files are float16 to keep a corpus in memory maps (the relative error, 2**-11, is 66 dB under the signal).
@@ -51,7 +55,7 @@ from .engineer import mean_engineer_decisions, render_decisions
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "fxmix-console-cache-2"
+CACHE_FORMAT = "fxmix-console-cache-3"
 
 
 def _loudness(audio: np.ndarray) -> float:
@@ -85,20 +89,26 @@ def _mean_engineer_tracks(song: dict, dry: list[np.ndarray]) -> np.ndarray:
 def prepare_song(folder: Path, out: Path, profile: Profile, *, seed: int = 0) -> Path:
     """Normalize one session's dry tracks and write its cache folder (see the module docstring)."""
     song, dry, wet = _read_song(folder)
-    norm, gains, pans, notes = [], [], [], []
+    norm, levelled, gains, level_gains, pans, notes = [], [], [], [], [], []
     for k, (t, audio) in enumerate(zip(song["tracks"], dry)):
         rng = np.random.default_rng([seed, int(song.get("index", 0)), k])
-        res = normalize_stem(audio, SAMPLE_RATE, t["class"], profile, rng=rng, where=f"{song['name']}/{t['name']}")
+        where = f"{song['name']}/{t['name']}"
+        res = normalize_stem(audio, SAMPLE_RATE, t["class"], profile, rng=rng, where=where)
         y = np.nan_to_num(np.asarray(res.audio, np.float32))
+        lv = np.nan_to_num(np.asarray(normalize_stem(audio, SAMPLE_RATE, t["class"], profile, stages=("loudness",),
+                                                     where=where).audio, np.float32))
         norm.append(y)
-        level = _loudness(y)
+        levelled.append(lv)
         target = t["decisions"].get("target_lufs")
-        gains.append(float(target) - level if target is not None and np.isfinite(level) else float("nan"))
+        for x, dest in ((y, gains), (lv, level_gains)):
+            level = _loudness(x)
+            dest.append(float(target) - level if target is not None and np.isfinite(level) else float("nan"))
         pans.append(float(t["decisions"].get("pan") or 0.0))
         notes.extend(res.notes)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "norm.npy", np.stack(norm).astype(np.float16))
     np.save(out / "wet.npy", np.stack(wet).astype(np.float16))
+    np.save(out / "level.npy", np.stack(levelled).astype(np.float16))
     cfg = MixerConfig()
     np.save(out / "colour.npy", np.stack([
         colour_of(torch.from_numpy(d), torch.from_numpy(y), cfg).numpy() for d, y in zip(dry, norm)
@@ -113,6 +123,7 @@ def prepare_song(folder: Path, out: Path, profile: Profile, *, seed: int = 0) ->
         "names": [t["name"] for t in song["tracks"]],
         "classes": [t["class"] for t in song["tracks"]],
         "gain_db": [None if np.isnan(g) else round(g, 4) for g in gains],
+        "level_gain_db": [None if np.isnan(g) else round(g, 4) for g in level_gains],
         "pan": [round(p, 4) for p in pans],
         "profile": profile.name,
         "notes": notes[:20],
@@ -152,6 +163,7 @@ class Session:
     norm: np.ndarray  # (tracks, 2, n) float16
     wet: np.ndarray  # (tracks, 2, n) float16
     colour: np.ndarray  # (tracks, bands) float32
+    level: np.ndarray  # (tracks, 2, n) float16
 
     @property
     def n_samples(self) -> int:
@@ -171,16 +183,16 @@ def load_sessions(cache: str | Path, split: str) -> list[Session]:
             raise ConfigError(f"{meta_path}: not a console cache ({CACHE_FORMAT}); delete the cache and rebuild")
         f = meta_path.parent
         out.append(Session(f, meta, np.load(f / "norm.npy", mmap_mode="r"), np.load(f / "wet.npy", mmap_mode="r"),
-                           np.load(f / "colour.npy")))
+                           np.load(f / "colour.npy"), np.load(f / "level.npy", mmap_mode="r")))
     return out
 
 
 def crop_batch(sessions: list[Session], rng: np.random.Generator, crop: int | None, max_tracks: int = 24) -> dict:
     """A padded batch of crops (``crop`` samples at a random start; None = whole songs of equal length).
 
-    Returns ``norm`` and ``wet`` (batch, tracks, 2, crop) float32 (padding tracks are silent), ``colour``
+    Returns ``norm``, ``level`` and ``wet`` (batch, tracks, 2, crop) float32 (padding tracks are silent), ``colour``
     (batch, tracks, bands) (the whole song's; zeros for padding), ``mask``
-    (batch, tracks), ``classes`` (nested names, padding tracks 'other'), ``gain_db`` and ``pan`` targets
+    (batch, tracks), ``classes`` (nested names, padding tracks 'other'), ``gain_db``, ``level_gain_db`` and ``pan`` targets
     (batch, tracks; NaN where unknown or padding), ``families``.
     """
     n_tr = min(max_tracks, max(len(s.meta["classes"]) for s in sessions))
@@ -188,9 +200,11 @@ def crop_batch(sessions: list[Session], rng: np.random.Generator, crop: int | No
     b = len(sessions)
     norm = np.zeros((b, n_tr, 2, length), np.float32)
     wet = np.zeros_like(norm)
+    level = np.zeros_like(norm)
     mask = np.zeros((b, n_tr), np.float32)
     colour = np.zeros((b, n_tr, sessions[0].colour.shape[-1]), np.float32)
     gain = np.full((b, n_tr), np.nan, np.float32)
+    level_gain = np.full((b, n_tr), np.nan, np.float32)
     pan = np.full((b, n_tr), np.nan, np.float32)
     classes = [[CLASSES[-1]] * n_tr for _ in range(b)]
     for i, s in enumerate(sessions):
@@ -198,10 +212,13 @@ def crop_batch(sessions: list[Session], rng: np.random.Generator, crop: int | No
         start = int(rng.integers(0, max(1, s.n_samples - length + 1))) if crop else 0
         norm[i, :k] = s.norm[:k, :, start : start + length]
         wet[i, :k] = s.wet[:k, :, start : start + length]
+        level[i, :k] = s.level[:k, :, start : start + length]
         colour[i, :k] = s.colour[:k]
         mask[i, :k] = 1.0
         classes[i][:k] = s.meta["classes"][:k]
         gain[i, :k] = [np.nan if g is None else g for g in s.meta["gain_db"][:k]]
+        level_gain[i, :k] = [np.nan if g is None else g for g in s.meta["level_gain_db"][:k]]
         pan[i, :k] = s.meta["pan"][:k]
-    return {"norm": norm, "wet": wet, "colour": colour, "mask": mask, "classes": classes, "gain_db": gain, "pan": pan,
+    return {"norm": norm, "level": level, "wet": wet, "colour": colour, "mask": mask, "classes": classes,
+            "gain_db": gain, "level_gain_db": level_gain, "pan": pan,
             "families": [s.meta["family"] for s in sessions]}

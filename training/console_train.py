@@ -32,8 +32,10 @@ import numpy as np
 import torch
 from fxmix.dsp.audio import write_text_atomic
 from fxmix.dsp.errors import ConfigError
+from fxmix.dsp.profile import load_profile
 from fxmix.model.config import MixerConfig
 from fxmix.model.console import ConsoleParams, render_console_stages
+from fxmix.model.console.bus import profile_targets, track_curves
 from fxmix.model.losses import MultiResolutionSumDiffLoss
 from fxmix.model.mixer import ConsoleMixer, predict_units
 from fxmix.model.states import save_model
@@ -161,6 +163,21 @@ class ConsoleObjective:
     def __init__(self, cfg: ConsoleTrainConfig):
         self.cfg = cfg
         self.mrstft = MultiResolutionSumDiffLoss(tuple(cfg.fft_sizes))
+        self._targets: dict | None = None
+
+    def bus_eq(self, net: ConsoleMixer, classes):
+        """The class-bus EQ of a console whose network config asks for it (:mod:`fxmix.model.console.bus`,
+        toward the training profile's targets), else None."""
+        if not net.config.bus_eq:
+            return None
+        if self._targets is None:
+            self._targets = profile_targets(load_profile(self.cfg.profile))
+        return lambda panned: track_curves(panned.cpu().numpy(), classes, self._targets, net.config.sample_rate)
+
+    @staticmethod
+    def render_input(net: ConsoleMixer, batch: dict) -> torch.Tensor:
+        """What the console renders: the levelled dry tracks (``render_levelled``) or the normalized ones."""
+        return torch.from_numpy(batch["level" if net.config.render_levelled else "norm"])
 
     def __call__(self, net: ConsoleMixer, batch: dict) -> dict[str, torch.Tensor]:
         norm, wet = torch.from_numpy(batch["norm"]), torch.from_numpy(batch["wet"])
@@ -168,17 +185,19 @@ class ConsoleObjective:
         colour = torch.from_numpy(batch["colour"]) if "colour" in batch else None
         u, master_u = predict_units(net, norm, batch["classes"], mask, colour)
         params = ConsoleParams.from_unit(u, batch["classes"], master_u=master_u)
-        stages = render_console_stages(norm, params)
+        stages = render_console_stages(self.render_input(net, batch), params, bus_eq=self.bus_eq(net, batch["classes"]))
         target = wet.sum(dim=1)
+        gains = batch["level_gain_db" if net.config.render_levelled else "gain_db"]
         out = {
             "mrstft": self.mrstft(stages.mix, target),
             "balance": balance_error(stages.panned, stages.mix, wet, mask).mean() / 10.0,
-            "param": param_loss(params, torch.from_numpy(batch["gain_db"]), torch.from_numpy(batch["pan"])),
+            "param": param_loss(params, torch.from_numpy(gains), torch.from_numpy(batch["pan"])),
         }
         c = self.cfg
         out["loss"] = c.w_mrstft * out["mrstft"] + c.w_balance * out["balance"] + c.w_param * out["param"]
         out["params"] = params
         out["mix"] = stages.mix
+        out["panned"] = stages.panned
         return out
 
 
@@ -352,7 +371,7 @@ def evaluate_console(model_dir: str | Path, cache: str | Path, split: str = "tes
         target = wet.sum(dim=1)
         out = objective(net, batch)
         norm = torch.from_numpy(batch["norm"])
-        systems = {"console": (out["mix"], render_console_stages(norm, out["params"]).panned),
+        systems = {"console": (out["mix"], out["panned"]),
                    "normalized_sum": (norm.sum(dim=1), norm)}
         mean = s.mean_engineer()
         if mean is not None:

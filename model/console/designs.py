@@ -48,6 +48,14 @@ def eq_fir(eq_db: np.ndarray, sample_rate: int) -> np.ndarray:
     return design_fir(eq_band_centers_hz(), np.asarray(eq_db, float), sample_rate, EQ_FIR_TAPS)
 
 
+def eq_to_grid_matrix() -> np.ndarray:
+    """(EQ bands, bands): the console EQ's curve on the grid, linear in log frequency between its octaves (as its
+    FIR design interpolates), held beyond the outer ones."""
+    f, eq = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
+    eye = np.eye(len(eq))
+    return np.stack([np.interp(f, eq, eye[j]) for j in range(len(eq))]).astype(np.float32)
+
+
 @lru_cache(maxsize=8)
 def _interp_matrix(sample_rate: int) -> np.ndarray:
     """(bins, bands) matrix of design_fir's interpolation: gain_bins = M @ gain_bands (np.interp is linear

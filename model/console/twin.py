@@ -18,6 +18,7 @@ reports the EQ's (taps - 1) / 2 samples of latency).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pedalboard
@@ -44,10 +45,15 @@ def convolution(ir: np.ndarray, sample_rate: int) -> pedalboard.Pedalboard:
 
 
 def render_console_pedalboard(
-    tracks: np.ndarray, params: ConsoleParams | dict, sample_rate: int = SAMPLE_RATE
+    tracks: np.ndarray, params: ConsoleParams | dict, sample_rate: int = SAMPLE_RATE, *,
+    classes: Sequence[str] | None = None, bus_eq=None,
 ) -> np.ndarray:
     """Mix ``tracks`` (tracks, 2, n) with one console's decisions (a ConsoleParams of batch 1, or the dict
-    of :meth:`ConsoleParams.to_dict`) -> (2, n) float32."""
+    of :meth:`ConsoleParams.to_dict`) -> (2, n) float32.
+
+    ``bus_eq`` (needs ``classes``): None, ``{class: curve}`` (dB on the EQ's octaves), or a function of
+    ``{class: bus (2, n)}`` (the sums of the panned tracks) that returns those curves. The EQ is linear, so
+    each class's dry and send sums are EQ'd, which equals EQ'ing each of its tracks after its pan."""
     p = ConsoleParams.from_dict(params) if isinstance(params, dict) else params
     p.check()
     x = np.asarray(tracks, np.float32)
@@ -55,21 +61,29 @@ def render_console_pedalboard(
         raise ValueError(f"tracks must be (tracks, 2, samples), got {x.shape}")
     if p.batch != 1 or p.tracks != x.shape[0]:
         raise ValueError(f"params are for (batch, tracks) = {(p.batch, p.tracks)}, need (1, {x.shape[0]})")
+    if bus_eq is not None and (classes is None or len(classes) != x.shape[0]):
+        raise ValueError("bus_eq needs one class per track")
+    keys = list(classes) if bus_eq is not None else ["all"] * x.shape[0]
     v = p.map(lambda t: t.detach().cpu().double()[0].numpy())
-    dry = np.zeros(x.shape[1:], np.float32)
-    bus = np.zeros(x.shape[1:], np.float32)
-    for i in range(x.shape[0]):
+    dry = {k: np.zeros(x.shape[1:], np.float32) for k in keys}
+    bus = {k: np.zeros(x.shape[1:], np.float32) for k in keys}
+    for i, k in enumerate(keys):
         y = twin_eq(x[i], v.eq_db[i], sample_rate)
         y = twin_compressor(
             y, v.comp_threshold_db[i], v.comp_ratio[i], v.comp_attack_ms[i], v.comp_release_ms[i], sample_rate
         )
         y = pedalboard.Gain(gain_db=float(v.gain_db[i])).process(y, sample_rate)
         y = twin_pan(y, float(v.pan[i]), sample_rate)
-        dry += y
-        bus += pedalboard.Gain(gain_db=float(v.reverb_send_db[i])).process(y, sample_rate)
-    wet = reverb_board().process(bus, sample_rate)
+        dry[k] += y
+        bus[k] += pedalboard.Gain(gain_db=float(v.reverb_send_db[i])).process(y, sample_rate)
+    if bus_eq is not None:
+        curves = bus_eq(dry) if callable(bus_eq) else bus_eq
+        dry = {k: twin_eq(y, np.asarray(curves[k], float), sample_rate) for k, y in dry.items()}
+        bus = {k: twin_eq(y, np.asarray(curves[k], float), sample_rate) for k, y in bus.items()}
+    wet = reverb_board().process(np.sum(list(bus.values()), axis=0, dtype=np.float32), sample_rate)
     master = pedalboard.Gain(gain_db=float(v.master_gain_db))
-    return master.process(np.ascontiguousarray(dry + wet), sample_rate)
+    return master.process(np.ascontiguousarray(np.sum(list(dry.values()), axis=0, dtype=np.float32) + wet),
+                          sample_rate)
 
 
 def twin_eq(audio: np.ndarray, eq_db: np.ndarray, sample_rate: int) -> np.ndarray:

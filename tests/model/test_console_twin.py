@@ -104,3 +104,36 @@ def test_whole_console_on_two_songs(seed):
     assert max(_rms_db(eq[i]) - _rms_db(comp[i]) for i in range(8)) > 3.0  # compressors at work
     via_json = json.loads(json.dumps(p.to_dict(0)))  # the decisions as written to decisions.json
     _assert_same_sound(mix.mix[0].numpy(), render_console_pedalboard(x, via_json), "console")
+
+
+def test_class_bus_eq_twin_and_its_pull_toward_the_tonal_target():
+    """The class-bus EQ (measured from the buses, the same curves for both renderers) keeps the twin parity, and
+    moves every bus toward its class target: the level-aligned gap over 60 Hz..16 kHz shrinks."""
+    from fxmix.dsp.bands import band_centers_hz
+    from fxmix.dsp.profile import load_profile
+    from fxmix.dsp.profile_fit import mean_stft_magnitude, reference_style_spectrum
+    from fxmix.model.console.bus import MATCH_RANGE_HZ, bus_curves, profile_targets, track_curves
+
+    x = _song_tracks(2.0, seeds=(3, 13))
+    classes = CLASSES * 2
+    p = _params(8, 21)
+    targets = profile_targets(load_profile("musdb18-reference"))
+    torch_mix = render_console_stages(torch.from_numpy(x)[None], p,
+                                      bus_eq=lambda panned: track_curves(panned.numpy(), [classes], targets))
+    seen: dict = {}
+
+    def measure(buses):
+        seen.update(bus=buses, curves=bus_curves(buses, targets))
+        return seen["curves"]
+
+    twin = render_console_pedalboard(x, p, classes=classes, bus_eq=measure)
+    _assert_same_sound(torch_mix.mix[0].numpy(), twin, "console with bus EQ")
+    f = band_centers_hz()
+    sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
+    after = torch_mix.panned[0].numpy()
+    for c in CLASSES:
+        def gap(bus, c=c):
+            d = targets[c] - reference_style_spectrum(mean_stft_magnitude(bus), c, SR)
+            return float(np.mean(np.abs(d[sel] - d[sel].mean())))
+        summed = np.sum([after[i] for i, k in enumerate(classes) if k == c], axis=0)
+        assert gap(summed) < 0.7 * gap(seen["bus"][c]), c

@@ -245,3 +245,37 @@ def test_colour_mixer_takes_mono_and_silent_tracks_through_automix(tmp_path):
               ("gtr", "other", 0.1 * s["other"]), ("kit", "drums", np.zeros_like(s["drums"]))]
     res = automix_tracks(tracks, model=MixerRunner(tmp_path))
     assert res.mix.shape == (2, s["vocals"].shape[-1]) and np.isfinite(res.mix).all() and np.abs(res.mix).max() > 0
+
+
+def test_levelled_bus_eq_mixer_renders_the_recordings_and_records_its_bus_curves(tmp_path):
+    """A mixer with ``render_levelled`` and ``bus_eq``: automix_tracks renders each dry track levelled to its class
+    loudness (not the normalized one), the decisions carry the class-bus curves and replay the mix; mix_tracks
+    without the levelled tracks, the streaming session and the DAW export refuse it by name."""
+    from fxmix.dsp.errors import ConfigError
+    from fxmix.host_bridge.console_session import resolve_console_runner
+    from fxmix.model.automix import automix_tracks
+    from fxmix.model.console import ConsoleParams, render_console_pedalboard
+    from fxmix.plugin_presets.export import track_chains
+
+    torch.manual_seed(2)
+    net = ConsoleMixer(MixerConfig(conv_channels=16, d_model=32, n_heads=4, n_layers=2, ff_size=32, colour=True,
+                                   render_levelled=True, bus_eq=True))
+    save_model(tmp_path, net.eval())
+    runner = MixerRunner(tmp_path)
+    tracks = _session(2.0)
+    res = automix_tracks(tracks, model=runner, master=False)
+    doc = res.console
+    assert doc["render_input"] == "levelled" and set(doc["bus_eq_db"]) == {"vocals", "drums", "bass", "other"}
+    assert any(abs(v) > 1.0 for g in doc["bus_eq_db"].values() for v in g)  # the buses were EQ'd
+    # a neutral network: the mix is the levelled tracks' sum through the bus EQ (and the neutral console)
+    lv = np.stack([res.normalized[n] for n, _, _ in tracks])
+    assert all("eq_db" not in (res.params[n] or {}) for n, _, _ in tracks)  # loudness stage only
+    replay = render_console_pedalboard(lv, ConsoleParams.from_dict(doc), classes=[c for _, c, _ in tracks],
+                                       bus_eq=doc["bus_eq_db"])
+    assert np.abs(replay - res.mix).max() < 1e-5
+    with pytest.raises(ConfigError, match="levelled"):
+        mix_tracks([(n, c, x) for n, c, x in tracks], tmp_path, runner=runner, dry=[x for _, _, x in tracks])
+    with pytest.raises(ConfigError, match="streaming"):
+        resolve_console_runner(runner)
+    with pytest.raises(ConfigError, match="class buses"):
+        track_chains({"bus_eq_db": doc["bus_eq_db"], "model": "x", "tracks": []}, {})

@@ -1,0 +1,77 @@
+"""Class-bus tonal EQ of the console: after the track chains, each class bus (the sum of its panned tracks) is
+EQ'd part of the way toward its class's tonal target in the profile, as a mixing engineer's bus EQ (and the
+corpus engineer's, ``training/engineer/tonal.py``) does.
+
+The curve is measured, not learned: the bus's band spectrum is taken the way the target was
+(:func:`fxmix.dsp.profile_fit.reference_style_spectrum` of the mean STFT magnitude), the gap to the target is
+level-aligned over MATCH_RANGE_HZ, scaled by BUS_EQ_AMOUNT, never a boost where the bus is (next to) empty, and
+fitted by least squares onto the console EQ's octave bands (:func:`~fxmix.model.console.designs.eq_fir`, the
+same linear-phase design as the track EQ). The EQ is linear, so it is rendered on each track of the class after
+its pan, which equals EQ'ing the bus; the reverb send is taken after it. The curve is a constant to the
+gradient (the torch console renders it, the twin renders it with pedalboard, from the same numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from fxmix.dsp.bands import band_centers_hz
+from fxmix.dsp.constants import SAMPLE_RATE
+from fxmix.dsp.profile_fit import mean_stft_magnitude, reference_style_spectrum
+
+from .designs import eq_to_grid_matrix
+
+#: how far toward the target (the corpus engineer's mean taste moves its buses 0.95 of the way)
+BUS_EQ_AMOUNT = 0.95
+#: the band range the match looks at; outside it the curve follows the fitted octaves' interpolation
+MATCH_RANGE_HZ = (60.0, 16000.0)
+#: bands this far under the bus's strongest band count as empty: the EQ may cut there, never boost
+EMPTY_BELOW_DB = 55.0
+#: octave gain limits (dB) and the ridge of the least-squares fit
+MAX_CUT_DB, MAX_BOOST_DB, RIDGE = 24.0, 15.0, 0.05
+
+
+def bus_curve_db(bus: np.ndarray, target_db: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Octave-band gains (dB, the console EQ's bands) that move ``bus`` (2, n) toward ``target_db`` (the class's
+    band spectrum on the profile grid); zeros for a silent bus."""
+    g = eq_to_grid_matrix()  # (octaves, bands)
+    if not np.any(bus):
+        return np.zeros(g.shape[0])
+    f = band_centers_hz()
+    sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
+    measured = reference_style_spectrum(mean_stft_magnitude(np.asarray(bus, np.float32)), cls, sample_rate)
+    gap = np.asarray(target_db, float) - measured
+    gap = BUS_EQ_AMOUNT * (gap - gap[sel].mean())
+    gap = np.where(measured < measured[sel].max() - EMPTY_BELOW_DB, np.minimum(gap, 0.0), gap)
+    a = np.vstack([g[:, sel].T, RIDGE * np.eye(g.shape[0])])
+    b = np.concatenate([gap[sel], np.zeros(g.shape[0])])
+    gains, *_ = np.linalg.lstsq(a, b, rcond=None)
+    return np.clip(gains, -MAX_CUT_DB, MAX_BOOST_DB)
+
+
+def bus_curves(
+    buses: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], sample_rate: int = SAMPLE_RATE
+) -> dict[str, np.ndarray]:
+    """:func:`bus_curve_db` of every class bus ``{class: (2, n)}``."""
+    return {c: bus_curve_db(x, targets[c], c, sample_rate) for c, x in buses.items()}
+
+
+def track_curves(
+    panned: np.ndarray, classes: Sequence[Sequence[str]], targets: Mapping[str, np.ndarray],
+    sample_rate: int = SAMPLE_RATE,
+) -> np.ndarray:
+    """(batch, tracks, octaves): each track's class-bus curve for panned tracks (batch, tracks, 2, n) of
+    ``classes`` (nested per batch item; silent padding tracks add nothing to their bus)."""
+    out = np.zeros((*panned.shape[:2], eq_to_grid_matrix().shape[0]))
+    for b, names in enumerate(classes):
+        names = list(names)[: panned.shape[1]]
+        buses = {c: np.sum(panned[b, [i for i, k in enumerate(names) if k == c]], axis=0) for c in set(names)}
+        curves = bus_curves(buses, targets, sample_rate)
+        out[b, : len(names)] = [curves[c] for c in names]
+    return out
+
+
+def profile_targets(profile) -> dict[str, np.ndarray]:
+    """Each class's tonal target (band dB on the grid) of a :class:`fxmix.dsp.profile.Profile`."""
+    return {c: np.asarray(profile.targets_for(c).spectrum_db, float) for c in profile.classes}
