@@ -46,7 +46,14 @@ def band_weights(n_fft: int, sample_rate: int) -> np.ndarray:
 
 def bins_to_bands(bin_values: np.ndarray, n_fft: int, sample_rate: int) -> np.ndarray:
     """Weighted average of per-bin values (last axis) into bands."""
-    return bin_values @ band_weights(n_fft, sample_rate).T
+    return weigh_bins(band_weights(n_fft, sample_rate), bin_values)
+
+
+def weigh_bins(weights: np.ndarray, bin_values: np.ndarray) -> np.ndarray:
+    """``bin_values @ weights.T`` (band values from per-bin values on the last axis) in numpy's own loops:
+    a multi-threaded BLAS wakes its threads for a product this size, and their spinning afterwards costs
+    more CPU than the product (the normalizer makes dozens of these per stem, two stems at a time)."""
+    return np.einsum("bk,...k->...b", weights, bin_values)
 
 
 def bands_to_bins(band_values: np.ndarray, freqs_hz: np.ndarray) -> np.ndarray:

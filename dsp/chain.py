@@ -166,6 +166,9 @@ class _Stem:
     scratch: dict = field(default_factory=dict)
     pool: ScratchPool | None = None
     fft_workers: Callable[[], int] = _one  # the threads a step's FFTs may use, asked at each step
+    #: the compressor's gain curve its plan computed, for the apply of those very params (one compressor run
+    #: less): (params, (n,) float32), taken by :meth:`run`
+    compressor_gain: tuple | None = None
 
     def set_aside(self, x: np.ndarray, slot: str = "stem") -> bool:
         """Keep a copy of ``x`` in the stem's scratch file ``slot``, so that its array can be worked in;
@@ -200,8 +203,14 @@ class _Stem:
     def run(self, stage: str, x: np.ndarray, *, in_place: bool, out=None) -> np.ndarray:
         """Apply ``stage``'s recorded params to ``x`` (timed)."""
         t0 = time.perf_counter()
+        params = self.result.params[stage]
+        kw = {}
+        if stage == "compression":
+            kept, self.compressor_gain = self.compressor_gain, None
+            if kept is not None and kept[0] is params:  # planned on this very x
+                kw["gain_curve"] = kept[1]
         with self.threads():
-            y = _run(stage, x, self.sample_rate, self.result.params[stage], in_place=in_place, out=out)
+            y = _run(stage, x, self.sample_rate, params, in_place=in_place, out=out, **kw)
         self.add_time(stage, t0)
         return y
 
@@ -210,7 +219,7 @@ class _Stem:
         t0 = time.perf_counter()
         with self.threads():
             p = _plan_stage(stage, x, self.sample_rate, self.class_name, self.targets, self.result.notes,
-                            self.where, **kw)
+                            self.where, stem=self, **kw)
         if p is not None:
             self.result.params[stage] = p
             self.add_time(stage, t0)
@@ -249,9 +258,12 @@ def _first_pass(x0, st: _Stem, stages, rng, reverb_options, *, defer: bool):
     return x, sums
 
 
-def _plan_stage(stage, x, sample_rate, class_name, targets, notes: list, where, rng=None, reverb_options=None):
+def _plan_stage(
+    stage, x, sample_rate, class_name, targets, notes: list, where, rng=None, reverb_options=None, stem=None
+):
     """One stage's params for the stem ``x`` as it reaches that stage; None (and a note) when the profile has
-    no target for it. Limits reached and warnings go to ``notes``."""
+    no target for it. Limits reached and warnings go to ``notes``; the compressor's gain curve, where its
+    plan computed it, to ``stem`` (its :attr:`_Stem.compressor_gain`)."""
     if stage == "reverb":
         if rng is None:
             raise ConfigError("the reverb stage needs an rng (pass seed=... or rng=...)")
@@ -270,10 +282,13 @@ def _plan_stage(stage, x, sample_rate, class_name, targets, notes: list, where, 
         return eq.plan(x, sample_rate, targets.spectrum_db)
     if stage == "compression":
         rep = compression.plan(
-            x, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name
+            x, sample_rate, targets.onset_peak_mean_db, targets.onset_peak_std_db, class_name,
+            keep_gain=stem is not None,
         )
         if rep.note and not rep.in_band:
             notes.append(f"{where}: compression: {rep.note}")
+        if stem is not None:
+            stem.compressor_gain = None if rep.gain is None else (rep.params, rep.gain)
         return rep.params
     if stage == "panning":
         return panning.plan(x, sample_rate, targets.phi, class_name)
@@ -351,12 +366,14 @@ def _refine(work: list, sums, x0, st: _Stem, stages) -> np.ndarray:
         kept = st.set_aside(z, "finished")
         y, z = st.bring_back(x0), None
     with st.threads():
-        rep = compression.plan(y, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db, st.class_name)
+        rep = compression.plan(y, st.sample_rate, t.onset_peak_mean_db, t.onset_peak_std_db, st.class_name,
+                               keep_gain=True)
     if rep.note and not rep.in_band:
         st.result.notes.append(f"{st.where}: compression (after EQ refinement): {rep.note}")
     if rep.params == st.result.params["compression"] and (z is not None or kept):  # lands where it was
         return _into_input(z, x0, st) if z is not None else st.bring_back(x0, "finished")
     st.result.params["compression"] = rep.params
+    st.compressor_gain = None if rep.gain is None else (rep.params, rep.gain)
     z = None
     return _finish(y, st, stages, from_stage="compression")
 
@@ -389,7 +406,7 @@ def _panned_loudness(x: np.ndarray, sums, st: _Stem) -> float:
     if sums is None or "panning" not in st.result.params:
         return k_weighted(x, st.sample_rate).lufs()
     raw = float(sums.power.sum())
-    mean_square = sum(float(np.dot(c, c)) for c in x) / x.shape[-1]
+    mean_square = sum(float(np.einsum("i,i->", c, c)) for c in x) / x.shape[-1]  # not BLAS (see weigh_bins)
     if raw <= 0.0 or mean_square <= 0.0:
         return float("-inf")
     bins_hz = np.fft.rfftfreq(C.ANALYSIS_FFT, 1.0 / st.sample_rate)
@@ -426,12 +443,13 @@ def _finished_shape_db(x: np.ndarray, sums, st: _Stem) -> np.ndarray:
     return spectrum_from_mean_power(mean_power, st.sample_rate, C.ANALYSIS_FFT, 0.0)
 
 
-def _run(stage: str, x: np.ndarray, sample_rate: int, params, *, in_place: bool, out=None) -> np.ndarray:
+def _run(stage: str, x: np.ndarray, sample_rate: int, params, *, in_place: bool, out=None, **kw) -> np.ndarray:
     """Apply one stage; into ``x`` itself where ``in_place`` (an intermediate the chain owns, never the
-    caller's input), into ``out`` where given, and the stage can (all but reverb)."""
+    caller's input), into ``out`` where given, and the stage can (all but reverb). ``kw`` go to the stage's
+    apply (the compressor's ``gain_curve``)."""
     if stage != "reverb" and (in_place or out is not None):
-        return _APPLY[stage](x, sample_rate, params, out=x if in_place else out)
-    return _APPLY[stage](x, sample_rate, params)
+        return _APPLY[stage](x, sample_rate, params, out=x if in_place else out, **kw)
+    return _APPLY[stage](x, sample_rate, params, **kw)
 
 
 def _refined_eq(x, sample_rate, targets, result: StemResult, shape_db=None) -> EqParams | None:

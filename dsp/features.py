@@ -24,7 +24,7 @@ from scipy.ndimage import maximum_filter1d, median_filter
 
 from . import constants as C
 from .audio import peak_db
-from .bands import band_centers_hz, band_weights
+from .bands import band_centers_hz, band_weights, weigh_bins
 
 _EPS = 1e-12
 #: samples per chunk in the chunked whole-stem loops (loudness, envelopes): temporaries of a few MB
@@ -139,8 +139,11 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
 
 
 #: segments (between block edges: 100 ms) per chunk of the K-weighting pass; the filter state is kept at
-#: every chunk start, so a change in a few places is re-measured from the chunk before it
-_SEGMENTS_PER_CHUNK = 16
+#: every chunk start, so a change in a few places is re-measured from the chunk that holds it and the one
+#: after (the filter's slowest mode, the 38 Hz high-pass, has decayed by e^-95 over one 400-ms chunk).
+#: Short chunks keep that re-measurement short: a limiter acting every second or so would otherwise
+#: re-filter the whole stem at each of the loudness stage's re-gains; the pass itself costs about the same
+_SEGMENTS_PER_CHUNK = 4
 
 
 @dataclass(frozen=True)
@@ -379,7 +382,7 @@ def spectrum_from_mean_power(
     mean_power: np.ndarray, sample_rate: int, n_fft: int, loudness_lufs: float
 ) -> np.ndarray:
     """:func:`spectrum_from_power` from the per-bin mean power (e.g. ``PowerSums.mean_power``)."""
-    bands = band_weights(n_fft, sample_rate) @ mean_power
+    bands = weigh_bins(band_weights(n_fft, sample_rate), mean_power)
     offset = (C.SPECTRUM_REF_LUFS - loudness_lufs) if np.isfinite(loudness_lufs) else 0.0
     return 10.0 * np.log10(bands + _EPS) + offset
 
@@ -399,8 +402,8 @@ def phi_from_power(power: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarra
 def phi_from_sums(cross_sum: np.ndarray, energy_sum: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
     """Band φ from per-bin sums over frames of 2|L||R| (= φ·energy) and |L|²+|R|² (the running-stats form)."""
     w = band_weights(n_fft, sample_rate)
-    num = w @ cross_sum
-    den = w @ energy_sum
+    num = weigh_bins(w, cross_sum)
+    den = weigh_bins(w, energy_sum)
     return np.where(den > _EPS, num / np.maximum(den, _EPS), 1.0)
 
 

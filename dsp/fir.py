@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy.linalg import solve_toeplitz, solve_triangular
+from scipy.linalg import solve_toeplitz
 
 from .constants import EQ_FIR_TAPS
 
@@ -123,18 +123,21 @@ _RUN_BLOCK = 64
 
 def _all_pole_run(a: np.ndarray, history: np.ndarray, n: int) -> np.ndarray:
     """``n`` samples of y[t] = sum_k a[k] y[t-1-k] after ``history`` (at least ``a.size`` samples): what
-    ``lfilter([1], [1, -a], zeros(n), zi)`` gives, by blocks of :data:`_RUN_BLOCK` samples, each one matrix
-    product with the ``a.size`` samples before it (the recursion inside a block solved once for all
-    blocks: a triangular solve): a few BLAS calls, and no scipy.signal (whose import costs most of a second)."""
+    ``lfilter([1], [1, -a], zeros(n), zi)`` gives, by blocks of :data:`_RUN_BLOCK` samples, each one
+    matrix-vector product with the ``a.size`` samples before it (the recursion inside a block resolved
+    once for all blocks, row by row), and no scipy.signal (whose import costs most of a second).
+
+    The products are numpy's own loops (einsum), not BLAS: a multi-threaded BLAS wakes its threads for
+    every one of these small products, and their spinning afterwards costs more CPU than the products.
+    """
     p, m = a.size, _RUN_BLOCK
     i, j = np.arange(m)[:, None], np.arange(p)[None, :]
-    before = np.where(j >= i, a[np.clip(i + p - 1 - j, 0, p - 1)], 0.0)  # lags reaching back before the block
-    lag = np.arange(m)[:, None] - np.arange(m)[None, :]
-    within = np.where(lag > 0, -a[np.clip(lag - 1, 0, p - 1)], 0.0) + np.eye(m)  # lags inside the block
-    step = solve_triangular(within, before, lower=True, unit_diagonal=True, check_finite=False)
+    step = np.where(j >= i, a[np.clip(i + p - 1 - j, 0, p - 1)], 0.0)  # lags reaching back before the block
+    for k in range(1, m):  # sample k of a block: its lags inside the block through the samples before it
+        step[k] += np.einsum("i,ij->j", a[k - 1 :: -1], step[:k])
     y = np.concatenate([history[-p:], np.zeros(-(-n // m) * m)])
     for s in range(p, p + n, m):
-        y[s : s + m] = step @ y[s - p : s]
+        y[s : s + m] = np.einsum("ij,j->i", step, y[s - p : s])
     return y[p : p + n]
 
 

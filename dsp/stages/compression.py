@@ -14,7 +14,7 @@ streaming-safe: plan no; apply yes (pedalboard Compressor with reset=False).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pedalboard
@@ -47,6 +47,9 @@ class CompressionReport:
     target_high_db: float
     in_band: bool
     note: str = ""
+    #: with ``plan(..., keep_gain=True)``: the linked gain curve (n,) float32 of ``params`` on the input, where
+    #: the search computed it (the compressor run :func:`apply` would make again), else None
+    gain: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def class_settings(class_name: str) -> dict:
@@ -283,21 +286,40 @@ class _Search:
     :meth:`fast` reuses the input's onsets, :meth:`full` re-detects onsets on the output. The linked
     detector (also max_ch |y| of the output: gain >= 0) is made once (half a stem of memory) and read by
     the bisection's steps; :meth:`release` lets it go before the verification, whose gain curve takes
-    that memory (each step then makes the detector chunk by chunk)."""
+    that memory (each step then makes the detector chunk by chunk).
 
-    def __init__(self, audio: np.ndarray, sample_rate: int, class_name: str):
+    ``keep_gain``: the gain curve of the latest step made without the whole detector (after :meth:`release`,
+    so that it takes the detector's memory) is kept (:attr:`kept`: (threshold dB, (n,) float32)), so that
+    the compressor run at the threshold the search ends on need not be made again by :func:`apply` (the
+    same compressor on the same detector: the same curve, sample for sample)."""
+
+    def __init__(self, audio: np.ndarray, sample_rate: int, class_name: str, keep_gain: bool = False):
         self.audio, self.sample_rate = audio, sample_rate
         self.settings = class_settings(class_name)
         self.bounds, self.gain, self.gain_db = peak_normalized_bounds(audio, sample_rate)
         self.n = audio.shape[-1]
         self._plain = None
+        self.keep_gain = keep_gain
+        self.kept: tuple[float, np.ndarray] | None = None
         self.env = linked_envelope(audio, self.gain)
+
+    def kept_gain(self, threshold_db: float) -> np.ndarray | None:
+        """The kept gain curve where the latest step was at ``threshold_db``, else None."""
+        return self.kept[1] if self.kept is not None and self.kept[0] == threshold_db else None
 
     def env_at(self, a: int, b: int) -> np.ndarray:
         return self.env[a:b] if self.env is not None else linked_envelope_at(self.audio, self.gain, a, b)
 
     def release(self) -> None:
         self.env = None
+
+    def restore(self) -> None:
+        """The whole detector again (for more bisection steps), the kept gain curve let go."""
+        self.kept = None
+        self.env = linked_envelope(self.audio, self.gain)
+
+    def _keeping(self) -> bool:
+        return self.keep_gain and self.env is None
 
     def _compressor(self, threshold_db: float) -> pedalboard.Compressor:
         s = self.settings
@@ -311,21 +333,30 @@ class _Search:
                 self._plain = peak_stats_db(segment_peaks(self.env_at, self.n, self.bounds))[0]
             return self._plain
         steps = _gains(self.env_at, self.n, self.sample_rate, self._compressor(threshold_db))
+        self.kept = None
+        kept = np.empty(self.n, np.float32) if self._keeping() else None
 
         def y_at(a: int, b: int) -> np.ndarray:  # segment_peaks asks for the chunks in order
             _, _, d, g = next(steps)
+            if kept is not None:
+                kept[a:b] = g
             return g * d
 
         peaks = segment_peaks(y_at, self.n, self.bounds, _chunk_edges(self.n))
+        if kept is not None:
+            self.kept = (threshold_db, kept)
         peaks *= np.float32(10 ** (C.DYNAMICS_PEAK_NORM_DB / 20) / max(float(peaks.max()), 1e-12))
         return peak_stats_db(peaks)[0]
 
     def full(self, threshold_db: float) -> float:
         g = None
+        self.kept = None
         if threshold_db < 0.0:
             g = np.empty(self.n, np.float32)
             for a, b, _, gc in _gains(self.env_at, self.n, self.sample_rate, self._compressor(threshold_db)):
                 g[a:b] = gc
+            if self._keeping():
+                self.kept = (threshold_db, g)
         return _compressed_dynamics(self.audio, self.gain, self.env_at, g, self.sample_rate)
 
     def params(self, threshold_db: float) -> CompressorParams:
@@ -371,16 +402,28 @@ def _verify(measure_full, best_t: float, target_mean_db: float, target_std_db: f
 
 
 def plan(
-    audio: np.ndarray, sample_rate: int, target_mean_db: float, target_std_db: float, class_name: str
+    audio: np.ndarray,
+    sample_rate: int,
+    target_mean_db: float,
+    target_std_db: float,
+    class_name: str,
+    *,
+    keep_gain: bool = False,
 ) -> CompressionReport:
-    """Search the threshold that brings the onset feature into the class band (see the module docstring)."""
-    search = _Search(audio, sample_rate, class_name)
+    """Search the threshold that brings the onset feature into the class band (see the module docstring).
+
+    ``keep_gain``: the report carries the gain curve of its params where the search computed it
+    (``report.gain``, for :func:`apply`'s ``gain``: one compressor run less, a stem's length of float32
+    held until then)."""
+    search = _Search(audio, sample_rate, class_name, keep_gain=keep_gain)
     lo_t, hi_t = target_band(target_mean_db, target_std_db)
     before = search.fast(0.0)
 
     def report(threshold_db: float, after_db: float, note: str) -> CompressionReport:
         hit = feature_in_band(after_db, target_mean_db, target_std_db)
-        return CompressionReport(search.params(threshold_db), before, after_db, lo_t, hi_t, hit, note)
+        params = search.params(threshold_db)
+        gain = search.kept_gain(threshold_db) if params.ratio > 1.0 and params.threshold_db < 0.0 else None
+        return CompressionReport(params, before, after_db, lo_t, hi_t, hit, note, gain)
 
     if feature_in_band(before, target_mean_db, target_std_db):
         return report(0.0, before, "already in band")
@@ -392,10 +435,14 @@ def plan(
             f"onset peaks {before:.2f} dB already below the band; downward compression cannot raise them",
         )
     t_min = C.COMPRESSOR_MIN_THRESHOLD_DB
+    if keep_gain:  # this step's gain curve may be the one applied: kept in the detector's memory
+        search.release()
     at_min = search.fast(t_min)
     if at_min > hi_t:
         note = f"band not reached at the {t_min:.0f} dB threshold limit (limit of search: {at_min:.2f} dB)"
         return report(t_min, at_min, note)
+    if keep_gain:
+        search.restore()
     best_t = _bisect(search.fast, target_mean_db, target_std_db)
     search.release()
     best_t, best_f = _verify(search.full, best_t, target_mean_db, target_std_db)
@@ -404,16 +451,29 @@ def plan(
 
 
 def apply(
-    audio: np.ndarray, sample_rate: int, params: CompressorParams, *, out: np.ndarray | None = None
+    audio: np.ndarray,
+    sample_rate: int,
+    params: CompressorParams,
+    *,
+    out: np.ndarray | None = None,
+    gain_curve: np.ndarray | None = None,
 ) -> np.ndarray:
     """Input gain then the stereo-linked compressor (bypassed when ratio == 1).
 
     ``out``: (channels, n) float32 array for the result, may be ``audio`` itself (processed in place).
+    ``gain_curve``: the compressor's linked gain for this ``audio`` and ``params``, where the caller has it
+    (``plan(..., keep_gain=True).gain``): applied instead of running the compressor again.
     """
     gain = np.float32(10 ** (params.input_gain_db / 20))
     if params.ratio <= 1.0 or params.threshold_db >= 0.0:
         return (audio * gain).astype(np.float32, copy=False) if out is None else np.multiply(audio, gain, out=out)
     if out is None:
         out = np.empty(np.shape(audio), np.float32)
+    if gain_curve is not None:
+        edges = _chunk_edges(audio.shape[-1])
+        for a, b in zip(edges[:-1], edges[1:]):
+            c = np.multiply(audio[:, a:b], gain, out=out[:, a:b])  # what _compress makes of each chunk
+            np.multiply(c, gain_curve[None, a:b], out=out[:, a:b])
+        return out
     settings = {"ratio": params.ratio, "attack_ms": params.attack_ms, "release_ms": params.release_ms}
     return _compress(audio, sample_rate, params.threshold_db, settings, out=out, input_gain=gain)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import constants as C
-from ..bands import band_centers_hz, band_weights
+from ..bands import band_centers_hz, band_weights, weigh_bins
 from ..features import spectrum_from_mean_power, stft_power_sums
 from ..fir import apply_fir, design_fir, fir_power_response
 from ..params import EqParams
@@ -45,7 +45,7 @@ def plan(
     curve = np.zeros_like(target)
     for _ in range(N_REFINE):
         h2 = fir_power_response(design_fir(centers, curve, sample_rate), n_fft)
-        residual = target - 10.0 * np.log10(w @ (psd * h2) + 1e-20)
+        residual = target - 10.0 * np.log10(weigh_bins(w, psd * h2) + 1e-20)
         curve = curve + residual - np.median(residual)
         curve = np.clip(curve - 0.5 * (curve.max() + curve.min()), -max_gain_db, max_gain_db)
     return EqParams(tuple(float(f) for f in centers), tuple(float(g) for g in curve))

@@ -44,9 +44,11 @@ def _interp_kernel() -> np.ndarray:
 
 _KERNEL = _interp_kernel()
 
-#: samples per chunk of the true-peak scan, and candidates interpolated per batch (bounded temporaries)
+#: samples per chunk of the true-peak scan, and candidates interpolated per batch (bounded temporaries; a
+#: batch's (batch, 64) x (64, 3) product stays under the size at which a multi-threaded BLAS wakes its
+#: threads, whose spinning afterwards costs more CPU than the product)
 _SCAN_CHUNK = 1 << 16
-_BATCH = 1 << 13
+_BATCH = 1 << 10
 #: overs closer than this many samples are limited in one window (the gain is 1 between them anyway)
 _DIP_GAP = 1 << 14
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import constants as C
-from ..bands import band_centers_hz, band_weights
+from ..bands import band_centers_hz, band_weights, weigh_bins
 from ..features import stft_power_sums
 from ..fir import apply_fir, design_fir, fir_power_response
 from ..params import PanParams
@@ -97,7 +97,7 @@ def plan_from_sums(
     """
     pl, pr, nb = (np.asarray(v, dtype=np.float64) for v in (pl, pr, nb))
     w = band_weights(C.ANALYSIS_FFT, sample_rate)
-    a, b, n = w @ pl, w @ pr, w @ nb
+    a, b, n = weigh_bins(w, np.stack([pl, pr, nb]))
     centers = band_centers_hz()
     cut = cutoff_hz(class_name)
     active = centers < cut
@@ -120,7 +120,8 @@ def plan_from_sums(
     delta = goal.copy()
     for _ in range(N_REFINE):
         hl, hr = _per_channel_power(centers, delta, cut, sample_rate)
-        phi_now = (w @ (nb * np.sqrt(hl * hr))) / np.maximum(w @ (pl * hl) + w @ (pr * hr), 1e-30)
+        cross, left, right = weigh_bins(w, np.stack([nb * np.sqrt(hl * hr), pl * hl, pr * hr]))
+        phi_now = cross / np.maximum(left + right, 1e-30)
         step = _centred_shift_db(target) - _centred_shift_db(phi_now)
         delta = np.clip(delta + np.where(active, direction * step, 0.0), -MAX_SHIFT_DB, MAX_SHIFT_DB)
     # a common per-band gain keeps each band's energy (the EQ stage's spectrum) where it was

@@ -211,8 +211,9 @@ def test_chunked_whole_stem_passes_match_their_direct_definitions():
 def test_normalize_stem_working_memory_is_bounded(profile, cls, in_place):
     """The chain's numpy working set (on top of the input) stays under 2.5 stem copies, and under 0.9 where
     the caller gives its array up (``in_place``: the result goes into it, the input waits in a scratch file
-    while the first pass works in its array). Measured 1.9 and 0.67 (drums: the threshold search's gain
-    curve), 1.3 and 0.3 (vocals) on 60-s stems. A chain that materialises the STFT power, a whole envelope,
+    while the first pass works in its array). Measured 1.86 and 0.67 (drums: the threshold search's gain
+    curve), 1.54 and 0.54 (vocals: the verified threshold's gain curve, kept for the compressor's apply) on
+    60-s stems. A chain that materialises the STFT power, a whole envelope,
     float64 or padded convolution copies, or keeps the first pass's stem through the replay needs more; one
     more full stereo copy anywhere fails this (in place: any full stereo copy)."""
     import tracemalloc
