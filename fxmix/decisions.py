@@ -58,6 +58,8 @@ def reaper_track_settings(
         text = chain_text(f"{name}/input", {"utility": head})
         text += chain_text(f"{name}/normalization", norm.jsfx_sliders())
         text += chain_text(f"{name}/mixer", mixer.jsfx_sliders(fader=False))
+        if mixer.bus_eq is not None:  # linear, the same on both channels: before the fader and pan alike
+            text += chain_text(f"{name}/bus", mixer.bus_sliders())
         left = 10 ** ((mixer.gain_db + mixer.left_gain_db) / 20)
         right = 10 ** ((mixer.gain_db + mixer.right_gain_db) / 20)
         volume, pan = volpan_from_gains(left, right)

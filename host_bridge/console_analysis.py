@@ -51,6 +51,7 @@ from fxmix.dsp.streaming.planner_process import (
 )
 from fxmix.dsp.streaming.windows import Windows
 from fxmix.model.console import ConsoleParams
+from fxmix.model.console.bus import curve_toward, profile_targets
 from fxmix.model.mixer import COLOUR_MAX, POWER_FLOOR, class_indices, k_band_weights
 
 from .console_chain import console_curve_on_grid, eq_spectra
@@ -76,38 +77,44 @@ MAX_DESIGNS = 16
 #: scheduling niceness of the analysis process (below the audio thread, above idle)
 CHILD_NICE = 10
 #: the running statistics' arrays (:class:`_Running`)
-STATS = ("power", "weight", "k_energy", "k_weight", "active_s")
+STATS = ("power", "weight", "k_energy", "k_weight", "k_raw", "k_raw_weight", "active_s")
 #: the analysis's part of a console session's saved state (the session's keys)
-STATE_KEYS = ("tail", "frames", "stats", "norm_curve", "norm_gain_db", "decided", "designed", "since_decide",
-              "console")
+STATE_KEYS = ("tail", "frames", "stats", "norm_curve", "norm_gain_db", "level_gain_db", "decided", "designed",
+              "since_decide", "console")
 
 
 class _Running:
     """Per-track exponential statistics (time constant ``TAU_S``) over the analysis frames: the band power (mean of
     L and R) of frames above :data:`GATE_DBFS`, and the K-weighted mean square (sum of the channels) of the
-    track through its normalization EQ, of frames above -70 LUFS."""
+    track through its normalization EQ and of the track as it is (``k_raw``), of frames above -70 LUFS."""
 
     def __init__(self, n_tracks: int, n_bands: int):
         self.power = np.zeros((n_tracks, n_bands))
         self.weight = np.zeros(n_tracks)
         self.k_energy = np.zeros(n_tracks)
         self.k_weight = np.zeros(n_tracks)
+        self.k_raw = np.zeros(n_tracks)
+        self.k_raw_weight = np.zeros(n_tracks)
         self.active_s = np.zeros(n_tracks)
 
-    def update(self, band_power: np.ndarray, k_energy: np.ndarray, hop_s: float, gate: float) -> None:
-        """band_power (tracks, bands, frames), k_energy (tracks, frames)."""
+    def update(self, band_power: np.ndarray, k_energy: np.ndarray, k_raw: np.ndarray, hop_s: float,
+               gate: float) -> None:
+        """band_power (tracks, bands, frames), k_energy and k_raw (tracks, frames)."""
         decay = math.exp(-band_power.shape[-1] * hop_s / TAU_S)
         live = band_power.mean(axis=1) > gate
         self.power = decay * self.power + (band_power * live[:, None, :]).sum(axis=-1)
         self.weight = decay * self.weight + live.sum(axis=-1)
         self.active_s += live.sum(axis=-1) * hop_s
-        loud = k_energy > 10 ** ((-70.0 + 0.691) / 10)
-        self.k_energy = decay * self.k_energy + (k_energy * loud).sum(axis=-1)
-        self.k_weight = decay * self.k_weight + loud.sum(axis=-1)
+        for energy, total, count in ((k_energy, "k_energy", "k_weight"), (k_raw, "k_raw", "k_raw_weight")):
+            loud = energy > 10 ** ((-70.0 + 0.691) / 10)
+            setattr(self, total, decay * getattr(self, total) + (energy * loud).sum(axis=-1))
+            setattr(self, count, decay * getattr(self, count) + loud.sum(axis=-1))
 
-    def lufs(self) -> np.ndarray:
+    def lufs(self, raw: bool = False) -> np.ndarray:
+        """Loudness through the normalization EQ (``raw``: of the track as it is)."""
+        e, w = (self.k_raw, self.k_raw_weight) if raw else (self.k_energy, self.k_weight)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.k_weight > 0, -0.691 + 10 * np.log10(self.k_energy / self.k_weight), -np.inf)
+            return np.where(w > 0, -0.691 + 10 * np.log10(e / w), -np.inf)
 
     def spectrum_db(self) -> np.ndarray:
         return 10 * np.log10(self.power / np.maximum(self.weight, 1e-9)[:, None] + 1e-20)
@@ -153,6 +160,7 @@ class ConsoleAnalysis:
         x = np.log2(np.maximum(freqs, 1e-3))
         self._to_bins = np.stack([np.interp(x, np.log2(band_hz), eye[k]) for k in range(len(band_hz))], axis=1)
         self._k_band = k_band_weights(sr)
+        self._targets = profile_targets(self.profile)
 
     def set_tracks(self, track_class, track_name) -> None:
         self.track_class, self.track_name = list(track_class), list(track_name)
@@ -162,7 +170,7 @@ class ConsoleAnalysis:
         self._tail = np.zeros((t, 2, 0), np.float32)
         self._frames = np.zeros((t, (3 if self.config.colour else 2) * b, 0), np.float32)
         self._stats = _Running(t, b)
-        self.norm_curve, self.norm_gain_db = np.zeros((t, b)), np.zeros(t)
+        self.norm_curve, self.norm_gain_db, self.level_gain_db = np.zeros((t, b)), np.zeros(t), np.zeros(t)
         self.decided = np.zeros(t, bool)
         self._designed = np.full((t, b), np.nan)
         self._since_decide = 0.0
@@ -192,8 +200,9 @@ class ConsoleAnalysis:
             curve, _ = self._norm_in_force()
             eq_bins = 10.0 ** ((curve @ self._to_bins.T) / 10.0)  # (tracks, bins) the EQ in force, in power
             k_energy = np.einsum("tcfk,tk->tf", power, eq_bins * self._k_bins)
+            k_raw = np.einsum("tcfk,k->tf", power, self._k_bins)
             gate = 10 ** (GATE_DBFS / 10) * float((self._window.astype(float) ** 2).sum())
-            self._stats.update((bands[:, 0] + bands[:, 1]).transpose(0, 2, 1), k_energy,
+            self._stats.update((bands[:, 0] + bands[:, 1]).transpose(0, 2, 1), k_energy, k_raw,
                                self.config.hop / self.sample_rate, gate)
             self._normalize()
         curve, gain = self._norm_in_force()
@@ -249,8 +258,37 @@ class ConsoleAnalysis:
         self.norm_curve = np.where(ready[:, None], new_curve, self.norm_curve)
         with np.errstate(invalid="ignore"):  # the meter reads the EQ'd track (closed loop)
             gain = np.clip(target_lufs - s.lufs(), -40.0, 40.0)
+            level = np.clip(target_lufs - s.lufs(raw=True), -40.0, 40.0)
         self.norm_gain_db = np.where(ready, np.nan_to_num(gain), self.norm_gain_db)
+        self.level_gain_db = np.where(ready, np.nan_to_num(level), self.level_gain_db)
         self.decided |= ready
+
+    def _rendered(self) -> tuple[np.ndarray, np.ndarray]:
+        """The normalization curve and gain the chain applies: the normalization's (:meth:`_norm_in_force`), or
+        for a mixer that renders the levelled recordings no curve and the gain of the loudness stage alone (the
+        class target over the track's own loudness)."""
+        if not self.config.render_levelled:
+            return self._norm_in_force()
+        gain = np.zeros_like(self.level_gain_db) if self.bypass["loudness"] else self.level_gain_db
+        return np.zeros_like(self.norm_curve), gain
+
+    def _bus_curves(self, p: dict, eq: np.ndarray, gain: np.ndarray) -> np.ndarray:
+        """Each track's class-bus EQ on the grid (:func:`fxmix.model.console.bus.curve_toward`): the class's bus
+        spectrum estimated from its tracks' running band spectra through their EQ, normalization gain and fader
+        (each weighted by the share of time it plays; the compressor and pan left out: a level change, and
+        constant power), moved toward the profile's class target. Zeros where the model is bypassed."""
+        out = np.zeros_like(eq)
+        s = self._stats
+        if self.bypass["model"] or not (s.weight > 0).any():
+            return out
+        share = s.active_s / max(float(s.active_s.max()), 1e-9)
+        power = 10 ** ((s.spectrum_db() + eq + (gain + p["gain_db"])[:, None]) / 10) * share[:, None]
+        for cls in set(self.track_class):
+            idx = [i for i, c in enumerate(self.track_class) if c == cls and s.weight[i] > 0]
+            if idx:
+                bus_db = 10 * np.log10(power[idx].sum(axis=0) + 1e-20)
+                out[idx] = console_curve_on_grid(curve_toward(bus_db, self._targets[cls]))
+        return out
 
     def _norm_in_force(self) -> tuple[np.ndarray, np.ndarray]:
         curve = np.zeros_like(self.norm_curve) if self.bypass["eq"] else self.norm_curve
@@ -283,8 +321,10 @@ class ConsoleAnalysis:
         needs the interpreter lock from), ``counts`` and ``console``."""
         p = self.console if not self.bypass["model"] else _numpy_params(
             ConsoleParams.neutral(1, self.n_tracks, [self.track_class]))
-        curve, gain = self._norm_in_force()
+        curve, gain = self._rendered()
         eq = curve + console_curve_on_grid(p["eq_db"])
+        if self.config.bus_eq:
+            eq = eq + self._bus_curves(p, eq, gain)
         move = np.nan_to_num(np.abs(eq - self._designed).max(axis=1), nan=np.inf)
         order = np.argsort(-move)[: self.n_tracks if jump else MAX_DESIGNS]
         tracks = [int(i) for i in order[move[order] >= EQ_DEADBAND_DB]]
@@ -303,7 +343,7 @@ class ConsoleAnalysis:
         return {"analyses": self.analyses, "decisions": self.decisions, "tracks_decided": int(self.decided.sum())}
 
     def report(self) -> list[dict]:
-        curve, gain = self._norm_in_force()
+        curve, gain = self._rendered()
         return [self._entry(i, curve, gain) for i in range(self.n_tracks)]
 
     def _entry(self, i: int, curve: np.ndarray, gain: np.ndarray) -> dict:
@@ -339,7 +379,7 @@ class ConsoleAnalysis:
             "tail": self._tail.copy(), "frames": self._frames.copy(),
             "stats": {k: getattr(s, k).copy() for k in STATS},
             "norm_curve": self.norm_curve.copy(), "norm_gain_db": self.norm_gain_db.copy(),
-            "decided": self.decided.copy(), "designed": self._designed.copy(), "since_decide": self._since_decide,
+            "level_gain_db": self.level_gain_db.copy(), "decided": self.decided.copy(), "designed": self._designed.copy(), "since_decide": self._since_decide,
             "console": {k: np.array(v, copy=True) for k, v in self.console.items()},
             "analyses": self.analyses, "decisions": self.decisions,
         }
@@ -351,9 +391,10 @@ class ConsoleAnalysis:
         self.set_tracks(state["track_class"], state["track_name"])
         self.bypass, self.learning = {k: bool(v) for k, v in state["bypass"].items()}, bool(state["learning"])
         self._tail, self._frames = np.array(state["tail"], np.float32), np.array(state["frames"], np.float32)
-        for k in STATS:
-            setattr(self._stats, k, np.array(state["stats"][k], float))
+        for k in STATS:  # a state saved before the raw loudness was kept starts that meter afresh
+            setattr(self._stats, k, np.array(state["stats"].get(k, getattr(self._stats, k)), float))
         self.norm_curve, self.norm_gain_db = np.array(state["norm_curve"], float), np.array(state["norm_gain_db"], float)
+        self.level_gain_db = np.array(state.get("level_gain_db", self.level_gain_db), float)
         self.decided, self._designed = np.array(state["decided"], bool), np.array(state["designed"], float)
         self._since_decide = float(state["since_decide"])
         self.console = {k: np.array(v, float) for k, v in state["console"].items()}

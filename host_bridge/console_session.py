@@ -21,6 +21,12 @@ otherwise), every :data:`ANALYSIS_S`:
   raw features plus the normalization's curve and gain in dB, exact for the band energies) -> per-track
   console parameters, handed to the chain (its EQ = normalization curve + console curve, one FIR).
 
+A mixer that renders the levelled recordings (``MixerConfig.render_levelled``) reads the same normalized
+features, but its chain gets no normalization curve and the gain of the loudness stage alone (the class target
+over the track's own running loudness); with ``bus_eq`` each track's EQ also carries its class bus's curve toward
+the profile's target (:func:`fxmix.model.console.bus.curve_toward`), the bus spectrum estimated from the tracks'
+running band spectra through their EQ and gains (the offline console measures the rendered bus instead).
+
 Not done per track in a stream: the normalization's compressor and panning stages (their plans need seconds
 of audio per decision); the console's own compressor and pan act instead.
 
@@ -93,10 +99,6 @@ def resolve_console_runner(model):
         "console" if model in (None, "default", "console") else str(model))
     if not getattr(runner, "mixes_tracks", False):
         raise ConfigError(f"model {model!r} is not a console mixer; use --model console")
-    cfg = runner.net.config
-    if cfg.render_levelled or cfg.bus_eq:
-        raise ConfigError(f"console mixer {model!r} renders the levelled recordings and EQs its class buses, which "
-                          "the streaming session does not do yet; serve with the shipped console (--model console)")
     return runner
 
 
@@ -506,7 +508,7 @@ class ConsoleSession:
         f32 = lambda v: np.array(v, np.float32)  # noqa: E731
         self._fifo_in, self._fifo_out, self._dry = f32(state["fifo_in"]), f32(state["fifo_out"]), f32(state["dry"])
         self._load_waiting(f32(state["pending"]))
-        sub = {k: state[k] for k in STATE_KEYS} | {
+        sub = {k: state[k] for k in STATE_KEYS if k in state} | {
             "track_class": self.track_class, "track_name": self.track_name, "bypass": self.bypass,
             "learning": self.learning, "analyses": int(state["counters"]["analyses"]),
             "decisions": int(state["counters"]["decisions"])}

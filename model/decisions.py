@@ -98,6 +98,8 @@ def build_decisions(
                 "master": res.console.get("master"), "console": res.console["console"]}
         if res.console.get("bus_eq_db"):
             doc["bus_eq_db"] = res.console["bus_eq_db"]
+        if res.console.get("render_input") == "levelled":  # the console rendered the loudness stage's tracks
+            doc["stages"] = ["loudness"]
         for name, file in files.items():
             mixer = {k: console[name][k] for k in CONSOLE_FIELDS}
             tracks.append(_track(name, file, classes[name], {"scope": "track", **res.params[name]}, mixer))

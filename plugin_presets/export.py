@@ -14,7 +14,6 @@ from tqdm import tqdm
 from ..dsp import constants as C
 from ..dsp.audio import write_text_atomic
 from ..dsp.chain import normalize_stem
-from ..dsp.errors import ConfigError
 from .exporters import ExportedChain, MixerChain, build_chain, mixer_chain, scale_params
 from .master import master_sliders
 from .peq import ParametricEq
@@ -96,10 +95,6 @@ def track_chains(doc: Mapping, heard: Mapping[str, np.ndarray]) -> dict[str, tup
     """Per track of a decisions document (:mod:`fxmix.model.decisions`): its normalization chain (built on
     ``heard[name]``, what the normalization was decided on: the track, or its class bus) and its mixer chain.
     Chains on the same audio and parameters are built once (the tracks of one class bus)."""
-    if doc.get("bus_eq_db"):
-        raise ConfigError(f"this mix's console ({doc.get('model')}) EQs its class buses, which the Reaper write-back "
-                          "and the preset export do not write yet; mix with the shipped console (--model console) "
-                          "to take the decisions into a DAW")
     out: dict[str, tuple[ExportedChain, MixerChain]] = {}
     built: dict[tuple[int, str], ExportedChain] = {}
     for t in doc["tracks"]:
@@ -118,7 +113,7 @@ def export_track_decisions(
 ) -> ExportResult:
     """Write each track's final decisions, normalization followed by the mixer: ``<track>.RfxChain`` (PEQ >
     compressor > utility of the normalization, then the mixer's PEQ > compressor > utility with its pan and
-    fader) and ``<track>.decisions.json`` (the track's entry of the document with the JSFX slider values); a
+    fader, then its class-bus PEQ where the console has one) and ``<track>.decisions.json`` (the track's entry of the document with the JSFX slider values); a
     console mix's master stage likewise as ``fxmix-master.*`` (compressor > utility > limiter, for the master
     track: :mod:`fxmix.plugin_presets.master`)."""
     out = Path(out_dir)
@@ -128,11 +123,14 @@ def export_track_decisions(
     for name, (norm, mixer) in track_chains(doc, heard).items():
         base = out / _safe(name)
         sliders = {"normalization": norm.jsfx_sliders(), "mixer": mixer.jsfx_sliders(fader=True)}
+        if mixer.bus_eq is not None:
+            sliders["bus"] = mixer.bus_sliders()
         if norm.eq is not None:
             fits[name] = norm.eq
         if "rfxchain" in formats:
             text = chain_text(f"{name}/normalization", sliders["normalization"])
             text += chain_text(f"{name}/mixer", sliders["mixer"])
+            text += chain_text(f"{name}/bus", sliders["bus"]) if "bus" in sliders else ""
             chains.append(write_text_atomic(out / f"{base.name}.RfxChain", text))
             written.append(chains[-1])
         if "json" in formats:

@@ -252,7 +252,9 @@ class MixerChain:
     console's FIR does, linear in log frequency; bus networks: the per-band contribution gains relative to
     ``gain_db``); ``compressor``: (threshold dB, ratio, attack ms, release ms) or None; ``gain_db`` the fader
     (console: gain + master); ``left_gain_db``/``right_gain_db`` the pan as channel gains (console pan law).
-    The console's reverb send has no JSFX: ``reverb_send_db`` is kept for the notes.
+    The console's reverb send has no JSFX: ``reverb_send_db`` is kept for the notes. ``bus_eq``: the parametric
+    fit of the track's class-bus EQ (a console with ``bus_eq``), a PEQ after the others (linear and the same on
+    both channels, so before or after the fader and pan alike).
     """
 
     eq: ParametricEq | None
@@ -261,6 +263,11 @@ class MixerChain:
     left_gain_db: float
     right_gain_db: float
     reverb_send_db: float | None = None
+    bus_eq: ParametricEq | None = None
+
+    def bus_sliders(self) -> dict[str, list[float]]:
+        """Slider values of the class-bus PEQ ({} without one)."""
+        return {"peq": peq_sliders(self.bus_eq)} if self.bus_eq is not None else {}
 
     def jsfx_sliders(self, *, fader: bool = True) -> dict[str, list[float]]:
         """Slider values for the PEQ, the compressor and (``fader``) the utility carrying pan and gain."""
@@ -286,8 +293,10 @@ def mixer_chain(doc: Mapping, track: Mapping, sample_rate: int = C.SAMPLE_RATE) 
         left, right = pan_gains(float(m["pan"]))
         comp = (float(m["comp_threshold_db"]), float(m["comp_ratio"]), float(m["comp_attack_ms"]),
                 float(m["comp_release_ms"]))
+        bus = (doc.get("bus_eq_db") or {}).get(track.get("class"))
+        bus_eq = fit_parametric_eq(bands, bus, sample_rate, highpass=False) if bus is not None else None
         return MixerChain(eq, comp, float(m["gain_db"]) + float(doc.get("master_gain_db", 0.0)), _db(left),
-                          _db(right), float(m["reverb_send_db"]))
+                          _db(right), float(m["reverb_send_db"]), bus_eq)
     if kind == "bus" and m.get("band_gain_db") and m.get("gain_db") is not None:
         edges = np.asarray(doc["band_edges_hz"], float)
         centres = np.sqrt(np.maximum(edges[:-1], edges[1] / 2) * edges[1:])

@@ -35,12 +35,20 @@ MAX_CUT_DB, MAX_BOOST_DB, RIDGE = 24.0, 15.0, 0.05
 def bus_curve_db(bus: np.ndarray, target_db: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Octave-band gains (dB, the console EQ's bands) that move ``bus`` (2, n) toward ``target_db`` (the class's
     band spectrum on the profile grid); zeros for a silent bus."""
-    g = eq_to_grid_matrix()  # (octaves, bands)
     if not np.any(bus):
-        return np.zeros(g.shape[0])
+        return np.zeros(eq_to_grid_matrix().shape[0])
+    measured = reference_style_spectrum(mean_stft_magnitude(np.asarray(bus, np.float32)), cls, sample_rate)
+    return curve_toward(measured, target_db)
+
+
+def curve_toward(measured_db: np.ndarray, target_db: np.ndarray) -> np.ndarray:
+    """Octave-band gains (dB) that move a bus's band spectrum ``measured_db`` (on the profile grid, any level)
+    :data:`BUS_EQ_AMOUNT` of the way toward ``target_db``: the level-aligned gap over MATCH_RANGE_HZ, never a
+    boost where the bus is (next to) empty, least squares on the EQ's interpolation between its octaves."""
+    g = eq_to_grid_matrix()  # (octaves, bands)
     f = band_centers_hz()
     sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
-    measured = reference_style_spectrum(mean_stft_magnitude(np.asarray(bus, np.float32)), cls, sample_rate)
+    measured = np.asarray(measured_db, float)
     gap = np.asarray(target_db, float) - measured
     gap = BUS_EQ_AMOUNT * (gap - gap[sel].mean())
     gap = np.where(measured < measured[sel].max() - EMPTY_BELOW_DB, np.minimum(gap, 0.0), gap)

@@ -450,3 +450,40 @@ def test_a_colour_mixer_reads_what_the_streaming_normalization_changed(tmp_path)
     assert np.isfinite(y).all() and stats["decisions"] >= 1 and frames.shape[1] == 3 * b
     np.testing.assert_allclose(frames[:, 2 * b :, -1], -(curve + gain[:, None]) / 20.0, atol=1e-5)
     assert float(frames[2, 2 * b :, -1].mean()) < float(frames[0, 2 * b :, -1].mean()) - 0.5  # bass: 10+ dB more raised
+
+
+def test_a_levelled_bus_eq_mixer_streams_the_recordings_at_their_class_loudness(tmp_path):
+    """A mixer that renders the levelled recordings and EQs its class buses: the chain gets no normalization
+    curve, the loudness stage's gain (class target over the track's own loudness, within 1.5 dB of the offline
+    meter's figure) and, per track, the console curve plus its class bus's curve toward the profile target."""
+    from fxmix.dsp.profile import load_profile
+    from fxmix.model.config import MixerConfig
+    from fxmix.model.mixer import ConsoleMixer
+    from fxmix.model.states import save_model
+
+    torch.manual_seed(0)
+    net = ConsoleMixer(MixerConfig(conv_channels=8, d_model=16, n_heads=2, n_layers=1, ff_size=16, colour=True,
+                                   render_levelled=True, bus_eq=True))
+    save_model(tmp_path, net)
+    x = _demo(6.0)
+    x[2] *= 0.1
+    s = ConsoleSession(SR, BLOCK, 4, model=str(tmp_path), profile="musdb18-reference")
+    try:
+        for i, c in enumerate(CLASSES):
+            s.set_track(i, name=c, class_name=c)
+        n = x.shape[-1] // BLOCK * BLOCK
+        y = np.concatenate([s.process(x[:, :, k : k + BLOCK]) for k in range(0, n, BLOCK)], axis=1)
+        an = s.analysis
+        curve, gain = an._rendered()
+        p = an.console
+        bus = an._bus_curves(p, console_curve_on_grid(p["eq_db"]), gain)
+        designed = an._designed.copy()
+    finally:
+        s.close()
+    prof = load_profile("musdb18-reference")
+    offline = np.array([prof.targets_for(c).loudness_lufs - integrated_loudness(x[i], SR)
+                        for i, c in enumerate(CLASSES)])
+    assert np.isfinite(y).all() and not curve.any()
+    np.testing.assert_allclose(gain, offline, atol=1.5)
+    assert np.abs(bus).max() > 1.0  # the buses are EQ'd
+    np.testing.assert_allclose(designed, console_curve_on_grid(p["eq_db"]) + bus, atol=0.6)  # EQ deadband

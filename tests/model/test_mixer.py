@@ -249,12 +249,14 @@ def test_colour_mixer_takes_mono_and_silent_tracks_through_automix(tmp_path):
 
 def test_levelled_bus_eq_mixer_renders_the_recordings_and_records_its_bus_curves(tmp_path):
     """A mixer with ``render_levelled`` and ``bus_eq``: automix_tracks renders each dry track levelled to its class
-    loudness (not the normalized one), the decisions carry the class-bus curves and replay the mix; mix_tracks
-    without the levelled tracks, the streaming session and the DAW export refuse it by name."""
+    loudness (not the normalized one), the decisions carry the class-bus curves and replay the mix, and the DAW
+    chains carry each track's class-bus EQ as a PEQ fit of its curve; mix_tracks without the levelled tracks and
+    the streaming session refuse it by name."""
     from fxmix.dsp.errors import ConfigError
     from fxmix.host_bridge.console_session import resolve_console_runner
     from fxmix.model.automix import automix_tracks
-    from fxmix.model.console import ConsoleParams, render_console_pedalboard
+    from fxmix.model.console import ConsoleParams, eq_band_centers_hz, render_console_pedalboard
+    from fxmix.model.decisions import build_decisions
     from fxmix.plugin_presets.export import track_chains
 
     torch.manual_seed(2)
@@ -277,5 +279,14 @@ def test_levelled_bus_eq_mixer_renders_the_recordings_and_records_its_bus_curves
         mix_tracks([(n, c, x) for n, c, x in tracks], tmp_path, runner=runner, dry=[x for _, _, x in tracks])
     with pytest.raises(ConfigError, match="streaming"):
         resolve_console_runner(runner)
-    with pytest.raises(ConfigError, match="class buses"):
-        track_chains({"bus_eq_db": doc["bus_eq_db"], "model": "x", "tracks": []}, {})
+    names = [n for n, _, _ in tracks]
+    classes = {n: c for n, c, _ in tracks}
+    decisions = build_decisions(res, dict.fromkeys(names), classes)
+    assert decisions["stages"] == ["loudness"]  # what the rendered tracks had
+    chains = track_chains(decisions, {n: x for n, _, x in tracks})
+    f = eq_band_centers_hz()[1:-1]  # inside the fit's range
+    for n in names:
+        bus = chains[n][1].bus_eq
+        want = np.asarray(doc["bus_eq_db"][classes[n]])[1:-1]
+        assert bus is not None and np.abs(bus.response_db(f, 44100) - want).max() < 1.5, n
+        assert "peq" in chains[n][1].bus_sliders()
