@@ -107,13 +107,14 @@ def k_band_weights(sample_rate: int) -> np.ndarray:
     return (k * f / f.max()).astype(np.float32)
 
 
-def _eq_slice() -> slice:
+def unit_slice(field: str) -> slice:
+    """Where one console parameter (a name of UNIT_LAYOUT) sits in a track's unit vector."""
     start = 0
     for name, width in UNIT_LAYOUT:
-        if name == "eq_db":
+        if name == field:
             return slice(start, start + width)
         start += width
-    raise AssertionError("UNIT_LAYOUT has no eq_db")
+    raise ValueError(f"the console has no parameter {field!r}; its parameters: {[n for n, _ in UNIT_LAYOUT]}")
 
 
 def feature_size(config: MixerConfig | None = None) -> int:
@@ -244,7 +245,7 @@ class ConsoleMixer(nn.Module):
         pooled = (x * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
         u = self.track_head(x)
         if self.config.colour_eq:
-            eq = _eq_slice()
+            eq = unit_slice("eq_db")
             u = torch.cat([u[..., : eq.start], u[..., eq] + self.restoring_units(features), u[..., eq.stop :]], dim=-1)
         return u, self.master_head(pooled)[:, 0]
 

@@ -37,7 +37,7 @@ from fxmix.model.config import MixerConfig
 from fxmix.model.console import ConsoleParams, render_console_stages
 from fxmix.model.console.bus import profile_targets, track_curves
 from fxmix.model.losses import MultiResolutionSumDiffLoss
-from fxmix.model.mixer import ConsoleMixer, predict_units
+from fxmix.model.mixer import ConsoleMixer, predict_units, unit_slice
 from fxmix.model.states import save_model
 
 from .checkpoints import STATE_FORMAT, has_checkpoints, resume_checkpoint, save_checkpoint
@@ -75,6 +75,7 @@ class ConsoleTrainConfig:
     threads: int = 1
     seed: int = 0
     init_from: str = ""  # a saved console mixer whose weights a new run starts from (see init_weights)
+    init_neutral: tuple = ()  # console parameters (UNIT_LAYOUT names) that start neutral after init_from
     fft_sizes: tuple = (4096, 1024, 256)
     w_mrstft: float = 1.0
     w_balance: float = 1.0
@@ -97,8 +98,9 @@ class ConsoleTrainConfig:
         unknown = sorted(set(flat) - names)
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
-        if "fft_sizes" in flat:
-            flat["fft_sizes"] = tuple(flat["fft_sizes"])
+        for key in ("fft_sizes", "init_neutral"):
+            if key in flat:
+                flat[key] = tuple(flat[key])
         net = MixerConfig.from_dict(data.get("net", {}), where=f"{path} [net]")
         cfg = cls(**flat, net=net)
         if not cfg.corpus and not cfg.cache:
@@ -108,7 +110,7 @@ class ConsoleTrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["net"] = self.net.to_dict()
-        d["fft_sizes"] = list(self.fft_sizes)
+        d["fft_sizes"], d["init_neutral"] = list(self.fft_sizes), list(self.init_neutral)
         return d
 
 
@@ -289,7 +291,7 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
     objective = ConsoleObjective(cfg)
     state = resume_checkpoint(out, net, opt) if resume else None
     if state is None and cfg.init_from:
-        init_weights(net, cfg.init_from)
+        init_weights(net, cfg.init_from, neutral=cfg.init_neutral)
     step = int(state["step"]) if state else 0
     _trim_log(out / "log.csv", step)
     best = _resumed_best(state, valid, cfg)
@@ -332,10 +334,12 @@ def train_console(cfg: ConsoleTrainConfig, *, resume: bool = False, progress: bo
 
 
 @torch.no_grad()
-def init_weights(net: ConsoleMixer, model_dir: str | Path) -> None:
+def init_weights(net: ConsoleMixer, model_dir: str | Path, neutral: tuple = ()) -> None:
     """Start ``net`` from the saved console mixer in ``model_dir``. A tensor that grew (a network that reads
     more input channels, e.g. the colour) takes the saved values in its leading slice and zeros in the rest,
-    so the new inputs start without effect and the network begins as the saved one."""
+    so the new inputs start without effect and the network begins as the saved one. The console parameters
+    named in ``neutral`` (e.g. ``eq_db``: a console that renders other tracks than the saved one's) start at
+    their neutral setting: their rows of the track head are zeroed."""
     from fxmix.model.states import load_model
 
     saved = load_model(model_dir)[0].state_dict()
@@ -352,6 +356,10 @@ def init_weights(net: ConsoleMixer, model_dir: str | Path) -> None:
             value[tuple(slice(0, a) for a in old.shape)] = old
         else:
             raise ConfigError(f"{model_dir}: {name} is {tuple(old.shape)}, cannot start {tuple(value.shape)} from it")
+    for field in neutral:
+        rows = unit_slice(field)
+        net.track_head.weight[rows] = 0.0
+        net.track_head.bias[rows] = 0.0
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from fxmix.model.mixer import (
     onnx_inputs,
     predict_units,
     track_features,
+    unit_slice,
 )
 from fxmix.model.params import count_parameters
 from fxmix.model.states import load_model, save_model
@@ -188,6 +189,18 @@ def test_colour_network_started_from_a_colourless_one_decides_the_same(tmp_path)
     torch.testing.assert_close(m1, m0, atol=1e-6, rtol=1e-6)
     with pytest.raises(ConfigError, match="cannot start"):
         init_weights(ConsoleMixer(dataclasses.replace(cfg, conv_channels=8)), tmp_path)
+    # a console that renders other tracks starts its EQ neutral and keeps every other decision
+    levelled = ConsoleMixer(dataclasses.replace(cfg, render_levelled=True, bus_eq=True)).eval()
+    init_weights(levelled, tmp_path, neutral=("eq_db",))
+    with torch.no_grad():
+        u2, m2 = predict_units(levelled, audio, classes, colour=colour)
+    eq = unit_slice("eq_db")
+    assert not u2[..., eq].any() and u0[..., eq].abs().max() > 0.1
+    keep = torch.ones(u0.shape[-1], dtype=torch.bool)
+    keep[eq] = False
+    torch.testing.assert_close(u2[..., keep], u0[..., keep], atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="no parameter"):
+        init_weights(levelled, tmp_path, neutral=("eq",))
 
 
 def test_colour_network_reads_the_dry_tracks_and_exports(tmp_path):
