@@ -287,7 +287,7 @@ class ConsoleAnalysis:
             idx = [i for i, c in enumerate(self.track_class) if c == cls and s.weight[i] > 0]
             if idx:
                 bus_db = 10 * np.log10(power[idx].sum(axis=0) + 1e-20)
-                out[idx] = console_curve_on_grid(curve_toward(bus_db, self._targets[cls]))
+                out[idx] = console_curve_on_grid(curve_toward(bus_db, self._targets[cls], self._k_band))
         return out
 
     def _norm_in_force(self) -> tuple[np.ndarray, np.ndarray]:

@@ -27,12 +27,11 @@ import numpy as np
 import torch
 from fxmix.dsp.bands import band_centers_hz, band_weights
 from fxmix.dsp.constants import CLASSES
-from fxmix.dsp.features import k_weighting_sos
 from torch import nn
 
 from .config import MixerConfig
 from .console import RANGES, UNIT_LAYOUT, UNIT_SIZE, eq_band_centers_hz
-from .console.designs import eq_to_grid_matrix
+from .console.designs import eq_to_grid_matrix, k_band_weights
 
 #: log floor of the band powers (power 1e-10 = -100 dB)
 POWER_FLOOR = 1e-10
@@ -95,16 +94,6 @@ def colour_to_eq_matrix() -> np.ndarray:
     f, eq = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
     near = (np.abs(f[:, None] - eq[None, :]) <= 0.5 + 1e-9).astype(np.float32)
     return near / near.sum(axis=0, keepdims=True)
-
-
-def k_band_weights(sample_rate: int) -> np.ndarray:
-    """(bands,) BS.1770 K-weighting power at each grid band times its width (the features are mean bin
-    powers per band): band power x this = its share of the loudness."""
-    import scipy.signal
-
-    f = band_centers_hz()
-    k = np.abs(scipy.signal.sosfreqz(k_weighting_sos(sample_rate), worN=f, fs=sample_rate)[1]) ** 2
-    return (k * f / f.max()).astype(np.float32)
 
 
 def unit_slice(field: str) -> slice:

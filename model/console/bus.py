@@ -6,7 +6,8 @@ The curve is measured, not learned: the bus's band spectrum is taken the way the
 (:func:`fxmix.dsp.profile_fit.reference_style_spectrum` of the mean STFT magnitude), the gap to the target is
 level-aligned over MATCH_RANGE_HZ, scaled by BUS_EQ_AMOUNT, never a boost where the bus is (next to) empty, and
 fitted by least squares onto the console EQ's octave bands (:func:`~fxmix.model.console.designs.eq_fir`, the
-same linear-phase design as the track EQ). The EQ is linear, so it is rendered on each track of the class after
+same linear-phase design as the track EQ), shifted to keep the bus's K-weighted loudness (the engineer's bus EQ
+keeps it with a make-up gain). The EQ is linear, so it is rendered on each track of the class after
 its pan, which equals EQ'ing the bus; the reverb send is taken after it. The curve is a constant to the
 gradient (the torch console renders it, the twin renders it with pedalboard, from the same numbers).
 """
@@ -18,9 +19,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.constants import SAMPLE_RATE
+from fxmix.dsp.features import measure_spectrum
 from fxmix.dsp.profile_fit import mean_stft_magnitude, reference_style_spectrum
 
-from .designs import eq_to_grid_matrix
+from .designs import eq_to_grid_matrix, k_band_weights
 
 #: how far toward the target (the corpus engineer's mean taste moves its buses 0.95 of the way)
 BUS_EQ_AMOUNT = 0.95
@@ -37,14 +39,20 @@ def bus_curve_db(bus: np.ndarray, target_db: np.ndarray, cls: str, sample_rate: 
     band spectrum on the profile grid); zeros for a silent bus."""
     if not np.any(bus):
         return np.zeros(eq_to_grid_matrix().shape[0])
-    measured = reference_style_spectrum(mean_stft_magnitude(np.asarray(bus, np.float32)), cls, sample_rate)
-    return curve_toward(measured, target_db)
+    x = np.asarray(bus, np.float32)
+    measured = reference_style_spectrum(mean_stft_magnitude(x), cls, sample_rate)
+    power_db = measure_spectrum(x, sample_rate, 0.0)  # mean band power: what the loudness weights apply to
+    return curve_toward(measured, target_db, k_band_weights(sample_rate), power_db)
 
 
-def curve_toward(measured_db: np.ndarray, target_db: np.ndarray) -> np.ndarray:
+def curve_toward(measured_db: np.ndarray, target_db: np.ndarray, k_band: np.ndarray | None = None,
+                 power_db: np.ndarray | None = None) -> np.ndarray:
     """Octave-band gains (dB) that move a bus's band spectrum ``measured_db`` (on the profile grid, any level)
     :data:`BUS_EQ_AMOUNT` of the way toward ``target_db``: the level-aligned gap over MATCH_RANGE_HZ, never a
-    boost where the bus is (next to) empty, least squares on the EQ's interpolation between its octaves."""
+    boost where the bus is (next to) empty, least squares on the EQ's interpolation between its octaves. With
+    ``k_band`` (:func:`~fxmix.model.console.designs.k_band_weights`) the curve is shifted to keep the bus's
+    K-weighted loudness: a tone control, not a fader (the class balance stays the tracks' faders'), reckoned on
+    ``power_db`` (the bus's mean band power on the grid, any level; default ``measured_db``)."""
     g = eq_to_grid_matrix()  # (octaves, bands)
     f = band_centers_hz()
     sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
@@ -55,7 +63,12 @@ def curve_toward(measured_db: np.ndarray, target_db: np.ndarray) -> np.ndarray:
     a = np.vstack([g[:, sel].T, RIDGE * np.eye(g.shape[0])])
     b = np.concatenate([gap[sel], np.zeros(g.shape[0])])
     gains, *_ = np.linalg.lstsq(a, b, rcond=None)
-    return np.clip(gains, -MAX_CUT_DB, MAX_BOOST_DB)
+    gains = np.clip(gains, -MAX_CUT_DB, MAX_BOOST_DB)
+    if k_band is not None:
+        p = measured if power_db is None else np.asarray(power_db, float)
+        kp = 10 ** ((p - p.max()) / 10) * np.asarray(k_band, float)
+        gains = gains - 10 * np.log10((kp * 10 ** ((gains @ g) / 10)).sum() / kp.sum())
+    return gains
 
 
 def bus_curves(

@@ -24,6 +24,7 @@ import pedalboard
 import torch
 from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.constants import BANDS_PER_OCTAVE, REVERB_RETURN
+from fxmix.dsp.features import k_weighting_sos
 from fxmix.dsp.fir import design_fir
 from fxmix.dsp.stages.compression import linked_gain
 
@@ -54,6 +55,16 @@ def eq_to_grid_matrix() -> np.ndarray:
     f, eq = np.log2(band_centers_hz()), np.log2(eq_band_centers_hz())
     eye = np.eye(len(eq))
     return np.stack([np.interp(f, eq, eye[j]) for j in range(len(eq))]).astype(np.float32)
+
+
+def k_band_weights(sample_rate: int) -> np.ndarray:
+    """(bands,) BS.1770 K-weighting power at each grid band times its width (the features are mean bin
+    powers per band): band power x this = its share of the loudness."""
+    import scipy.signal
+
+    f = band_centers_hz()
+    k = np.abs(scipy.signal.sosfreqz(k_weighting_sos(sample_rate), worN=f, fs=sample_rate)[1]) ** 2
+    return (k * f / f.max()).astype(np.float32)
 
 
 @lru_cache(maxsize=8)

@@ -107,8 +107,9 @@ def test_whole_console_on_two_songs(seed):
 
 
 def test_class_bus_eq_twin_and_its_pull_toward_the_tonal_target():
-    """The class-bus EQ (measured from the buses, the same curves for both renderers) keeps the twin parity, and
-    moves every bus toward its class target: the level-aligned gap over 60 Hz..16 kHz shrinks."""
+    """The class-bus EQ (measured from the buses, the same curves for both renderers) keeps the twin parity,
+    moves every bus toward its class target (the level-aligned gap over 60 Hz..16 kHz shrinks) and keeps each
+    bus's loudness within 1 LU."""
     from fxmix.dsp.bands import band_centers_hz
     from fxmix.dsp.profile import load_profile
     from fxmix.dsp.profile_fit import mean_stft_magnitude, reference_style_spectrum
@@ -137,3 +138,5 @@ def test_class_bus_eq_twin_and_its_pull_toward_the_tonal_target():
             return float(np.mean(np.abs(d[sel] - d[sel].mean())))
         summed = np.sum([after[i] for i, k in enumerate(classes) if k == c], axis=0)
         assert gap(summed) < 0.7 * gap(seen["bus"][c]), c
+        # a tone control, not a fader: the bus keeps its loudness (the curve is shifted by its K-weighted change)
+        assert abs(integrated_loudness(summed, SR) - integrated_loudness(seen["bus"][c], SR)) < 1.0, c

@@ -263,10 +263,9 @@ def test_colour_mixer_takes_mono_and_silent_tracks_through_automix(tmp_path):
 def test_levelled_bus_eq_mixer_renders_the_recordings_and_records_its_bus_curves(tmp_path):
     """A mixer with ``render_levelled`` and ``bus_eq``: automix_tracks renders each dry track levelled to its class
     loudness (not the normalized one), the decisions carry the class-bus curves and replay the mix, and the DAW
-    chains carry each track's class-bus EQ as a PEQ fit of its curve; mix_tracks without the levelled tracks and
-    the streaming session refuse it by name."""
+    chains carry each track's class-bus EQ as a PEQ fit of its curve; mix_tracks without the levelled tracks
+    refuses it by name."""
     from fxmix.dsp.errors import ConfigError
-    from fxmix.host_bridge.console_session import resolve_console_runner
     from fxmix.model.automix import automix_tracks
     from fxmix.model.console import ConsoleParams, eq_band_centers_hz, render_console_pedalboard
     from fxmix.model.decisions import build_decisions
@@ -290,8 +289,6 @@ def test_levelled_bus_eq_mixer_renders_the_recordings_and_records_its_bus_curves
     assert np.abs(replay - res.mix).max() < 1e-5
     with pytest.raises(ConfigError, match="levelled"):
         mix_tracks([(n, c, x) for n, c, x in tracks], tmp_path, runner=runner, dry=[x for _, _, x in tracks])
-    with pytest.raises(ConfigError, match="streaming"):
-        resolve_console_runner(runner)
     names = [n for n, _, _ in tracks]
     classes = {n: c for n, c, _ in tracks}
     decisions = build_decisions(res, dict.fromkeys(names), classes)
