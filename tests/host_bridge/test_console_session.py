@@ -421,6 +421,20 @@ def test_a_killed_analysis_process_is_replaced_and_decisions_resume():
         s.close()
 
 
+def _stream_demo(model_dir, x: np.ndarray, inspect):
+    """``x`` (4 tracks, one per class) through a console session with the mixer in ``model_dir`` -> (the mix,
+    ``inspect(session)`` read before the session closes)."""
+    s = ConsoleSession(SR, BLOCK, 4, model=str(model_dir), profile="musdb18-reference")
+    try:
+        for i, c in enumerate(CLASSES):
+            s.set_track(i, name=c, class_name=c)
+        n = x.shape[-1] // BLOCK * BLOCK
+        y = np.concatenate([s.process(x[:, :, k : k + BLOCK]) for k in range(0, n, BLOCK)], axis=1)
+        return y, inspect(s)
+    finally:
+        s.close()
+
+
 def test_a_colour_mixer_reads_what_the_streaming_normalization_changed(tmp_path):
     """A mixer that reads the colour gets, per track, minus the normalization's curve and gain (dB / 20) as
     its extra feature bands: the offline colour of the same change (:func:`fxmix.model.mixer.colour_of`)."""
@@ -434,18 +448,8 @@ def test_a_colour_mixer_reads_what_the_streaming_normalization_changed(tmp_path)
     save_model(tmp_path, net)
     x = _demo(6.0)
     x[2] *= 0.1  # the bass 20 dB down: the normalization raises it, its colour reads the dry as quieter
-    s = ConsoleSession(SR, BLOCK, 4, model=str(tmp_path), profile="musdb18-reference")
-    try:
-        for i, c in enumerate(CLASSES):
-            s.set_track(i, name=c, class_name=c)
-        n = x.shape[-1] // BLOCK * BLOCK
-        y = np.concatenate([s.process(x[:, :, k : k + BLOCK]) for k in range(0, n, BLOCK)], axis=1)
-        an = s.analysis
-        frames = an._frames
-        curve, gain = an._norm_in_force()
-        stats = s.stats()
-    finally:
-        s.close()
+    y, (frames, (curve, gain), stats) = _stream_demo(
+        tmp_path, x, lambda s: (s.analysis._frames, s.analysis._norm_in_force(), s.stats()))
     b = curve.shape[1]
     assert np.isfinite(y).all() and stats["decisions"] >= 1 and frames.shape[1] == 3 * b
     np.testing.assert_allclose(frames[:, 2 * b :, -1], -(curve + gain[:, None]) / 20.0, atol=1e-5)
@@ -467,19 +471,13 @@ def test_a_levelled_bus_eq_mixer_streams_the_recordings_at_their_class_loudness(
     save_model(tmp_path, net)
     x = _demo(6.0)
     x[2] *= 0.1
-    s = ConsoleSession(SR, BLOCK, 4, model=str(tmp_path), profile="musdb18-reference")
-    try:
-        for i, c in enumerate(CLASSES):
-            s.set_track(i, name=c, class_name=c)
-        n = x.shape[-1] // BLOCK * BLOCK
-        y = np.concatenate([s.process(x[:, :, k : k + BLOCK]) for k in range(0, n, BLOCK)], axis=1)
+    def inspect(s):
         an = s.analysis
         curve, gain = an._rendered()
-        p = an.console
-        bus = an._bus_curves(p, console_curve_on_grid(p["eq_db"]), gain)
-        designed = an._designed.copy()
-    finally:
-        s.close()
+        return curve, gain, an.console, an._bus_curves(an.console, console_curve_on_grid(an.console["eq_db"]), gain), \
+            an._designed.copy()
+
+    y, (curve, gain, p, bus, designed) = _stream_demo(tmp_path, x, inspect)
     prof = load_profile("musdb18-reference")
     offline = np.array([prof.targets_for(c).loudness_lufs - integrated_loudness(x[i], SR)
                         for i, c in enumerate(CLASSES)])
