@@ -222,3 +222,29 @@ def test_track_settings_keep_the_other_volpan_fields_and_make_a_chain(session, t
     back = read_project(copy)
     assert back.tracks[1].fx[0].sliders == (1.0, 2.0, 3.0, 0.0, -2.0, 100.0)
     assert back.tracks[2].volume == pytest.approx(0.8) and back.tracks[2].fx == ()
+
+
+def test_a_levelled_bus_eq_console_writes_its_class_bus_eq_per_track(session, tmp_path):
+    """A console that renders the levelled recordings and EQs its class buses: each track's chain ends with its
+    class bus's PEQ (the fit of the bus curve in decisions.json), read back by the `rpp` parser."""
+    import torch
+    from fxmix.model.config import MixerConfig
+    from fxmix.model.mixer import ConsoleMixer
+    from fxmix.model.states import save_model
+    from fxmix.plugin_presets.exporters import mixer_chain, peq_sliders
+
+    torch.manual_seed(0)
+    model = tmp_path / "levelled"
+    save_model(model, ConsoleMixer(MixerConfig(conv_channels=8, d_model=16, n_heads=2, n_layers=1, ff_size=16,
+                                               colour=True, render_levelled=True, bus_eq=True)).eval())
+    out, copy = tmp_path / "mix.wav", tmp_path / "song-fxmix.RPP"
+    assert reaper_main(["render", str(session), "-o", str(out), "--model", str(model), "--write-rpp", str(copy)]) == 0
+    decisions = read_decisions(out.with_suffix(".decisions.json"))
+    assert decisions["stages"] == ["loudness"] and set(decisions["bus_eq_db"]) >= {"drums", "other"}
+    tracks = rpp.loads(copy.read_text(encoding="utf-8")).findall("TRACK")
+    for d in decisions["tracks"]:
+        js = [c for c in tracks[d["reaper_track"] - 1].find("FXCHAIN") if not isinstance(c, list) and c.tag == "JS"]
+        assert js[-1].attrib[0] == JSFX["peq"][0]
+        values = [float(v) for v in js[-1].children[0] if v != "-"]
+        want = peq_sliders(mixer_chain(decisions, d).bus_eq)
+        assert values == pytest.approx(want, rel=1e-6, abs=1e-6)
