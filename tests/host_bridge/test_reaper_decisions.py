@@ -98,19 +98,24 @@ def test_written_copy_carries_each_tracks_decisions(written):
         want = 10 ** ((m["gain_db"] + decisions["master_gain_db"]) / 20) * np.array(pan_gains(m["pan"]))
         assert t.volume * balance_gains(t.pan) == pytest.approx(want, rel=1e-9)
         chain = _fxmix_sliders(t.fx)
-        assert [k for k, _ in chain] == ["utility", "peq", "comp", "utility", "peq", "comp"]
+        bus = ["peq"] if decisions.get("bus_eq_db") else []  # the class-bus EQ of a console that has one
+        assert [k for k, _ in chain] == ["utility", "peq", "comp", "utility", "peq", "comp", *bus]
         # first: the gains fxmix rendered the track with (own and folder volume and pan)
         head = np.abs(track_gains(original, i))
         assert chain[0][1][:2] == pytest.approx(list(20 * np.log10(head)), abs=1e-6)
         # last: the mixer's compressor as decided (threshold at most 0 dB: the JSFX's bypass)
         assert chain[5][1][1:] == pytest.approx([min(m["comp_threshold_db"], 0.0), m["comp_ratio"],
                                                  m["comp_attack_ms"], m["comp_release_ms"]], abs=1e-6)
-        norm = d["normalization"]["compression"]
-        assert chain[2][1][1:3] == pytest.approx([norm["threshold_db"], norm["ratio"]], abs=1e-6)
+        if "compression" in d["normalization"]:
+            norm = d["normalization"]["compression"]
+            assert chain[2][1][1:3] == pytest.approx([norm["threshold_db"], norm["ratio"]], abs=1e-6)
+        else:  # a console that renders the levelled recordings: the loudness stage's gain alone
+            assert decisions["stages"] == ["loudness"] and chain[2][1][2] == 1.0
+            assert chain[3][1][2] == pytest.approx(d["normalization"]["loudness"]["gain_db"], abs=1e-6)
     drums = back.tracks[0]
     assert drums.volume == 1.0 and drums.pan == 0.0 and not drums.fx  # its gains moved into its children
     gtr = back.tracks[3]
-    assert gtr.fx[0].name == "utility/volume" and len(gtr.fx) == 7  # the track's own FX kept, ours after
+    assert gtr.fx[0].name == "utility/volume" and len(gtr.fx) == 7 + len(bus)  # the track's own FX kept, ours after
     assert back.tracks[4].fx == () and back.tracks[4].volume == pytest.approx(0.8)  # muted: untouched
 
 
@@ -129,8 +134,9 @@ def test_inspect_and_the_rpp_package_read_the_same_decisions(written, capsys):
         assert float(volpan[1]) == pytest.approx(ours.volume) and float(volpan[2]) == pytest.approx(ours.pan)
         chain = tracks[i].find("FXCHAIN")
         js = [c for c in chain if not isinstance(c, list) and c.tag == "JS"]
-        assert [j.attrib[0] for j in js[-6:]] == [JSFX[k][0] for k in ("utility", "peq", "comp") * 2]
-        for j, (_key, sliders) in zip(js[-6:], _fxmix_sliders(ours.fx)):
+        keys = ("utility", "peq", "comp") * 2 + (("peq",) if decisions.get("bus_eq_db") else ())
+        assert [j.attrib[0] for j in js[-len(keys):]] == [JSFX[k][0] for k in keys]
+        for j, (_key, sliders) in zip(js[-len(keys):], _fxmix_sliders(ours.fx)):
             values = [float(v) for v in j.children[0] if v != "-"]
             assert len(j.children[0]) == 64 and values == pytest.approx(sliders, rel=1e-9)
         fx_lines = [ln for ln in listing.splitlines() if ln.strip().startswith("fx ")]

@@ -35,7 +35,8 @@ def test_export_writes_normalization_then_mixer_per_track(mixed, tmp_path, capsy
         name = t["name"].replace(" ", "_")
         text = (out / f"{name}.RfxChain").read_text()
         paths = [ln.split('"')[1] for ln in text.splitlines() if ln.startswith("<JS ")]
-        assert paths == [JSFX[k][0] for k in ("peq", "comp", "utility") * 2]
+        bus = ("peq",) if doc.get("bus_eq_db") else ()  # the class-bus EQ of a console that has one, last
+        assert paths == [JSFX[k][0] for k in ("peq", "comp", "utility") * 2 + bus]
         exported = json.loads((out / f"{name}.decisions.json").read_text())
         mixer = exported["jsfx_sliders"]["mixer"]
         m = t["mixer"]
@@ -46,8 +47,14 @@ def test_export_writes_normalization_then_mixer_per_track(mixed, tmp_path, capsy
         assert mixer["comp"][2:] == pytest.approx([m["comp_ratio"], m["comp_attack_ms"], m["comp_release_ms"]])
         # the normalization's loudness gain and compressor come first, as decided on the track
         norm = exported["jsfx_sliders"]["normalization"]
-        assert norm["comp"][1:3] == pytest.approx([t["normalization"]["compression"]["threshold_db"],
-                                                   t["normalization"]["compression"]["ratio"]])
+        if "compression" in t["normalization"]:
+            assert norm["comp"][1:3] == pytest.approx([t["normalization"]["compression"]["threshold_db"],
+                                                       t["normalization"]["compression"]["ratio"]])
+        else:  # a console that renders the levelled recordings: the loudness stage's gain alone
+            assert doc["stages"] == ["loudness"] and norm["comp"][2] == 1.0
+            assert norm["utility"][2] == pytest.approx(t["normalization"]["loudness"]["gain_db"], abs=1e-6)
+        if bus:
+            assert exported["jsfx_sliders"]["bus"]["peq"] and len(exported["jsfx_sliders"]["bus"]["peq"]) == JSFX["peq"][1]
         lines = text.splitlines()
         last_utility = [k for k, ln in enumerate(lines) if ln == f'<JS "{JSFX["utility"][0]}" ""'][-1]
         values = [float(v) for v in lines[last_utility + 1].split() if v != "-"]
