@@ -54,12 +54,9 @@ def curve_toward(measured_db: np.ndarray, target_db: np.ndarray, k_band: np.ndar
     K-weighted loudness: a tone control, not a fader (the class balance stays the tracks' faders'), reckoned on
     ``power_db`` (the bus's mean band power on the grid, any level; default ``measured_db``)."""
     g = eq_to_grid_matrix()  # (octaves, bands)
-    f = band_centers_hz()
-    sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
+    sel = match_bands()
     measured = np.asarray(measured_db, float)
-    gap = np.asarray(target_db, float) - measured
-    gap = BUS_EQ_AMOUNT * (gap - gap[sel].mean())
-    gap = np.where(measured < measured[sel].max() - EMPTY_BELOW_DB, np.minimum(gap, 0.0), gap)
+    gap = tonal_gap_db(measured, target_db, BUS_EQ_AMOUNT)
     a = np.vstack([g[:, sel].T, RIDGE * np.eye(g.shape[0])])
     b = np.concatenate([gap[sel], np.zeros(g.shape[0])])
     gains, *_ = np.linalg.lstsq(a, b, rcond=None)
@@ -69,6 +66,23 @@ def curve_toward(measured_db: np.ndarray, target_db: np.ndarray, k_band: np.ndar
         kp = 10 ** ((p - p.max()) / 10) * np.asarray(k_band, float)
         gains = gains - 10 * np.log10((kp * 10 ** ((gains @ g) / 10)).sum() / kp.sum())
     return gains
+
+
+def match_bands() -> np.ndarray:
+    """(bands,) bool: the grid bands inside MATCH_RANGE_HZ."""
+    f = band_centers_hz()
+    return (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
+
+
+def tonal_gap_db(measured_db: np.ndarray, target_db: np.ndarray, amount: float) -> np.ndarray:
+    """``amount`` of the gap from a bus's band spectrum to its tonal target, level-aligned over MATCH_RANGE_HZ,
+    and no boost where the bus has (next to) nothing (a high-passed range stays high-passed): the curve the
+    console's bus EQ and the corpus engineer's graphic EQ fit."""
+    sel = match_bands()
+    measured = np.asarray(measured_db, float)
+    gap = np.asarray(target_db, float) - measured
+    gap = amount * (gap - gap[sel].mean())
+    return np.where(measured < measured[sel].max() - EMPTY_BELOW_DB, np.minimum(gap, 0.0), gap)
 
 
 def bus_curves(

@@ -23,16 +23,13 @@ from ...dsp.bands import band_centers_hz
 from ...dsp.constants import REFERENCE_PROFILE, SAMPLE_RATE
 from ...dsp.profile import load_profile
 from ...dsp.profile_fit import mean_stft_magnitude, reference_style_spectrum
+from ...model.console.bus import MATCH_RANGE_HZ, match_bands, tonal_gap_db
 
 #: Graphic EQ bands: half-octave centres 40 Hz .. 16 kHz, Q for half-octave spacing, gain limit (dB).
 GEQ_HZ = tuple(float(40.0 * 2 ** (k / 2)) for k in range(18))
 GEQ_Q = 2.87
 GEQ_MAX_CUT_DB = 24.0
 GEQ_MAX_BOOST_DB = 15.0
-#: The band range the tonal match looks at (outside it the buses keep their own balance).
-MATCH_RANGE_HZ = (60.0, 16000.0)
-#: Bands this far under the bus's strongest band count as empty: the EQ may cut there, never boost.
-EMPTY_BELOW_DB = 55.0
 #: Weights of the least-squares fit: on the second difference of neighbouring gains, and on the gains.
 SMOOTH = 0.5
 RIDGE = 0.05
@@ -72,12 +69,8 @@ def eq_response_db(bands: list[dict]) -> np.ndarray:
 def tonal_eq(measured_db: np.ndarray, cls: str, amount: float) -> list[dict]:
     """Graphic-EQ bands that move ``measured_db`` (a band spectrum, :func:`bus_spectrum_db`) ``amount`` of the
     way to the class target, level-aligned over MATCH_RANGE_HZ."""
-    f = band_centers_hz()
-    sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
-    diff = tonal_targets()[cls] - measured_db
-    diff = amount * (diff - diff[sel].mean())
-    # no boost where the bus has (next to) nothing: a high-passed range stays high-passed
-    diff = np.where(measured_db < measured_db[sel].max() - EMPTY_BELOW_DB, np.minimum(diff, 0.0), diff)
+    sel = match_bands()
+    diff = tonal_gap_db(measured_db, tonal_targets()[cls], amount)
     use = [k for k, h in enumerate(GEQ_HZ) if MATCH_RANGE_HZ[0] <= h <= MATCH_RANGE_HZ[1]]
     gains = np.zeros(len(GEQ_HZ))
     basis = np.stack([peak_response_db(GEQ_HZ[k], 1.0, GEQ_Q) for k in use], axis=1)[sel]
@@ -134,7 +127,7 @@ def exciter_mix_db(
     if px is None or pe is None:
         return None
     target = tonal_targets()[cls]
-    sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
+    sel = match_bands()
     top = sel & (f >= EXCITER_HZ[cls])
     best, best_err = None, np.inf
     for k, mix in enumerate(EXCITER_MIX_DB):
