@@ -19,7 +19,7 @@ from fxmix.training.corpus.material import (
     with_low_voicing,
 )
 from fxmix.training.corpus.notes import NoteEvent, Part
-from fxmix.training.corpus.performance import perform_audio, perform_parts
+from fxmix.training.corpus.performance import perform_audio, perform_parts, struck_groups
 
 from fxmix.verbs.data import main as data_main
 
@@ -52,12 +52,24 @@ def test_performed_parts_vary_velocities_and_a_kit_shares_its_swell():
     kick = Part("kick", "drums", "kick", [NoteEvent(e.start_s, e.dur_s, 36, 100) for e in notes], drum=True)
     snare = Part("snare", "drums", "snare", notes, drum=True)
     pad = Part("pad", "other", "GM 89", notes, 89)
-    out = perform_parts([kick, snare, pad], np.random.default_rng(3), accent_share=0.0, spread_db=0.0)
+    out = perform_parts([kick, snare, pad], np.random.default_rng(3), accent_share=0.0, spread_db=0.0,
+                        voicing_db=0.0)
     vel = [np.array([e.velocity for e in p.notes]) for p in out]
     assert all(v.std() > 3 and v.max() <= 127 and v.min() >= 1 for v in vel)
-    # with accents and spread off only the phrase swell is left: one player's kit moves together
+    # with accents, spread and voicing off only the phrase swell is left: one player's kit moves together
     np.testing.assert_array_equal(vel[0], vel[1])
     assert not np.array_equal(vel[0], vel[2])
+
+
+def test_notes_struck_together_share_their_accent_and_spread():
+    # three-note chords (each spread over 4 ms, as a strum) every half second
+    notes = [NoteEvent(0.5 * k + 0.002 * j, 0.4, 60 + 4 * j, 90) for k in range(40) for j in range(3)]
+    pad = Part("keys", "other", "GM 0", notes, 0, role="chords")
+    out = perform_parts([pad], np.random.default_rng(5), swell_db=0.0, voicing_db=0.0, accent_share=0.3)
+    vel = np.array([e.velocity for e in out[0].notes]).reshape(40, 3)
+    assert np.all(vel == vel[:, :1])  # one gesture per chord
+    assert vel[:, 0].std() > 3  # and gestures differ
+    assert np.array_equal(struck_groups([0.0, 0.02, 0.05, 0.051, 0.2]), [0, 0, 1, 1, 2])
 
 
 @pytest.mark.parametrize("singer", list(SINGER_REGISTERS))

@@ -23,8 +23,13 @@ VELOCITY_DB = 40.0
 #: Performed dynamics, in dB of note level (the defaults of :func:`perform`): a slow phrase swell (std, one
 #: value per PHRASE_S, linearly interpolated), accents on a share of the notes, a per-note spread, and
 #: headroom taken off every note so accents are not clipped at velocity 127.
-PERFORMANCE = {"swell_db": 2.5, "accent_db": 5.0, "accent_share": 0.12, "spread_db": 1.5, "headroom_db": 3.0}
+PERFORMANCE = {"swell_db": 2.5, "accent_db": 5.0, "accent_share": 0.12, "spread_db": 1.5, "voicing_db": 0.5,
+               "headroom_db": 3.0}
 PHRASE_S = 2.0
+#: Notes whose starts lie within CHORD_S of a struck group's first note are one gesture (a chord, a strum, a
+#: flam): they share its accent and its spread, and differ only by the small voicing spread ``voicing_db``
+#: (a pianist voices a chord's notes a few dB apart, not by independent accents).
+CHORD_S = 0.03
 #: Gain ramps of :func:`perform_audio` end at each onset (s): short, so a note's level is set by its onset.
 RAMP_S = 0.005
 
@@ -37,10 +42,9 @@ def _swell(rng: np.random.Generator, end_s: float, std_db: float) -> np.ndarray:
 def performance_db(starts_s, rng: np.random.Generator, swell: np.ndarray | None = None,
                    **amounts: float) -> np.ndarray:
     """Performed dynamics of notes starting at ``starts_s``: dB offsets from a phrase swell, accents on a share
-    of the notes and a per-note spread, less the headroom (amounts: see PERFORMANCE). ``swell`` (knots every
-    PHRASE_S) shares one player's swell between parts (the pieces of a drum kit).
-
-    """
+    of the struck groups (:func:`struck_groups`) and a spread per group, a small voicing spread per note, less
+    the headroom (amounts: see PERFORMANCE). ``swell`` (knots every PHRASE_S) shares one player's swell
+    between parts (the pieces of a drum kit)."""
     a = {**PERFORMANCE, **amounts}
     starts = np.asarray(starts_s, float)
     if starts.size == 0:
@@ -48,9 +52,25 @@ def performance_db(starts_s, rng: np.random.Generator, swell: np.ndarray | None 
     if swell is None:
         swell = _swell(rng, float(starts.max()), a["swell_db"])
     d = np.interp(starts / PHRASE_S, np.arange(swell.size), swell)
-    accented = rng.random(starts.size) < a["accent_share"]
-    d += np.where(accented, a["accent_db"] * rng.uniform(0.5, 1.0, starts.size), 0.0)
-    return d + rng.normal(0.0, a["spread_db"], starts.size) - a["headroom_db"]
+    group = struck_groups(starts)
+    k = int(group.max()) + 1
+    accented = rng.random(k) < a["accent_share"]
+    gesture = np.where(accented, a["accent_db"] * rng.uniform(0.5, 1.0, k), 0.0) + rng.normal(0.0, a["spread_db"], k)
+    return d + gesture[group] + rng.normal(0.0, a["voicing_db"], starts.size) - a["headroom_db"]
+
+
+def struck_groups(starts_s) -> np.ndarray:
+    """Group index of each start (in the given order): notes starting within CHORD_S of a group's first
+    note (in time order) belong to it."""
+    starts = np.asarray(starts_s, float)
+    order = np.argsort(starts, kind="stable")
+    group = np.empty(starts.size, np.int64)
+    g, first = -1, -np.inf
+    for i in order:
+        if starts[i] - first > CHORD_S:
+            g, first = g + 1, starts[i]
+        group[i] = g
+    return group
 
 
 def perform(part: Part, rng: np.random.Generator, swell: np.ndarray | None = None, **amounts: float) -> Part:
