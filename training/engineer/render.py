@@ -49,7 +49,7 @@ BUS_PLR_DB = {"drums": 18.0}
 #: TRANSIENT_SMOOTH_MS. Every onset loses the same dB whatever its level, so the onsets keep their spread
 #: (the onset-peak feature) while the peaks come closer to the body: synthesized and sampled notes start
 #: harder above their body than played and mixed ones (training/DATA.md, calibration).
-BUS_TRANSIENT_DB = {"vocals": 3.0, "drums": 7.0, "bass": 4.0, "other": 1.5}
+BUS_TRANSIENT_DB = {"vocals": 3.0, "drums": 7.0, "bass": 4.0, "other": 3.0}
 TRANSIENT_HOLD_MS = 15.0
 TRANSIENT_SLOW_MS = 100.0
 TRANSIENT_KNEE_DB = 3.0
