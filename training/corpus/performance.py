@@ -21,8 +21,9 @@ from .notes import NoteEvent, Part
 #: so a level change of d dB is a velocity factor of 10**(d/40).
 VELOCITY_DB = 40.0
 #: Performed dynamics, in dB of note level (the defaults of :func:`perform`): a slow phrase swell (std, one
-#: value per PHRASE_S, linearly interpolated), accents on a share of the notes, a per-note spread, and
-#: headroom taken off every note so accents are not clipped at velocity 127.
+#: value per PHRASE_S, linearly interpolated), accents on a share of the struck gestures (CHORD_S), a spread
+#: per gesture, a voicing spread per note, and headroom taken off every note so accents are not clipped at
+#: velocity 127.
 PERFORMANCE = {"swell_db": 2.5, "accent_db": 5.0, "accent_share": 0.12, "spread_db": 1.5, "voicing_db": 0.5,
                "headroom_db": 3.0}
 PHRASE_S = 2.0
