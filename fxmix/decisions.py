@@ -69,7 +69,24 @@ def reaper_track_settings(
     if doc.get("mixer") == "console" and any(t["mixer"]["reverb_send_db"] > -40.0 for t in doc["tracks"]):
         notes.append("the console's reverb sends are not written (no reverb JSFX); their levels are in "
                      "decisions.json")
+    notes += unwritten_bus_stages(doc)
     return settings, notes
+
+
+def unwritten_bus_stages(doc: Mapping) -> list[str]:
+    """Notes on the console's class-bus stages that have no plug-in in the written chains (their settings are
+    in the decisions document): the exciter and the transient cut."""
+    notes = []
+    excited = {c: v for c, v in (doc.get("exciter_db") or {}).items() if v is not None}
+    if excited:
+        notes.append("the console's class-bus exciter is not written (no exciter JSFX): REAPER plays the "
+                     "tracks without the harmonics fxmix added (" + ", ".join(f"{c} {v:+.0f} dB" for c, v in
+                                                                    excited.items()) + "; decisions.json)")
+    if doc.get("transient_cut_db"):
+        notes.append("the console's class-bus transient cut is not written (no transient JSFX): REAPER plays "
+                     "the onsets without the cut fxmix made (" + ", ".join(
+                         f"{c} {v:g} dB" for c, v in doc["transient_cut_db"].items()) + "; decisions.json)")
+    return notes
 
 
 def reaper_master_lines(project: Project, doc: Mapping) -> tuple[tuple[str, ...], list[str]]:

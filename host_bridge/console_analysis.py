@@ -51,7 +51,7 @@ from fxmix.dsp.streaming.planner_process import (
 )
 from fxmix.dsp.streaming.windows import Windows
 from fxmix.model.console import ConsoleParams
-from fxmix.model.console.bus import curve_toward, profile_targets
+from fxmix.model.console.bus import curve_toward, fine_curve_toward, profile_targets
 from fxmix.model.mixer import COLOUR_MAX, POWER_FLOOR, class_indices, k_band_weights
 
 from .console_chain import console_curve_on_grid, eq_spectra
@@ -287,7 +287,10 @@ class ConsoleAnalysis:
             idx = [i for i, c in enumerate(self.track_class) if c == cls and s.weight[i] > 0]
             if idx:
                 bus_db = 10 * np.log10(power[idx].sum(axis=0) + 1e-20)
-                out[idx] = console_curve_on_grid(curve_toward(bus_db, self._targets[cls], self._k_band))
+                if self.config.bus_eq_fine:  # the curve is on the grid already
+                    out[idx] = fine_curve_toward(bus_db, self._targets[cls], self._k_band)
+                else:
+                    out[idx] = console_curve_on_grid(curve_toward(bus_db, self._targets[cls], self._k_band))
         return out
 
     def _norm_in_force(self) -> tuple[np.ndarray, np.ndarray]:

@@ -156,6 +156,10 @@ class ConsoleSession:
         self._chain_job: Future | None = None
         self._ring: Windows | None = None
         self.config = dataclasses.replace(self.runner.net.config, sample_rate=self.sample_rate)
+        offline = [name for name, on in (("exciter", self.config.exciter), ("transient cut", self.config.transient)) if on]
+        if offline:  # measured on whole buses, offline: the per-track streaming chain has no such stage
+            log.warning("console session: %s mixes without its class-bus %s (offline stages of `fxmix mix`)",
+                        self.runner.name, " and ".join(offline))
         self._worker = self._start_analysis()
         self._reset_state()
 

@@ -473,6 +473,14 @@ class MixerConfig(NetConfig):
             recording's own timbre and dynamics, as an engineer's do.
         bus_eq: after the track chains, each class bus is EQ'd toward its profile's tonal target
             (:mod:`fxmix.model.console.bus`, measured from the bus, not learned), as an engineer's bus EQ.
+        bus_eq_fine: (with ``bus_eq``) the bus EQ is the corpus engineer's half-octave graphic EQ fit, rendered as a
+            linear-phase FIR of its response on the profile's 1/6-octave grid
+            (:func:`fxmix.model.console.bus.fine_curve_toward`), not a fit on the console EQ's octaves.
+        exciter: before the bus EQ, each class bus's harmonic exciter adds its tracks' saturated top end at the
+            level that brings the bus's top bands closest to the class's tonal target
+            (:mod:`fxmix.model.console.exciter`, measured, not learned), as the corpus engineer's buses do.
+        transient: after the bus EQ, each class bus's transient cut (one gain from the bus, on its tracks;
+            :mod:`fxmix.model.console.transient`, measured, not learned), as the corpus engineer's buses do.
     """
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -500,6 +508,9 @@ class MixerConfig(NetConfig):
     colour_eq: bool = False
     render_levelled: bool = False
     bus_eq: bool = False
+    bus_eq_fine: bool = False
+    exciter: bool = False
+    transient: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

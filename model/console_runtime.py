@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fxmix.dsp.audio import as_stereo, atomic_path
+from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.constants import CLASSES, SAMPLE_RATE
 from fxmix.dsp.errors import ConfigError, ModelLoadError
 from fxmix.dsp.profile import load_profile
@@ -33,6 +34,8 @@ from fxmix.dsp.stages.master import master as master_stage
 
 from .console import ConsoleParams, render_console_pedalboard
 from .console.bus import bus_curves, profile_targets
+from .console.exciter import exciter_mix_db
+from .console.transient import BUS_TRANSIENT_DB
 from .mixer import ConsoleMixer, class_indices, colour_of, onnx_inputs, track_features
 from .names import model_profile
 from .states import ONNX_NAME, load_model
@@ -159,21 +162,35 @@ def mix_tracks(
                               "track per track (or mix through fxmix.automix_tracks)")
         audio = np.stack([np.asarray(x, np.float32) for x in levelled])
     curves: dict = {}
-    bus_eq = None
-    if cfg.bus_eq:
+    levels: dict = {}
+    bus_eq = exciter = None
+    if cfg.bus_eq or cfg.exciter:
         targets = profile_targets(profile if profile is not None else load_profile(model_profile(runner)))
+    if cfg.bus_eq:
         def bus_eq(buses):  # noqa: E306 - records what it measured, so the decisions replay
-            curves.update(bus_curves(buses, targets, SAMPLE_RATE))
+            curves.update(bus_curves(buses, targets, SAMPLE_RATE, fine=cfg.bus_eq_fine))
             return curves
-    mix = render_console_pedalboard(audio, params, SAMPLE_RATE, classes=classes, bus_eq=bus_eq)
+    if cfg.exciter:
+        def exciter(buses):  # noqa: E306 - records what it measured, so the decisions replay
+            levels.update({c: exciter_mix_db(bus, exc, c, targets[c], SAMPLE_RATE) for c, (bus, exc) in buses.items()})
+            return levels
+    transient = {c: BUS_TRANSIENT_DB[c] for c in classes} if cfg.transient else None
+    mix = render_console_pedalboard(audio, params, SAMPLE_RATE, classes=classes, bus_eq=bus_eq, exciter=exciter,
+                                    transient=transient)
     plan = default_plan() if master and np.any(mix) else None  # a silent sum stays silent, with no plan
     if plan is not None:
         mix = master_stage(mix, plan, SAMPLE_RATE)
     decisions = params.to_dict(0, names)
     decisions["master"] = plan
     decisions["render_input"] = "levelled" if cfg.render_levelled else "normalized"
+    if cfg.transient:
+        decisions["transient_cut_db"] = transient
+    if cfg.exciter:
+        decisions["exciter_db"] = {c: None if v is None else round(float(v), 4) for c, v in levels.items()}
     if cfg.bus_eq:
         decisions["bus_eq_db"] = {c: [round(float(v), 4) for v in g] for c, g in curves.items()}
+        if cfg.bus_eq_fine:  # the points of the curves: the profile's grid, not the console EQ's octaves
+            decisions["bus_eq_hz"] = [round(float(f), 3) for f in band_centers_hz()]
     for d, c in zip(decisions["tracks"], classes):
         d["class"] = c
     decisions["model"] = {"arch": "console", "folder": str(Path(model_dir)), "sample_rate": SAMPLE_RATE,

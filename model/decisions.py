@@ -96,8 +96,9 @@ def build_decisions(
         console = {t["name"]: t for t in res.console["tracks"]}
         doc |= {"mixer": "console", "master_gain_db": res.console["master_gain_db"],
                 "master": res.console.get("master"), "console": res.console["console"]}
-        if res.console.get("bus_eq_db"):
-            doc["bus_eq_db"] = res.console["bus_eq_db"]
+        for key in ("bus_eq_db", "bus_eq_hz", "exciter_db", "transient_cut_db"):  # the class-bus stages it measured
+            if res.console.get(key):
+                doc[key] = res.console[key]
         if res.console.get("render_input") == "levelled":  # the console rendered the loudness stage's tracks
             doc["stages"] = ["loudness"]
         for name, file in files.items():

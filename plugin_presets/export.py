@@ -87,6 +87,8 @@ def export_decisions(
 
 
 # ------------------------------------------------------------------------ the final per-track decisions
+#: the console's class-bus stages that have no JSFX: kept in each track's ``.decisions.json`` as ``class_bus``
+CLASS_BUS_KEYS = ("exciter_db", "transient_cut_db")
 #: formats of :func:`export_track_decisions`
 DECISION_FORMATS = ("json", "rfxchain")
 
@@ -137,6 +139,9 @@ def export_track_decisions(
             entry = next(t for t in doc["tracks"] if t["name"] == name)
             d = {"format": doc["format"], "model": doc.get("model"), "mixer": doc.get("mixer"),
                  "track": entry, "jsfx_sliders": sliders}
+            bus = {k: (doc.get(k) or {}).get(entry["class"]) for k in CLASS_BUS_KEYS if doc.get(k)}
+            if bus:  # the class-bus stages without a plug-in: their settings, for the notes
+                d["class_bus"] = bus
             written.append(write_text_atomic(out / f"{base.name}.decisions.json", json.dumps(d, indent=1) + "\n"))
     if doc.get("master"):
         sliders = master_sliders(doc["master"])

@@ -294,7 +294,8 @@ def mixer_chain(doc: Mapping, track: Mapping, sample_rate: int = C.SAMPLE_RATE) 
         comp = (float(m["comp_threshold_db"]), float(m["comp_ratio"]), float(m["comp_attack_ms"]),
                 float(m["comp_release_ms"]))
         bus = (doc.get("bus_eq_db") or {}).get(track.get("class"))
-        bus_eq = fit_parametric_eq(bands, bus, sample_rate, highpass=False) if bus is not None else None
+        bus_hz = doc.get("bus_eq_hz", bands)  # a fine bus EQ's curve is on the profile's grid
+        bus_eq = fit_parametric_eq(bus_hz, bus, sample_rate, highpass=False) if bus is not None else None
         return MixerChain(eq, comp, float(m["gain_db"]) + float(doc.get("master_gain_db", 0.0)), _db(left),
                           _db(right), float(m["reverb_send_db"]), bus_eq)
     if kind == "bus" and m.get("band_gain_db") and m.get("gain_db") is not None:

@@ -36,6 +36,8 @@ from fxmix.dsp.profile import load_profile
 from fxmix.model.config import MixerConfig
 from fxmix.model.console import ConsoleParams, render_console_stages
 from fxmix.model.console.bus import profile_targets, track_curves
+from fxmix.model.console.exciter import track_excitation
+from fxmix.model.console.transient import track_transient_gains
 from fxmix.model.losses import MultiResolutionSumDiffLoss
 from fxmix.model.mixer import ConsoleMixer, predict_units, unit_slice
 from fxmix.model.states import save_model
@@ -174,7 +176,17 @@ class ConsoleObjective:
             return None
         if self._targets is None:
             self._targets = profile_targets(load_profile(self.cfg.profile))
-        return lambda panned: track_curves(panned.cpu().numpy(), classes, self._targets, net.config.sample_rate)
+        return lambda panned: track_curves(panned.cpu().numpy(), classes, self._targets, net.config.sample_rate,
+                                           fine=net.config.bus_eq_fine)
+
+    def exciter(self, net: ConsoleMixer, classes):
+        """The class-bus exciter of a console whose network config asks for it
+        (:mod:`fxmix.model.console.exciter`, toward the training profile's targets), else None."""
+        if not net.config.exciter:
+            return None
+        if self._targets is None:
+            self._targets = profile_targets(load_profile(self.cfg.profile))
+        return lambda panned: track_excitation(panned, classes, self._targets, net.config.sample_rate)
 
     @staticmethod
     def render_input(net: ConsoleMixer, batch: dict) -> torch.Tensor:
@@ -187,7 +199,11 @@ class ConsoleObjective:
         colour = torch.from_numpy(batch["colour"]) if "colour" in batch else None
         u, master_u = predict_units(net, norm, batch["classes"], mask, colour)
         params = ConsoleParams.from_unit(u, batch["classes"], master_u=master_u)
-        stages = render_console_stages(self.render_input(net, batch), params, bus_eq=self.bus_eq(net, batch["classes"]))
+        classes = batch["classes"]
+        sr = net.config.sample_rate
+        transient = (lambda panned: track_transient_gains(panned, classes, sr)) if net.config.transient else None
+        stages = render_console_stages(self.render_input(net, batch), params, bus_eq=self.bus_eq(net, classes),
+                                       exciter=self.exciter(net, classes), transient=transient)
         target = wet.sum(dim=1)
         gains = batch["level_gain_db" if net.config.render_levelled else "gain_db"]
         out = {

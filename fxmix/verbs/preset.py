@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fxmix.decisions import unwritten_bus_stages
 from fxmix.dsp import constants as C
 from fxmix.dsp.audio import align_lengths, read_audio
 from fxmix.dsp.constants import REFERENCE_PROFILE
@@ -60,6 +61,8 @@ def _export_mix_decisions(args) -> int:
         print(w)
     if result.install_steps:
         print(f"\n{result.install_steps}")
+    for note in unwritten_bus_stages(doc):
+        print(f"note: {note}")
     return 0
 
 

@@ -23,26 +23,39 @@ from fxmix.dsp.features import measure_spectrum
 from fxmix.dsp.profile_fit import mean_stft_magnitude, reference_style_spectrum
 
 from .designs import eq_to_grid_matrix, k_band_weights
+from .geq import eq_response_db, match_bands, tonal_eq, tonal_gap_db
 
 #: how far toward the target (the corpus engineer's mean taste moves its buses 0.95 of the way)
 BUS_EQ_AMOUNT = 0.95
-#: the band range the match looks at; outside it the curve follows the fitted octaves' interpolation
-MATCH_RANGE_HZ = (60.0, 16000.0)
-#: bands this far under the bus's strongest band count as empty: the EQ may cut there, never boost
-EMPTY_BELOW_DB = 55.0
 #: octave gain limits (dB) and the ridge of the least-squares fit
 MAX_CUT_DB, MAX_BOOST_DB, RIDGE = 24.0, 15.0, 0.05
 
 
-def bus_curve_db(bus: np.ndarray, target_db: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Octave-band gains (dB, the console EQ's bands) that move ``bus`` (2, n) toward ``target_db`` (the class's
-    band spectrum on the profile grid); zeros for a silent bus."""
+def bus_curve_db(
+    bus: np.ndarray, target_db: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE, *, fine: bool = False
+) -> np.ndarray:
+    """The class-bus EQ curve (dB) that moves ``bus`` (2, n) toward ``target_db`` (the class's band spectrum on
+    the profile grid): octave-band gains (the console EQ's bands, :func:`curve_toward`), or with ``fine`` the
+    half-octave graphic EQ's response on the whole grid (:func:`fine_curve_toward`); zeros for a silent bus."""
     if not np.any(bus):
-        return np.zeros(eq_to_grid_matrix().shape[0])
+        return np.zeros(band_centers_hz().size if fine else eq_to_grid_matrix().shape[0])
     x = np.asarray(bus, np.float32)
-    measured = reference_style_spectrum(mean_stft_magnitude(x), cls, sample_rate)
+    measured = bus_spectrum_db(x, cls, sample_rate)
     power_db = measure_spectrum(x, sample_rate, 0.0)  # mean band power: what the loudness weights apply to
-    return curve_toward(measured, target_db, k_band_weights(sample_rate), power_db)
+    toward = fine_curve_toward if fine else curve_toward
+    return toward(measured, target_db, k_band_weights(sample_rate), power_db)
+
+
+def bus_spectrum_db(x: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
+    """A bus's band spectrum (dB, at its own level) measured the way its tonal target was: the mean STFT
+    magnitude, smoothed and banded as the reference's published spectra (``reference_style_spectrum``).
+
+    Measured with dsp's power spectrum instead, a bus matched to its target reads 2-3 dB brighter at
+    7-9 kHz on that target's own scale (the reference smooths magnitudes along linear frequency, which lowers
+    harmonic low mids more than a noisy top; training/DATA.md, calibration). None for silence."""
+    if not np.any(x):
+        return None
+    return reference_style_spectrum(mean_stft_magnitude(np.asarray(x, np.float32)), cls, sample_rate)
 
 
 def curve_toward(measured_db: np.ndarray, target_db: np.ndarray, k_band: np.ndarray | None = None,
@@ -62,47 +75,50 @@ def curve_toward(measured_db: np.ndarray, target_db: np.ndarray, k_band: np.ndar
     gains, *_ = np.linalg.lstsq(a, b, rcond=None)
     gains = np.clip(gains, -MAX_CUT_DB, MAX_BOOST_DB)
     if k_band is not None:
-        p = measured if power_db is None else np.asarray(power_db, float)
-        kp = 10 ** ((p - p.max()) / 10) * np.asarray(k_band, float)
-        gains = gains - 10 * np.log10((kp * 10 ** ((gains @ g) / 10)).sum() / kp.sum())
+        gains = gains - loudness_change_db(gains @ g, measured if power_db is None else power_db, k_band)
     return gains
 
 
-def match_bands() -> np.ndarray:
-    """(bands,) bool: the grid bands inside MATCH_RANGE_HZ."""
-    f = band_centers_hz()
-    return (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
+def fine_curve_toward(measured_db: np.ndarray, target_db: np.ndarray, k_band: np.ndarray | None = None,
+                      power_db: np.ndarray | None = None) -> np.ndarray:
+    """:func:`curve_toward` at the corpus engineer's resolution: the response on the profile grid (dB per band) of
+    the half-octave graphic EQ that moves ``measured_db`` :data:`BUS_EQ_AMOUNT` of the way toward ``target_db``
+    (:func:`fxmix.model.console.geq.tonal_eq`), shifted to keep the K-weighted loudness where ``k_band`` is
+    given. The console renders it as a linear-phase FIR of that magnitude."""
+    curve = eq_response_db(tonal_eq(measured_db, target_db, BUS_EQ_AMOUNT))
+    if k_band is not None:
+        curve = curve - loudness_change_db(curve, measured_db if power_db is None else power_db, k_band)
+    return curve
 
 
-def tonal_gap_db(measured_db: np.ndarray, target_db: np.ndarray, amount: float) -> np.ndarray:
-    """``amount`` of the gap from a bus's band spectrum to its tonal target, level-aligned over MATCH_RANGE_HZ,
-    and no boost where the bus has (next to) nothing (a high-passed range stays high-passed): the curve the
-    console's bus EQ and the corpus engineer's graphic EQ fit."""
-    sel = match_bands()
-    measured = np.asarray(measured_db, float)
-    gap = np.asarray(target_db, float) - measured
-    gap = amount * (gap - gap[sel].mean())
-    return np.where(measured < measured[sel].max() - EMPTY_BELOW_DB, np.minimum(gap, 0.0), gap)
+def loudness_change_db(curve_db: np.ndarray, power_db: np.ndarray, k_band: np.ndarray) -> float:
+    """How much a curve on the grid (dB per band) changes the K-weighted loudness (dB) of a bus whose mean band
+    power is ``power_db`` (any level)."""
+    p = np.asarray(power_db, float)
+    kp = 10 ** ((p - p.max()) / 10) * np.asarray(k_band, float)
+    return float(10 * np.log10((kp * 10 ** (np.asarray(curve_db, float) / 10)).sum() / kp.sum()))
 
 
 def bus_curves(
-    buses: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], sample_rate: int = SAMPLE_RATE
+    buses: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], sample_rate: int = SAMPLE_RATE, *,
+    fine: bool = False,
 ) -> dict[str, np.ndarray]:
     """:func:`bus_curve_db` of every class bus ``{class: (2, n)}``."""
-    return {c: bus_curve_db(x, targets[c], c, sample_rate) for c, x in buses.items()}
+    return {c: bus_curve_db(x, targets[c], c, sample_rate, fine=fine) for c, x in buses.items()}
 
 
 def track_curves(
     panned: np.ndarray, classes: Sequence[Sequence[str]], targets: Mapping[str, np.ndarray],
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = SAMPLE_RATE, *, fine: bool = False,
 ) -> np.ndarray:
-    """(batch, tracks, octaves): each track's class-bus curve for panned tracks (batch, tracks, 2, n) of
-    ``classes`` (nested per batch item; silent padding tracks add nothing to their bus)."""
-    out = np.zeros((*panned.shape[:2], eq_to_grid_matrix().shape[0]))
+    """(batch, tracks, octaves, or grid bands with ``fine``): each track's class-bus curve for panned tracks
+    (batch, tracks, 2, n) of ``classes`` (nested per batch item; silent padding tracks add nothing to their
+    bus)."""
+    out = np.zeros((*panned.shape[:2], band_centers_hz().size if fine else eq_to_grid_matrix().shape[0]))
     for b, names in enumerate(classes):
         names = list(names)[: panned.shape[1]]
         buses = {c: np.sum(panned[b, [i for i, k in enumerate(names) if k == c]], axis=0) for c in set(names)}
-        curves = bus_curves(buses, targets, sample_rate)
+        curves = bus_curves(buses, targets, sample_rate, fine=fine)
         out[b, : len(names)] = [curves[c] for c in names]
     return out
 

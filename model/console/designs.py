@@ -44,9 +44,21 @@ def eq_band_centers_hz() -> np.ndarray:
     return band_centers_hz()[::BANDS_PER_OCTAVE]
 
 
+def curve_points_hz(n_points: int) -> np.ndarray:
+    """The frequencies of an EQ curve of ``n_points`` values: the console EQ's octaves
+    (:func:`eq_band_centers_hz`) or the profile's whole 1/6-octave grid (the fine class-bus EQ)."""
+    for points in (eq_band_centers_hz(), band_centers_hz()):
+        if n_points == points.size:
+            return points
+    raise ValueError(f"an EQ curve has {eq_band_centers_hz().size} (octaves) or {band_centers_hz().size} "
+                     f"(1/6-octave grid) values, got {n_points}")
+
+
 def eq_fir(eq_db: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(EQ_FIR_TAPS,) float64 linear-phase FIR for one band-gain curve (dB on :func:`eq_band_centers_hz`)."""
-    return design_fir(eq_band_centers_hz(), np.asarray(eq_db, float), sample_rate, EQ_FIR_TAPS)
+    """(EQ_FIR_TAPS,) float64 linear-phase FIR for one band-gain curve (dB on :func:`curve_points_hz`: the
+    octaves, or the grid)."""
+    eq_db = np.asarray(eq_db, float)
+    return design_fir(curve_points_hz(eq_db.size), eq_db, sample_rate, EQ_FIR_TAPS)
 
 
 def eq_to_grid_matrix() -> np.ndarray:
@@ -68,12 +80,12 @@ def k_band_weights(sample_rate: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _interp_matrix(sample_rate: int) -> np.ndarray:
-    """(bins, bands) matrix of design_fir's interpolation: gain_bins = M @ gain_bands (np.interp is linear
+def _interp_matrix(sample_rate: int, n_points: int) -> np.ndarray:
+    """(bins, points) matrix of design_fir's interpolation: gain_bins = M @ gain_points (np.interp is linear
     in the values)."""
     n_fft = EQ_FIR_TAPS - 1
     f = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    centers = eq_band_centers_hz()
+    centers = curve_points_hz(n_points)
     eye = np.eye(len(centers))
     x = np.log2(np.maximum(f, 1e-3))
     m = np.stack([np.interp(x, np.log2(centers), eye[k]) for k in range(len(centers))], axis=1)
@@ -82,9 +94,9 @@ def _interp_matrix(sample_rate: int) -> np.ndarray:
 
 
 def eq_fir_torch(eq_db: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """:func:`eq_fir` in torch for a batch of curves: (..., bands) dB -> (..., EQ_FIR_TAPS) taps."""
+    """:func:`eq_fir` in torch for a batch of curves: (..., points) dB -> (..., EQ_FIR_TAPS) taps."""
     n_fft = EQ_FIR_TAPS - 1
-    m = torch.tensor(_interp_matrix(sample_rate), dtype=eq_db.dtype, device=eq_db.device)
+    m = torch.tensor(_interp_matrix(sample_rate, eq_db.shape[-1]), dtype=eq_db.dtype, device=eq_db.device)
     mag = torch.pow(10.0, (eq_db @ m.T) / 20.0)
     h = torch.roll(torch.fft.irfft(mag, n_fft), n_fft // 2, dims=-1)
     h = torch.cat([h, h[..., :1]], dim=-1)

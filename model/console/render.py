@@ -6,8 +6,10 @@ Signal flow (the pedalboard twin, :mod:`fxmix.model.console.twin`, renders the s
       -> pan (PAN_LAW) -> dry bus, and x reverb_send_db -> reverb bus
     mix = (dry bus + reverb IR * (reverb bus L + R)) x master_gain_db   (IR: one per output channel)
 
-With ``bus_eq`` each panned track also goes through its class bus's EQ (:mod:`fxmix.model.console.bus`) before
-the dry and reverb buses.
+With ``exciter`` each panned track first gets its class bus's exciter harmonics (:mod:`fxmix.model.console.exciter`),
+with ``bus_eq`` it then goes through its class bus's EQ (:mod:`fxmix.model.console.bus`), and with ``transient`` it
+is multiplied by its class bus's transient cut (:mod:`fxmix.model.console.transient`), before the dry and reverb
+buses.
 
 Convolutions are FFT convolutions. The EQ is zero phase (its (taps - 1) / 2 delay is trimmed) with silence
 outside the track; the reverb is causal and its tail past the last sample is dropped.
@@ -59,11 +61,16 @@ def render_console(
     *,
     envelope_gradient: bool = True,
     bus_eq=None,
+    exciter=None,
+    transient=None,
 ) -> torch.Tensor:
     """Mix ``tracks`` (batch, tracks, 2, n) with ``params`` -> (batch, 2, n), differentiable in every
     parameter but attack/release (see the module docstring and :func:`compressor_gain` for the
     compressor's envelope)."""
-    return render_console_stages(tracks, params, sample_rate, envelope_gradient=envelope_gradient, bus_eq=bus_eq).mix
+    return render_console_stages(
+        tracks, params, sample_rate, envelope_gradient=envelope_gradient, bus_eq=bus_eq, exciter=exciter,
+        transient=transient,
+    ).mix
 
 
 def render_console_stages(
@@ -73,12 +80,20 @@ def render_console_stages(
     *,
     envelope_gradient: bool = True,
     bus_eq=None,
+    exciter=None,
+    transient=None,
 ) -> ConsoleStages:
-    """:func:`render_console` keeping every stage's output (``panned`` after the bus EQ).
+    """:func:`render_console` keeping every stage's output (``panned`` after the class-bus stages).
 
+    ``exciter``: None, or a function of the panned tracks (batch, tracks, 2, n) (numpy) that returns what the
+    exciter adds to each of them (same shape; :func:`fxmix.model.console.exciter.track_excitation`), a
+    constant to the gradient.
     ``bus_eq``: None, each track's bus curve (batch, tracks, EQ bands) in dB, or a function of the panned
-    tracks (batch, tracks, 2, n) that returns those curves (measured on the signal; a constant to the
-    gradient)."""
+    (and excited) tracks (batch, tracks, 2, n) that returns those curves (measured on the signal; a constant
+    to the gradient).
+    ``transient``: None, or a function of the panned tracks after the bus EQ (numpy) that returns each one's
+    class-bus gain (batch, tracks, n) (:func:`fxmix.model.console.transient.track_transient_gains`), a constant
+    to the gradient."""
     _check_shapes(tracks, params)
     db = lambda v: torch.pow(10.0, v / 20.0)  # noqa: E731
     eq = fir_same(tracks, eq_fir_torch(params.eq_db.to(tracks.dtype), sample_rate)[:, :, None, :])
@@ -86,10 +101,16 @@ def render_console_stages(
     left, right = pan_gains(params.pan.to(tracks.dtype))
     fader = db(params.gain_db.to(tracks.dtype))
     panned = comp * (fader[..., None] * torch.stack([left, right], dim=-1))[..., None]
+    if exciter is not None:
+        extra = exciter(panned.detach().cpu().numpy())
+        panned = panned + torch.as_tensor(extra, dtype=tracks.dtype, device=tracks.device)
     if bus_eq is not None:
         curves = bus_eq(panned.detach()) if callable(bus_eq) else bus_eq
         curves = torch.as_tensor(curves, dtype=tracks.dtype, device=tracks.device)
         panned = fir_same(panned, eq_fir_torch(curves, sample_rate)[:, :, None, :])
+    if transient is not None:
+        gain = transient(panned.detach().cpu().numpy())
+        panned = panned * torch.as_tensor(gain, dtype=tracks.dtype, device=tracks.device)[:, :, None, :]
     dry = panned.sum(dim=1)
     bus = (panned * db(params.reverb_send_db.to(tracks.dtype))[:, :, None, None]).sum(dim=1)
     wet = reverb(bus, sample_rate)

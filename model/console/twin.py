@@ -26,7 +26,9 @@ from fxmix.dsp.constants import SAMPLE_RATE
 from fxmix.dsp.stages.compression import linked_gain
 
 from .designs import eq_fir, linked_detector, pan_gains, reverb_board
+from .exciter import excitation
 from .params import ConsoleParams
+from .transient import transient_gain
 
 
 def convolution(ir: np.ndarray, sample_rate: int) -> pedalboard.Pedalboard:
@@ -46,10 +48,18 @@ def convolution(ir: np.ndarray, sample_rate: int) -> pedalboard.Pedalboard:
 
 def render_console_pedalboard(
     tracks: np.ndarray, params: ConsoleParams | dict, sample_rate: int = SAMPLE_RATE, *,
-    classes: Sequence[str] | None = None, bus_eq=None,
+    classes: Sequence[str] | None = None, bus_eq=None, exciter=None, transient=None,
 ) -> np.ndarray:
     """Mix ``tracks`` (tracks, 2, n) with one console's decisions (a ConsoleParams of batch 1, or the dict
     of :meth:`ConsoleParams.to_dict`) -> (2, n) float32.
+
+    ``exciter`` (needs ``classes``): None, ``{class: level dB or None}``, or a function of
+    ``{class: (bus (2, n), its tracks' excitation summed (2, n))}`` that returns those levels: each track's
+    :func:`~fxmix.model.console.exciter.excitation` at its class's level is added to it after its pan (and
+    goes to the reverb send with it), before the bus EQ.
+    ``transient`` (needs ``classes``): None or ``{class: depth dB}``: after the bus EQ, each class's dry and
+    send sums are multiplied by the transient cut's gain measured on its dry sum
+    (:func:`~fxmix.model.console.transient.transient_gain`), which equals multiplying each of its tracks.
 
     ``bus_eq`` (needs ``classes``): None, ``{class: curve}`` (dB on the EQ's octaves), or a function of
     ``{class: bus (2, n)}`` (the sums of the panned tracks) that returns those curves. The EQ is linear, so
@@ -61,12 +71,16 @@ def render_console_pedalboard(
         raise ValueError(f"tracks must be (tracks, 2, samples), got {x.shape}")
     if p.batch != 1 or p.tracks != x.shape[0]:
         raise ValueError(f"params are for (batch, tracks) = {(p.batch, p.tracks)}, need (1, {x.shape[0]})")
-    if bus_eq is not None and (classes is None or len(classes) != x.shape[0]):
-        raise ValueError("bus_eq needs one class per track")
-    keys = list(classes) if bus_eq is not None else ["all"] * x.shape[0]
+    by_class = bus_eq is not None or exciter is not None or transient is not None
+    if by_class and (classes is None or len(classes) != x.shape[0]):
+        raise ValueError("bus_eq, exciter and transient need one class per track")
+    keys = list(classes) if by_class else ["all"] * x.shape[0]
     v = p.map(lambda t: t.detach().cpu().double()[0].numpy())
     dry = {k: np.zeros(x.shape[1:], np.float32) for k in keys}
     bus = {k: np.zeros(x.shape[1:], np.float32) for k in keys}
+    # each class's excitation summed, as is and at the tracks' send levels (the level multiplies both)
+    exc = {k: np.zeros(x.shape[1:], np.float32) for k in keys} if exciter is not None else None
+    exc_sent = {k: np.zeros(x.shape[1:], np.float32) for k in keys} if exciter is not None else None
     for i, k in enumerate(keys):
         y = twin_eq(x[i], v.eq_db[i], sample_rate)
         y = twin_compressor(
@@ -75,11 +89,28 @@ def render_console_pedalboard(
         y = pedalboard.Gain(gain_db=float(v.gain_db[i])).process(y, sample_rate)
         y = twin_pan(y, float(v.pan[i]), sample_rate)
         dry[k] += y
-        bus[k] += pedalboard.Gain(gain_db=float(v.reverb_send_db[i])).process(y, sample_rate)
+        send = pedalboard.Gain(gain_db=float(v.reverb_send_db[i]))
+        bus[k] += send.process(y, sample_rate)
+        if exc is not None and np.any(y):
+            e = excitation(y, k, sample_rate)
+            exc[k] += e
+            exc_sent[k] += send.process(e, sample_rate)
+    if exc is not None:
+        levels = exciter({k: (dry[k], exc[k]) for k in dry}) if callable(exciter) else exciter
+        for k, mix in levels.items():
+            if mix is not None:
+                g = np.float32(10 ** (mix / 20))
+                dry[k] += exc[k] * g
+                bus[k] += exc_sent[k] * g
     if bus_eq is not None:
         curves = bus_eq(dry) if callable(bus_eq) else bus_eq
         dry = {k: twin_eq(y, np.asarray(curves[k], float), sample_rate) for k, y in dry.items()}
         bus = {k: twin_eq(y, np.asarray(curves[k], float), sample_rate) for k, y in bus.items()}
+    if transient is not None:
+        for k in dry:
+            if np.any(dry[k]):
+                g = transient_gain(dry[k], sample_rate, transient[k])[None, :]
+                dry[k], bus[k] = dry[k] * g, bus[k] * g
     wet = reverb_board().process(np.sum(list(bus.values()), axis=0, dtype=np.float32), sample_rate)
     master = pedalboard.Gain(gain_db=float(v.master_gain_db))
     return master.process(np.ascontiguousarray(np.sum(list(dry.values()), axis=0, dtype=np.float32) + wet),

@@ -113,7 +113,8 @@ def test_class_bus_eq_twin_and_its_pull_toward_the_tonal_target():
     from fxmix.dsp.bands import band_centers_hz
     from fxmix.dsp.profile import load_profile
     from fxmix.dsp.profile_fit import mean_stft_magnitude, reference_style_spectrum
-    from fxmix.model.console.bus import MATCH_RANGE_HZ, bus_curves, profile_targets, track_curves
+    from fxmix.model.console.bus import bus_curves, profile_targets, track_curves
+    from fxmix.model.console.geq import MATCH_RANGE_HZ
 
     x = _song_tracks(2.0, seeds=(3, 13))
     classes = CLASSES * 2
@@ -140,3 +141,121 @@ def test_class_bus_eq_twin_and_its_pull_toward_the_tonal_target():
         assert gap(summed) < 0.7 * gap(seen["bus"][c]), c
         # a tone control, not a fader: the bus keeps its loudness (the curve is shifted by its K-weighted change)
         assert abs(integrated_loudness(summed, SR) - integrated_loudness(seen["bus"][c], SR)) < 1.0, c
+
+
+def test_class_bus_exciter_twin_and_its_top_end():
+    """The class-bus exciter (levels measured from the buses, the harmonics made with pedalboard by both
+    renderers) keeps the twin parity with the bus EQ after it, adds top end to a bus that lacks it (the
+    level-aligned gap to the target above the class's corner shrinks) and leaves the rest of the spectrum."""
+    from fxmix.dsp.bands import band_centers_hz
+    from fxmix.dsp.profile import load_profile
+    from fxmix.model.console.bus import bus_curves, bus_spectrum_db, profile_targets, track_curves
+    from fxmix.model.console.exciter import EXCITER_HZ, exciter_mix_db, track_excitation
+    from fxmix.model.console.geq import MATCH_RANGE_HZ
+
+    x = _song_tracks(2.0, seeds=(4, 14))
+    x[1::4] = np.stack([pedalboard.LowpassFilter(1500.0)(t, SR) for t in x[1::4]])  # dull drums: no top end
+    classes = CLASSES * 2
+    p = _params(8, 31)
+    targets = profile_targets(load_profile("musdb18-reference"))
+    levels: list = []
+    plain = render_console_stages(torch.from_numpy(x)[None], p)
+    excited = render_console_stages(
+        torch.from_numpy(x)[None], p, exciter=lambda panned: track_excitation(panned, [classes], targets, levels=levels),
+        bus_eq=lambda panned: track_curves(panned.numpy(), [classes], targets))
+    seen: dict = {}
+
+    def exciter(buses):
+        seen["levels"] = {c: exciter_mix_db(bus, exc, c, targets[c]) for c, (bus, exc) in buses.items()}
+        return seen["levels"]
+
+    twin = render_console_pedalboard(x, p, classes=classes, exciter=exciter,
+                                     bus_eq=lambda buses: bus_curves(buses, targets))
+    assert seen["levels"] == levels[0] and levels[0]["drums"] is not None
+    _assert_same_sound(excited.mix[0].numpy(), twin, "console with exciter and bus EQ")
+    f = band_centers_hz()
+    sel = (f >= MATCH_RANGE_HZ[0]) & (f <= MATCH_RANGE_HZ[1])
+    top = sel & (f >= EXCITER_HZ["drums"])
+
+    def drums(stages):
+        return np.sum([stages.panned[0, i].numpy() for i, k in enumerate(classes) if k == "drums"], axis=0)
+
+    def top_gap(bus):
+        d = targets["drums"] - bus_spectrum_db(bus, "drums", SR)
+        return float(np.mean(np.abs(d[top] - d[sel].mean())))
+
+    before = drums(plain)
+    only_exciter = render_console_stages(
+        torch.from_numpy(x)[None], p, exciter=lambda panned: track_excitation(panned, [classes], targets))
+    after = drums(only_exciter)
+    assert top_gap(after) < top_gap(before) - 0.5  # dB closer to the target above the corner
+    low = f < 0.5 * EXCITER_HZ["drums"]  # the harmonics are high-passed at the corner: nothing added below
+    assert np.abs(measure_spectrum(after, SR, -80.0)[low] - measure_spectrum(before, SR, -80.0)[low]).max() < 0.1
+
+
+def test_class_bus_transient_cut_twin_and_its_onsets():
+    """The class-bus transient cut (one gain per class, measured from the bus after the bus EQ) keeps the twin
+    parity with the exciter and bus EQ before it, and lowers the drum bus's onset peaks against its body."""
+    from fxmix.dsp.profile import load_profile
+    from fxmix.model.console.bus import bus_curves, profile_targets, track_curves
+    from fxmix.model.console.exciter import exciter_mix_db, track_excitation
+    from fxmix.model.console.transient import BUS_TRANSIENT_DB, track_transient_gains
+
+    x = _song_tracks(2.0, seeds=(5, 15))
+    classes = CLASSES * 2
+    p = _params(8, 41)
+    targets = profile_targets(load_profile("musdb18-reference"))
+    kw = dict(exciter=lambda panned: track_excitation(panned, [classes], targets),
+              bus_eq=lambda panned: track_curves(panned.numpy(), [classes], targets))
+    cut = render_console_stages(torch.from_numpy(x)[None], p, transient=lambda t: track_transient_gains(t, [classes], SR),
+                                **kw)
+    twin = render_console_pedalboard(
+        x, p, classes=classes, transient=BUS_TRANSIENT_DB, bus_eq=lambda buses: bus_curves(buses, targets),
+        exciter=lambda buses: {c: exciter_mix_db(b, e, c, targets[c]) for c, (b, e) in buses.items()})
+    _assert_same_sound(cut.mix[0].numpy(), twin, "console with exciter, bus EQ and transient cut")
+    plain = render_console_stages(torch.from_numpy(x)[None], p, **kw)
+
+    def crest_db(stages):
+        drums = np.sum([stages.panned[0, i].numpy() for i, k in enumerate(classes) if k == "drums"], axis=0)
+        return 20 * np.log10(np.abs(drums).max()) - _rms_db(drums)
+
+    assert crest_db(cut) < crest_db(plain) - 0.5
+
+
+def test_fine_class_bus_eq_is_the_engineers_graphic_eq_on_the_grid():
+    """The fine class-bus EQ (the corpus engineer's half-octave graphic EQ fit, as a linear-phase FIR on the
+    profile's grid) keeps the twin parity, and its curve is that graphic EQ's response shifted by one loudness
+    make-up (the pedalboard peak filters' shape, within 0.5 dB in the match range)."""
+    from fxmix.dsp.bands import band_centers_hz
+    from fxmix.dsp.profile import load_profile
+    from fxmix.model.console.bus import (
+        BUS_EQ_AMOUNT,
+        bus_curves,
+        bus_spectrum_db,
+        profile_targets,
+        track_curves,
+    )
+    from fxmix.model.console.geq import eq_response_db, match_bands, tonal_eq
+
+    x = _song_tracks(2.0, seeds=(6, 16))
+    classes = CLASSES * 2
+    p = _params(8, 51)
+    targets = profile_targets(load_profile("musdb18-reference"))
+    torch_mix = render_console_stages(torch.from_numpy(x)[None], p,
+                                      bus_eq=lambda panned: track_curves(panned.numpy(), [classes], targets, fine=True))
+    seen: dict = {}
+
+    def measure(buses):
+        seen.update(bus=buses, curves=bus_curves(buses, targets, fine=True))
+        return seen["curves"]
+
+    twin = render_console_pedalboard(x, p, classes=classes, bus_eq=measure)
+    _assert_same_sound(torch_mix.mix[0].numpy(), twin, "console with the fine bus EQ")
+    sel = match_bands()
+    for c in CLASSES:
+        curve = seen["curves"][c]
+        assert curve.shape == band_centers_hz().shape
+        geq = eq_response_db(tonal_eq(bus_spectrum_db(seen["bus"][c], c, SR), targets[c], BUS_EQ_AMOUNT))
+        diff = curve - geq
+        assert np.ptp(diff[sel]) < 0.5, c  # the same shape, moved by the loudness make-up
+        assert np.ptp(geq[sel]) > 2.0, c  # the fixture's buses are EQ'd

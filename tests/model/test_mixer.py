@@ -300,3 +300,45 @@ def test_levelled_bus_eq_mixer_renders_the_recordings_and_records_its_bus_curves
         want = np.asarray(doc["bus_eq_db"][classes[n]])[1:-1]
         assert bus is not None and np.abs(bus.response_db(f, 44100) - want).max() < 1.5, n
         assert "peq" in chains[n][1].bus_sliders()
+
+
+def test_class_bus_stages_replay_from_the_decisions_and_are_named_where_a_daw_lacks_them(tmp_path):
+    """A mixer with the fine bus EQ, the exciter and the transient cut: the decisions carry what was measured
+    (the bus curves on the grid with their frequencies, the exciter levels, the transient depths) and replay the
+    mix; the DAW chains fit the fine curves as PEQs, and the REAPER and preset notes name the stages that have no
+    plug-in there."""
+    from fxmix.decisions import unwritten_bus_stages
+    from fxmix.dsp.bands import band_centers_hz
+    from fxmix.model.automix import automix_tracks
+    from fxmix.model.console import ConsoleParams, render_console_pedalboard
+    from fxmix.model.decisions import build_decisions
+    from fxmix.plugin_presets.export import track_chains
+
+    torch.manual_seed(3)
+    net = ConsoleMixer(MixerConfig(conv_channels=16, d_model=32, n_heads=4, n_layers=2, ff_size=32, colour=True,
+                                   render_levelled=True, bus_eq=True, bus_eq_fine=True, exciter=True,
+                                   transient=True))
+    save_model(tmp_path, net.eval())
+    tracks = _session(2.0)
+    res = automix_tracks(tracks, model=MixerRunner(tmp_path), master=False)
+    doc = res.console
+    assert doc["bus_eq_hz"] == [round(float(f), 3) for f in band_centers_hz()]
+    assert all(len(g) == band_centers_hz().size for g in doc["bus_eq_db"].values())
+    assert set(doc["exciter_db"]) == set(doc["transient_cut_db"]) == {"vocals", "drums", "bass", "other"}
+    lv = np.stack([res.normalized[n] for n, _, _ in tracks])
+    replay = render_console_pedalboard(lv, ConsoleParams.from_dict(doc), classes=[c for _, c, _ in tracks],
+                                       bus_eq=doc["bus_eq_db"], exciter=doc["exciter_db"],
+                                       transient=doc["transient_cut_db"])
+    assert np.abs(replay - res.mix).max() < 1e-5
+    without = render_console_pedalboard(lv, ConsoleParams.from_dict(doc), classes=[c for _, c, _ in tracks],
+                                        bus_eq=doc["bus_eq_db"])
+    assert np.abs(without - res.mix).max() > 1e-3  # the exciter and the transient cut are at work
+    names = [n for n, _, _ in tracks]
+    classes = {n: c for n, c, _ in tracks}
+    decisions = build_decisions(res, dict.fromkeys(names), classes)
+    assert decisions["bus_eq_hz"] == doc["bus_eq_hz"] and decisions["transient_cut_db"] == doc["transient_cut_db"]
+    chains = track_chains(decisions, {n: x for n, _, x in tracks})
+    assert all(chains[n][1].bus_eq is not None for n in names)
+    notes = unwritten_bus_stages(decisions)
+    assert any("transient cut" in n for n in notes)
+    assert any("exciter" in n for n in notes) == any(v is not None for v in doc["exciter_db"].values())

@@ -12,6 +12,8 @@ from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.constants import REFERENCE_PROFILE, SAMPLE_RATE
 from fxmix.dsp.features import integrated_loudness, measure_spectrum
 from fxmix.dsp.profile import load_profile
+from fxmix.model.console.exciter import excitation
+from fxmix.model.console.transient import transient_gain
 from fxmix.training.corpus.build import build_corpus
 from fxmix.training.corpus.session import DrySession, DryTrack
 from fxmix.training.engineer import (
@@ -21,9 +23,9 @@ from fxmix.training.engineer import (
     render_decisions,
 )
 from fxmix.training.engineer.calibration import REFERENCE_PREPAN_LU, compare_profiles, remix_corpus
-from fxmix.training.engineer.render import apply_buses, track_chain, transient_gain
+from fxmix.training.engineer.render import apply_buses, track_chain
 from fxmix.training.engineer.taste import Taste
-from fxmix.training.engineer.tonal import excitation, exciter_mix_db
+from fxmix.training.engineer.tonal import exciter_mix_db
 
 SR = SAMPLE_RATE
 SECONDS = 3.0

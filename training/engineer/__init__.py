@@ -20,9 +20,10 @@ import numpy as np
 
 from ...dsp.constants import CLASSES, SAMPLE_RATE
 from ...dsp.stages.master import master
+from ...model.console.transient import BUS_TRANSIENT_DB
 from . import rules
 from .analysis import analyse_session, arrangement_density
-from .render import BUS_PLR_DB, BUS_TRANSIENT_DB, apply_buses, render_track
+from .render import BUS_PLR_DB, apply_buses, render_track
 from .taste import Taste, draw_taste
 
 #: Mean-engineer high-pass per class (Hz): the class means of the register rule on typical parts.

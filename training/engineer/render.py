@@ -18,14 +18,15 @@ import math
 
 import numpy as np
 from pedalboard import Delay, HighpassFilter, LowpassFilter, PeakFilter, Pedalboard, Reverb
-from scipy.ndimage import maximum_filter1d
-from scipy.signal import lfilter
 
 from ...dsp.audio import db_to_gain
 from ...dsp.features import integrated_loudness
 from ...dsp.stages.loudness import peak_limit_gain
 from ...dsp.stages.master import compress_linked
-from .tonal import bus_spectrum_db, excitation, exciter_mix_db, tonal_eq
+from ...model.console.bus import bus_spectrum_db
+from ...model.console.exciter import excitation
+from ...model.console.transient import transient_gain
+from .tonal import exciter_mix_db, tonal_eq
 
 #: Class-bus glue compressor per class: ratio, attack (ms), release (ms).
 BUS_COMP = {
@@ -42,18 +43,6 @@ BUS_COMP = {
 #: same limiter (ceilings 16/15/17 dB) evened their onset peaks and moved them away from MUSDB18's
 #: (training/DATA.md, calibration).
 BUS_PLR_DB = {"drums": 18.0}
-#: Transient cut on every class bus after the glue (an attack control, as a "transient designer"): the bus's
-#: peak envelope (held over TRANSIENT_HOLD_MS, centred, so the cut starts before the attack) against its slow
-#: average (one-pole, TRANSIENT_SLOW_MS); where the envelope rises TRANSIENT_KNEE_DB or more above the average
-#: (an onset) the gain dips by the class's depth (dB), less on smaller rises, smoothed over
-#: TRANSIENT_SMOOTH_MS. Every onset loses the same dB whatever its level, so the onsets keep their spread
-#: (the onset-peak feature) while the peaks come closer to the body: synthesized and sampled notes start
-#: harder above their body than played and mixed ones (training/DATA.md, calibration).
-BUS_TRANSIENT_DB = {"vocals": 3.0, "drums": 7.0, "bass": 4.0, "other": 3.0}
-TRANSIENT_HOLD_MS = 15.0
-TRANSIENT_SLOW_MS = 100.0
-TRANSIENT_KNEE_DB = 3.0
-TRANSIENT_SMOOTH_MS = 2.0
 
 
 def pan_gains(pan: float) -> np.ndarray:
@@ -74,23 +63,6 @@ def track_chain(x: np.ndarray, d: dict, sr: int) -> np.ndarray:
     c = d["compressor"]
     g = compress_linked(y, sr, c["threshold_db"], c["ratio"], c["attack_ms"], c["release_ms"])
     return _f32(y * g[None, :])
-
-
-def _one_pole(x: np.ndarray, tau_ms: float, sr: int) -> np.ndarray:
-    a = math.exp(-1000.0 / (tau_ms * sr))
-    return lfilter([1.0 - a], [1.0, -a], x)
-
-
-def transient_gain(x: np.ndarray, sr: int, cut_db: float) -> np.ndarray:
-    """(n,) gain that lowers every onset of ``x`` (2, n) by ``cut_db`` whatever its level (the peaks come
-    closer to the body of the notes; how loud one onset is against another is kept), body untouched."""
-    env = maximum_filter1d(
-        np.abs(x).max(axis=0).astype(np.float64), size=max(1, int(TRANSIENT_HOLD_MS * sr / 1000))
-    )
-    slow = _one_pole(env, TRANSIENT_SLOW_MS, sr)
-    rise_db = 20.0 * np.log10(np.maximum(env, 1e-9) / np.maximum(slow, 1e-9))
-    g_db = _one_pole(-cut_db * np.clip(rise_db / TRANSIENT_KNEE_DB, 0.0, 1.0), TRANSIENT_SMOOTH_MS, sr)
-    return (10.0 ** (g_db / 20.0)).astype(np.float32)
 
 
 def _send(x: np.ndarray, send_db: float | None, ret: dict, effect, sr: int) -> np.ndarray | None:
