@@ -58,7 +58,7 @@ def reaper_track_settings(
         text = chain_text(f"{name}/input", {"utility": head})
         text += chain_text(f"{name}/normalization", norm.jsfx_sliders())
         text += chain_text(f"{name}/mixer", mixer.jsfx_sliders(fader=False))
-        if mixer.bus_eq is not None:  # linear, the same on both channels: before the fader and pan alike
+        if mixer.bus_sliders():  # the exciter's gains carry the fader and pan; the bus EQ is linear, both channels
             text += chain_text(f"{name}/bus", mixer.bus_sliders())
         left = 10 ** ((mixer.gain_db + mixer.left_gain_db) / 20)
         right = 10 ** ((mixer.gain_db + mixer.right_gain_db) / 20)
@@ -75,10 +75,12 @@ def reaper_track_settings(
 
 def unwritten_bus_stages(doc: Mapping) -> list[str]:
     """Notes on the console's class-bus stages that have no plug-in in the written chains (their settings are
-    in the decisions document): the exciter and the transient cut."""
+    in the decisions document): the transient cut, and the exciter where the tracks' exciter gains are not in
+    the document."""
     notes = []
     excited = {c: v for c, v in (doc.get("exciter_db") or {}).items() if v is not None}
-    if excited:
+    if excited and not any(t["mixer"].get("exciter") for t in doc.get("tracks", [])):  # a document without the
+        # tracks' exciter gains (written before they were recorded)
         notes.append("the console's class-bus exciter is not written (no exciter JSFX): REAPER plays the "
                      "tracks without the harmonics fxmix added (" + ", ".join(f"{c} {v:+.0f} dB" for c, v in
                                                                     excited.items()) + "; decisions.json)")

@@ -114,6 +114,47 @@ def decide(runner: MixerRunner, audio: np.ndarray, classes: list[str], dry=None)
     return ConsoleParams.from_unit(torch.from_numpy(u), [classes], master_u=torch.from_numpy(master))
 
 
+class _BusStages:
+    """The class-bus stages a console mixer's config asks for (bus EQ, exciter, transient cut), as the arguments
+    of its pedalboard render; what they measure is kept, so :meth:`record` puts it in the decisions, which then
+    replay the mix."""
+
+    def __init__(self, cfg, profile, classes):  # profile: a function giving the tonal targets' profile
+        self.cfg, self.classes = cfg, classes
+        self.curves: dict = {}
+        self.levels: dict = {}
+        self.gains: list = []
+        self.targets = profile_targets(profile()) if cfg.bus_eq or cfg.exciter else {}
+        self.transient = {c: BUS_TRANSIENT_DB[c] for c in classes} if cfg.transient else None
+
+    def bus_eq(self, buses):
+        self.curves.update(bus_curves(buses, self.targets, SAMPLE_RATE, fine=self.cfg.bus_eq_fine))
+        return self.curves
+
+    def exciter(self, buses):
+        self.levels.update({c: exciter_mix_db(bus, exc, c, self.targets[c], SAMPLE_RATE)
+                            for c, (bus, exc) in buses.items()})
+        return self.levels
+
+    def render_kwargs(self) -> dict:
+        cfg = self.cfg
+        return {"bus_eq": self.bus_eq if cfg.bus_eq else None, "exciter": self.exciter if cfg.exciter else None,
+                "transient": self.transient, "exciter_gains": self.gains if cfg.exciter else None}
+
+    def record(self, decisions: dict) -> None:
+        cfg = self.cfg
+        if cfg.transient:
+            decisions["transient_cut_db"] = self.transient
+        if cfg.exciter:
+            decisions["exciter_db"] = {c: None if v is None else round(float(v), 4) for c, v in self.levels.items()}
+            for d, g in zip(decisions["tracks"], self.gains):  # what a plug-in needs to make a track's harmonics
+                d["exciter"] = {k: round(v, 4) for k, v in g.items()} or None
+        if cfg.bus_eq:
+            decisions["bus_eq_db"] = {c: [round(float(v), 4) for v in g] for c, g in self.curves.items()}
+            if cfg.bus_eq_fine:  # the points of the curves: the profile's grid, not the console EQ's octaves
+                decisions["bus_eq_hz"] = [round(float(f), 3) for f in band_centers_hz()]
+
+
 def mix_tracks(
     tracks: list[tuple[str, str, np.ndarray]], model_dir: str | os.PathLike, *, backend: str = "auto",
     runner: MixerRunner | None = None, master: bool = True, dry: list[np.ndarray] | None = None,
@@ -161,38 +202,17 @@ def mix_tracks(
             raise ConfigError(f"mix_tracks: {runner.name} renders the levelled dry tracks; give levelled= one (2, n) "
                               "track per track (or mix through fxmix.automix_tracks)")
         audio = np.stack([np.asarray(x, np.float32) for x in levelled])
-    curves: dict = {}
-    levels: dict = {}
-    bus_eq = exciter = None
-    if cfg.bus_eq or cfg.exciter:
-        targets = profile_targets(profile if profile is not None else load_profile(model_profile(runner)))
-    if cfg.bus_eq:
-        def bus_eq(buses):  # noqa: E306 - records what it measured, so the decisions replay
-            curves.update(bus_curves(buses, targets, SAMPLE_RATE, fine=cfg.bus_eq_fine))
-            return curves
-    if cfg.exciter:
-        def exciter(buses):  # noqa: E306 - records what it measured, so the decisions replay
-            levels.update({c: exciter_mix_db(bus, exc, c, targets[c], SAMPLE_RATE) for c, (bus, exc) in buses.items()})
-            return levels
-    transient = {c: BUS_TRANSIENT_DB[c] for c in classes} if cfg.transient else None
-    mix = render_console_pedalboard(audio, params, SAMPLE_RATE, classes=classes, bus_eq=bus_eq, exciter=exciter,
-                                    transient=transient)
+    stages = _BusStages(cfg, lambda: profile if profile is not None else load_profile(model_profile(runner)), classes)
+    mix = render_console_pedalboard(audio, params, SAMPLE_RATE, classes=classes, **stages.render_kwargs())
     plan = default_plan() if master and np.any(mix) else None  # a silent sum stays silent, with no plan
     if plan is not None:
         mix = master_stage(mix, plan, SAMPLE_RATE)
     decisions = params.to_dict(0, names)
     decisions["master"] = plan
     decisions["render_input"] = "levelled" if cfg.render_levelled else "normalized"
-    if cfg.transient:
-        decisions["transient_cut_db"] = transient
-    if cfg.exciter:
-        decisions["exciter_db"] = {c: None if v is None else round(float(v), 4) for c, v in levels.items()}
-    if cfg.bus_eq:
-        decisions["bus_eq_db"] = {c: [round(float(v), 4) for v in g] for c, g in curves.items()}
-        if cfg.bus_eq_fine:  # the points of the curves: the profile's grid, not the console EQ's octaves
-            decisions["bus_eq_hz"] = [round(float(f), 3) for f in band_centers_hz()]
     for d, c in zip(decisions["tracks"], classes):
         d["class"] = c
+    stages.record(decisions)
     decisions["model"] = {"arch": "console", "folder": str(Path(model_dir)), "sample_rate": SAMPLE_RATE,
                           "backend": "onnx" if runner.session is not None else "eager"}
     return mix, decisions

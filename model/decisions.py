@@ -103,6 +103,8 @@ def build_decisions(
             doc["stages"] = ["loudness"]
         for name, file in files.items():
             mixer = {k: console[name][k] for k in CONSOLE_FIELDS}
+            if "exciter" in console[name]:  # the class-bus exciter's level constants for this track
+                mixer["exciter"] = console[name]["exciter"]
             tracks.append(_track(name, file, classes[name], {"scope": "track", **res.params[name]}, mixer))
     else:
         bus = "none" if res.model.startswith("none") else "bus"

@@ -87,7 +87,8 @@ def export_decisions(
 
 
 # ------------------------------------------------------------------------ the final per-track decisions
-#: the console's class-bus stages that have no JSFX: kept in each track's ``.decisions.json`` as ``class_bus``
+#: the console's class-bus settings kept in each track's ``.decisions.json`` as ``class_bus`` (the transient cut
+#: has no JSFX; the exciter's level is in its JSFX's output gains)
 CLASS_BUS_KEYS = ("exciter_db", "transient_cut_db")
 #: formats of :func:`export_track_decisions`
 DECISION_FORMATS = ("json", "rfxchain")
@@ -125,7 +126,7 @@ def export_track_decisions(
     for name, (norm, mixer) in track_chains(doc, heard).items():
         base = out / _safe(name)
         sliders = {"normalization": norm.jsfx_sliders(), "mixer": mixer.jsfx_sliders(fader=True)}
-        if mixer.bus_eq is not None:
+        if mixer.bus_sliders():
             sliders["bus"] = mixer.bus_sliders()
         if norm.eq is not None:
             fits[name] = norm.eq

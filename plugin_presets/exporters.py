@@ -77,6 +77,7 @@ from ..dsp.stages import panning as pan_stage
 from ..dsp.stages.compression import linked_gain
 from ..dsp.stages.loudness import peak_limit
 from ..model.console.designs import pan_gains
+from ..model.console.exciter import EXCITER_HZ
 from .peq import MAX_PEAKS, PEDALBOARD_TYPES, Biquad, ParametricEq, fit_grid_hz, fit_parametric_eq, grid_power
 from .rfxchain import chain_text
 
@@ -264,10 +265,13 @@ class MixerChain:
     right_gain_db: float
     reverb_send_db: float | None = None
     bus_eq: ParametricEq | None = None
+    exciter: list[float] | None = None
 
     def bus_sliders(self) -> dict[str, list[float]]:
-        """Slider values of the class-bus PEQ ({} without one)."""
-        return {"peq": peq_sliders(self.bus_eq)} if self.bus_eq is not None else {}
+        """Slider values of the class-bus stages: the exciter (``fxmix_exciter.jsfx``) and the PEQ ({} without
+        either)."""
+        out = {"exciter": self.exciter} if self.exciter is not None else {}
+        return out | ({"peq": peq_sliders(self.bus_eq)} if self.bus_eq is not None else {})
 
     def jsfx_sliders(self, *, fader: bool = True) -> dict[str, list[float]]:
         """Slider values for the PEQ, the compressor and (``fader``) the utility carrying pan and gain."""
@@ -284,6 +288,29 @@ def _db(x: float) -> float:
     return 20.0 * math.log10(max(float(x), 1e-6))
 
 
+#: the exciter JSFX's gain slider range (dB); its floor is "off"
+EXCITER_GAIN_RANGE_DB = (-150.0, 150.0)
+
+
+def exciter_sliders(doc: Mapping, track: Mapping) -> list[float] | None:
+    """``fxmix_exciter.jsfx`` slider values making a console track's class-bus exciter harmonics in front of its
+    fader and pan (the console adds them after: the input gains carry the track's fader and pan gain per
+    channel, the output gains take them back off); None where its class's exciter is off or the track has no
+    content above the corner."""
+    level = (doc.get("exciter_db") or {}).get(track.get("class"))
+    gains = track["mixer"].get("exciter")
+    if level is None or not gains:
+        return None
+    left, right = pan_gains(float(track["mixer"]["pan"]))
+    lo, hi = EXCITER_GAIN_RANGE_DB
+    out = [float(EXCITER_HZ[track["class"]])]
+    channel_db = [float(track["mixer"]["gain_db"]) + 20.0 * math.log10(max(float(g), 1e-12)) for g in (left, right)]
+    out += [float(np.clip(gains["in_db"] + c, lo, hi)) for c in channel_db]
+    # a channel the pan silences gets no harmonics (it is silent after the fader anyway)
+    out += [float(np.clip(gains["out_db"] + level - c, lo, hi)) if c > -120.0 else lo for c in channel_db]
+    return out
+
+
 def mixer_chain(doc: Mapping, track: Mapping, sample_rate: int = C.SAMPLE_RATE) -> MixerChain:
     """The :class:`MixerChain` of one track of a decisions document (:mod:`fxmix.model.decisions`)."""
     m, kind = track["mixer"], doc.get("mixer")
@@ -297,7 +324,7 @@ def mixer_chain(doc: Mapping, track: Mapping, sample_rate: int = C.SAMPLE_RATE) 
         bus_hz = doc.get("bus_eq_hz", bands)  # a fine bus EQ's curve is on the profile's grid
         bus_eq = fit_parametric_eq(bus_hz, bus, sample_rate, highpass=False) if bus is not None else None
         return MixerChain(eq, comp, float(m["gain_db"]) + float(doc.get("master_gain_db", 0.0)), _db(left),
-                          _db(right), float(m["reverb_send_db"]), bus_eq)
+                          _db(right), float(m["reverb_send_db"]), bus_eq, exciter_sliders(doc, track))
     if kind == "bus" and m.get("band_gain_db") and m.get("gain_db") is not None:
         edges = np.asarray(doc["band_edges_hz"], float)
         centres = np.sqrt(np.maximum(edges[:-1], edges[1] / 2) * edges[1:])

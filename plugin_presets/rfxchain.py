@@ -29,6 +29,7 @@ JSFX = {
     "comp": ("fxmix/fxmix_comp.jsfx", 5),
     "utility": ("fxmix/fxmix_utility.jsfx", 6),
     "limiter": ("fxmix/fxmix_limiter.jsfx", 2),
+    "exciter": ("fxmix/fxmix_exciter.jsfx", 5),
 }
 #: file name (without suffix) of the master stage's chain in an export (:mod:`fxmix.plugin_presets.master`)
 MASTER_CHAIN = "fxmix-master"

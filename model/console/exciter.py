@@ -29,10 +29,13 @@ EXCITER_DRIVE_DB = 24.0
 EXCITER_MIX_DB = tuple(float(v) for v in range(-36, 1, 2))
 
 
-def excitation(x: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def excitation(x: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE, *, gains: dict | None = None) -> np.ndarray:
     """The exciter's harmonics of one (2, n) track at 0 dB mix: its content above the class corner,
     saturated at EXCITER_DRIVE_DB at a fixed level (so their colour does not depend on the track's level),
-    high-passed again, scaled back to the track's level. Zeros for a track with no such content."""
+    high-passed again, scaled back to the track's level. Zeros for a track with no such content.
+    ``gains`` receives the two level constants (dB) a plug-in needs to make the same harmonics
+    (``fxmix_exciter.jsfx``): ``in_db`` (the high-passed band's peak to 0 dBFS) and ``out_db`` (the saturated
+    band back to the band's RMS); nothing for such a track."""
     hz = EXCITER_HZ[cls]
     hp = Pedalboard([HighpassFilter(hz), HighpassFilter(hz)])
     h = hp(np.ascontiguousarray(x, np.float32), sample_rate)
@@ -45,6 +48,8 @@ def excitation(x: np.ndarray, cls: str, sample_rate: int = SAMPLE_RATE) -> np.nd
     gain = np.sqrt(
         np.mean(np.square(h, dtype=np.float64)) / max(np.mean(np.square(e, dtype=np.float64)), 1e-30)
     )
+    if gains is not None:
+        gains.update(in_db=-20.0 * float(np.log10(np.float32(peak))), out_db=20.0 * float(np.log10(gain)))
     return (e * np.float32(gain)).astype(np.float32)
 
 

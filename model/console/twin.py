@@ -49,6 +49,7 @@ def convolution(ir: np.ndarray, sample_rate: int) -> pedalboard.Pedalboard:
 def render_console_pedalboard(
     tracks: np.ndarray, params: ConsoleParams | dict, sample_rate: int = SAMPLE_RATE, *,
     classes: Sequence[str] | None = None, bus_eq=None, exciter=None, transient=None,
+    exciter_gains: list | None = None,
 ) -> np.ndarray:
     """Mix ``tracks`` (tracks, 2, n) with one console's decisions (a ConsoleParams of batch 1, or the dict
     of :meth:`ConsoleParams.to_dict`) -> (2, n) float32.
@@ -56,7 +57,8 @@ def render_console_pedalboard(
     ``exciter`` (needs ``classes``): None, ``{class: level dB or None}``, or a function of
     ``{class: (bus (2, n), its tracks' excitation summed (2, n))}`` that returns those levels: each track's
     :func:`~fxmix.model.console.exciter.excitation` at its class's level is added to it after its pan (and
-    goes to the reverb send with it), before the bus EQ.
+    goes to the reverb send with it), before the bus EQ; ``exciter_gains`` (a list) receives each track's
+    excitation level constants (``gains`` of :func:`~fxmix.model.console.exciter.excitation`, {} where silent).
     ``transient`` (needs ``classes``): None or ``{class: depth dB}``: after the bus EQ, each class's dry and
     send sums are multiplied by the transient cut's gain measured on its dry sum
     (:func:`~fxmix.model.console.transient.transient_gain`), which equals multiplying each of its tracks.
@@ -91,10 +93,13 @@ def render_console_pedalboard(
         dry[k] += y
         send = pedalboard.Gain(gain_db=float(v.reverb_send_db[i]))
         bus[k] += send.process(y, sample_rate)
+        found: dict = {}
         if exc is not None and np.any(y):
-            e = excitation(y, k, sample_rate)
+            e = excitation(y, k, sample_rate, gains=found)
             exc[k] += e
             exc_sent[k] += send.process(e, sample_rate)
+        if exciter_gains is not None:
+            exciter_gains.append(found)
     if exc is not None:
         levels = exciter({k: (dry[k], exc[k]) for k in dry}) if callable(exciter) else exciter
         for k, mix in levels.items():

@@ -305,14 +305,15 @@ def test_levelled_bus_eq_mixer_renders_the_recordings_and_records_its_bus_curves
 def test_class_bus_stages_replay_from_the_decisions_and_are_named_where_a_daw_lacks_them(tmp_path):
     """A mixer with the fine bus EQ, the exciter and the transient cut: the decisions carry what was measured
     (the bus curves on the grid with their frequencies, the exciter levels, the transient depths) and replay the
-    mix; the DAW chains fit the fine curves as PEQs, and the REAPER and preset notes name the stages that have no
-    plug-in there."""
-    from fxmix.decisions import unwritten_bus_stages
+    mix; the DAW chains fit the fine curves as PEQs and carry the exciter, and the REAPER and preset notes name
+    the stage that has no plug-in there (the transient cut)."""
     from fxmix.dsp.bands import band_centers_hz
     from fxmix.model.automix import automix_tracks
     from fxmix.model.console import ConsoleParams, render_console_pedalboard
     from fxmix.model.decisions import build_decisions
     from fxmix.plugin_presets.export import track_chains
+
+    from fxmix.decisions import unwritten_bus_stages
 
     torch.manual_seed(3)
     net = ConsoleMixer(MixerConfig(conv_channels=16, d_model=32, n_heads=4, n_layers=2, ff_size=32, colour=True,
@@ -339,6 +340,10 @@ def test_class_bus_stages_replay_from_the_decisions_and_are_named_where_a_daw_la
     assert decisions["bus_eq_hz"] == doc["bus_eq_hz"] and decisions["transient_cut_db"] == doc["transient_cut_db"]
     chains = track_chains(decisions, {n: x for n, _, x in tracks})
     assert all(chains[n][1].bus_eq is not None for n in names)
+    excited = [n for n in names if doc["exciter_db"][classes[n]] is not None]
+    assert excited and all("exciter" in chains[n][1].bus_sliders() for n in excited)
     notes = unwritten_bus_stages(decisions)
-    assert any("transient cut" in n for n in notes)
-    assert any("exciter" in n for n in notes) == any(v is not None for v in doc["exciter_db"].values())
+    assert any("transient cut" in n for n in notes) and not any("exciter" in n for n in notes)
+    for t in decisions["tracks"]:  # a document without the tracks' exciter gains names the exciter as not written
+        t["mixer"].pop("exciter", None)
+    assert any("exciter" in n for n in unwritten_bus_stages(decisions))
