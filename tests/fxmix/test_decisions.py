@@ -73,14 +73,15 @@ def test_console_mix_normalizes_every_track_and_writes_its_decisions(console_mix
 
 def test_console_decisions_render_the_written_mix(console_mix):
     """decisions.json is complete: the tracks the console rendered (saved as the normalized tracks) through its
-    console decisions, class-bus curves and master plan give mix.wav."""
+    console decisions, class-bus stages (curves, exciter levels, transient cut) and master plan give mix.wav."""
     out, norm = console_mix
     doc = read_decisions(out / "mix.decisions.json")
     tracks = np.stack([read_audio(norm / f"{t['name']}.wav").audio for t in doc["tracks"]])
     console = {"master_gain_db": doc["master_gain_db"],
                "tracks": [dict(t["mixer"], name=t["name"]) for t in doc["tracks"]]}
     again = master(render_console_pedalboard(tracks, console, SR, classes=[t["class"] for t in doc["tracks"]],
-                                             bus_eq=doc.get("bus_eq_db")), dict(doc["master"]), SR)
+                                             bus_eq=doc.get("bus_eq_db"), exciter=doc.get("exciter_db"),
+                                             transient=doc.get("transient_cut_db")), dict(doc["master"]), SR)
     mix = read_audio(out / "mix.wav").audio
     assert mix.shape == again.shape
     err = np.max(np.abs(mix - again)) / np.max(np.abs(mix))

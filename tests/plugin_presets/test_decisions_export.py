@@ -35,7 +35,9 @@ def test_export_writes_normalization_then_mixer_per_track(mixed, tmp_path, capsy
         name = t["name"].replace(" ", "_")
         text = (out / f"{name}.RfxChain").read_text()
         paths = [ln.split('"')[1] for ln in text.splitlines() if ln.startswith("<JS ")]
-        bus = ("peq",) if doc.get("bus_eq_db") else ()  # the class-bus EQ of a console that has one, last
+        # the class-bus stages of a console that has them, last: the exciter (where its class's is on), the bus EQ
+        excited = (doc.get("exciter_db") or {}).get(t["class"]) is not None and t["mixer"].get("exciter")
+        bus = ("exciter",) * bool(excited) + (("peq",) if doc.get("bus_eq_db") else ())
         assert paths == [JSFX[k][0] for k in ("peq", "comp", "utility") * 2 + bus]
         exported = json.loads((out / f"{name}.decisions.json").read_text())
         mixer = exported["jsfx_sliders"]["mixer"]
@@ -53,7 +55,7 @@ def test_export_writes_normalization_then_mixer_per_track(mixed, tmp_path, capsy
         else:  # a console that renders the levelled recordings: the loudness stage's gain alone
             assert doc["stages"] == ["loudness"] and norm["comp"][2] == 1.0
             assert norm["utility"][2] == pytest.approx(t["normalization"]["loudness"]["gain_db"], abs=1e-6)
-        if bus:
+        if "peq" in bus:
             assert exported["jsfx_sliders"]["bus"]["peq"] and len(exported["jsfx_sliders"]["bus"]["peq"]) == JSFX["peq"][1]
         lines = text.splitlines()
         last_utility = [k for k, ln in enumerate(lines) if ln == f'<JS "{JSFX["utility"][0]}" ""'][-1]
