@@ -156,7 +156,8 @@ class ConsoleSession:
         self._chain_job: Future | None = None
         self._ring: Windows | None = None
         self.config = dataclasses.replace(self.runner.net.config, sample_rate=self.sample_rate)
-        offline = [name for name, on in (("exciter", self.config.exciter), ("transient cut", self.config.transient)) if on]
+        stages = (("exciter", self.config.exciter), ("transient cut", self.config.transient))
+        offline = [name for name, on in stages if on]
         if offline:  # measured on whole buses, offline: the per-track streaming chain has no such stage
             log.warning("console session: %s mixes without its class-bus %s (offline stages of `fxmix mix`)",
                         self.runner.name, " and ".join(offline))

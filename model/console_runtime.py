@@ -120,7 +120,7 @@ class _BusStages:
     replay the mix."""
 
     def __init__(self, cfg, profile, classes):  # profile: a function giving the tonal targets' profile
-        self.cfg, self.classes = cfg, classes
+        self.cfg = cfg
         self.curves: dict = {}
         self.levels: dict = {}
         self.gains: list = []

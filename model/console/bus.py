@@ -107,6 +107,15 @@ def bus_curves(
     return {c: bus_curve_db(x, targets[c], c, sample_rate, fine=fine) for c, x in buses.items()}
 
 
+def class_tracks(names: Sequence[str], n_tracks: int) -> dict[str, list[int]]:
+    """Each class's track indices among the first ``n_tracks`` of ``names`` (a batch item's classes; tracks past
+    the list's end are padding), classes in order of first appearance."""
+    out: dict[str, list[int]] = {}
+    for i, c in enumerate(list(names)[:n_tracks]):
+        out.setdefault(c, []).append(i)
+    return out
+
+
 def track_curves(
     panned: np.ndarray, classes: Sequence[Sequence[str]], targets: Mapping[str, np.ndarray],
     sample_rate: int = SAMPLE_RATE, *, fine: bool = False,
@@ -116,10 +125,11 @@ def track_curves(
     bus)."""
     out = np.zeros((*panned.shape[:2], band_centers_hz().size if fine else eq_to_grid_matrix().shape[0]))
     for b, names in enumerate(classes):
-        names = list(names)[: panned.shape[1]]
-        buses = {c: np.sum(panned[b, [i for i, k in enumerate(names) if k == c]], axis=0) for c in set(names)}
-        curves = bus_curves(buses, targets, sample_rate, fine=fine)
-        out[b, : len(names)] = [curves[c] for c in names]
+        groups = class_tracks(names, panned.shape[1])
+        curves = bus_curves({c: np.sum(panned[b, idx], axis=0) for c, idx in groups.items()}, targets, sample_rate,
+                            fine=fine)
+        for c, idx in groups.items():
+            out[b, idx] = curves[c]
     return out
 
 

@@ -19,7 +19,7 @@ from fxmix.dsp.bands import band_centers_hz
 from fxmix.dsp.constants import SAMPLE_RATE
 from pedalboard import Distortion, HighpassFilter, Pedalboard
 
-from .bus import bus_spectrum_db
+from .bus import bus_spectrum_db, class_tracks
 from .geq import match_bands
 
 #: Exciter corner per class (Hz): content above it is saturated into harmonics above it.
@@ -87,10 +87,8 @@ def track_excitation(
     x = np.asarray(panned, np.float32)
     out = np.zeros_like(x)
     for b, names in enumerate(classes):
-        names = list(names)[: x.shape[1]]
         found = {}
-        for cls in dict.fromkeys(names):
-            idx = [i for i, k in enumerate(names) if k == cls]
+        for cls, idx in class_tracks(names, x.shape[1]).items():
             exc = [excitation(x[b, i], cls, sample_rate) if np.any(x[b, i]) else None for i in idx]
             live = [e for e in exc if e is not None]
             mix = exciter_mix_db(x[b, idx].sum(axis=0), np.sum(live, axis=0), cls, targets[cls], sample_rate) \

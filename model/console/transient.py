@@ -16,12 +16,14 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 from scipy.signal import lfilter
 
-#: Transient cut per class bus (dB): the bus's peak envelope (held over TRANSIENT_HOLD_MS, centred, so the cut starts before the attack) against its slow
-#: average (one-pole, TRANSIENT_SLOW_MS); where the envelope rises TRANSIENT_KNEE_DB or more above the average
-#: (an onset) the gain dips by the class's depth (dB), less on smaller rises, smoothed over
-#: TRANSIENT_SMOOTH_MS. Every onset loses the same dB whatever its level, so the onsets keep their spread
-#: (the onset-peak feature) while the peaks come closer to the body: synthesized and sampled notes start
-#: harder above their body than played and mixed ones (training/DATA.md, calibration).
+from .bus import class_tracks
+
+#: Transient cut per class bus (dB): the bus's peak envelope (held over TRANSIENT_HOLD_MS, centred, so the cut
+#: starts before the attack) against its slow average (one-pole, TRANSIENT_SLOW_MS); where the envelope rises
+#: TRANSIENT_KNEE_DB or more above the average (an onset) the gain dips by the class's depth (dB), less on smaller
+#: rises, smoothed over TRANSIENT_SMOOTH_MS. Every onset loses the same dB whatever its level, so the onsets keep
+#: their spread (the onset-peak feature) while the peaks come closer to the body: synthesized and sampled notes
+#: start harder above their body than played and mixed ones (training/DATA.md, calibration).
 BUS_TRANSIENT_DB = {"vocals": 3.0, "drums": 7.0, "bass": 4.0, "other": 3.0}
 TRANSIENT_HOLD_MS = 15.0
 TRANSIENT_SLOW_MS = 100.0
@@ -56,9 +58,7 @@ def track_transient_gains(
     x = np.asarray(panned, np.float32)
     out = np.ones((x.shape[0], x.shape[1], x.shape[-1]), np.float32)
     for b, names in enumerate(classes):
-        names = list(names)[: x.shape[1]]
-        for cls in dict.fromkeys(names):
-            idx = [i for i, k in enumerate(names) if k == cls]
+        for cls, idx in class_tracks(names, x.shape[1]).items():
             bus = x[b, idx].sum(axis=0)
             if np.any(bus):
                 out[b, idx] = transient_gain(bus, sample_rate, depths_db[cls])
